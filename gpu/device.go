@@ -1,0 +1,271 @@
+// Package gpu opens a WebGPU adapter (Vulkan, Metal or DX12 through
+// wgpu-native), holds tensors in its memory, and records WGSL compute kernels
+// into command buffers. Every call is validated in Go before it reaches
+// wgpu-native, because wgpu-native aborts the whole process on a validation
+// error instead of returning one.
+package gpu
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/rajveermalviya/go-webgpu/wgpu"
+)
+
+// Options chooses and configures the adapter that Open uses.
+type Options struct {
+	// Adapter picks an adapter by index (as listed by Adapters) or by a
+	// case-insensitive substring of its name. Empty means $BT_ADAPTER, and
+	// when that is empty too, the best adapter: discrete before integrated
+	// before virtual before CPU.
+	Adapter string
+	// Verbose keeps wgpu-native's log messages and the window-system noise
+	// that Vulkan drivers print on start.
+	Verbose bool
+}
+
+// AdapterInfo describes one adapter.
+type AdapterInfo struct {
+	Index   int
+	Name    string
+	Vendor  string
+	Driver  string
+	Type    string // DiscreteGPU, IntegratedGPU, CPU or Unknown
+	Backend string // Vulkan, Metal, D3D12
+	rank    int
+}
+
+func (a AdapterInfo) String() string {
+	s := fmt.Sprintf("[%d] %s (%s, %s", a.Index, a.Name, a.Type, a.Backend)
+	if a.Driver != "" {
+		s += ", " + a.Driver
+	}
+	return s + ")"
+}
+
+// Device is an opened adapter with its queue, kernel cache and buffer pool.
+// It is safe for use by one goroutine at a time.
+type Device struct {
+	Info     AdapterInfo
+	Limits   wgpu.Limits
+	Features []string
+
+	instance  *wgpu.Instance
+	adapter   *wgpu.Adapter
+	device    *wgpu.Device
+	queue     *wgpu.Queue
+	timestamp bool
+
+	kernels map[string]*Kernel
+	pool    *pool
+}
+
+// noAdapterHelp is the advice every "no adapter" error carries.
+const noAdapterHelp = "bt needs a Vulkan, Metal or DX12 driver; on Debian or Ubuntu without a GPU, " +
+	"install the CPU driver with: apt-get install -y mesa-vulkan-drivers"
+
+var quietOnce sync.Once
+
+// quiet silences what drivers print on every start. wgpu-native logs through
+// a callback whose level can be set; the Vulkan loader's Wayland probe prints
+// "XDG_RUNTIME_DIR is invalid" whenever that variable is unset, so give it a
+// private, empty directory to look in.
+func quiet(verbose bool) {
+	quietOnce.Do(func() {
+		if verbose {
+			wgpu.SetLogLevel(wgpu.LogLevel_Warn)
+			return
+		}
+		wgpu.SetLogLevel(wgpu.LogLevel_Off)
+		if os.Getenv("XDG_RUNTIME_DIR") == "" {
+			dir := filepath.Join(os.TempDir(), fmt.Sprintf("bt-runtime-%d", os.Getuid()))
+			if err := os.MkdirAll(dir, 0o700); err == nil {
+				os.Setenv("XDG_RUNTIME_DIR", dir)
+			}
+		}
+	})
+}
+
+// backends are the native APIs bt runs on. OpenGL is left out: its compute
+// support in wgpu lacks the storage-buffer sizes and timestamp queries bt
+// needs, and it would list lavapipe a second time.
+const backends = wgpu.InstanceBackend_Vulkan | wgpu.InstanceBackend_Metal | wgpu.InstanceBackend_DX12
+
+func adapterInfo(i int, a *wgpu.Adapter) AdapterInfo {
+	p := a.GetProperties()
+	info := AdapterInfo{Index: i, Name: p.Name, Vendor: p.VendorName, Driver: p.DriverDescription,
+		Type: p.AdapterType.String(), Backend: p.BackendType.String()}
+	switch p.AdapterType {
+	case wgpu.AdapterType_DiscreteGPU:
+		info.rank = 0
+	case wgpu.AdapterType_IntegratedGPU:
+		info.rank = 1
+	case wgpu.AdapterType_CPU:
+		info.rank = 3
+	default:
+		info.rank = 2
+	}
+	return info
+}
+
+func enumerate(verbose bool) (*wgpu.Instance, []*wgpu.Adapter, []AdapterInfo) {
+	quiet(verbose)
+	inst := wgpu.CreateInstance(&wgpu.InstanceDescriptor{Backends: backends})
+	ads := inst.EnumerateAdapters(nil)
+	infos := make([]AdapterInfo, len(ads))
+	for i, a := range ads {
+		infos[i] = adapterInfo(i, a)
+	}
+	return inst, ads, infos
+}
+
+// Adapters lists the adapters Open can choose from.
+func Adapters() ([]AdapterInfo, error) {
+	inst, ads, infos := enumerate(false)
+	for _, a := range ads {
+		a.Release()
+	}
+	inst.Release()
+	if len(infos) == 0 {
+		return nil, errors.New("gpu: no WebGPU adapter found; " + noAdapterHelp)
+	}
+	return infos, nil
+}
+
+// choose returns the index of the adapter that sel names, or of the best one.
+func choose(infos []AdapterInfo, sel string) (int, error) {
+	if sel == "" {
+		best := 0
+		for i, a := range infos {
+			if a.rank < infos[best].rank {
+				best = i
+			}
+		}
+		return best, nil
+	}
+	if i, err := strconv.Atoi(sel); err == nil {
+		if i < 0 || i >= len(infos) {
+			return 0, fmt.Errorf("gpu: adapter index %d out of range: %d adapter(s) found (run `bt devices` to list them)", i, len(infos))
+		}
+		return i, nil
+	}
+	for i, a := range infos {
+		if strings.Contains(strings.ToLower(a.Name), strings.ToLower(sel)) {
+			return i, nil
+		}
+	}
+	names := make([]string, len(infos))
+	for i, a := range infos {
+		names[i] = a.String()
+	}
+	return 0, fmt.Errorf("gpu: no adapter name contains %q; found: %s", sel, strings.Join(names, "; "))
+}
+
+// Open opens the adapter that opts chooses and creates a device on it with
+// the adapter's own maxima for buffer sizes and workgroup storage, so that
+// an 8192×8192 matrix fits in one binding where the adapter allows it.
+func Open(opts Options) (*Device, error) {
+	if opts.Adapter == "" {
+		opts.Adapter = os.Getenv("BT_ADAPTER")
+	}
+	if os.Getenv("BT_VERBOSE") != "" {
+		opts.Verbose = true
+	}
+	inst, ads, infos := enumerate(opts.Verbose)
+	if len(ads) == 0 {
+		inst.Release()
+		return nil, errors.New("gpu: no WebGPU adapter found; " + noAdapterHelp)
+	}
+	idx, err := choose(infos, opts.Adapter)
+	if err != nil {
+		for _, a := range ads {
+			a.Release()
+		}
+		inst.Release()
+		return nil, err
+	}
+	for i, a := range ads {
+		if i != idx {
+			a.Release()
+		}
+	}
+	adapter := ads[idx]
+
+	limits := adapter.GetLimits().Limits
+	var features []wgpu.FeatureName
+	var names []string
+	for _, f := range adapter.EnumerateFeatures() {
+		names = append(names, f.String())
+		if f == wgpu.FeatureName_TimestampQuery {
+			features = append(features, f)
+		}
+	}
+	// Zero-valued fields of a required limit are read as "0 allowed", so
+	// start from the adapter's own figures, which are all attainable.
+	dev, err := adapter.RequestDevice(&wgpu.DeviceDescriptor{
+		Label:            "bt",
+		RequiredFeatures: features,
+		RequiredLimits:   &wgpu.RequiredLimits{Limits: limits},
+	})
+	if err != nil {
+		adapter.Release()
+		inst.Release()
+		return nil, fmt.Errorf("gpu: adapter %s refused a device with its own limits: %v", infos[idx], err)
+	}
+	d := &Device{
+		Info:      infos[idx],
+		Limits:    dev.GetLimits().Limits,
+		Features:  names,
+		instance:  inst,
+		adapter:   adapter,
+		device:    dev,
+		queue:     dev.GetQueue(),
+		timestamp: len(features) > 0,
+		kernels:   map[string]*Kernel{},
+	}
+	d.pool = newPool(d)
+	return d, nil
+}
+
+// HasTimestamps reports whether per-kernel timing is available.
+func (d *Device) HasTimestamps() bool { return d.timestamp }
+
+// IsCPU reports whether the adapter is a software rasteriser such as
+// lavapipe; kernels choose CPU-friendly specialisations there.
+func (d *Device) IsCPU() bool { return d.Info.Type == wgpu.AdapterType_CPU.String() }
+
+// Release frees every kernel, pooled buffer and the device itself. Tensors
+// still held by the caller become invalid.
+func (d *Device) Release() {
+	if d == nil || d.device == nil {
+		return
+	}
+	for _, k := range d.kernels {
+		k.release()
+	}
+	d.kernels = nil
+	d.pool.release()
+	d.queue.Release()
+	d.device.Release()
+	d.adapter.Release()
+	d.instance.Release()
+	d.device = nil
+}
+
+// Report is a human-readable description of the adapter and its limits.
+func (d *Device) Report() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "adapter  %s\n", d.Info)
+	fmt.Fprintf(&b, "vendor   %s\n", d.Info.Vendor)
+	l := d.Limits
+	fmt.Fprintf(&b, "limits   buffer %d MiB, storage binding %d MiB, workgroup storage %d KiB, %d invocations/workgroup, %d workgroups/dimension\n",
+		l.MaxBufferSize>>20, l.MaxStorageBufferBindingSize>>20, l.MaxComputeWorkgroupStorageSize>>10,
+		l.MaxComputeInvocationsPerWorkgroup, l.MaxComputeWorkgroupsPerDimension)
+	fmt.Fprintf(&b, "features %s\n", strings.Join(d.Features, " "))
+	return b.String()
+}

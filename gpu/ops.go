@@ -1,0 +1,216 @@
+package gpu
+
+import (
+	"fmt"
+
+	"github.com/bt-org/bt/shaders"
+)
+
+// elementwiseWG is the workgroup size of elementwise kernels.
+const elementwiseWG = 256
+
+// grid1D covers n invocations with workgroups of wg, splitting the
+// workgroup count over x and y when it exceeds the per-dimension limit.
+func (d *Device) grid1D(n, wg int) ([3]int, error) {
+	groups := (n + wg - 1) / wg
+	maxWG := int(d.Limits.MaxComputeWorkgroupsPerDimension)
+	x := min(groups, maxWG)
+	y := (groups + x - 1) / x
+	if y > maxWG {
+		return [3]int{}, fmt.Errorf("gpu: %d elements need more than %d×%d workgroups", n, maxWG, maxWG)
+	}
+	return [3]int{x, y, 1}, nil
+}
+
+// elementwise records y[i] = expr over all elements, where expr reads the
+// named inputs (bound in order after y) and p.alpha.
+func elementwise(r *Recorder, op, expr string, names []string, alpha float32, y *Tensor, xs ...*Tensor) error {
+	if err := y.check(); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	for i, x := range xs {
+		if err := x.check(); err != nil {
+			return fmt.Errorf("%s: %w", op, err)
+		}
+		if x.n != y.n {
+			return fmt.Errorf("gpu: %s: input %s is %v, output is %v; they need the same number of elements", op, names[i], x.Shape, y.Shape)
+		}
+	}
+	k, err := r.d.Kernel("elementwise", shaders.Spec{"Expr": expr, "Inputs": names, "WG": elementwiseWG})
+	if err != nil {
+		return err
+	}
+	grid, err := r.d.grid1D(y.n, elementwiseWG)
+	if err != nil {
+		return err
+	}
+	return r.Dispatch(k, grid, Params{}.U(y.n).F(alpha), append([]*Tensor{y}, xs...)...)
+}
+
+// Fill sets every element of y to v.
+func Fill(r *Recorder, y *Tensor, v float32) error {
+	return elementwise(r, "Fill", "p.alpha", nil, v, y)
+}
+
+// Add writes y = a + b.
+func Add(r *Recorder, y, a, b *Tensor) error {
+	return elementwise(r, "Add", "a[i] + b[i]", []string{"a", "b"}, 0, y, a, b)
+}
+
+// Scale writes y = alpha·x.
+func Scale(r *Recorder, y, x *Tensor, alpha float32) error {
+	return elementwise(r, "Scale", "p.alpha * x[i]", []string{"x"}, alpha, y, x)
+}
+
+// Axpy accumulates y += alpha·x.
+func Axpy(r *Recorder, y, x *Tensor, alpha float32) error {
+	return elementwise(r, "Axpy", "y[i] + p.alpha * x[i]", []string{"x"}, alpha, y, x)
+}
+
+// ReLU writes y = max(x, 0).
+func ReLU(r *Recorder, y, x *Tensor) error {
+	return elementwise(r, "ReLU", "max(x[i], 0.0)", []string{"x"}, 0, y, x)
+}
+
+// ReLUBackward writes dx = dy where x > 0 and 0 elsewhere; x is the ReLU's
+// input (or its output: both are positive at the same places).
+func ReLUBackward(r *Recorder, dx, dy, x *Tensor) error {
+	return elementwise(r, "ReLUBackward", "select(0.0, dy[i], x[i] > 0.0)", []string{"dy", "x"}, 0, dx, dy, x)
+}
+
+// ReduceOp is what Reduce computes.
+type ReduceOp string
+
+// The reductions Reduce offers.
+const (
+	Sum   ReduceOp = "sum"
+	SumSq ReduceOp = "sumsq"
+	Mean  ReduceOp = "mean"
+)
+
+func reduceKernel(r *Recorder, op string, x *Tensor, a, b, c int, outs ...*Tensor) error {
+	if err := x.check(); err != nil {
+		return err
+	}
+	if a < 1 || b < 1 || c < 1 || x.n != a*b*c {
+		return fmt.Errorf("gpu: %s: %v viewed as [%d %d %d]: sizes must be ≥ 1 and multiply to %d", op, x.Shape, a, b, c, x.n)
+	}
+	for _, o := range outs {
+		if err := o.check(); err != nil {
+			return err
+		}
+		if o.n != b {
+			return fmt.Errorf("gpu: %s: output %v must have %d elements", op, o.Shape, b)
+		}
+	}
+	bx := 1
+	if c == 1 {
+		bx = 32
+	}
+	k, err := r.d.Kernel("reduce", shaders.Spec{"Op": op, "BX": bx, "BY": 256 / bx})
+	if err != nil {
+		return err
+	}
+	grid, err := r.d.grid1D(b, bx)
+	if err != nil {
+		return err
+	}
+	return r.Dispatch(k, grid, Params{}.U(a).U(b).U(c), append(outs, x)...)
+}
+
+// Reduce writes out[j] = op over x[i, j, k] for x viewed as [a, b, c]:
+// [rows, cols, 1] reduces the columns of a matrix, [1, rows, cols] its rows,
+// and [N, C, H·W] the channels of an NCHW tensor. out has b elements.
+func Reduce(r *Recorder, out, x *Tensor, a, b, c int, op ReduceOp) error {
+	switch op {
+	case Sum, SumSq, Mean:
+	default:
+		return fmt.Errorf("gpu: unknown reduction %q", op)
+	}
+	return reduceKernel(r, string(op), x, a, b, c, out)
+}
+
+// MeanVar writes the mean and the biased variance of x viewed as [a, b, c]
+// over a and c, for each of the b slices, in two passes.
+func MeanVar(r *Recorder, mean, variance, x *Tensor, a, b, c int) error {
+	if mean == variance {
+		return fmt.Errorf("gpu: MeanVar needs separate mean and variance tensors")
+	}
+	return reduceKernel(r, "meanvar", x, a, b, c, mean, variance)
+}
+
+// GemmTile is GEMM's specialisation: each workgroup computes a BM×BN tile of
+// C in steps of BK, each thread a TM×TN block.
+type GemmTile struct{ BM, BN, BK, TM, TN int }
+
+func (t GemmTile) validate(d *Device) error {
+	if t.TM%4 != 0 || t.TN%4 != 0 || t.BM%t.TM != 0 || t.BN%t.TN != 0 || t.BK < 1 || t.BM%4 != 0 || t.BN%4 != 0 {
+		return fmt.Errorf("gpu: GEMM tile %+v: TM and TN must be multiples of 4 dividing BM and BN", t)
+	}
+	threads := (t.BM / t.TM) * (t.BN / t.TN)
+	if threads > int(d.Limits.MaxComputeInvocationsPerWorkgroup) {
+		return fmt.Errorf("gpu: GEMM tile %+v needs %d threads per workgroup; %s allows %d", t, threads, d.Info.Name, d.Limits.MaxComputeInvocationsPerWorkgroup)
+	}
+	if shared := 4 * t.BK * (t.BM + t.BN); shared > int(d.Limits.MaxComputeWorkgroupStorageSize) {
+		return fmt.Errorf("gpu: GEMM tile %+v needs %d bytes of workgroup memory; %s allows %d", t, shared, d.Info.Name, d.Limits.MaxComputeWorkgroupStorageSize)
+	}
+	return nil
+}
+
+// DefaultGemmTile is the tile GEMM uses on the device unless told otherwise.
+// Wide tiles with 8×8 register blocks suit GPUs; lavapipe runs each
+// workgroup on one CPU thread, where smaller tiles keep more of them busy.
+func (d *Device) DefaultGemmTile() GemmTile {
+	if d.IsCPU() {
+		return GemmTile{BM: 64, BN: 64, BK: 16, TM: 4, TN: 4}
+	}
+	return GemmTile{BM: 128, BN: 128, BK: 16, TM: 8, TN: 8}
+}
+
+// GemmOp describes C = Alpha·op(A)·op(B) + Beta·C over Batch row-major
+// matrices: op(A) is M×K (A is stored K×M when TransA), op(B) is K×N (B is
+// stored N×K when TransB), C is M×N. Batch 0 means 1. A zero Tile means the
+// device's default.
+type GemmOp struct {
+	M, N, K, Batch int
+	TransA, TransB bool
+	Alpha, Beta    float32
+	Tile           GemmTile
+}
+
+// Gemm records c = alpha·op(a)·op(b) + beta·c.
+func Gemm(r *Recorder, c, a, b *Tensor, op GemmOp) error {
+	for _, t := range []*Tensor{c, a, b} {
+		if err := t.check(); err != nil {
+			return fmt.Errorf("Gemm: %w", err)
+		}
+	}
+	batch := max(op.Batch, 1)
+	if op.M < 1 || op.N < 1 || op.K < 1 {
+		return fmt.Errorf("gpu: Gemm sizes M=%d N=%d K=%d must be ≥ 1", op.M, op.N, op.K)
+	}
+	for _, s := range []struct {
+		name string
+		t    *Tensor
+		n    int
+	}{{"C", c, op.M * op.N}, {"A", a, op.M * op.K}, {"B", b, op.K * op.N}} {
+		if s.t.n != batch*s.n {
+			return fmt.Errorf("gpu: Gemm %dx%dx%d (batch %d): %s is %v, needs %d elements", op.M, op.N, op.K, batch, s.name, s.t.Shape, batch*s.n)
+		}
+	}
+	tile := op.Tile
+	if tile == (GemmTile{}) {
+		tile = r.d.DefaultGemmTile()
+	}
+	if err := tile.validate(r.d); err != nil {
+		return err
+	}
+	k, err := r.d.Kernel("gemm", shaders.Spec{"BM": tile.BM, "BN": tile.BN, "BK": tile.BK, "TM": tile.TM, "TN": tile.TN,
+		"TransA": op.TransA, "TransB": op.TransB})
+	if err != nil {
+		return err
+	}
+	grid := [3]int{(op.N + tile.BN - 1) / tile.BN, (op.M + tile.BM - 1) / tile.BM, batch}
+	p := Params{}.U(op.M).U(op.N).U(op.K).U(op.M * op.K).U(op.K * op.N).U(op.M * op.N).F(op.Alpha).F(op.Beta)
+	return r.Dispatch(k, grid, p, c, a, b)
+}

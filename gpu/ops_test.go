@@ -1,0 +1,158 @@
+package gpu_test
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/bt-org/bt/gpu"
+	"github.com/bt-org/bt/internal/gputest"
+	"github.com/bt-org/bt/internal/ref"
+)
+
+// sizes are element counts that are not multiples of any workgroup or tile,
+// plus one that needs more than one workgroup row of 65,535 × 256 when the
+// 1-D grid is split (checked separately in TestGridSplit).
+var sizes = []int{1, 3, 17, 65, 129, 1000, 4099}
+
+func TestElementwise(t *testing.T) {
+	d := gputest.Device(t)
+	ops := []struct {
+		name  string
+		nin   int
+		acc   bool
+		gpu   func(r *gpu.Recorder, y *gpu.Tensor, x []*gpu.Tensor) error
+		ref   func(y, x0, x1 float64) float64
+		alpha float64
+	}{
+		{"Add", 2, false, func(r *gpu.Recorder, y *gpu.Tensor, x []*gpu.Tensor) error { return gpu.Add(r, y, x[0], x[1]) },
+			func(_, a, b float64) float64 { return a + b }, 0},
+		{"Scale", 1, false, func(r *gpu.Recorder, y *gpu.Tensor, x []*gpu.Tensor) error { return gpu.Scale(r, y, x[0], -1.75) },
+			func(_, a, _ float64) float64 { return -1.75 * a }, 0},
+		{"Axpy", 1, true, func(r *gpu.Recorder, y *gpu.Tensor, x []*gpu.Tensor) error { return gpu.Axpy(r, y, x[0], 0.3) },
+			func(y, a, _ float64) float64 { return y + float64(float32(0.3))*a }, 0},
+		{"Fill", 0, false, func(r *gpu.Recorder, y *gpu.Tensor, _ []*gpu.Tensor) error { return gpu.Fill(r, y, 2.5) },
+			func(_, _, _ float64) float64 { return 2.5 }, 0},
+		{"ReLU", 1, false, func(r *gpu.Recorder, y *gpu.Tensor, x []*gpu.Tensor) error { return gpu.ReLU(r, y, x[0]) },
+			func(_, a, _ float64) float64 { return math.Max(a, 0) }, 0},
+		{"ReLUBackward", 2, false, func(r *gpu.Recorder, y *gpu.Tensor, x []*gpu.Tensor) error {
+			return gpu.ReLUBackward(r, y, x[0], x[1])
+		}, func(_, dy, x float64) float64 {
+			if x > 0 {
+				return dy
+			}
+			return 0
+		}, 0},
+	}
+	for _, op := range ops {
+		for _, n := range sizes {
+			t.Run(fmt.Sprintf("%s/%d", op.name, n), func(t *testing.T) {
+				in := make([][]int, op.nin)
+				for i := range in {
+					in[i] = []int{n}
+				}
+				gputest.Check(t, d, gputest.Op{
+					Inputs: in, Outputs: [][]int{{n}}, Accumulate: []bool{op.acc}, Tol: gputest.Elementwise,
+					GPU: func(r *gpu.Recorder, outs, ins []*gpu.Tensor) error { return op.gpu(r, outs[0], ins) },
+					Ref: func(outs, ins [][]float64) {
+						for i := range outs[0] {
+							var a, b float64
+							if len(ins) > 0 {
+								a = ins[0][i]
+							}
+							if len(ins) > 1 {
+								b = ins[1][i]
+							}
+							outs[0][i] = op.ref(outs[0][i], a, b)
+						}
+					},
+				})
+			})
+		}
+	}
+}
+
+func TestReduce(t *testing.T) {
+	d := gputest.Device(t)
+	shapes := [][3]int{{1, 1, 1}, {3, 17, 1}, {65, 129, 1}, {1, 3, 1000}, {1, 65, 17}, {4, 3, 49}, {17, 5, 9}, {2048, 33, 1}}
+	funcs := map[gpu.ReduceOp]func(float64) float64{
+		gpu.Sum:   func(v float64) float64 { return v },
+		gpu.SumSq: func(v float64) float64 { return v * v },
+		gpu.Mean:  func(v float64) float64 { return v },
+	}
+	for _, s := range shapes {
+		a, b, c := s[0], s[1], s[2]
+		for _, op := range []gpu.ReduceOp{gpu.Sum, gpu.SumSq, gpu.Mean} {
+			t.Run(fmt.Sprintf("%s/%dx%dx%d", op, a, b, c), func(t *testing.T) {
+				gputest.Check(t, d, gputest.Op{
+					Inputs: [][]int{{a, b, c}}, Outputs: [][]int{{b}}, Tol: gputest.Reduction,
+					GPU: func(r *gpu.Recorder, outs, ins []*gpu.Tensor) error {
+						return gpu.Reduce(r, outs[0], ins[0], a, b, c, op)
+					},
+					Ref: func(outs, ins [][]float64) {
+						ref.Reduce3(outs[0], ins[0], a, b, c, funcs[op])
+						if op == gpu.Mean {
+							for j := range outs[0] {
+								outs[0][j] /= float64(a * c)
+							}
+						}
+					},
+				})
+			})
+		}
+		t.Run(fmt.Sprintf("meanvar/%dx%dx%d", a, b, c), func(t *testing.T) {
+			gputest.Check(t, d, gputest.Op{
+				Inputs: [][]int{{a, b, c}}, Outputs: [][]int{{b}, {b}}, Tol: gputest.Reduction,
+				// A large common offset is where E[x²]−E[x]² would fail.
+				Draw: func(r *rand.Rand, _, n int) []float64 {
+					v := gputest.Normal(r, n)
+					for i := range v {
+						v[i] += 1000
+					}
+					return v
+				},
+				GPU: func(r *gpu.Recorder, outs, ins []*gpu.Tensor) error {
+					return gpu.MeanVar(r, outs[0], outs[1], ins[0], a, b, c)
+				},
+				Ref: func(outs, ins [][]float64) { ref.MeanVar(outs[0], outs[1], ins[0], a, b, c) },
+			})
+		})
+	}
+}
+
+func TestGemm(t *testing.T) {
+	d := gputest.Device(t)
+	shapes := [][4]int{ // batch, m, n, k
+		{1, 1, 1, 1}, {1, 3, 17, 65}, {1, 65, 129, 17}, {1, 129, 65, 3}, {1, 64, 64, 64},
+		{3, 17, 33, 9}, {1, 200, 1, 129}, {1, 1, 200, 129}, {2, 130, 131, 70},
+	}
+	tiles := []gpu.GemmTile{{}, {BM: 32, BN: 64, BK: 8, TM: 4, TN: 8}, {BM: 128, BN: 128, BK: 16, TM: 8, TN: 8}}
+	for _, s := range shapes {
+		for _, ta := range []bool{false, true} {
+			for _, tb := range []bool{false, true} {
+				for ti, tile := range tiles {
+					batch, m, n, k := s[0], s[1], s[2], s[3]
+					for _, beta := range []float32{0, 0.5} {
+						name := fmt.Sprintf("%dx%dx%dx%d/tA=%v/tB=%v/tile%d/beta=%v", batch, m, n, k, ta, tb, ti, beta)
+						t.Run(name, func(t *testing.T) {
+							gputest.Check(t, d, gputest.Op{
+								Inputs:     [][]int{{batch, m, k}, {batch, k, n}},
+								Outputs:    [][]int{{batch, m, n}},
+								Accumulate: []bool{beta != 0},
+								Tol:        gputest.Reduction,
+								GPU: func(r *gpu.Recorder, outs, ins []*gpu.Tensor) error {
+									return gpu.Gemm(r, outs[0], ins[0], ins[1], gpu.GemmOp{M: m, N: n, K: k, Batch: batch,
+										TransA: ta, TransB: tb, Alpha: 1.5, Beta: beta, Tile: tile})
+								},
+								Ref: func(outs, ins [][]float64) {
+									ref.Gemm(outs[0], ins[0], ins[1], batch, m, n, k, ta, tb, 1.5, float64(beta))
+								},
+							})
+						})
+					}
+				}
+			}
+		}
+	}
+}

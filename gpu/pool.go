@@ -1,0 +1,91 @@
+package gpu
+
+import (
+	"fmt"
+
+	"github.com/rajveermalviya/go-webgpu/wgpu"
+)
+
+const (
+	storageUsage = wgpu.BufferUsage_Storage | wgpu.BufferUsage_CopySrc | wgpu.BufferUsage_CopyDst
+	stagingUsage = wgpu.BufferUsage_MapRead | wgpu.BufferUsage_CopyDst
+	uniformUsage = wgpu.BufferUsage_Uniform | wgpu.BufferUsage_CopyDst
+)
+
+type poolKey struct {
+	size  uint64
+	usage wgpu.BufferUsage
+}
+
+// pool keeps released buffers by exact size and usage. Training repeats the
+// same shapes every step, so exact sizes are reused without the waste of
+// power-of-two buckets, which would double the memory of large activations.
+type pool struct {
+	d     *Device
+	free  map[poolKey][]*wgpu.Buffer
+	live  uint64 // bytes held by callers
+	idle  uint64 // bytes kept in the pool
+	peak  uint64 // most bytes ever allocated at once
+	count int    // buffers ever created
+}
+
+func newPool(d *Device) *pool { return &pool{d: d, free: map[poolKey][]*wgpu.Buffer{}} }
+
+func (p *pool) get(size uint64, usage wgpu.BufferUsage) (*wgpu.Buffer, error) {
+	k := poolKey{size, usage}
+	if bufs := p.free[k]; len(bufs) > 0 {
+		b := bufs[len(bufs)-1]
+		p.free[k] = bufs[:len(bufs)-1]
+		p.idle -= size
+		p.live += size
+		return b, nil
+	}
+	if size > p.d.Limits.MaxBufferSize {
+		return nil, fmt.Errorf("gpu: a buffer of %d MiB exceeds the adapter's limit of %d MiB", size>>20, p.d.Limits.MaxBufferSize>>20)
+	}
+	b, err := p.d.device.CreateBuffer(&wgpu.BufferDescriptor{Size: size, Usage: usage})
+	if err != nil {
+		return nil, fmt.Errorf("gpu: allocating %d bytes: %w", size, err)
+	}
+	p.count++
+	p.live += size
+	p.peak = max(p.peak, p.live+p.idle)
+	return b, nil
+}
+
+func (p *pool) put(b *wgpu.Buffer, size uint64, usage wgpu.BufferUsage) {
+	k := poolKey{size, usage}
+	p.free[k] = append(p.free[k], b)
+	p.live -= size
+	p.idle += size
+}
+
+func (p *pool) release() {
+	for _, bufs := range p.free {
+		for _, b := range bufs {
+			b.Destroy()
+			b.Release()
+		}
+	}
+	p.free = nil
+}
+
+// MemStats reports the device memory bt holds.
+type MemStats struct {
+	Live    uint64 // bytes in tensors and buffers in use
+	Idle    uint64 // bytes released to the pool, kept for reuse
+	Peak    uint64 // most bytes held at once
+	Buffers int    // buffers created since the device was opened
+}
+
+// MemStats reports the pool's current figures.
+func (d *Device) MemStats() MemStats {
+	return MemStats{Live: d.pool.live, Idle: d.pool.idle, Peak: d.pool.peak, Buffers: d.pool.count}
+}
+
+// Trim frees the buffers the pool keeps for reuse.
+func (d *Device) Trim() {
+	d.pool.release()
+	d.pool.free = map[poolKey][]*wgpu.Buffer{}
+	d.pool.idle = 0
+}

@@ -1,0 +1,316 @@
+package gpu
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"unsafe"
+
+	"github.com/rajveermalviya/go-webgpu/wgpu"
+)
+
+// Params is a kernel's uniform block: 32-bit words in the order of the
+// kernel's Params struct.
+type Params []uint32
+
+// U appends an unsigned integer.
+func (p Params) U(v int) Params { return append(p, uint32(v)) }
+
+// F appends a float.
+func (p Params) F(v float32) Params { return append(p, math.Float32bits(v)) }
+
+// uniformChunk holds the parameter blocks of many dispatches, uploaded in one
+// write at submit time so that recording a dispatch allocates no buffer.
+type uniformChunk struct {
+	buf  *wgpu.Buffer
+	data []byte
+}
+
+const uniformChunkSize = 64 << 10
+
+// Timing is the device time one dispatch took.
+type Timing struct {
+	Kernel string
+	Nanos  float64
+}
+
+// Recorder records many dispatches and copies into one command buffer, which
+// Submit hands to the queue at once. A Recorder is used once.
+type Recorder struct {
+	d      *Device
+	enc    *wgpu.CommandEncoder
+	pass   *wgpu.ComputePassEncoder
+	groups []*wgpu.BindGroup
+	chunks []*uniformChunk
+	done   bool
+
+	profile bool
+	queries *wgpu.QuerySet
+	names   []string
+	resolve *wgpu.Buffer
+	resSize uint64
+}
+
+// maxTimedDispatches bounds one profiled recording: two timestamps each,
+// within wgpu's 8192 queries per set.
+const maxTimedDispatches = wgpu.QuerySetMaxQueries / 2
+
+// Record starts a recording. With profile set, and where the adapter has
+// timestamp queries, every dispatch is timed on the device; Timings reads the
+// figures after Submit. Timestamps are taken as nanoseconds, which they are
+// on lavapipe and NVIDIA's Vulkan driver; wgpu-native 0.17's Go binding does
+// not expose the queue's timestamp period to correct other adapters.
+func (d *Device) Record(profile bool) (*Recorder, error) {
+	enc, err := d.device.CreateCommandEncoder(nil)
+	if err != nil {
+		return nil, fmt.Errorf("gpu: creating a command encoder: %w", err)
+	}
+	r := &Recorder{d: d, enc: enc, profile: profile && d.timestamp}
+	if r.profile {
+		r.queries, err = d.device.CreateQuerySet(&wgpu.QuerySetDescriptor{Type: wgpu.QueryType_Timestamp, Count: 2 * maxTimedDispatches})
+		if err != nil {
+			enc.Release()
+			return nil, fmt.Errorf("gpu: creating a timestamp query set: %w", err)
+		}
+	}
+	return r, nil
+}
+
+func (r *Recorder) usable() error {
+	if r.done {
+		return errors.New("gpu: recorder already submitted or discarded; start a new one with Device.Record")
+	}
+	return nil
+}
+
+// Dispatch records kernel k over a grid of workgroups with the given
+// parameters and storage buffers (in binding order).
+func (r *Recorder) Dispatch(k *Kernel, grid [3]int, params Params, bufs ...*Tensor) error {
+	if err := r.usable(); err != nil {
+		return err
+	}
+	if len(bufs) != len(k.writable) {
+		return fmt.Errorf("gpu: kernel %s binds %d storage buffers, got %d", k.Name, len(k.writable), len(bufs))
+	}
+	for i, t := range bufs {
+		if err := t.check(); err != nil {
+			return fmt.Errorf("%v (kernel %s, binding %d)", err, k.Name, i+1)
+		}
+		if t.dev != r.d {
+			return fmt.Errorf("gpu: kernel %s, binding %d: tensor belongs to another device", k.Name, i+1)
+		}
+		for j := range i {
+			if bufs[j].buf == t.buf && (k.writable[i] || k.writable[j]) {
+				return fmt.Errorf("gpu: kernel %s binds the same tensor at %d and %d while writing one of them; use separate tensors", k.Name, j+1, i+1)
+			}
+		}
+	}
+	maxWG := int(r.d.Limits.MaxComputeWorkgroupsPerDimension)
+	for i, g := range grid {
+		if g < 1 || g > maxWG {
+			return fmt.Errorf("gpu: kernel %s dispatched with %d workgroups in dimension %d; the adapter allows 1 to %d", k.Name, g, i, maxWG)
+		}
+	}
+	if r.profile && len(r.names) == maxTimedDispatches {
+		return fmt.Errorf("gpu: a profiled recording holds at most %d dispatches; submit and start another", maxTimedDispatches)
+	}
+
+	chunk, offset, size, err := r.uniform(params)
+	if err != nil {
+		return err
+	}
+	entries := make([]wgpu.BindGroupEntry, 0, len(bufs)+1)
+	entries = append(entries, wgpu.BindGroupEntry{Binding: 0, Buffer: chunk.buf, Offset: offset, Size: size})
+	for i, t := range bufs {
+		entries = append(entries, wgpu.BindGroupEntry{Binding: uint32(i + 1), Buffer: t.buf, Offset: 0, Size: t.bytes})
+	}
+	bg, err := r.d.device.CreateBindGroup(&wgpu.BindGroupDescriptor{Layout: k.layout, Entries: entries})
+	if err != nil {
+		return fmt.Errorf("gpu: binding buffers for kernel %s: %w", k.Name, err)
+	}
+	r.groups = append(r.groups, bg)
+
+	if r.profile {
+		q := uint32(2 * len(r.names))
+		r.names = append(r.names, k.Name)
+		if err := r.enc.WriteTimestamp(r.queries, q); err != nil {
+			return err
+		}
+		pass := r.enc.BeginComputePass(nil)
+		pass.SetPipeline(k.pipeline)
+		pass.SetBindGroup(0, bg, nil)
+		pass.DispatchWorkgroups(uint32(grid[0]), uint32(grid[1]), uint32(grid[2]))
+		if err := pass.End(); err != nil {
+			return fmt.Errorf("gpu: kernel %s: %w", k.Name, err)
+		}
+		pass.Release()
+		return r.enc.WriteTimestamp(r.queries, q+1)
+	}
+	if r.pass == nil {
+		r.pass = r.enc.BeginComputePass(nil)
+	}
+	r.pass.SetPipeline(k.pipeline)
+	r.pass.SetBindGroup(0, bg, nil)
+	r.pass.DispatchWorkgroups(uint32(grid[0]), uint32(grid[1]), uint32(grid[2]))
+	return nil
+}
+
+// uniform places params in the current chunk, starting a new one when full.
+func (r *Recorder) uniform(params Params) (*uniformChunk, uint64, uint64, error) {
+	size := uint64(max(16, (len(params)*4+15)&^15))
+	align := uint64(max(16, r.d.Limits.MinUniformBufferOffsetAlignment))
+	var c *uniformChunk
+	if n := len(r.chunks); n > 0 {
+		c = r.chunks[n-1]
+	}
+	off := uint64(0)
+	if c != nil {
+		off = (uint64(len(c.data)) + align - 1) / align * align
+	}
+	if c == nil || off+size > uniformChunkSize {
+		buf, err := r.d.pool.get(uniformChunkSize, uniformUsage)
+		if err != nil {
+			return nil, 0, 0, err
+		}
+		c = &uniformChunk{buf: buf, data: make([]byte, 0, uniformChunkSize)}
+		r.chunks = append(r.chunks, c)
+		off = 0
+	}
+	c.data = c.data[:off+size]
+	clear(c.data[off:])
+	for i, w := range params {
+		*(*uint32)(unsafe.Pointer(&c.data[off+uint64(4*i)])) = w
+	}
+	return c, off, size, nil
+}
+
+func (r *Recorder) endPass() error {
+	if r.pass == nil {
+		return nil
+	}
+	err := r.pass.End()
+	r.pass.Release()
+	r.pass = nil
+	return err
+}
+
+// Copy records a copy of src into dst, which must have as many elements.
+func (r *Recorder) Copy(dst, src *Tensor) error {
+	if err := r.usable(); err != nil {
+		return err
+	}
+	if err := dst.check(); err != nil {
+		return err
+	}
+	if err := src.check(); err != nil {
+		return err
+	}
+	if dst.n != src.n {
+		return fmt.Errorf("gpu: copy of %v into %v: element counts differ", src, dst)
+	}
+	if dst.buf == src.buf {
+		return nil
+	}
+	if err := r.endPass(); err != nil {
+		return err
+	}
+	return r.enc.CopyBufferToBuffer(src.buf, 0, dst.buf, 0, tensorBytes(src.n))
+}
+
+// Submit ends the recording and queues it; it does not wait. The recorder
+// cannot be used afterwards.
+func (r *Recorder) Submit() error {
+	if err := r.usable(); err != nil {
+		return err
+	}
+	defer r.cleanup()
+	if err := r.endPass(); err != nil {
+		return fmt.Errorf("gpu: ending the compute pass: %w", err)
+	}
+	if r.profile && len(r.names) > 0 {
+		r.resSize = uint64(16 * len(r.names))
+		var err error
+		r.resolve, err = r.d.pool.get(r.resSize, wgpu.BufferUsage_QueryResolve|wgpu.BufferUsage_CopySrc)
+		if err != nil {
+			return err
+		}
+		if err := r.enc.ResolveQuerySet(r.queries, 0, uint32(2*len(r.names)), r.resolve, 0); err != nil {
+			return fmt.Errorf("gpu: resolving timestamps: %w", err)
+		}
+	}
+	cmd, err := r.enc.Finish(nil)
+	if err != nil {
+		return fmt.Errorf("gpu: finishing the command buffer: %w", err)
+	}
+	defer cmd.Release()
+	for _, c := range r.chunks {
+		if err := r.d.queue.WriteBuffer(c.buf, 0, c.data); err != nil {
+			return fmt.Errorf("gpu: uploading kernel parameters: %w", err)
+		}
+	}
+	r.d.queue.Submit(cmd)
+	return nil
+}
+
+// Discard abandons a recording that will not be submitted.
+func (r *Recorder) Discard() {
+	if r.done {
+		return
+	}
+	r.endPass()
+	r.cleanup()
+}
+
+func (r *Recorder) cleanup() {
+	r.done = true
+	for _, g := range r.groups {
+		g.Release()
+	}
+	r.groups = nil
+	for _, c := range r.chunks {
+		r.d.pool.put(c.buf, uniformChunkSize, uniformUsage)
+	}
+	r.chunks = nil
+	r.enc.Release()
+	if r.queries != nil {
+		r.queries.Release()
+		r.queries = nil
+	}
+}
+
+// Timings waits for the submitted work and returns the device time of every
+// dispatch in recording order. It needs a profiled recorder on an adapter
+// with timestamp queries.
+func (r *Recorder) Timings() ([]Timing, error) {
+	if !r.profile {
+		return nil, errors.New("gpu: recorder was not profiled, or the adapter lacks timestamp queries")
+	}
+	if r.resolve == nil {
+		return nil, errors.New("gpu: Timings needs a submitted recording with at least one dispatch")
+	}
+	raw := make([]uint64, 2*len(r.names))
+	err := r.d.read(r.resolve, 0, unsafe.Slice((*byte)(unsafe.Pointer(&raw[0])), len(raw)*8))
+	r.d.pool.put(r.resolve, r.resSize, wgpu.BufferUsage_QueryResolve|wgpu.BufferUsage_CopySrc)
+	r.resolve = nil
+	if err != nil {
+		return nil, fmt.Errorf("gpu: reading timestamps: %w", err)
+	}
+	out := make([]Timing, len(r.names))
+	for i, n := range r.names {
+		out[i] = Timing{Kernel: n, Nanos: float64(raw[2*i+1] - raw[2*i])}
+	}
+	return out, nil
+}
+
+// Run records with fn and submits, as one step.
+func (d *Device) Run(fn func(r *Recorder) error) error {
+	r, err := d.Record(false)
+	if err != nil {
+		return err
+	}
+	if err := fn(r); err != nil {
+		r.Discard()
+		return err
+	}
+	return r.Submit()
+}

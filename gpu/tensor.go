@@ -1,0 +1,194 @@
+package gpu
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"unsafe"
+
+	"github.com/rajveermalviya/go-webgpu/wgpu"
+)
+
+// Tensor is a dense float32 array in device memory, row-major, with a shape.
+// Tensors come from the device's pool: Release returns the memory there, so
+// a training step that allocates the same shapes every time allocates nothing
+// after the first.
+type Tensor struct {
+	Shape []int
+	n     int
+	buf   *wgpu.Buffer
+	bytes uint64
+	dev   *Device
+}
+
+// Len is the number of elements.
+func (t *Tensor) Len() int { return t.n }
+
+// Bytes is the size of the tensor's buffer in bytes.
+func (t *Tensor) Bytes() uint64 { return t.bytes }
+
+func (t *Tensor) String() string { return fmt.Sprintf("tensor%v", t.Shape) }
+
+func numel(shape []int) (int, error) {
+	if len(shape) == 0 {
+		return 0, errors.New("gpu: a tensor needs at least one dimension")
+	}
+	n := 1
+	for _, s := range shape {
+		if s <= 0 {
+			return 0, fmt.Errorf("gpu: tensor shape %v has a dimension ≤ 0", shape)
+		}
+		if n > math.MaxInt32/s {
+			return 0, fmt.Errorf("gpu: tensor shape %v has more than 2³¹ elements", shape)
+		}
+		n *= s
+	}
+	return n, nil
+}
+
+// tensorBytes rounds the size up to 16 bytes so that any tensor can be
+// bound as an array of vec4.
+func tensorBytes(n int) uint64 { return (uint64(n)*4 + 15) &^ 15 }
+
+// NewTensor allocates an uninitialised tensor of the given shape. Kernels
+// bind whole tensors, so a tensor may not exceed the adapter's storage
+// binding limit.
+func (d *Device) NewTensor(shape ...int) (*Tensor, error) {
+	n, err := numel(shape)
+	if err != nil {
+		return nil, err
+	}
+	size := tensorBytes(n)
+	if limit := d.maxBinding(); size > limit {
+		return nil, fmt.Errorf("gpu: tensor%v needs %d MiB but %s binds at most %d MiB per buffer; use a smaller batch or width",
+			shape, size>>20, d.Info.Name, limit>>20)
+	}
+	buf, err := d.pool.get(size, storageUsage)
+	if err != nil {
+		return nil, err
+	}
+	return &Tensor{Shape: append([]int(nil), shape...), n: n, buf: buf, bytes: size, dev: d}, nil
+}
+
+func (d *Device) maxBinding() uint64 {
+	return min(d.Limits.MaxStorageBufferBindingSize, d.Limits.MaxBufferSize)
+}
+
+// FromSlice allocates a tensor of the given shape holding data.
+func (d *Device) FromSlice(data []float32, shape ...int) (*Tensor, error) {
+	t, err := d.NewTensor(shape...)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.Upload(data); err != nil {
+		t.Release()
+		return nil, err
+	}
+	return t, nil
+}
+
+// Release returns the tensor's memory to the pool. The tensor must not be
+// used afterwards; work already submitted that reads it is unaffected.
+func (t *Tensor) Release() {
+	if t == nil || t.buf == nil {
+		return
+	}
+	t.dev.pool.put(t.buf, t.bytes, storageUsage)
+	t.buf = nil
+}
+
+// Reshape returns a tensor sharing t's memory with another shape of the same
+// number of elements. Release only one of the two.
+func (t *Tensor) Reshape(shape ...int) (*Tensor, error) {
+	n, err := numel(shape)
+	if err != nil {
+		return nil, err
+	}
+	if n != t.n {
+		return nil, fmt.Errorf("gpu: cannot reshape %v (%d elements) to %v (%d elements)", t.Shape, t.n, shape, n)
+	}
+	r := *t
+	r.Shape = append([]int(nil), shape...)
+	return &r, nil
+}
+
+func (t *Tensor) check() error {
+	if t == nil || t.buf == nil {
+		return errors.New("gpu: use of a nil or released tensor")
+	}
+	return nil
+}
+
+// Upload copies data into the tensor. It is queued before any later submit.
+func (t *Tensor) Upload(data []float32) error {
+	if err := t.check(); err != nil {
+		return err
+	}
+	if len(data) != t.n {
+		return fmt.Errorf("gpu: upload of %d values into %v, which holds %d", len(data), t, t.n)
+	}
+	if len(data) == 0 {
+		return nil
+	}
+	b := unsafe.Slice((*byte)(unsafe.Pointer(&data[0])), len(data)*4)
+	return t.dev.queue.WriteBuffer(t.buf, 0, b)
+}
+
+// Download waits for all submitted work and returns the tensor's contents.
+func (t *Tensor) Download() ([]float32, error) {
+	if err := t.check(); err != nil {
+		return nil, err
+	}
+	out := make([]float32, t.n)
+	if err := t.dev.read(t.buf, 0, unsafe.Slice((*byte)(unsafe.Pointer(&out[0])), t.n*4)); err != nil {
+		return nil, fmt.Errorf("gpu: download of %v: %w", t, err)
+	}
+	return out, nil
+}
+
+// read copies len(dst) bytes at offset of src into dst through a mappable
+// staging buffer. The copy is recorded and submitted in its own command
+// buffer after all earlier work, then the map is awaited by polling the
+// device until the map callback has reported; GetMappedRange is only called
+// after a successful map, since calling it otherwise aborts the process.
+func (d *Device) read(src *wgpu.Buffer, offset uint64, dst []byte) error {
+	size := (uint64(len(dst)) + 15) &^ 15
+	staging, err := d.pool.get(size, stagingUsage)
+	if err != nil {
+		return err
+	}
+	defer d.pool.put(staging, size, stagingUsage)
+
+	enc, err := d.device.CreateCommandEncoder(nil)
+	if err != nil {
+		return err
+	}
+	defer enc.Release()
+	if err := enc.CopyBufferToBuffer(src, offset, staging, 0, size); err != nil {
+		return err
+	}
+	cmd, err := enc.Finish(nil)
+	if err != nil {
+		return err
+	}
+	idx := d.queue.Submit(cmd)
+	cmd.Release()
+
+	status := wgpu.BufferMapAsyncStatus(math.MaxUint32)
+	if err := staging.MapAsync(wgpu.MapMode_Read, 0, size, func(s wgpu.BufferMapAsyncStatus) { status = s }); err != nil {
+		return err
+	}
+	for status == wgpu.BufferMapAsyncStatus(math.MaxUint32) {
+		d.device.Poll(true, &wgpu.WrappedSubmissionIndex{Queue: d.queue, SubmissionIndex: idx})
+	}
+	if status != wgpu.BufferMapAsyncStatus_Success {
+		return fmt.Errorf("mapping the staging buffer failed: %s", status)
+	}
+	copy(dst, staging.GetMappedRange(0, uint(size))[:len(dst)])
+	return staging.Unmap()
+}
+
+// Sync waits until all submitted work has finished.
+func (d *Device) Sync() {
+	d.device.Poll(true, nil)
+}

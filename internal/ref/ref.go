@@ -1,0 +1,67 @@
+// Package ref holds float64 reference implementations that bt's GPU kernels
+// are tested against. They are written for clarity, not speed.
+package ref
+
+// Gemm computes c = alpha·op(a)·op(b) + beta·c for batch row-major
+// matrices; op(a) is m×k (a stored k×m when transA), op(b) is k×n (b stored
+// n×k when transB), c is m×n.
+func Gemm(c, a, b []float64, batch, m, n, k int, transA, transB bool, alpha, beta float64) {
+	for z := range batch {
+		az, bz, cz := a[z*m*k:], b[z*k*n:], c[z*m*n:]
+		for i := range m {
+			for j := range n {
+				s := 0.0
+				for l := range k {
+					av := az[i*k+l]
+					if transA {
+						av = az[l*m+i]
+					}
+					bv := bz[l*n+j]
+					if transB {
+						bv = bz[j*k+l]
+					}
+					s += av * bv
+				}
+				v := alpha * s
+				if beta != 0 {
+					v += beta * cz[i*n+j]
+				}
+				cz[i*n+j] = v
+			}
+		}
+	}
+}
+
+// Reduce3 applies f to every x[i, j, l] of x viewed as [a, b, c] and sums
+// the results over i and l into out[j].
+func Reduce3(out, x []float64, a, b, c int, f func(float64) float64) {
+	for j := range b {
+		s := 0.0
+		for i := range a {
+			for l := range c {
+				s += f(x[(i*b+j)*c+l])
+			}
+		}
+		out[j] = s
+	}
+}
+
+// MeanVar computes the mean and biased variance of x viewed as [a, b, c]
+// over a and c, in two passes.
+func MeanVar(mean, variance, x []float64, a, b, c int) {
+	n := float64(a * c)
+	Reduce3(mean, x, a, b, c, func(v float64) float64 { return v })
+	for j := range mean {
+		mean[j] /= n
+	}
+	for j := range b {
+		s := 0.0
+		for i := range a {
+			for l := range c {
+				d := x[(i*b+j)*c+l] - mean[j]
+				s += d * d
+			}
+		}
+		variance[j] = s / n
+	}
+}

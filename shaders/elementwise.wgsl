@@ -1,0 +1,21 @@
+// elementwise: y[i] = EXPR for i < n, where EXPR reads the inputs at i.
+// One template serves add, scale, axpy, fill and ReLU forward and backward;
+// the expression and input names are the specialisation. Large tensors are
+// dispatched over x and y (65,535 workgroups per dimension), so the flat
+// index is rebuilt from both.
+struct Params {
+  n: u32,
+  alpha: f32,
+}
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+{{range $i, $name := .Inputs}}@group(0) @binding({{add $i 2}}) var<storage, read> {{$name}}: array<f32>;
+{{end}}
+@compute @workgroup_size({{.WG}})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.x + gid.y * nwg.x * {{.WG}}u;
+  if (i >= p.n) {
+    return;
+  }
+  y[i] = {{.Expr}};
+}

@@ -1,0 +1,70 @@
+// reduce: x is viewed as [A, B, C]; out[b] reduces x[a, b, c] over a and c.
+// A column reduction of a [rows, cols] matrix is [rows, cols, 1], a row
+// reduction is [1, rows, cols], and a per-channel reduction of an NCHW
+// tensor is [N, C, H·W]. Each workgroup owns BX consecutive b; its BY
+// threads per b stride over the A·C elements and meet in workgroup memory.
+// With C = 1, BX = 32 makes neighbouring threads read neighbouring b, so the
+// loads coalesce. MeanVar is two-pass (mean first, then the mean of squared
+// deviations), which stays accurate where E[x²]−E[x]² cancels.
+struct Params {
+  a: u32,
+  b: u32,
+  c: u32,
+}
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+{{if eq .Op "meanvar"}}@group(0) @binding(2) var<storage, read_write> out2: array<f32>;
+@group(0) @binding(3) var<storage, read> x: array<f32>;
+{{else}}@group(0) @binding(2) var<storage, read> x: array<f32>;
+{{end}}
+var<workgroup> part: array<f32, {{mul .BX .BY}}>;
+
+// total sums v over the BY threads that share column lx; every thread of the
+// workgroup must call it.
+fn total(v: f32, lx: u32, ly: u32) -> f32 {
+  part[ly * {{.BX}}u + lx] = v;
+  workgroupBarrier();
+  for (var s = {{div .BY 2}}u; s > 0u; s = s >> 1u) {
+    if (ly < s) {
+      part[ly * {{.BX}}u + lx] += part[(ly + s) * {{.BX}}u + lx];
+    }
+    workgroupBarrier();
+  }
+  let t = part[lx];
+  workgroupBarrier();
+  return t;
+}
+
+@compute @workgroup_size({{.BX}}, {{.BY}})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_id) lid: vec3<u32>) {
+  let b = (wid.x + wid.y * nwg.x) * {{.BX}}u + lid.x;
+  let inside = b < p.b;
+  let count = p.a * p.c;
+  var acc = 0.0;
+  if (inside) {
+    for (var t = lid.y; t < count; t += {{.BY}}u) {
+      let v = x[(t / p.c) * p.b * p.c + b * p.c + t % p.c];
+{{if eq .Op "sumsq"}}      acc += v * v;
+{{else}}      acc += v;
+{{end}}    }
+  }
+  let s = total(acc, lid.x, lid.y);
+{{if eq .Op "meanvar"}}  let mean = s / f32(count);
+  var dev = 0.0;
+  if (inside) {
+    for (var t = lid.y; t < count; t += {{.BY}}u) {
+      let d = x[(t / p.c) * p.b * p.c + b * p.c + t % p.c] - mean;
+      dev += d * d;
+    }
+  }
+  let v = total(dev, lid.x, lid.y);
+  if (inside && lid.y == 0u) {
+    out[b] = mean;
+    out2[b] = v / f32(count);
+  }
+{{else}}  if (inside && lid.y == 0u) {
+{{if eq .Op "mean"}}    out[b] = s / f32(count);
+{{else}}    out[b] = s;
+{{end}}  }
+{{end}}}

@@ -1,0 +1,82 @@
+// Package shaders holds bt's WGSL compute kernels and the one mechanism that
+// specialises them. wgpu-native 0.17's WGSL front end rejects `override`
+// declarations, so tile sizes, workgroup sizes and expressions are written
+// into the source text with text/template before compilation.
+package shaders
+
+import (
+	"bytes"
+	"embed"
+	"fmt"
+	"sort"
+	"strings"
+	"text/template"
+)
+
+//go:embed *.wgsl
+var files embed.FS
+
+// Spec holds the values a kernel is specialised with.
+type Spec map[string]any
+
+// Key is a stable text form of the spec, used to cache compiled kernels.
+func (s Spec) Key() string {
+	keys := make([]string, 0, len(s))
+	for k := range s {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "%s=%v", k, s[k])
+	}
+	return b.String()
+}
+
+var funcs = template.FuncMap{
+	// seq lists 0..n-1, for unrolling register tiles.
+	"seq": func(n int) []int {
+		s := make([]int, n)
+		for i := range s {
+			s[i] = i
+		}
+		return s
+	},
+	"add": func(a, b int) int { return a + b },
+	"mul": func(a, b int) int { return a * b },
+	"div": func(a, b int) int { return a / b },
+	"mod": func(a, b int) int { return a % b },
+	// comp names component i of a vec4.
+	"comp": func(i int) string { return string("xyzw"[i]) },
+}
+
+// Render returns the source of kernel name (the file name.wgsl) with spec
+// filled in. A key the template uses but spec lacks is an error.
+func Render(name string, spec Spec) (string, error) {
+	src, err := files.ReadFile(name + ".wgsl")
+	if err != nil {
+		return "", fmt.Errorf("shaders: no kernel %q", name)
+	}
+	t, err := template.New(name).Funcs(funcs).Option("missingkey=error").Parse(string(src))
+	if err != nil {
+		return "", fmt.Errorf("shaders: %s: %v", name, err)
+	}
+	var b bytes.Buffer
+	if err := t.Execute(&b, map[string]any(spec)); err != nil {
+		return "", fmt.Errorf("shaders: %s with %s: %v", name, spec.Key(), err)
+	}
+	return b.String(), nil
+}
+
+// Names lists the kernels in the package.
+func Names() []string {
+	ents, _ := files.ReadDir(".")
+	var names []string
+	for _, e := range ents {
+		names = append(names, strings.TrimSuffix(e.Name(), ".wgsl"))
+	}
+	return names
+}
