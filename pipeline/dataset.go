@@ -1,0 +1,70 @@
+package pipeline
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Dataset is an indexed collection of labelled images. Implementations are
+// safe for concurrent Load calls.
+type Dataset interface {
+	Len() int
+	Channels() int
+	// Size is the native image size, or (0, 0) when images differ in size.
+	Size() (h, w int)
+	// NumClasses is 0 for unlabeled data.
+	NumClasses() int
+	ClassNames() []string
+	// Label is the class of image i, or -1 for unlabeled data.
+	Label(i int) int
+	// Load writes image i into dst as planar float32 in [0, 1], reusing
+	// dst's buffer.
+	Load(i int, dst *Image) error
+}
+
+// DefaultDir is where Open looks for a dataset when no directory is given:
+// the Debian dataset packages install there (dataset-fashion-mnist).
+const DefaultDir = "/usr/share/datasets"
+
+// Open opens a dataset by name: "fashion-mnist", "mnist", "cifar10",
+// "cifar100", "folder" (dir is the root, one subfolder per class),
+// "folder-unlabeled" or "synthetic". split is "train" or "test" (for
+// folders, the subdirectory of dir if it exists). An empty dir means
+// DefaultDir/<name> for the named datasets.
+func Open(name, dir, split string) (Dataset, error) {
+	if split != "train" && split != "test" {
+		return nil, fmt.Errorf("pipeline: split %q, want \"train\" or \"test\"", split)
+	}
+	named := func() string {
+		if dir == "" {
+			return DefaultDir + "/" + name
+		}
+		return dir
+	}
+	switch strings.ToLower(name) {
+	case "fashion-mnist", "fashion_mnist", "fashionmnist":
+		return OpenIDX(named(), split, FashionMNISTClasses)
+	case "mnist":
+		return OpenIDX(named(), split, MNISTClasses)
+	case "cifar10", "cifar-10":
+		return OpenCIFAR(named(), split, 10)
+	case "cifar100", "cifar-100":
+		return OpenCIFAR(named(), split, 100)
+	case "folder", "folder-unlabeled":
+		if dir == "" {
+			return nil, fmt.Errorf("pipeline: dataset %q needs a directory", name)
+		}
+		root, err := folderSplit(dir, split)
+		if err != nil {
+			return nil, err
+		}
+		return OpenFolder(root, FolderOptions{Unlabeled: name == "folder-unlabeled"})
+	case "synthetic":
+		cfg := DefaultSynthetic()
+		if split == "test" {
+			cfg.Seed, cfg.Count = cfg.Seed+1, cfg.Count/5
+		}
+		return NewSynthetic(cfg)
+	}
+	return nil, fmt.Errorf("pipeline: unknown dataset %q (have fashion-mnist, mnist, cifar10, cifar100, folder, folder-unlabeled, synthetic)", name)
+}

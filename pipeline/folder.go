@@ -1,0 +1,229 @@
+package pipeline
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/disintegration/imaging"
+)
+
+// imageExts are the extensions imaging decodes (with golang.org/x/image's
+// BMP and TIFF decoders).
+var imageExts = []string{".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff"}
+
+func isImage(name string) bool {
+	return slices.Contains(imageExts, strings.ToLower(filepath.Ext(name)))
+}
+
+// FolderOptions selects how OpenFolder reads a directory.
+type FolderOptions struct {
+	// Unlabeled takes every image under the root, recursively, with label
+	// -1, for pretraining on a flat or arbitrarily nested folder.
+	Unlabeled bool
+	// FileList, if set, is a file naming the images to use, one per line,
+	// relative to the root; blank lines and lines starting with # are
+	// ignored. A bare name such as n01440764_10026.JPEG resolves to
+	// n01440764/n01440764_10026.JPEG, the form of the 1% and 10% ImageNet
+	// subsets. Classes still come from all subfolders, so labels match the
+	// full dataset's.
+	FileList string
+	// Channels is 3 (the default) or 1.
+	Channels int
+}
+
+// Folder is a directory of image files, by default one subfolder per class
+// (the ImageFolder layout of ImageNet and Imagenette). Images are decoded on
+// Load; a file that does not decode gives an error naming its path, which
+// the Loader reports and skips unless it is strict.
+type Folder struct {
+	root     string
+	files    []string
+	labels   []int32
+	classes  []string
+	channels int
+}
+
+// OpenFolder lists the images under root.
+func OpenFolder(root string, opts FolderOptions) (*Folder, error) {
+	ch := opts.Channels
+	if ch == 0 {
+		ch = 3
+	}
+	if ch != 1 && ch != 3 {
+		return nil, fmt.Errorf("pipeline: folder Channels = %d, want 1 or 3", ch)
+	}
+	fi, err := os.Stat(root)
+	if err != nil {
+		return nil, fmt.Errorf("pipeline: %w", err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("pipeline: %s is not a directory", root)
+	}
+	d := &Folder{root: root, channels: ch}
+	if !opts.Unlabeled {
+		entries, err := os.ReadDir(root)
+		if err != nil {
+			return nil, fmt.Errorf("pipeline: %w", err)
+		}
+		for _, e := range entries {
+			if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
+				d.classes = append(d.classes, e.Name())
+			}
+		}
+		if len(d.classes) == 0 {
+			return nil, fmt.Errorf("pipeline: %s has no class subfolders (for a flat folder of images, open it unlabeled)", root)
+		}
+	}
+	if opts.FileList != "" {
+		err = d.readList(opts.FileList, opts.Unlabeled)
+	} else {
+		err = d.walk(opts.Unlabeled)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *Folder) walk(unlabeled bool) error {
+	if unlabeled {
+		if err := d.collect(d.root, -1); err != nil {
+			return err
+		}
+		if len(d.files) == 0 {
+			return fmt.Errorf("pipeline: no images (%s) under %s", strings.Join(imageExts, " "), d.root)
+		}
+		return nil
+	}
+	for c, name := range d.classes {
+		before := len(d.files)
+		if err := d.collect(filepath.Join(d.root, name), int32(c)); err != nil {
+			return err
+		}
+		if len(d.files) == before {
+			return fmt.Errorf("pipeline: class folder %s has no images (%s)", filepath.Join(d.root, name), strings.Join(imageExts, " "))
+		}
+	}
+	return nil
+}
+
+// collect appends the images under dir in lexical order, so indices are
+// stable across runs and machines.
+func (d *Folder) collect(dir string, label int32) error {
+	return filepath.WalkDir(dir, func(path string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return fmt.Errorf("pipeline: %w", err)
+		}
+		if !e.IsDir() && isImage(path) {
+			d.files = append(d.files, path)
+			d.labels = append(d.labels, label)
+		}
+		return nil
+	})
+}
+
+func (d *Folder) readList(list string, unlabeled bool) error {
+	data, err := os.ReadFile(list)
+	if err != nil {
+		return fmt.Errorf("pipeline: %w", err)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for line := 1; sc.Scan(); line++ {
+		rel := strings.TrimSpace(sc.Text())
+		if rel == "" || strings.HasPrefix(rel, "#") {
+			continue
+		}
+		if !strings.ContainsAny(rel, `/\`) && !unlabeled {
+			if class, _, ok := strings.Cut(rel, "_"); ok {
+				rel = class + "/" + rel
+			}
+		}
+		rel = filepath.FromSlash(rel)
+		path := filepath.Join(d.root, rel)
+		if _, err := os.Stat(path); err != nil {
+			return fmt.Errorf("pipeline: %s:%d: %w", list, line, err)
+		}
+		label := int32(-1)
+		if !unlabeled {
+			class, _, _ := strings.Cut(filepath.ToSlash(rel), "/")
+			i := slices.Index(d.classes, class)
+			if i < 0 || !strings.Contains(filepath.ToSlash(rel), "/") {
+				return fmt.Errorf("pipeline: %s:%d: %s is in no class folder of %s (classes %d: %s…)", list, line, rel, d.root, len(d.classes), d.classes[0])
+			}
+			label = int32(i)
+		}
+		d.files = append(d.files, path)
+		d.labels = append(d.labels, label)
+	}
+	if len(d.files) == 0 {
+		return fmt.Errorf("pipeline: file list %s names no images", list)
+	}
+	return nil
+}
+
+// Len implements Dataset.
+func (d *Folder) Len() int { return len(d.files) }
+
+// Channels implements Dataset.
+func (d *Folder) Channels() int { return d.channels }
+
+// Size implements Dataset: folder images differ in size.
+func (d *Folder) Size() (h, w int) { return 0, 0 }
+
+// NumClasses implements Dataset.
+func (d *Folder) NumClasses() int { return len(d.classes) }
+
+// ClassNames implements Dataset.
+func (d *Folder) ClassNames() []string { return d.classes }
+
+// Label implements Dataset.
+func (d *Folder) Label(i int) int { return int(d.labels[i]) }
+
+// Path is the file of image i.
+func (d *Folder) Path(i int) string { return d.files[i] }
+
+// Load implements Dataset, honouring EXIF orientation as photo viewers do.
+func (d *Folder) Load(i int, dst *Image) error {
+	if i < 0 || i >= len(d.files) {
+		return fmt.Errorf("pipeline: %s: image %d out of range [0, %d)", d.root, i, len(d.files))
+	}
+	f, err := os.Open(d.files[i])
+	if err != nil {
+		return fmt.Errorf("pipeline: %w", err)
+	}
+	defer f.Close()
+	img, err := imaging.Decode(bufio.NewReader(f), imaging.AutoOrientation(true))
+	if err != nil {
+		return fmt.Errorf("pipeline: %s: %w", d.files[i], err)
+	}
+	if img.Bounds().Empty() {
+		return fmt.Errorf("pipeline: %s: empty image", d.files[i])
+	}
+	FromImage(dst, img, d.channels)
+	return nil
+}
+
+// folderSplit picks dir/train for "train" (else dir itself, a folder of
+// classes) and dir/test or dir/val for "test", the usual layouts; a test
+// split that is not there is an error rather than the training images.
+func folderSplit(dir, split string) (string, error) {
+	names := []string{"train"}
+	if split == "test" {
+		names = []string{"test", "val"}
+	}
+	for _, n := range names {
+		if fi, err := os.Stat(filepath.Join(dir, n)); err == nil && fi.IsDir() {
+			return filepath.Join(dir, n), nil
+		}
+	}
+	if split == "test" {
+		return "", fmt.Errorf("pipeline: %s has no test or val subfolder", dir)
+	}
+	return dir, nil
+}

@@ -1,0 +1,374 @@
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"runtime"
+	"slices"
+	"sync"
+)
+
+// Batch is one step's input: two augmented views of the same N images.
+type Batch struct {
+	A, B       []float32 // [N, C, H, W] each, normalised; B is nil from an eval loader
+	Labels     []int32   // [N], -1 for unlabeled data
+	Index      []int     // [N] dataset indices, for debugging and determinism tests
+	N, C, H, W int
+	Epoch      int // epoch the batch belongs to
+	Step       int // position of the batch within its epoch
+}
+
+// LoaderConfig controls batching, ordering and error handling.
+type LoaderConfig struct {
+	BatchSize int
+	Workers   int    // goroutines producing batches; 0 means runtime.NumCPU()
+	Prefetch  int    // batches produced ahead of Next; 0 means 2 × Workers
+	Seed      uint64 // with the epoch, determines every batch exactly
+	Shuffle   bool   // a new permutation each epoch, else dataset order
+	DropLast  bool   // drop the incomplete last batch of an epoch
+	Epoch     int    // first epoch, for resuming
+	Epochs    int    // Next returns io.EOF after this many epochs; 0 means never
+	// Strict makes the first image that fails to load end the run. Otherwise
+	// the loader reports it (OnSkip, Skipped) and uses the next loadable
+	// image in the dataset in its place.
+	Strict bool
+	OnSkip func(Skip) // called from worker goroutines; may be nil
+}
+
+// Skip records an image that failed to load and was replaced.
+type Skip struct {
+	Index int
+	Err   error
+}
+
+// maxSubstitutes bounds the search for a loadable replacement, so a dataset
+// of nothing but broken files fails instead of spinning.
+const maxSubstitutes = 64
+
+// ErrClosed is returned by Next after Close.
+var ErrClosed = errors.New("pipeline: loader closed")
+
+// Loader produces batches ahead of time on worker goroutines. Batch k
+// depends only on the dataset, the configurations, the seed and k: every
+// sample draws from its own generator seeded with (seed, epoch, index), and
+// batches are handed out in order whatever worker finished first.
+type Loader struct {
+	ds      Dataset
+	views   []ViewConfig
+	cfg     LoaderConfig
+	steps   int
+	total   int // batches before io.EOF; -1 for never
+	jobs    chan job
+	results chan result
+	tokens  chan struct{} // one per batch dispatched and not yet returned by Next
+	free    chan *Batch
+	done    chan struct{}
+	wg      sync.WaitGroup
+
+	next    int
+	pending map[int]result
+	err     error
+
+	skipMu  sync.Mutex
+	skipped map[int]Skip
+}
+
+type job struct {
+	seq, epoch, step int
+	idx              []int
+}
+
+type result struct {
+	seq int
+	b   *Batch
+	err error
+}
+
+// NewLoader returns a two-view loader for Barlow Twins pretraining.
+func NewLoader(ds Dataset, aug Config, cfg LoaderConfig) (*Loader, error) {
+	if aug.A.Channels() != aug.B.Channels() || aug.A.Size != aug.B.Size {
+		return nil, fmt.Errorf("pipeline: views A and B differ in shape (%d×%d² and %d×%d²)", aug.A.Channels(), aug.A.Size, aug.B.Channels(), aug.B.Size)
+	}
+	return newLoader(ds, []ViewConfig{aug.A, aug.B}, cfg)
+}
+
+// NewEvalLoader returns a single-view loader, for feature extraction and the
+// linear probe; its batches have B == nil.
+func NewEvalLoader(ds Dataset, view ViewConfig, cfg LoaderConfig) (*Loader, error) {
+	return newLoader(ds, []ViewConfig{view}, cfg)
+}
+
+func newLoader(ds Dataset, views []ViewConfig, cfg LoaderConfig) (*Loader, error) {
+	for i := range views {
+		if err := views[i].Validate(); err != nil {
+			return nil, err
+		}
+	}
+	n := ds.Len()
+	switch {
+	case n == 0:
+		return nil, errors.New("pipeline: empty dataset")
+	case cfg.BatchSize <= 0:
+		return nil, fmt.Errorf("pipeline: BatchSize = %d, want > 0", cfg.BatchSize)
+	case cfg.DropLast && n < cfg.BatchSize:
+		return nil, fmt.Errorf("pipeline: %d images make no full batch of %d", n, cfg.BatchSize)
+	case cfg.Workers < 0 || cfg.Prefetch < 0 || cfg.Epochs < 0 || cfg.Epoch < 0:
+		return nil, errors.New("pipeline: Workers, Prefetch, Epoch and Epochs must be ≥ 0")
+	}
+	if cfg.Workers == 0 {
+		cfg.Workers = runtime.NumCPU()
+	}
+	if cfg.Prefetch == 0 {
+		cfg.Prefetch = 2 * cfg.Workers
+	}
+	l := &Loader{
+		ds:      ds,
+		views:   views,
+		cfg:     cfg,
+		steps:   n / cfg.BatchSize,
+		total:   -1,
+		jobs:    make(chan job),
+		results: make(chan result, cfg.Prefetch),
+		tokens:  make(chan struct{}, cfg.Prefetch),
+		free:    make(chan *Batch, cfg.Prefetch+cfg.Workers),
+		done:    make(chan struct{}),
+		pending: make(map[int]result),
+		skipped: make(map[int]Skip),
+	}
+	if !cfg.DropLast && n%cfg.BatchSize != 0 {
+		l.steps++
+	}
+	if cfg.Epochs > 0 {
+		l.total = cfg.Epochs * l.steps
+	}
+	ws := make([]*worker, cfg.Workers)
+	for i := range ws {
+		w := &worker{l: l}
+		w.rng = rand.New(&w.pcg)
+		for _, v := range views {
+			a, err := NewAugmenter(v)
+			if err != nil {
+				return nil, err
+			}
+			w.augs = append(w.augs, a)
+		}
+		ws[i] = w
+	}
+	l.wg.Add(1 + len(ws))
+	go l.dispatch()
+	for _, w := range ws {
+		go w.run()
+	}
+	return l, nil
+}
+
+// StepsPerEpoch is the number of batches in one epoch.
+func (l *Loader) StepsPerEpoch() int { return l.steps }
+
+// Permutation returns the order in which an epoch visits the dataset.
+func (l *Loader) Permutation(epoch int) []int {
+	n := l.ds.Len()
+	if !l.cfg.Shuffle {
+		perm := make([]int, n)
+		for i := range perm {
+			perm[i] = i
+		}
+		return perm
+	}
+	r := rand.New(rand.NewPCG(splitmix(l.cfg.Seed), splitmix(uint64(epoch))^0x5eed))
+	return r.Perm(n)
+}
+
+func (l *Loader) dispatch() {
+	defer l.wg.Done()
+	defer close(l.jobs)
+	bs := l.cfg.BatchSize
+	for epoch := l.cfg.Epoch; ; epoch++ {
+		perm := l.Permutation(epoch)
+		for step := range l.steps {
+			seq := (epoch-l.cfg.Epoch)*l.steps + step
+			if seq == l.total {
+				return
+			}
+			select {
+			case l.tokens <- struct{}{}:
+			case <-l.done:
+				return
+			}
+			j := job{seq: seq, epoch: epoch, step: step, idx: perm[step*bs : min((step+1)*bs, len(perm))]}
+			select {
+			case l.jobs <- j:
+			case <-l.done:
+				return
+			}
+		}
+	}
+}
+
+// Next returns the next batch in order. It returns io.EOF after the last
+// configured epoch, the error of a batch that failed (and keeps returning
+// it), or ErrClosed after Close.
+func (l *Loader) Next() (*Batch, error) {
+	if l.err != nil {
+		return nil, l.err
+	}
+	if l.next == l.total {
+		return nil, io.EOF
+	}
+	for {
+		if r, ok := l.pending[l.next]; ok {
+			delete(l.pending, l.next)
+			l.next++
+			<-l.tokens
+			if r.err != nil {
+				l.err = r.err
+				return nil, r.err
+			}
+			return r.b, nil
+		}
+		select {
+		case r := <-l.results:
+			l.pending[r.seq] = r
+		case <-l.done:
+			return nil, ErrClosed
+		}
+	}
+}
+
+// Recycle hands a batch the caller has finished with back to the workers,
+// which then fill it instead of allocating a new one. Optional.
+func (l *Loader) Recycle(b *Batch) {
+	select {
+	case l.free <- b:
+	default:
+	}
+}
+
+// Skipped lists, by index, the images that failed to load so far.
+func (l *Loader) Skipped() []Skip {
+	l.skipMu.Lock()
+	defer l.skipMu.Unlock()
+	out := make([]Skip, 0, len(l.skipped))
+	for _, s := range l.skipped {
+		out = append(out, s)
+	}
+	slices.SortFunc(out, func(a, b Skip) int { return a.Index - b.Index })
+	return out
+}
+
+// Close stops the workers and waits for them. Next then returns ErrClosed.
+func (l *Loader) Close() error {
+	select {
+	case <-l.done:
+	default:
+		close(l.done)
+	}
+	l.wg.Wait()
+	l.err = ErrClosed
+	return nil
+}
+
+type worker struct {
+	l    *Loader
+	augs []*Augmenter
+	src  Image
+	pcg  rand.PCG
+	rng  *rand.Rand
+}
+
+func (w *worker) run() {
+	defer w.l.wg.Done()
+	for {
+		select {
+		case j, ok := <-w.l.jobs:
+			if !ok {
+				return
+			}
+			b, err := w.batch(j)
+			w.l.results <- result{seq: j.seq, b: b, err: err}
+		case <-w.l.done:
+			return
+		}
+	}
+}
+
+func (w *worker) getBatch(n, c, s int) *Batch {
+	var b *Batch
+	select {
+	case b = <-w.l.free:
+	default:
+		b = &Batch{}
+	}
+	sz := n * c * s * s
+	grow := func(p []float32) []float32 {
+		if cap(p) < sz {
+			return make([]float32, sz)
+		}
+		return p[:sz]
+	}
+	b.A = grow(b.A)
+	if len(w.augs) == 2 {
+		b.B = grow(b.B)
+	} else {
+		b.B = nil
+	}
+	if cap(b.Labels) < n {
+		b.Labels, b.Index = make([]int32, n), make([]int, n)
+	}
+	b.Labels, b.Index = b.Labels[:n], b.Index[:n]
+	b.N, b.C, b.H, b.W = n, c, s, s
+	return b
+}
+
+func (w *worker) batch(j job) (*Batch, error) {
+	v := &w.augs[0].cfg
+	c, s := v.Channels(), v.Size
+	sz := c * s * s
+	b := w.getBatch(len(j.idx), c, s)
+	b.Epoch, b.Step = j.epoch, j.step
+	for k, idx := range j.idx {
+		idx, err := w.load(idx)
+		if err != nil {
+			return nil, err
+		}
+		w.pcg.Seed(splitmix(w.l.cfg.Seed^splitmix(uint64(j.epoch))), splitmix(uint64(idx)))
+		w.augs[0].View(b.A[k*sz:(k+1)*sz], &w.src, w.rng)
+		if len(w.augs) == 2 {
+			w.augs[1].View(b.B[k*sz:(k+1)*sz], &w.src, w.rng)
+		}
+		b.Labels[k] = int32(w.l.ds.Label(idx))
+		b.Index[k] = idx
+	}
+	return b, nil
+}
+
+// load reads image idx into w.src, or the first loadable image after it
+// when idx is broken and the loader is not strict; it returns the index of
+// the image actually loaded.
+func (w *worker) load(idx int) (int, error) {
+	n := w.l.ds.Len()
+	for try := range min(n, maxSubstitutes) {
+		i := (idx + try) % n
+		err := w.l.ds.Load(i, &w.src)
+		if err == nil {
+			return i, nil
+		}
+		if w.l.cfg.Strict {
+			return 0, err
+		}
+		w.l.skip(Skip{Index: i, Err: err})
+	}
+	return 0, fmt.Errorf("pipeline: %d images in a row from index %d failed to load", min(n, maxSubstitutes), idx)
+}
+
+func (l *Loader) skip(s Skip) {
+	l.skipMu.Lock()
+	_, seen := l.skipped[s.Index]
+	l.skipped[s.Index] = s
+	l.skipMu.Unlock()
+	if !seen && l.cfg.OnSkip != nil {
+		l.cfg.OnSkip(s)
+	}
+}

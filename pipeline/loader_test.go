@@ -1,0 +1,271 @@
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"testing"
+)
+
+func smallSynthetic(t testing.TB, n int) *Synthetic {
+	d, err := NewSynthetic(SyntheticConfig{Count: n, Size: 20, Channels: 3, Classes: 10, Seed: 3})
+	must(t, err)
+	return d
+}
+
+func smallConfig() Config {
+	c, _ := Preset("imagenet") // every augmentation on, blur included
+	c.A.Size, c.B.Size = 16, 16
+	return c
+}
+
+// collect drains a loader into copies of its batches.
+func collect(t *testing.T, l *Loader, recycle bool) []Batch {
+	t.Helper()
+	var out []Batch
+	for {
+		b, err := l.Next()
+		if err == io.EOF {
+			return out
+		}
+		must(t, err)
+		c := *b
+		c.A, c.B = slices.Clone(b.A), slices.Clone(b.B)
+		c.Labels, c.Index = slices.Clone(b.Labels), slices.Clone(b.Index)
+		out = append(out, c)
+		if recycle {
+			l.Recycle(b)
+		}
+	}
+}
+
+func equalBatches(t *testing.T, name string, got, want []Batch) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d batches, want %d", name, len(got), len(want))
+	}
+	for i := range got {
+		g, w := got[i], want[i]
+		if g.Epoch != w.Epoch || g.Step != w.Step || g.N != w.N || !slices.Equal(g.Index, w.Index) || !slices.Equal(g.Labels, w.Labels) ||
+			!slices.Equal(g.A, w.A) || !slices.Equal(g.B, w.B) {
+			t.Fatalf("%s: batch %d (epoch %d step %d) differs", name, i, g.Epoch, g.Step)
+		}
+	}
+}
+
+func TestLoaderDeterministicAcrossWorkers(t *testing.T) {
+	ds := smallSynthetic(t, 50)
+	run := func(workers, prefetch int, recycle bool) []Batch {
+		l, err := NewLoader(ds, smallConfig(), LoaderConfig{BatchSize: 8, Workers: workers, Prefetch: prefetch, Seed: 11, Shuffle: true, DropLast: true, Epochs: 2})
+		must(t, err)
+		defer l.Close()
+		return collect(t, l, recycle)
+	}
+	ref := run(1, 1, false)
+	if len(ref) != 12 {
+		t.Fatalf("%d batches, want 2 epochs × 6", len(ref))
+	}
+	for _, tt := range []struct{ workers, prefetch int }{{2, 1}, {3, 7}, {8, 2}} {
+		equalBatches(t, fmt.Sprintf("%d workers, prefetch %d", tt.workers, tt.prefetch), run(tt.workers, tt.prefetch, true), ref)
+	}
+	// Resuming at epoch 1 reproduces the second epoch.
+	l, err := NewLoader(ds, smallConfig(), LoaderConfig{BatchSize: 8, Workers: 2, Seed: 11, Shuffle: true, DropLast: true, Epoch: 1, Epochs: 1})
+	must(t, err)
+	equalBatches(t, "resumed", collect(t, l, false), ref[6:])
+	l.Close()
+	// Another seed changes everything.
+	l, _ = NewLoader(ds, smallConfig(), LoaderConfig{BatchSize: 8, Workers: 2, Seed: 12, Shuffle: true, DropLast: true, Epochs: 1})
+	other := collect(t, l, false)
+	l.Close()
+	if slices.Equal(other[0].Index, ref[0].Index) || slices.Equal(other[0].A, ref[0].A) {
+		t.Error("seed 12 gives seed 11's first batch")
+	}
+}
+
+func TestLoaderEpochs(t *testing.T) {
+	ds := smallSynthetic(t, 21)
+	l, err := NewLoader(ds, smallConfig(), LoaderConfig{BatchSize: 4, Workers: 3, Seed: 1, Shuffle: true, Epochs: 3})
+	must(t, err)
+	defer l.Close()
+	if l.StepsPerEpoch() != 6 {
+		t.Fatalf("StepsPerEpoch %d, want 6 (21 images, batch 4, keep last)", l.StepsPerEpoch())
+	}
+	batches := collect(t, l, true)
+	if len(batches) != 18 {
+		t.Fatalf("%d batches, want 18", len(batches))
+	}
+	var perms [][]int
+	for e := range 3 {
+		var seen []int
+		for s, b := range batches[e*6 : (e+1)*6] {
+			wantN := 4
+			if s == 5 {
+				wantN = 1
+			}
+			if b.Epoch != e || b.Step != s || b.N != wantN || len(b.A) != wantN*3*16*16 || len(b.B) != len(b.A) || b.C != 3 || b.H != 16 || b.W != 16 {
+				t.Fatalf("epoch %d step %d: got epoch %d step %d N %d len %d", e, s, b.Epoch, b.Step, b.N, len(b.A))
+			}
+			for k, idx := range b.Index {
+				if int(b.Labels[k]) != ds.Label(idx) {
+					t.Fatalf("label %d for image %d, want %d", b.Labels[k], idx, ds.Label(idx))
+				}
+			}
+			if slices.Equal(b.A, b.B) {
+				t.Fatalf("epoch %d step %d: views A and B are equal", e, s)
+			}
+			seen = append(seen, b.Index...)
+		}
+		perms = append(perms, slices.Clone(seen))
+		slices.Sort(seen)
+		for i, v := range seen {
+			if v != i {
+				t.Fatalf("epoch %d does not visit every image once: %v", e, seen)
+			}
+		}
+	}
+	if slices.Equal(perms[0], perms[1]) {
+		t.Error("epochs 0 and 1 have the same order")
+	}
+	if _, err := l.Next(); err != io.EOF {
+		t.Errorf("after the last epoch: %v, want io.EOF", err)
+	}
+}
+
+func TestEvalLoader(t *testing.T) {
+	ds := smallSynthetic(t, 10)
+	v := plain(20, 3)
+	l, err := NewEvalLoader(ds, v, LoaderConfig{BatchSize: 4, Workers: 2, Epochs: 1})
+	must(t, err)
+	defer l.Close()
+	batches := collect(t, l, false)
+	if len(batches) != 3 || batches[2].N != 2 {
+		t.Fatalf("%d batches, last of %d; want 3, last of 2", len(batches), batches[len(batches)-1].N)
+	}
+	var m Image
+	for s, b := range batches {
+		if b.B != nil {
+			t.Fatal("eval batch has a second view")
+		}
+		for k, idx := range b.Index {
+			if idx != s*4+k {
+				t.Fatalf("eval order: step %d slot %d holds image %d", s, k, idx)
+			}
+			// At native size with identity normalisation the eval view is
+			// the image itself.
+			must(t, ds.Load(idx, &m))
+			got := b.A[k*3*400 : (k+1)*3*400]
+			for i, want := range m.Pix {
+				if d := got[i] - want; d > 1e-6 || d < -1e-6 {
+					t.Fatalf("image %d pixel %d = %v, want %v", idx, i, got[i], want)
+				}
+			}
+		}
+	}
+}
+
+func TestLoaderConfigErrors(t *testing.T) {
+	ds := smallSynthetic(t, 5)
+	bad := smallConfig()
+	bad.B.Size = 8
+	for _, tt := range []struct {
+		name string
+		aug  Config
+		cfg  LoaderConfig
+	}{
+		{"batch 0", smallConfig(), LoaderConfig{}},
+		{"no full batch", smallConfig(), LoaderConfig{BatchSize: 6, DropLast: true}},
+		{"views differ in size", bad, LoaderConfig{BatchSize: 2}},
+		{"negative workers", smallConfig(), LoaderConfig{BatchSize: 2, Workers: -1}},
+	} {
+		if l, err := NewLoader(ds, tt.aug, tt.cfg); err == nil {
+			l.Close()
+			t.Errorf("%s: NewLoader succeeded", tt.name)
+		}
+	}
+}
+
+func TestLoaderClose(t *testing.T) {
+	l, err := NewLoader(smallSynthetic(t, 40), smallConfig(), LoaderConfig{BatchSize: 4, Workers: 2, Prefetch: 3, Seed: 1})
+	must(t, err)
+	if _, err := l.Next(); err != nil {
+		t.Fatal(err)
+	}
+	l.Close() // with workers blocked on a full queue
+	l.Close()
+	if _, err := l.Next(); !errors.Is(err, ErrClosed) {
+		t.Errorf("Next after Close: %v, want ErrClosed", err)
+	}
+}
+
+// flaky fails to load chosen images, like a folder with corrupt files.
+type flaky struct {
+	Dataset
+	bad map[int]bool
+}
+
+func (f flaky) Load(i int, dst *Image) error {
+	if f.bad[i] {
+		return fmt.Errorf("image %d is corrupt", i)
+	}
+	return f.Dataset.Load(i, dst)
+}
+
+func TestLoaderSkipsBadImages(t *testing.T) {
+	ds := flaky{smallSynthetic(t, 16), map[int]bool{3: true, 4: true, 9: true}}
+	var mu sync.Mutex
+	reported := map[int]int{}
+	cfg := LoaderConfig{BatchSize: 4, Workers: 3, Seed: 2, Shuffle: true, Epochs: 2, OnSkip: func(s Skip) {
+		mu.Lock()
+		reported[s.Index]++
+		mu.Unlock()
+	}}
+	l, err := NewLoader(ds, smallConfig(), cfg)
+	must(t, err)
+	batches := collect(t, l, false)
+	l.Close()
+	if len(batches) != 8 {
+		t.Fatalf("%d batches, want 8", len(batches))
+	}
+	for _, b := range batches {
+		for _, idx := range b.Index {
+			if ds.bad[idx] {
+				t.Fatalf("bad image %d in a batch", idx)
+			}
+		}
+	}
+	skipped := l.Skipped()
+	if len(skipped) != 3 || skipped[0].Index != 3 || skipped[1].Index != 4 || skipped[2].Index != 9 || skipped[2].Err == nil {
+		t.Errorf("Skipped() = %v, want images 3, 4, 9 with their errors", skipped)
+	}
+	if len(reported) != 3 || reported[3] != 1 || reported[4] != 1 || reported[9] != 1 {
+		t.Errorf("OnSkip calls %v, want one per bad image", reported)
+	}
+	// The replacements are deterministic too.
+	cfg.OnSkip, cfg.Workers = nil, 1
+	l, _ = NewLoader(ds, smallConfig(), cfg)
+	equalBatches(t, "with skips, 1 worker", collect(t, l, false), batches)
+	l.Close()
+
+	cfg.Strict = true
+	l, _ = NewLoader(ds, smallConfig(), cfg)
+	defer l.Close()
+	var err2 error
+	for err2 == nil {
+		_, err2 = l.Next()
+	}
+	if err2 == io.EOF || err2.Error() != "image 3 is corrupt" && err2.Error() != "image 4 is corrupt" && err2.Error() != "image 9 is corrupt" {
+		t.Errorf("strict loader: %v, want the load error", err2)
+	}
+	if _, again := l.Next(); again != err2 {
+		t.Errorf("Next after an error: %v, want the same error", again)
+	}
+
+	all := flaky{smallSynthetic(t, 4), map[int]bool{0: true, 1: true, 2: true, 3: true}}
+	l2, _ := NewLoader(all, smallConfig(), LoaderConfig{BatchSize: 2, Workers: 1})
+	defer l2.Close()
+	if _, err := l2.Next(); err == nil {
+		t.Error("a dataset of broken images gave a batch")
+	}
+}
