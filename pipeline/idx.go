@@ -144,7 +144,7 @@ func readIDX(r io.Reader, name string) ([]int, []byte, error) {
 			return nil, nil, fail(off, fmt.Sprintf("dimension %d of %d", i+1, len(dims)), err)
 		}
 		v := int64(binary.BigEndian.Uint32(d[:]))
-		if v == 0 || total*v > maxIDXElems {
+		if v == 0 || v > maxIDXElems/total { // division: the product may overflow
 			return nil, nil, &FormatError{File: name, Offset: off, Gzip: gz, Expected: fmt.Sprintf("a dimension in [1, %d] with at most %d elements in all", uint32(1<<31-1), int64(maxIDXElems)), Got: strconv.FormatInt(v, 10)}
 		}
 		dims[i] = int(v)

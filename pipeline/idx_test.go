@@ -5,7 +5,6 @@ import (
 	"compress/gzip"
 	"encoding/binary"
 	"errors"
-	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -52,6 +51,8 @@ func writeMNIST(t testing.TB, dir, prefix string, n, h, w int, compress bool) {
 	must(t, os.WriteFile(filepath.Join(dir, prefix+"-labels-idx1-ubyte"+suffix), lbls, 0o644))
 }
 
+func near(a, b float32) bool { return a-b < 1e-6 && b-a < 1e-6 }
+
 func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
@@ -79,7 +80,7 @@ func TestOpenIDX(t *testing.T) {
 			var m Image
 			for i := range tt.n {
 				must(t, d.Load(i, &m))
-				if d.Label(i) != i%10 || m.C != 1 || m.H != 5 || m.W != 4 || math.Abs(float64(m.Pix[7])-float64(i*10)/255) > 1e-6 {
+				if d.Label(i) != i%10 || m.C != 1 || m.H != 5 || m.W != 4 || !near(m.Pix[7], float32(i*10)/255) {
 					t.Fatalf("image %d: label %d, shape %d×%d×%d, pixel %v", i, d.Label(i), m.C, m.H, m.W, m.Pix[7])
 				}
 			}
@@ -105,6 +106,7 @@ func TestIDXBadInput(t *testing.T) {
 		{"truncated header", good[:9], false, 8, "dimension 2 of 3"},
 		{"zero dimension", idxBytes([]int{0, 3, 3}, nil), false, 4, "a dimension in"},
 		{"huge dimensions", idxBytes([]int{1 << 30, 1 << 30, 1 << 30}, nil), false, 8, "a dimension in"},
+		{"overflowing dimensions", idxBytes([]int{4046467120, 4046467120}, nil), false, 8, "a dimension in"},
 		{"truncated data", good[:len(good)-5], false, 16 + 13, "18 data bytes"},
 		{"trailing data", append(good, 1), false, 16 + 18, "end of file"},
 		{"truncated gzip header", gz(good)[:20], true, 0, "dimension"},
