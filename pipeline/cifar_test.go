@@ -40,7 +40,7 @@ func TestOpenCIFAR(t *testing.T) {
 	must(t, os.WriteFile(filepath.Join(c100, "test.bin"), cifarRecords(4, 100), 0o644))
 
 	tests := []struct {
-		name, dir, split string
+		name, dir, split    string
 		n, perFile, classes int
 		first               string
 	}{
