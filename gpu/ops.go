@@ -157,20 +157,31 @@ func (t GemmTile) validate(d *Device) error {
 	return nil
 }
 
-// DefaultGemmTile is the tile GEMM uses on the device unless told otherwise.
-// Wide tiles with 8×8 register blocks suit GPUs; lavapipe runs each
-// workgroup on one CPU thread, where smaller tiles keep more of them busy.
-func (d *Device) DefaultGemmTile() GemmTile {
+// GemmTileFor is the tile GEMM uses for an M×N product unless told
+// otherwise. Each side of the tile is the smallest power of two that covers
+// the matrix, between the per-thread block and a per-adapter maximum, so a
+// 16-row product does not compute 240 rows of zeros. GPUs get 128×128 tiles
+// of 8×8 register blocks; lavapipe runs a workgroup per CPU thread, and
+// measured fastest with 256×256 tiles of 16×16 blocks (see BENCHMARKS.md).
+func (d *Device) GemmTileFor(m, n int) GemmTile {
+	maxB, t, bk := 128, 8, 16
 	if d.IsCPU() {
-		return GemmTile{BM: 64, BN: 64, BK: 16, TM: 4, TN: 4}
+		maxB, t, bk = 256, 16, 8
 	}
-	return GemmTile{BM: 128, BN: 128, BK: 16, TM: 8, TN: 8}
+	side := func(x int) int {
+		b := t
+		for b < x && b < maxB {
+			b *= 2
+		}
+		return b
+	}
+	return GemmTile{BM: side(m), BN: side(n), BK: bk, TM: t, TN: t}
 }
 
 // GemmOp describes C = Alpha·op(A)·op(B) + Beta·C over Batch row-major
 // matrices: op(A) is M×K (A is stored K×M when TransA), op(B) is K×N (B is
-// stored N×K when TransB), C is M×N. Batch 0 means 1. A zero Tile means the
-// device's default.
+// stored N×K when TransB), C is M×N. Batch 0 means 1. A zero Tile means
+// Device.GemmTileFor(M, N).
 type GemmOp struct {
 	M, N, K, Batch int
 	TransA, TransB bool
@@ -200,7 +211,7 @@ func Gemm(r *Recorder, c, a, b *Tensor, op GemmOp) error {
 	}
 	tile := op.Tile
 	if tile == (GemmTile{}) {
-		tile = r.d.DefaultGemmTile()
+		tile = r.d.GemmTileFor(op.M, op.N)
 	}
 	if err := tile.validate(r.d); err != nil {
 		return err

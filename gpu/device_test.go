@@ -1,0 +1,293 @@
+package gpu_test
+
+import (
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/bt-org/bt/gpu"
+	"github.com/bt-org/bt/internal/gputest"
+)
+
+func TestReport(t *testing.T) {
+	d := gputest.Device(t)
+	rep := d.Report()
+	for _, want := range []string{d.Info.Name, "storage binding", "workgroup storage"} {
+		if !strings.Contains(rep, want) {
+			t.Errorf("report lacks %q:\n%s", want, rep)
+		}
+	}
+	// The device must carry the adapter's own binding limit, not WebGPU's
+	// 128 MiB default, wherever the adapter offers more.
+	if d.Limits.MaxStorageBufferBindingSize < 128<<20 {
+		t.Errorf("storage binding limit %d below the WebGPU default", d.Limits.MaxStorageBufferBindingSize)
+	}
+}
+
+func TestOpenBadAdapter(t *testing.T) {
+	for _, sel := range []string{"99", "-1", "no-such-adapter-name"} {
+		d, err := gpu.Open(gpu.Options{Adapter: sel})
+		if err == nil {
+			d.Release()
+			t.Fatalf("Open(%q) succeeded", sel)
+		}
+		if !strings.Contains(err.Error(), "adapter") {
+			t.Errorf("Open(%q): error %q does not name the problem", sel, err)
+		}
+	}
+}
+
+func TestOpenByNameAndIndex(t *testing.T) {
+	infos, err := gpu.Adapters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := infos[0]
+	for _, sel := range []string{"0", strings.ToUpper(first.Name[:3])} {
+		d, err := gpu.Open(gpu.Options{Adapter: sel})
+		if err != nil {
+			t.Fatalf("Open(%q): %v", sel, err)
+		}
+		if !strings.EqualFold(d.Info.Name[:3], first.Name[:3]) {
+			t.Errorf("Open(%q) opened %s", sel, d.Info)
+		}
+		d.Release()
+	}
+}
+
+// TestSubmitCopyMapRegression repeats the pattern that crashed lavapipe's
+// worker thread in a probe: several dispatches in one submit, then a copy to
+// a mappable buffer in a new submit and a map, many times over.
+func TestSubmitCopyMapRegression(t *testing.T) {
+	d := gputest.Device(t)
+	x, err := d.NewTensor(1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Release()
+	y, err := d.NewTensor(1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer y.Release()
+	if err := d.Run(func(r *gpu.Recorder) error { return gpu.Fill(r, y, 2) }); err != nil {
+		t.Fatal(err)
+	}
+	for iter := range 50 {
+		err := d.Run(func(r *gpu.Recorder) error {
+			if err := gpu.Fill(r, x, 1); err != nil {
+				return err
+			}
+			for range 4 {
+				if err := gpu.Axpy(r, x, y, 1); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := x.Download()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got[0] != 9 || got[999] != 9 {
+			t.Fatalf("iteration %d: got %v and %v, want 9", iter, got[0], got[999])
+		}
+	}
+}
+
+// TestGridSplit covers more than 65,535 workgroups of 256, which must be
+// spread over two grid dimensions.
+func TestGridSplit(t *testing.T) {
+	d := gputest.Device(t)
+	n := 65535*256 + 300
+	y, err := d.NewTensor(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer y.Release()
+	if err := y.Upload(nanSlice(n)); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Run(func(r *gpu.Recorder) error { return gpu.Fill(r, y, 3) }); err != nil {
+		t.Fatal(err)
+	}
+	got, err := y.Download()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range got {
+		if v != 3 {
+			t.Fatalf("element %d of %d is %v, want 3", i, n, v)
+		}
+	}
+}
+
+func nanSlice(n int) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(math.NaN())
+	}
+	return v
+}
+
+// TestValidation checks that mistakes come back as errors that say what
+// was wrong, before wgpu-native could abort the process.
+func TestValidation(t *testing.T) {
+	d := gputest.Device(t)
+	a, _ := d.NewTensor(4, 5)
+	b, _ := d.NewTensor(5, 6)
+	c, _ := d.NewTensor(4, 6)
+	small, _ := d.NewTensor(3)
+	released, _ := d.NewTensor(3)
+	released.Release()
+	defer func() {
+		for _, x := range []*gpu.Tensor{a, b, c, small} {
+			x.Release()
+		}
+	}()
+	cases := []struct {
+		name string
+		want string
+		run  func(r *gpu.Recorder) error
+	}{
+		{"gemm shape", "needs 30 elements", func(r *gpu.Recorder) error {
+			return gpu.Gemm(r, c, a, a, gpu.GemmOp{M: 4, N: 6, K: 5, Alpha: 1})
+		}},
+		{"gemm zero size", "must be ≥ 1", func(r *gpu.Recorder) error {
+			return gpu.Gemm(r, c, a, b, gpu.GemmOp{M: 0, N: 6, K: 5, Alpha: 1})
+		}},
+		{"gemm tile", "multiples of 4", func(r *gpu.Recorder) error {
+			return gpu.Gemm(r, c, a, b, gpu.GemmOp{M: 4, N: 6, K: 5, Alpha: 1, Tile: gpu.GemmTile{BM: 6, BN: 8, BK: 4, TM: 3, TN: 4}})
+		}},
+		{"gemm workgroup memory", "workgroup memory", func(r *gpu.Recorder) error {
+			return gpu.Gemm(r, c, a, b, gpu.GemmOp{M: 4, N: 6, K: 5, Alpha: 1, Tile: gpu.GemmTile{BM: 64, BN: 64, BK: 4096, TM: 8, TN: 8}})
+		}},
+		{"gemm output aliases input", "same tensor", func(r *gpu.Recorder) error {
+			x, _ := d.NewTensor(4, 4)
+			defer x.Release()
+			return gpu.Gemm(r, x, x, x, gpu.GemmOp{M: 4, N: 4, K: 4, Alpha: 1})
+		}},
+		{"elementwise length", "same number of elements", func(r *gpu.Recorder) error { return gpu.Add(r, c, a, b) }},
+		{"released tensor", "released", func(r *gpu.Recorder) error { return gpu.ReLU(r, small, released) }},
+		{"reduce view", "multiply to", func(r *gpu.Recorder) error { return gpu.Reduce(r, small, a, 3, 3, 3, gpu.Sum) }},
+		{"reduce output", "must have 5 elements", func(r *gpu.Recorder) error { return gpu.Reduce(r, small, a, 4, 5, 1, gpu.Sum) }},
+		{"reduce op", "unknown reduction", func(r *gpu.Recorder) error { return gpu.Reduce(r, b, a, 4, 5, 1, "max") }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := d.Run(tc.run)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+
+	if _, err := d.NewTensor(0, 3); err == nil {
+		t.Error("NewTensor(0, 3) succeeded")
+	}
+	huge := int(d.Limits.MaxStorageBufferBindingSize/4) + 1
+	if x, err := d.NewTensor(huge); err == nil || !strings.Contains(err.Error(), "binds at most") {
+		x.Release()
+		t.Errorf("NewTensor beyond the binding limit: %v", err)
+	}
+	if err := small.Upload(make([]float32, 4)); err == nil {
+		t.Error("upload of the wrong length succeeded")
+	}
+	if _, err := a.Reshape(7); err == nil {
+		t.Error("reshape to another element count succeeded")
+	}
+	r, err := d.Record(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Submit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := gpu.Fill(r, small, 1); err == nil || !strings.Contains(err.Error(), "already submitted") {
+		t.Errorf("use after submit: %v", err)
+	}
+}
+
+// TestPoolReuse checks that repeating a step allocates no new buffers.
+func TestPoolReuse(t *testing.T) {
+	d := gputest.Device(t)
+	step := func() {
+		x, _ := d.NewTensor(17, 33)
+		y, _ := d.NewTensor(17, 33)
+		if err := d.Run(func(r *gpu.Recorder) error { return gpu.Fill(r, x, 1) }); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := y.Download(); err != nil {
+			t.Fatal(err)
+		}
+		x.Release()
+		y.Release()
+	}
+	step()
+	before := d.MemStats()
+	for range 5 {
+		step()
+	}
+	after := d.MemStats()
+	if after.Buffers != before.Buffers {
+		t.Errorf("steps after the first created %d buffers", after.Buffers-before.Buffers)
+	}
+	if after.Live != before.Live {
+		t.Errorf("live bytes went from %d to %d", before.Live, after.Live)
+	}
+}
+
+func TestTimings(t *testing.T) {
+	d := gputest.Device(t)
+	if !d.HasTimestamps() {
+		t.Fatalf("%s lacks timestamp queries; per-kernel timing is part of what bt needs from its CI adapter", d.Info.Name)
+	}
+	a, _ := d.NewTensor(64, 64)
+	defer a.Release()
+	c, _ := d.NewTensor(64, 64)
+	defer c.Release()
+	r, err := d.Record(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gpu.Fill(r, a, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := gpu.Gemm(r, c, a, a2(t, d, r), gpu.GemmOp{M: 64, N: 64, K: 64, Alpha: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Submit(); err != nil {
+		t.Fatal(err)
+	}
+	ts, err := r.Timings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ts) != 3 {
+		t.Fatalf("got %d timings, want 3", len(ts))
+	}
+	if !strings.HasPrefix(ts[2].Kernel, "gemm{") {
+		t.Errorf("third kernel is %q", ts[2].Kernel)
+	}
+	for _, x := range ts {
+		if !(x.Nanos > 0) || x.Nanos > 60e9 {
+			t.Errorf("%s took %v ns", x.Kernel, x.Nanos)
+		}
+	}
+}
+
+// a2 returns a fresh 64×64 tensor of twos recorded in r.
+func a2(t *testing.T, d *gpu.Device, r *gpu.Recorder) *gpu.Tensor {
+	b, err := d.NewTensor(64, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Release)
+	if err := gpu.Fill(r, b, 2); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

@@ -1,0 +1,35 @@
+package gputest
+
+import (
+	"math"
+	"strings"
+	"testing"
+)
+
+// TestCompare shows that the harness catches each kind of failure it claims
+// to: an element left unwritten, a wrong value, a value that overflowed.
+func TestCompare(t *testing.T) {
+	want := []float64{1, -2, 3, 4}
+	cases := []struct {
+		name string
+		got  []float64
+		tol  float64
+		err  string
+	}{
+		{"equal", []float64{1, -2, 3, 4}, 1e-12, ""},
+		{"within tolerance", []float64{1, -2, 3, 4.0001}, 1e-4, ""},
+		{"unwritten", []float64{1, math.NaN(), 3, 4}, 1, "unwritten"},
+		{"overflow", []float64{1, -2, math.Inf(1), 4}, 1, "overflowed"},
+		{"wrong value", []float64{1, -2, 3, 5}, 1e-4, "relative error"},
+		{"short", []float64{1, -2, 3}, 1, "got 3 values"},
+	}
+	for _, tc := range cases {
+		err := Compare(tc.got, want, tc.tol)
+		if (err == nil) != (tc.err == "") || (err != nil && !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("%s: got %v, want error containing %q", tc.name, err, tc.err)
+		}
+	}
+	if err := Compare([]float64{0, 1e-6}, []float64{0, 0}, 1e-5); err != nil {
+		t.Errorf("all-zero reference uses absolute error: %v", err)
+	}
+}
