@@ -4,10 +4,12 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/bt-org/bt/gpu"
 	"github.com/bt-org/bt/internal/gputest"
+	"github.com/bt-org/bt/internal/kcheck"
 	"github.com/bt-org/bt/internal/ref"
 )
 
@@ -52,8 +54,8 @@ func TestElementwise(t *testing.T) {
 				for i := range in {
 					in[i] = []int{n}
 				}
-				gputest.Check(t, d, gputest.Op{
-					Inputs: in, Outputs: [][]int{{n}}, Accumulate: []bool{op.acc}, Tol: gputest.Elementwise,
+				gputest.Check(t, d, kcheck.Op{
+					Inputs: in, Outputs: [][]int{{n}}, Accumulate: []bool{op.acc}, Tol: kcheck.Elementwise,
 					GPU: func(r *gpu.Recorder, outs, ins []*gpu.Tensor) error { return op.gpu(r, outs[0], ins) },
 					Ref: func(outs, ins [][]float64) {
 						for i := range outs[0] {
@@ -85,8 +87,8 @@ func TestReduce(t *testing.T) {
 		a, b, c := s[0], s[1], s[2]
 		for _, op := range []gpu.ReduceOp{gpu.Sum, gpu.SumSq, gpu.Mean} {
 			t.Run(fmt.Sprintf("%s/%dx%dx%d", op, a, b, c), func(t *testing.T) {
-				gputest.Check(t, d, gputest.Op{
-					Inputs: [][]int{{a, b, c}}, Outputs: [][]int{{b}}, Tol: gputest.Reduction,
+				gputest.Check(t, d, kcheck.Op{
+					Inputs: [][]int{{a, b, c}}, Outputs: [][]int{{b}}, Tol: kcheck.Reduction,
 					GPU: func(r *gpu.Recorder, outs, ins []*gpu.Tensor) error {
 						return gpu.Reduce(r, outs[0], ins[0], a, b, c, op)
 					},
@@ -102,11 +104,11 @@ func TestReduce(t *testing.T) {
 			})
 		}
 		t.Run(fmt.Sprintf("meanvar/%dx%dx%d", a, b, c), func(t *testing.T) {
-			gputest.Check(t, d, gputest.Op{
-				Inputs: [][]int{{a, b, c}}, Outputs: [][]int{{b}, {b}}, Tol: gputest.Reduction,
+			gputest.Check(t, d, kcheck.Op{
+				Inputs: [][]int{{a, b, c}}, Outputs: [][]int{{b}, {b}}, Tol: kcheck.Reduction,
 				// A large common offset is where E[x²]−E[x]² would fail.
 				Draw: func(r *rand.Rand, _, n int) []float64 {
-					v := gputest.Normal(r, n)
+					v := kcheck.Normal(r, n)
 					for i := range v {
 						v[i] += 1000
 					}
@@ -136,11 +138,11 @@ func TestGemm(t *testing.T) {
 					for _, beta := range []float32{0, 0.5} {
 						name := fmt.Sprintf("%dx%dx%dx%d/tA=%v/tB=%v/tile%d/beta=%v", batch, m, n, k, ta, tb, ti, beta)
 						t.Run(name, func(t *testing.T) {
-							gputest.Check(t, d, gputest.Op{
+							gputest.Check(t, d, kcheck.Op{
 								Inputs:     [][]int{{batch, m, k}, {batch, k, n}},
 								Outputs:    [][]int{{batch, m, n}},
 								Accumulate: []bool{beta != 0},
-								Tol:        gputest.Reduction,
+								Tol:        kcheck.Reduction,
 								GPU: func(r *gpu.Recorder, outs, ins []*gpu.Tensor) error {
 									return gpu.Gemm(r, outs[0], ins[0], ins[1], gpu.GemmOp{M: m, N: n, K: k, Batch: batch,
 										TransA: ta, TransB: tb, Alpha: 1.5, Beta: beta, Tile: tile})
@@ -154,5 +156,20 @@ func TestGemm(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestHarnessCatchesUnwritten shows that the NaN poisoning works: a kernel
+// that leaves its output alone must fail the check, even with a reference
+// that is all zeros.
+func TestHarnessCatchesUnwritten(t *testing.T) {
+	d := gputest.Device(t)
+	err := kcheck.Run(d, gputest.Rand(t), kcheck.Op{
+		Inputs: [][]int{{17}}, Outputs: [][]int{{17}}, Tol: 1,
+		GPU: func(r *gpu.Recorder, outs, ins []*gpu.Tensor) error { return nil },
+		Ref: func(outs, ins [][]float64) {},
+	})
+	if err == nil || !strings.Contains(err.Error(), "unwritten") {
+		t.Fatalf("an unwritten output passed the check: %v", err)
 	}
 }

@@ -2,6 +2,11 @@
 // are tested against. They are written for clarity, not speed.
 package ref
 
+import (
+	"fmt"
+	"math"
+)
+
 // Gemm computes c = alpha·op(a)·op(b) + beta·c for batch row-major
 // matrices; op(a) is m×k (a stored k×m when transA), op(b) is k×n (b stored
 // n×k when transB), c is m×n.
@@ -64,4 +69,33 @@ func MeanVar(mean, variance, x []float64, a, b, c int) {
 		}
 		variance[j] = s / n
 	}
+}
+
+// Compare checks that got has no NaN where want has none (an element the
+// kernel never wrote keeps its NaN poison) and that ‖got−want‖/‖want‖ ≤ tol,
+// or ‖got−want‖ ≤ tol where want is all zero.
+func Compare(got, want []float64, tol float64) error {
+	if len(got) != len(want) {
+		return fmt.Errorf("got %d values, want %d", len(got), len(want))
+	}
+	var diff, norm float64
+	for i := range got {
+		if math.IsNaN(got[i]) != math.IsNaN(want[i]) || math.IsInf(got[i], 0) != math.IsInf(want[i], 0) {
+			return fmt.Errorf("element %d is %v, want %v (unwritten or overflowed)", i, got[i], want[i])
+		}
+		if math.IsNaN(want[i]) || math.IsInf(want[i], 0) {
+			continue
+		}
+		d := got[i] - want[i]
+		diff += d * d
+		norm += want[i] * want[i]
+	}
+	rel := math.Sqrt(diff)
+	if norm > 0 {
+		rel /= math.Sqrt(norm)
+	}
+	if !(rel <= tol) {
+		return fmt.Errorf("relative error %.3g exceeds %.3g", rel, tol)
+	}
+	return nil
 }

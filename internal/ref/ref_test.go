@@ -1,4 +1,4 @@
-package gputest
+package ref
 
 import (
 	"math"

@@ -1,0 +1,146 @@
+// Package kcheck runs a GPU kernel and its float64 reference on the same
+// fresh random inputs and compares them: outputs are poisoned with NaN
+// before the kernel runs, every element must have been written, and the
+// relative error ‖out−ref‖/‖ref‖ must stay within a stated tolerance. The
+// tests use it through gputest, and `bt devices` for its self-check.
+package kcheck
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+
+	"github.com/bt-org/bt/gpu"
+	"github.com/bt-org/bt/internal/ref"
+)
+
+// Tolerances for fp32 kernels against float64 references.
+const (
+	Elementwise = 1e-5
+	Reduction   = 1e-4
+)
+
+// Normal fills a slice of n standard normal values.
+func Normal(r *rand.Rand, n int) []float64 {
+	v := make([]float64, n)
+	for i := range v {
+		v[i] = r.NormFloat64()
+	}
+	return v
+}
+
+// Op is one kernel under test.
+type Op struct {
+	// Inputs are the shapes of the input tensors, drawn from N(0, 1) unless
+	// Draw is set.
+	Inputs [][]int
+	// Outputs are the shapes of the output tensors. Unless Accumulate marks
+	// an output, it is filled with NaN before the kernel runs and the
+	// reference receives it zeroed; accumulated outputs start from random
+	// values that the reference receives too.
+	Outputs    [][]int
+	Accumulate []bool
+	// Draw, if set, draws input i's values instead of N(0, 1).
+	Draw func(r *rand.Rand, i, n int) []float64
+	// GPU records the kernel.
+	GPU func(r *gpu.Recorder, outs, ins []*gpu.Tensor) error
+	// Ref computes the outputs in float64.
+	Ref func(outs, ins [][]float64)
+	// Tol is the largest relative error allowed for every output.
+	Tol float64
+}
+
+// Run runs op on d and on its reference with inputs drawn from rng and
+// returns an error describing the first output that disagrees.
+func Run(d *gpu.Device, rng *rand.Rand, op Op) (err error) {
+	var release []*gpu.Tensor
+	defer func() {
+		for _, x := range release {
+			x.Release()
+		}
+	}()
+	alloc := func(vals []float64, shape []int) (*gpu.Tensor, error) {
+		x, err := d.FromSlice(To32(vals), shape...)
+		if err == nil {
+			release = append(release, x)
+		}
+		return x, err
+	}
+	ins := make([][]float64, len(op.Inputs))
+	gins := make([]*gpu.Tensor, len(op.Inputs))
+	for i, s := range op.Inputs {
+		if op.Draw != nil {
+			ins[i] = op.Draw(rng, i, numel(s))
+		} else {
+			ins[i] = Normal(rng, numel(s))
+		}
+		// The reference sees exactly the float32 values the GPU sees.
+		ins[i] = To64(To32(ins[i]))
+		if gins[i], err = alloc(ins[i], s); err != nil {
+			return err
+		}
+	}
+	outs := make([][]float64, len(op.Outputs))
+	gouts := make([]*gpu.Tensor, len(op.Outputs))
+	for i, s := range op.Outputs {
+		n := numel(s)
+		init := nans(n)
+		if i < len(op.Accumulate) && op.Accumulate[i] {
+			outs[i] = To64(To32(Normal(rng, n)))
+			init = outs[i]
+		} else {
+			outs[i] = make([]float64, n)
+		}
+		if gouts[i], err = alloc(init, s); err != nil {
+			return err
+		}
+	}
+	if err := d.Run(func(r *gpu.Recorder) error { return op.GPU(r, gouts, gins) }); err != nil {
+		return err
+	}
+	op.Ref(outs, ins)
+	for i, g := range gouts {
+		got, err := g.Download()
+		if err != nil {
+			return err
+		}
+		if err := ref.Compare(To64(got), outs[i], op.Tol); err != nil {
+			return fmt.Errorf("output %d %v: %v", i, op.Outputs[i], err)
+		}
+	}
+	return nil
+}
+
+func numel(s []int) int {
+	n := 1
+	for _, v := range s {
+		n *= v
+	}
+	return n
+}
+
+func nans(n int) []float64 {
+	v := make([]float64, n)
+	for i := range v {
+		v[i] = math.NaN()
+	}
+	return v
+}
+
+// To32 converts to float32.
+func To32(v []float64) []float32 {
+	out := make([]float32, len(v))
+	for i, x := range v {
+		out[i] = float32(x)
+	}
+	return out
+}
+
+// To64 converts to float64.
+func To64(v []float32) []float64 {
+	out := make([]float64, len(v))
+	for i, x := range v {
+		out[i] = float64(x)
+	}
+	return out
+}
