@@ -2,6 +2,7 @@ package ref
 
 import (
 	"math"
+	"math/rand/v2"
 	"strings"
 	"testing"
 )
@@ -31,5 +32,38 @@ func TestCompare(t *testing.T) {
 	}
 	if err := Compare([]float64{0, 1e-6}, []float64{0, 0}, 1e-5); err != nil {
 		t.Errorf("all-zero reference uses absolute error: %v", err)
+	}
+}
+
+// TestGradCheck shows the checker accepts a right gradient and rejects a
+// wrong one.
+func TestGradCheck(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	fwd := func(ins [][]float64) []float64 {
+		out := make([]float64, len(ins[0]))
+		for i, x := range ins[0] {
+			out[i] = x * x * ins[1][i]
+		}
+		return out
+	}
+	bwd := func(ins [][]float64, dout []float64) [][]float64 {
+		dx, dy := make([]float64, len(dout)), make([]float64, len(dout))
+		for i := range dout {
+			dx[i] = 2 * ins[0][i] * ins[1][i] * dout[i]
+			dy[i] = ins[0][i] * ins[0][i] * dout[i]
+		}
+		return [][]float64{dx, dy}
+	}
+	ins := [][]float64{{1, -2, 3}, {0.5, 4, -1}}
+	if err := GradCheck(rng, ins, fwd, bwd, 10, 1e-6); err != nil {
+		t.Fatal(err)
+	}
+	wrong := func(ins [][]float64, dout []float64) [][]float64 {
+		g := bwd(ins, dout)
+		g[1][2] *= 1.01
+		return g
+	}
+	if err := GradCheck(rng, ins, fwd, wrong, 10, 1e-6); err == nil {
+		t.Fatal("a wrong gradient passed")
 	}
 }

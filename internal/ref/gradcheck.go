@@ -1,0 +1,56 @@
+package ref
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+)
+
+// GradCheck compares a reference backward pass with central finite
+// differences of the reference forward pass, all in float64. It checks the
+// scalar L = Σ dout·forward(ins) for a random dout: backward(ins, dout) must
+// return dL/d(ins[i]) for every input. At most samples entries of each input
+// are perturbed (all of them when the input is smaller). The error is
+// relative: |numeric − analytic| ≤ tol·max(1, |numeric|) per entry.
+func GradCheck(rng *rand.Rand, ins [][]float64, forward func(ins [][]float64) []float64,
+	backward func(ins [][]float64, dout []float64) [][]float64, samples int, tol float64) error {
+	out := forward(ins)
+	dout := make([]float64, len(out))
+	for i := range dout {
+		dout[i] = rng.NormFloat64()
+	}
+	loss := func() float64 {
+		s := 0.0
+		for i, v := range forward(ins) {
+			s += dout[i] * v
+		}
+		return s
+	}
+	grads := backward(ins, dout)
+	if len(grads) != len(ins) {
+		return fmt.Errorf("backward returned %d gradients for %d inputs", len(grads), len(ins))
+	}
+	const h = 1e-6
+	for i, x := range ins {
+		if grads[i] == nil {
+			continue // an input without a gradient, such as labels
+		}
+		idx := rng.Perm(len(x))
+		if len(idx) > samples {
+			idx = idx[:samples]
+		}
+		for _, j := range idx {
+			orig := x[j]
+			x[j] = orig + h
+			lp := loss()
+			x[j] = orig - h
+			lm := loss()
+			x[j] = orig
+			num := (lp - lm) / (2 * h)
+			if d := math.Abs(num - grads[i][j]); !(d <= tol*math.Max(1, math.Abs(num))) {
+				return fmt.Errorf("input %d element %d: analytic gradient %.9g, finite difference %.9g", i, j, grads[i][j], num)
+			}
+		}
+	}
+	return nil
+}
