@@ -137,6 +137,7 @@ func (t *taps) plan(a, b float32, nOut, nSrc int, f Filter) {
 		t.w = make([]float32, nOut*t.taps)
 	}
 	t.w = t.w[:nOut*t.taps]
+	used := 0
 	for k := range nOut {
 		c := float64(a)*(float64(k)+0.5) + float64(b)
 		lo := max(int(math.Floor(c-support+0.5)), 0)
@@ -163,6 +164,15 @@ func (t *taps) plan(a, b float32, nOut, nSrc int, f Filter) {
 			ws[j] = float32(float64(ws[j]) / sum)
 		}
 		t.start[k] = lo
+		used = max(used, hi-lo+1)
+	}
+	// The bound above counts taps that always get weight 0 (two of the
+	// three bilinear taps when upscaling); drop them from every output.
+	if used < t.taps {
+		for k := range nOut {
+			copy(t.w[k*used:(k+1)*used], t.w[k*t.taps:k*t.taps+used])
+		}
+		t.taps, t.w = used, t.w[:nOut*used]
 	}
 }
 

@@ -71,11 +71,24 @@ func FromImage(dst *Image, src image.Image, c int) {
 	}
 	switch m := src.(type) {
 	case *image.YCbCr:
+		// The chroma column of every x is computed once per image, instead
+		// of COffset's per-pixel switch on the subsampling ratio.
+		div := map[image.YCbCrSubsampleRatio][2]int{
+			image.YCbCrSubsampleRatio422: {2, 1}, image.YCbCrSubsampleRatio420: {2, 2},
+			image.YCbCrSubsampleRatio440: {1, 2}, image.YCbCrSubsampleRatio411: {4, 1},
+			image.YCbCrSubsampleRatio410: {4, 2},
+		}[m.SubsampleRatio]
+		dx, dy := max(div[0], 1), max(div[1], 1)
+		cols := make([]int, w)
+		for x := range cols {
+			cols[x] = (b.Min.X+x)/dx - b.Min.X/dx
+		}
 		for y := 0; y < h; y++ {
-			for x := 0; x < w; x++ {
-				yi := m.YOffset(b.Min.X+x, b.Min.Y+y)
-				ci := m.COffset(b.Min.X+x, b.Min.Y+y)
-				r, g, bl := color.YCbCrToRGB(m.Y[yi], m.Cb[ci], m.Cr[ci])
+			yrow := m.Y[y*m.YStride:][:w]
+			crow := ((b.Min.Y+y)/dy - b.Min.Y/dy) * m.CStride
+			cb, cr := m.Cb[crow:], m.Cr[crow:]
+			for x, yy := range yrow {
+				r, g, bl := color.YCbCrToRGB(yy, cb[cols[x]], cr[cols[x]])
 				put(y*w+x, r, g, bl)
 			}
 		}

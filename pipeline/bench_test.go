@@ -1,0 +1,93 @@
+package pipeline
+
+import (
+	"image"
+	"path/filepath"
+	"strconv"
+	"testing"
+)
+
+// benchLoader measures the whole path a worker runs (load or decode, two
+// views, normalisation into the batch) on one worker goroutine, so pairs/s
+// is per core.
+func benchLoader(b *testing.B, ds Dataset, aug Config) {
+	const batch = 32
+	l, err := NewLoader(ds, aug, LoaderConfig{BatchSize: batch, Workers: 1, Prefetch: 2, Seed: 1, Shuffle: true, DropLast: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	for b.Loop() {
+		bt, err := l.Next()
+		if err != nil {
+			b.Fatal(err)
+		}
+		l.Recycle(bt)
+	}
+	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "pairs/s")
+}
+
+// cifarLike renders synthetic images once into the in-memory format of
+// CIFAR (BenchmarkPairs28 does the same with IDX bytes), so that the
+// benchmark does not time the procedural rendering.
+func cifarLike(b *testing.B, n int) *CIFAR {
+	syn, err := NewSynthetic(SyntheticConfig{Count: n, Size: 32, Channels: 3, Classes: 10, Seed: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	d := &CIFAR{file: "memory", classes: SyntheticClasses}
+	var m Image
+	for i := range n {
+		must(b, syn.Load(i, &m))
+		for _, v := range m.Pix {
+			d.pix = append(d.pix, byte(v*255))
+		}
+		d.labels = append(d.labels, byte(syn.Label(i)))
+	}
+	return d
+}
+
+func BenchmarkPairs32(b *testing.B) {
+	aug, _ := Preset("cifar")
+	benchLoader(b, cifarLike(b, 512), aug)
+}
+
+func BenchmarkPairs28(b *testing.B) {
+	syn, err := NewSynthetic(SyntheticConfig{Count: 512, Size: 28, Channels: 1, Classes: 10, Seed: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	d := &IDX{file: "memory", n: 512, h: 28, w: 28, classes: SyntheticClasses}
+	var m Image
+	for i := range 512 {
+		must(b, syn.Load(i, &m))
+		for _, v := range m.Pix {
+			d.pix = append(d.pix, byte(v*255))
+		}
+		d.labels = append(d.labels, byte(syn.Label(i)))
+	}
+	aug, _ := Preset("fashion-mnist")
+	benchLoader(b, d, aug)
+}
+
+// BenchmarkPairs224JPEG decodes 500×375 JPEGs (about ImageNet's average
+// size) and draws two 224 px views with the paper's augmentations.
+func BenchmarkPairs224JPEG(b *testing.B) {
+	root := b.TempDir()
+	syn, err := NewSynthetic(SyntheticConfig{Count: 32, Size: 500, Channels: 3, Classes: 10, Seed: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var m Image
+	for i := range 32 {
+		must(b, syn.Load(i, &m))
+		img := m.ToNRGBA().SubImage(image.Rect(0, 0, 500, 375))
+		writeImage(b, filepath.Join(root, SyntheticClasses[syn.Label(i)], strconv.Itoa(i)+".jpg"), encJPEG, img)
+	}
+	d, err := OpenFolder(root, FolderOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	aug, _ := Preset("imagenet")
+	benchLoader(b, d, aug)
+}
