@@ -120,6 +120,14 @@ func (d *Folder) collect(dir string, label int32) error {
 		if err != nil {
 			return fmt.Errorf("pipeline: %w", err)
 		}
+		// Hidden entries are tool debris (.DS_Store, AppleDouble ._x.jpg
+		// files that do not decode, .cache folders), not data.
+		if strings.HasPrefix(e.Name(), ".") && path != dir {
+			if e.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
 		if !e.IsDir() && isImage(path) {
 			d.files = append(d.files, path)
 			d.labels = append(d.labels, label)

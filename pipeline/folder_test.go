@@ -56,6 +56,7 @@ func makeTree(t testing.TB) string {
 	writeImage(t, filepath.Join(root, "dog", "e.tiff"), encTIFF, solid(color.NRGBA{0, 0, 255, 255}))
 	must(t, os.WriteFile(filepath.Join(root, "dog", "notes.txt"), []byte("not an image"), 0o644))
 	writeImage(t, filepath.Join(root, ".cache", "x.png"), encPNG, red)
+	must(t, os.WriteFile(filepath.Join(root, "cat", "._a.png"), []byte("AppleDouble"), 0o644))
 	return root
 }
 
@@ -102,8 +103,8 @@ func TestOpenFolder(t *testing.T) {
 	}
 	u, err := OpenFolder(root, FolderOptions{Unlabeled: true})
 	must(t, err)
-	if u.Len() != 6 || u.NumClasses() != 0 || u.Label(0) != -1 {
-		t.Errorf("unlabeled: %d images, %d classes, label %d; want 6 (hidden folders too), 0, -1", u.Len(), u.NumClasses(), u.Label(0))
+	if u.Len() != 5 || u.NumClasses() != 0 || u.Label(0) != -1 {
+		t.Errorf("unlabeled: %d images, %d classes, label %d; want 5 (no hidden files), 0, -1", u.Len(), u.NumClasses(), u.Label(0))
 	}
 }
 

@@ -53,7 +53,8 @@ var ErrClosed = errors.New("pipeline: loader closed")
 // Loader produces batches ahead of time on worker goroutines. Batch k
 // depends only on the dataset, the configurations, the seed and k: every
 // sample draws from its own generator seeded with (seed, epoch, index), and
-// batches are handed out in order whatever worker finished first.
+// batches are handed out in order whatever worker finished first. Next and
+// Close belong to one consumer goroutine.
 type Loader struct {
 	ds      Dataset
 	views   []ViewConfig
