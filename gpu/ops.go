@@ -23,8 +23,9 @@ func (d *Device) grid1D(n, wg int) ([3]int, error) {
 }
 
 // elementwise records y[i] = expr over all elements, where expr reads the
-// named inputs (bound in order after y) and p.alpha.
-func elementwise(r *Recorder, op, expr string, names []string, alpha float32, y *Tensor, xs ...*Tensor) error {
+// named inputs (bound in order after y) and p.alpha. Inputs have y's length,
+// unless period > 0: then each has mod elements and is read at (i / div) % mod.
+func elementwise(r *Recorder, op, expr string, names []string, alpha float32, stride, period int, y *Tensor, xs ...*Tensor) error {
 	if err := y.check(); err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
@@ -32,8 +33,11 @@ func elementwise(r *Recorder, op, expr string, names []string, alpha float32, y 
 		if err := x.check(); err != nil {
 			return fmt.Errorf("%s: %w", op, err)
 		}
-		if x.n != y.n {
+		if period == 0 && x.n != y.n {
 			return fmt.Errorf("gpu: %s: input %s is %v, output is %v; they need the same number of elements", op, names[i], x.Shape, y.Shape)
+		}
+		if period > 0 && (x.n != period || stride < 1 || y.n%(stride*period) != 0) {
+			return fmt.Errorf("gpu: %s: input %s %v broadcast with stride %d, period %d does not tile %v", op, names[i], x.Shape, stride, period, y.Shape)
 		}
 	}
 	k, err := r.d.Kernel("elementwise", shaders.Spec{"Expr": expr, "Inputs": names, "WG": elementwiseWG})
@@ -44,38 +48,48 @@ func elementwise(r *Recorder, op, expr string, names []string, alpha float32, y 
 	if err != nil {
 		return err
 	}
-	return r.Dispatch(k, grid, Params{}.U(y.n).F(alpha), append([]*Tensor{y}, xs...)...)
+	return r.Dispatch(k, grid, Params{}.U(y.n).F(alpha).U(stride).U(max(period, 1)), append([]*Tensor{y}, xs...)...)
 }
 
 // Fill sets every element of y to v.
 func Fill(r *Recorder, y *Tensor, v float32) error {
-	return elementwise(r, "Fill", "p.alpha", nil, v, y)
+	return elementwise(r, "Fill", "p.alpha", nil, v, 0, 0, y)
 }
 
 // Add writes y = a + b.
 func Add(r *Recorder, y, a, b *Tensor) error {
-	return elementwise(r, "Add", "a[i] + b[i]", []string{"a", "b"}, 0, y, a, b)
+	return elementwise(r, "Add", "a[i] + b[i]", []string{"a", "b"}, 0, 0, 0, y, a, b)
 }
 
 // Scale writes y = alpha·x.
 func Scale(r *Recorder, y, x *Tensor, alpha float32) error {
-	return elementwise(r, "Scale", "p.alpha * x[i]", []string{"x"}, alpha, y, x)
+	return elementwise(r, "Scale", "p.alpha * x[i]", []string{"x"}, alpha, 0, 0, y, x)
 }
 
 // Axpy accumulates y += alpha·x.
 func Axpy(r *Recorder, y, x *Tensor, alpha float32) error {
-	return elementwise(r, "Axpy", "y[i] + p.alpha * x[i]", []string{"x"}, alpha, y, x)
+	return elementwise(r, "Axpy", "y[i] + p.alpha * x[i]", []string{"x"}, alpha, 0, 0, y, x)
 }
 
 // ReLU writes y = max(x, 0).
 func ReLU(r *Recorder, y, x *Tensor) error {
-	return elementwise(r, "ReLU", "max(x[i], 0.0)", []string{"x"}, 0, y, x)
+	return elementwise(r, "ReLU", "max(x[i], 0.0)", []string{"x"}, 0, 0, 0, y, x)
 }
 
 // ReLUBackward writes dx = dy where x > 0 and 0 elsewhere; x is the ReLU's
 // input (or its output: both are positive at the same places).
 func ReLUBackward(r *Recorder, dx, dy, x *Tensor) error {
-	return elementwise(r, "ReLUBackward", "select(0.0, dy[i], x[i] > 0.0)", []string{"dy", "x"}, 0, dx, dy, x)
+	return elementwise(r, "ReLUBackward", "select(0.0, dy[i], x[i] > 0.0)", []string{"dy", "x"}, 0, 0, 0, dx, dy, x)
+}
+
+// AddBias adds a broadcast bias in place: y[i] += bias[(i / div) % mod]. For
+// a [rows, cols] matrix with a per-column bias, div is 1 and mod is cols; for
+// an NCHW tensor with a per-channel bias, div is H·W and mod is C.
+func AddBias(r *Recorder, y, bias *Tensor, stride, period int) error {
+	if mod < 1 {
+		return fmt.Errorf("gpu: AddBias: mod %d must be ≥ 1", mod)
+	}
+	return elementwise(r, "AddBias", "y[i] + bias[(i / p.stride) % p.period]", []string{"bias"}, 0, div, mod, y, bias)
 }
 
 // ReduceOp is what Reduce computes.
@@ -88,7 +102,7 @@ const (
 	Mean  ReduceOp = "mean"
 )
 
-func reduceKernel(r *Recorder, op string, x *Tensor, a, b, c int, outs ...*Tensor) error {
+func reduceKernel(r *Recorder, op string, beta float32, x *Tensor, a, b, c int, outs ...*Tensor) error {
 	if err := x.check(); err != nil {
 		return err
 	}
@@ -115,7 +129,7 @@ func reduceKernel(r *Recorder, op string, x *Tensor, a, b, c int, outs ...*Tenso
 	if err != nil {
 		return err
 	}
-	return r.Dispatch(k, grid, Params{}.U(a).U(b).U(c), append(outs, x)...)
+	return r.Dispatch(k, grid, Params{}.U(a).U(b).U(c).F(beta), append(outs, x)...)
 }
 
 // Reduce writes out[j] = op over x[i, j, k] for x viewed as [a, b, c]:
@@ -127,7 +141,13 @@ func Reduce(r *Recorder, out, x *Tensor, a, b, c int, op ReduceOp) error {
 	default:
 		return fmt.Errorf("gpu: unknown reduction %q", op)
 	}
-	return reduceKernel(r, string(op), x, a, b, c, out)
+	return reduceKernel(r, string(op), 0, x, a, b, c, out)
+}
+
+// AccumulateSum adds the sums of x viewed as [a, b, c] over a and c into
+// out: out[j] += Σ x[i, j, k]. Bias gradients accumulate this way.
+func AccumulateSum(r *Recorder, out, x *Tensor, a, b, c int) error {
+	return reduceKernel(r, string(Sum), 1, x, a, b, c, out)
 }
 
 // MeanVar writes the mean and the biased variance of x viewed as [a, b, c]
@@ -136,7 +156,7 @@ func MeanVar(r *Recorder, mean, variance, x *Tensor, a, b, c int) error {
 	if mean == variance {
 		return fmt.Errorf("gpu: MeanVar needs separate mean and variance tensors")
 	}
-	return reduceKernel(r, "meanvar", x, a, b, c, mean, variance)
+	return reduceKernel(r, "meanvar", 0, x, a, b, c, mean, variance)
 }
 
 // GemmTile is GEMM's specialisation: each workgroup computes a BM×BN tile of

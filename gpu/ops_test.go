@@ -173,3 +173,45 @@ func TestHarnessCatchesUnwritten(t *testing.T) {
 		t.Fatalf("an unwritten output passed the check: %v", err)
 	}
 }
+
+func TestAddBias(t *testing.T) {
+	d := gputest.Device(t)
+	for _, s := range [][3]int{{1, 1, 1}, {3, 17, 1}, {2, 5, 49}, {129, 65, 1}, {4, 3, 17}} { // outer, channels, inner
+		outer, ch, inner := s[0], s[1], s[2]
+		t.Run(fmt.Sprintf("%dx%dx%d", outer, ch, inner), func(t *testing.T) {
+			gputest.Check(t, d, kcheck.Op{
+				Inputs: [][]int{{ch}}, Outputs: [][]int{{outer, ch, inner}}, Accumulate: []bool{true}, Tol: kcheck.Elementwise,
+				GPU: func(r *gpu.Recorder, outs, ins []*gpu.Tensor) error {
+					return gpu.AddBias(r, outs[0], ins[0], inner, ch)
+				},
+				Ref: func(outs, ins [][]float64) {
+					for i := range outs[0] {
+						outs[0][i] += ins[0][(i/inner)%ch]
+					}
+				},
+			})
+		})
+	}
+}
+
+func TestAccumulateSum(t *testing.T) {
+	d := gputest.Device(t)
+	for _, s := range [][3]int{{1, 1, 1}, {65, 17, 1}, {3, 5, 49}} {
+		a, b, c := s[0], s[1], s[2]
+		t.Run(fmt.Sprintf("%dx%dx%d", a, b, c), func(t *testing.T) {
+			gputest.Check(t, d, kcheck.Op{
+				Inputs: [][]int{{a, b, c}}, Outputs: [][]int{{b}}, Accumulate: []bool{true}, Tol: kcheck.Reduction,
+				GPU: func(r *gpu.Recorder, outs, ins []*gpu.Tensor) error {
+					return gpu.AccumulateSum(r, outs[0], ins[0], a, b, c)
+				},
+				Ref: func(outs, ins [][]float64) {
+					sum := make([]float64, b)
+					ref.Reduce3(sum, ins[0], a, b, c, func(v float64) float64 { return v })
+					for j := range sum {
+						outs[0][j] += sum[j]
+					}
+				},
+			})
+		})
+	}
+}

@@ -1,11 +1,16 @@
 // elementwise: y[i] = EXPR for i < n, where EXPR reads the inputs at i.
-// One template serves add, scale, axpy, fill and ReLU forward and backward;
-// the expression and input names are the specialisation. Large tensors are
+// One template serves add, scale, axpy, fill, broadcast bias and ReLU
+// forward and backward; the expression and input names are the
+// specialisation. A broadcast input is read at (i / stride) % period: a per-column
+// bias of a [rows, cols] matrix has stride 1, period cols; a per-channel bias
+// of an NCHW tensor has stride H·W, period C. Large tensors are
 // dispatched over x and y (65,535 workgroups per dimension), so the flat
 // index is rebuilt from both.
 struct Params {
   n: u32,
   alpha: f32,
+  stride: u32,
+  period: u32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;

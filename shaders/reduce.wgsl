@@ -10,6 +10,7 @@ struct Params {
   a: u32,
   b: u32,
   c: u32,
+  beta: f32, // sums accumulate as out = beta·out + sum; beta 0 never reads out
 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
@@ -65,6 +66,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   }
 {{else}}  if (inside && lid.y == 0u) {
 {{if eq .Op "mean"}}    out[b] = s / f32(count);
-{{else}}    out[b] = s;
+{{else}}    var r = s;
+    if (p.beta != 0.0) {
+      r += p.beta * out[b];
+    }
+    out[b] = r;
 {{end}}  }
 {{end}}}
