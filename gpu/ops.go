@@ -82,14 +82,14 @@ func ReLUBackward(r *Recorder, dx, dy, x *Tensor) error {
 	return elementwise(r, "ReLUBackward", "select(0.0, dy[i], x[i] > 0.0)", []string{"dy", "x"}, 0, 0, 0, dx, dy, x)
 }
 
-// AddBias adds a broadcast bias in place: y[i] += bias[(i / div) % mod]. For
-// a [rows, cols] matrix with a per-column bias, div is 1 and mod is cols; for
-// an NCHW tensor with a per-channel bias, div is H·W and mod is C.
+// AddBias adds a broadcast bias in place: y[i] += bias[(i / stride) % period].
+// For a [rows, cols] matrix with a per-column bias, stride is 1 and period is
+// cols; for an NCHW tensor with a per-channel bias, stride is H·W and period C.
 func AddBias(r *Recorder, y, bias *Tensor, stride, period int) error {
-	if mod < 1 {
-		return fmt.Errorf("gpu: AddBias: mod %d must be ≥ 1", mod)
+	if period < 1 {
+		return fmt.Errorf("gpu: AddBias: period %d must be ≥ 1", period)
 	}
-	return elementwise(r, "AddBias", "y[i] + bias[(i / p.stride) % p.period]", []string{"bias"}, 0, div, mod, y, bias)
+	return elementwise(r, "AddBias", "y[i] + bias[(i / p.stride) % p.period]", []string{"bias"}, 0, stride, period, y, bias)
 }
 
 // ReduceOp is what Reduce computes.
