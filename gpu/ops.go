@@ -211,37 +211,74 @@ type GemmOp struct {
 
 // Gemm records c = alpha·op(a)·op(b) + beta·c.
 func Gemm(r *Recorder, c, a, b *Tensor, op GemmOp) error {
-	for _, t := range []*Tensor{c, a, b} {
-		if err := t.check(); err != nil {
-			return fmt.Errorf("Gemm: %w", err)
-		}
-	}
 	batch := max(op.Batch, 1)
 	if op.M < 1 || op.N < 1 || op.K < 1 {
 		return fmt.Errorf("gpu: Gemm sizes M=%d N=%d K=%d must be ≥ 1", op.M, op.N, op.K)
 	}
-	for _, s := range []struct {
-		name string
-		t    *Tensor
-		n    int
-	}{{"C", c, op.M * op.N}, {"A", a, op.M * op.K}, {"B", b, op.K * op.N}} {
-		if s.t.n != batch*s.n {
-			return fmt.Errorf("gpu: Gemm %dx%dx%d (batch %d): %s is %v, needs %d elements", op.M, op.N, op.K, batch, s.name, s.t.Shape, batch*s.n)
+	if err := checkOperands(fmt.Sprintf("Gemm %dx%dx%d (batch %d)", op.M, op.N, op.K, batch),
+		operand{"C", c, batch * op.M * op.N}, operand{"A", a, batch * op.M * op.K}, operand{"B", b, batch * op.K * op.N}); err != nil {
+		return err
+	}
+	return gemm(r, c, a, b, gemmCall{
+		spec: shaders.Spec{"A": "dense", "B": "dense", "TransA": op.TransA, "TransB": op.TransB,
+			"AKFast": !op.TransA, "BKFast": op.TransB},
+		m: op.M, n: op.N, k: op.K, batch: batch, sa: op.M * op.K, sb: op.K * op.N, sc: op.M * op.N,
+		alpha: op.Alpha, beta: op.Beta, tile: op.Tile,
+	})
+}
+
+// operand is a tensor an op reads or writes, with the element count it needs.
+type operand struct {
+	name string
+	t    *Tensor
+	n    int
+}
+
+func checkOperands(op string, ts ...operand) error {
+	for _, x := range ts {
+		if err := x.t.check(); err != nil {
+			return fmt.Errorf("gpu: %s, %s: %w", op, x.name, err)
+		}
+		if x.t.n != x.n {
+			return fmt.Errorf("gpu: %s: %s is %v, needs %d elements", op, x.name, x.t.Shape, x.n)
 		}
 	}
-	tile := op.Tile
+	return nil
+}
+
+// gemmCall is one dispatch of the gemm template: a plain product or a
+// convolution in implicit-GEMM form.
+type gemmCall struct {
+	spec        shaders.Spec // operand modes and staging order
+	m, n, k     int
+	batch       int // workgroups in z: batch entries, or reduction chunks with SplitK
+	sa, sb, sc  int // per-batch element strides
+	alpha, beta float32
+	conv        ConvShape
+	kchunk      int
+	tile        GemmTile
+}
+
+func gemm(r *Recorder, c, a, b *Tensor, g gemmCall) error {
+	tile := g.tile
 	if tile == (GemmTile{}) {
-		tile = r.d.GemmTileFor(op.M, op.N)
+		tile = r.d.GemmTileFor(g.m, g.n)
 	}
 	if err := tile.validate(r.d); err != nil {
 		return err
 	}
-	k, err := r.d.Kernel("gemm", shaders.Spec{"BM": tile.BM, "BN": tile.BN, "BK": tile.BK, "TM": tile.TM, "TN": tile.TN,
-		"TransA": op.TransA, "TransB": op.TransB})
+	spec := shaders.Spec{"BM": tile.BM, "BN": tile.BN, "BK": tile.BK, "TM": tile.TM, "TN": tile.TN,
+		"Conv": false, "SplitK": false}
+	for key, v := range g.spec {
+		spec[key] = v
+	}
+	k, err := r.d.Kernel("gemm", spec)
 	if err != nil {
 		return err
 	}
-	grid := [3]int{(op.N + tile.BN - 1) / tile.BN, (op.M + tile.BM - 1) / tile.BM, batch}
-	p := Params{}.U(op.M).U(op.N).U(op.K).U(op.M * op.K).U(op.K * op.N).U(op.M * op.N).F(op.Alpha).F(op.Beta)
+	grid := [3]int{(g.n + tile.BN - 1) / tile.BN, (g.m + tile.BM - 1) / tile.BM, g.batch}
+	oh, ow := g.conv.Out()
+	p := Params{}.U(g.m).U(g.n).U(g.k).U(g.sa).U(g.sb).U(g.sc).F(g.alpha).F(g.beta).
+		U(g.conv.Cin).U(g.conv.H).U(g.conv.W).U(g.conv.Cout).U(oh).U(ow).U(g.kchunk)
 	return r.Dispatch(k, grid, p, c, a, b)
 }
