@@ -1,0 +1,164 @@
+// batchnorm: BatchNorm over x viewed as [N, C, HW] (NCHW, or [N, C] with
+// HW = 1), one channel per slice b. Mode picks the pass:
+//   train     batch statistics: mean, then biased variance from the squared
+//             deviations (two passes over x, so a large common offset does
+//             not cancel as in E[x²]−E[x]²), y = γ·(x−mean)·invstd + β;
+//             stats[b] = mean, stats[C+b] = invstd are kept for backward,
+//             and the running statistics move by momentum towards the batch
+//             mean and the UNBIASED batch variance, as in PyTorch.
+//   eval      running statistics, elementwise over all of x.
+//   backward  sums Σdy and Σdy·x̂ over the channel, then
+//             dx = γ·invstd·(dy − Σdy/M − x̂·Σdy·x̂/M), M = N·HW;
+//             dγ += Σdy·x̂ and dβ += Σdy.
+// In train and backward each workgroup owns BX channels, BY threads per
+// channel striding over its M values in memory order; they meet in workgroup
+// memory. With HW = 1, BX = 32 makes neighbouring threads read neighbouring
+// channels; otherwise BX = 1 and neighbouring threads read neighbouring HW
+// positions, so the loads coalesce either way. A workgroup reads its
+// channel two (train: three) times and writes it once, all in one dispatch.
+// Without Affine, γ = 1 and β = 0 and their buffers are not bound.
+struct Params {
+  n: u32,
+  c: u32,
+  hw: u32,
+  eps: f32,
+  momentum: f32,
+}
+@group(0) @binding(0) var<uniform> p: Params;
+{{if eq .Mode "train"}}@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<storage, read_write> stats: array<f32>;
+@group(0) @binding(3) var<storage, read_write> run_mean: array<f32>;
+@group(0) @binding(4) var<storage, read_write> run_var: array<f32>;
+@group(0) @binding(5) var<storage, read> x: array<f32>;
+{{if .Affine}}@group(0) @binding(6) var<storage, read> gamma: array<f32>;
+@group(0) @binding(7) var<storage, read> beta: array<f32>;
+{{end}}{{else if eq .Mode "eval"}}@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read> run_mean: array<f32>;
+@group(0) @binding(4) var<storage, read> run_var: array<f32>;
+{{if .Affine}}@group(0) @binding(5) var<storage, read> gamma: array<f32>;
+@group(0) @binding(6) var<storage, read> beta: array<f32>;
+{{end}}{{else}}@group(0) @binding(1) var<storage, read_write> dx: array<f32>;
+{{if .Affine}}@group(0) @binding(2) var<storage, read_write> dgamma: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dbeta: array<f32>;
+@group(0) @binding(4) var<storage, read> dy: array<f32>;
+@group(0) @binding(5) var<storage, read> x: array<f32>;
+@group(0) @binding(6) var<storage, read> stats: array<f32>;
+@group(0) @binding(7) var<storage, read> gamma: array<f32>;
+{{else}}@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(3) var<storage, read> x: array<f32>;
+@group(0) @binding(4) var<storage, read> stats: array<f32>;
+{{end}}{{end}}
+{{if eq .Mode "eval"}}
+@compute @workgroup_size({{.WG}})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.x + gid.y * nwg.x * {{.WG}}u;
+  if (i >= p.n * p.c * p.hw) {
+    return;
+  }
+  let b = (i / p.hw) % p.c;
+  let scale = inverseSqrt(run_var[b] + p.eps);
+{{if .Affine}}  y[i] = gamma[b] * (x[i] - run_mean[b]) * scale + beta[b];
+{{else}}  y[i] = (x[i] - run_mean[b]) * scale;
+{{end}}}
+{{else}}
+var<workgroup> part: array<f32, {{mul .BX .BY}}>;
+
+// total sums v over the BY threads that share column lx; every thread of the
+// workgroup must call it.
+fn total(v: f32, lx: u32, ly: u32) -> f32 {
+  part[ly * {{.BX}}u + lx] = v;
+  workgroupBarrier();
+  for (var s = {{div .BY 2}}u; s > 0u; s = s >> 1u) {
+    if (ly < s) {
+      part[ly * {{.BX}}u + lx] += part[(ly + s) * {{.BX}}u + lx];
+    }
+    workgroupBarrier();
+  }
+  let t = part[lx];
+  workgroupBarrier();
+  return t;
+}
+
+// at is the index of the t-th value of channel b in memory order.
+fn at(t: u32, b: u32) -> u32 {
+  return (t / p.hw) * p.c * p.hw + b * p.hw + t % p.hw;
+}
+
+@compute @workgroup_size({{.BX}}, {{.BY}})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_id) lid: vec3<u32>) {
+  let b = (wid.x + wid.y * nwg.x) * {{.BX}}u + lid.x;
+  let inside = b < p.c;
+  let count = p.n * p.hw;
+  let m = f32(count);
+{{if eq .Mode "train"}}  // Summing x − x₀ instead of x keeps the float32 partial sums near the
+  // spread of the data rather than near its offset.
+  var pivot = 0.0;
+  var acc = 0.0;
+  if (inside) {
+    pivot = x[at(0u, b)];
+    for (var t = lid.y; t < count; t += {{.BY}}u) {
+      acc += x[at(t, b)] - pivot;
+    }
+  }
+  let mean = pivot + total(acc, lid.x, lid.y) / m;
+  var dev = 0.0;
+  if (inside) {
+    for (var t = lid.y; t < count; t += {{.BY}}u) {
+      let d = x[at(t, b)] - mean;
+      dev += d * d;
+    }
+  }
+  let variance = total(dev, lid.x, lid.y) / m;
+  if (!inside) {
+    return;
+  }
+  let invstd = inverseSqrt(variance + p.eps);
+{{if .Affine}}  let scale = gamma[b] * invstd;
+  let shift = beta[b];
+{{else}}  let scale = invstd;
+  let shift = 0.0;
+{{end}}  for (var t = lid.y; t < count; t += {{.BY}}u) {
+    let k = at(t, b);
+    y[k] = (x[k] - mean) * scale + shift;
+  }
+  if (lid.y == 0u) {
+    stats[b] = mean;
+    stats[p.c + b] = invstd;
+    run_mean[b] = (1.0 - p.momentum) * run_mean[b] + p.momentum * mean;
+    run_var[b] = (1.0 - p.momentum) * run_var[b] + p.momentum * variance * m / (m - 1.0);
+  }
+{{else}}  var mean = 0.0;
+  var invstd = 0.0;
+  var sdy = 0.0;
+  var sdyx = 0.0;
+  if (inside) {
+    mean = stats[b];
+    invstd = stats[p.c + b];
+    for (var t = lid.y; t < count; t += {{.BY}}u) {
+      let k = at(t, b);
+      let g = dy[k];
+      sdy += g;
+      sdyx += g * (x[k] - mean) * invstd;
+    }
+  }
+  sdy = total(sdy, lid.x, lid.y);
+  sdyx = total(sdyx, lid.x, lid.y);
+  if (!inside) {
+    return;
+  }
+{{if .Affine}}  let scale = gamma[b] * invstd;
+{{else}}  let scale = invstd;
+{{end}}  let mdy = sdy / m;
+  let mdyx = sdyx / m;
+  for (var t = lid.y; t < count; t += {{.BY}}u) {
+    let k = at(t, b);
+    dx[k] = scale * (dy[k] - mdy - (x[k] - mean) * invstd * mdyx);
+  }
+{{if .Affine}}  if (lid.y == 0u) {
+    dgamma[b] += sdyx;
+    dbeta[b] += sdy;
+  }
+{{end}}{{end}}}
+{{end}}
