@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 
 	"github.com/bt-org/bt/gpu"
@@ -244,8 +245,7 @@ type optimizer struct {
 	beta1, beta2, eps, eta float64
 }
 
-// init validates params and allocates the zeroed state; group gives each
-// parameter's weight decay and whether the trust ratio applies.
+// init returns o set up by alloc, or nil and alloc's error.
 func (o *optimizer) init(d *gpu.Device, params []*layers.Param, group func(*layers.Param) (wd float64, trust bool)) (Optimizer, error) {
 	if err := o.alloc(d, params, group); err != nil {
 		return nil, err
@@ -253,6 +253,8 @@ func (o *optimizer) init(d *gpu.Device, params []*layers.Param, group func(*laye
 	return o, nil
 }
 
+// alloc validates params and allocates the zeroed state; group gives each
+// parameter's weight decay and whether the trust ratio applies.
 func (o *optimizer) alloc(d *gpu.Device, params []*layers.Param, group func(*layers.Param) (float64, bool)) error {
 	if len(params) == 0 {
 		return fmt.Errorf("bt: %s needs at least one parameter", o.kind)
@@ -270,7 +272,7 @@ func (o *optimizer) alloc(d *gpu.Device, params []*layers.Param, group func(*lay
 			return fmt.Errorf("bt: %s: parameter %s is %v but its gradient is %v", o.kind, p.Name, p.Value.Shape, p.Grad.Shape)
 		}
 	}
-	o.d, o.params = d, params
+	o.d, o.params = d, slices.Clone(params)
 	o.elems, o.maxX = optimElems(d), int(d.Limits.MaxComputeWorkgroupsPerDimension)
 	o.slots = []string{"momentum"}
 	if o.rule == "adamw" {
