@@ -74,11 +74,14 @@ func (b *BatchNorm) ZeroGamma() error {
 	return b.Gamma.Value.Upload(constant(b.C, 0))
 }
 
-// NewCache allocates the [2, C] tensor a training forward keeps for
-// backward: row 0 holds the batch means, row 1 the inverse standard
-// deviations 1/√(var+eps). They share one tensor so that the training kernel
-// binds at most seven storage buffers, within WebGPU's default of eight.
-func (b *BatchNorm) NewCache() (*gpu.Tensor, error) { return b.d.NewTensor(2, b.C) }
+// NewCache allocates the [3, C] tensor a training forward keeps for
+// backward: per channel, the batch mean as x₀ + δ (row 0 holds x₀, the
+// channel's first value in the batch, row 1 δ), and row 2 the inverse
+// standard deviation 1/√(var+eps). Split in two, the mean keeps float32's
+// precision relative to the data's spread rather than to its offset. The
+// rows share one tensor so that the training kernel binds at most seven
+// storage buffers, within WebGPU's default of eight.
+func (b *BatchNorm) NewCache() (*gpu.Tensor, error) { return b.d.NewTensor(3, b.C) }
 
 // Release frees the parameters and the running statistics.
 func (b *BatchNorm) Release() {
@@ -88,10 +91,13 @@ func (b *BatchNorm) Release() {
 	b.RunningVar.Release()
 }
 
+// bnWG is the number of threads in a BatchNorm workgroup.
+const bnWG = 256
+
 // blockX is how many channels a training or backward workgroup takes: with
 // HW = 1 a channel's values are C apart, so 32 neighbouring channels share a
 // workgroup and the loads coalesce across channels; otherwise one channel
-// per workgroup of 256 threads reading along HW.
+// per workgroup, its threads reading along HW.
 func blockX(hw int) int {
 	if hw == 1 {
 		return 32
@@ -114,12 +120,15 @@ func (b *BatchNorm) prepare(mode string, n, hw int, ts ...named) (*gpu.Kernel, e
 	if err := checkSizes(fmt.Sprintf("BatchNorm %s %s (N=%d, C=%d, HW=%d)", b.name, mode, n, b.C, hw), ts); err != nil {
 		return nil, err
 	}
+	if mode == "eval" {
+		return b.d.Kernel("batchnorm", shaders.Spec{"Mode": mode, "Affine": b.Affine(), "WG": bnWG})
+	}
 	bx := blockX(hw)
-	return b.d.Kernel("batchnorm", shaders.Spec{"Mode": mode, "Affine": b.Affine(), "BX": bx, "BY": 256 / bx, "WG": 256})
+	return b.d.Kernel("batchnorm", shaders.Spec{"Mode": mode, "Affine": b.Affine(), "BX": bx, "BY": bnWG / bx})
 }
 
 // Forward normalises in, [N, C, HW], into out, [N, C, HW]. With train set
-// it uses the batch's statistics, writes them into cache, [2, C] (see
+// it uses the batch's statistics, writes them into cache, [3, C] (see
 // NewCache), for Backward, and updates the running statistics; otherwise it
 // uses the running statistics and cache may be nil. Training needs more
 // than one value per channel (N·HW ≥ 2), as in PyTorch.
@@ -130,13 +139,13 @@ func (b *BatchNorm) Forward(r *gpu.Recorder, out, cache, in *gpu.Tensor, n, hw i
 		if err != nil {
 			return err
 		}
-		grid, err := spreadGrid(b.d, (size+255)/256)
+		grid, err := spreadGrid(b.d, (size+bnWG-1)/bnWG)
 		if err != nil {
 			return err
 		}
 		return r.Dispatch(k, grid, b.uniforms(n, hw), b.with(out, in, b.RunningMean, b.RunningVar)...)
 	}
-	k, err := b.prepare("train", n, hw, named{"out", out, size}, named{"cache", cache, 2 * b.C}, named{"in", in, size})
+	k, err := b.prepare("train", n, hw, named{"out", out, size}, named{"cache", cache, 3 * b.C}, named{"in", in, size})
 	if err != nil {
 		return err
 	}
@@ -151,13 +160,13 @@ func (b *BatchNorm) Forward(r *gpu.Recorder, out, cache, in *gpu.Tensor, n, hw i
 }
 
 // Backward writes dIn, [N, C, HW], and accumulates dγ and dβ from dOut,
-// [N, C, HW], given the training forward's input in and its cache, [2, C].
+// [N, C, HW], given the training forward's input in and its cache, [3, C].
 // Evaluation-mode BatchNorm has no backward: bt trains in training mode
 // only and freezes the backbone for linear evaluation.
 func (b *BatchNorm) Backward(r *gpu.Recorder, dIn, dOut, in, cache *gpu.Tensor, n, hw int) error {
 	size := n * b.C * hw
 	k, err := b.prepare("backward", n, hw, named{"dIn", dIn, size}, named{"dOut", dOut, size},
-		named{"in", in, size}, named{"cache", cache, 2 * b.C})
+		named{"in", in, size}, named{"cache", cache, 3 * b.C})
 	if err != nil {
 		return err
 	}

@@ -160,7 +160,7 @@ func TestBatchNormTrain(t *testing.T) {
 }
 
 // TestBatchNormStats checks what a training forward keeps and updates: the
-// cache's means and inverse standard deviations, and the running statistics
+// cache's means (as x₀ + δ) and inverse standard deviations, and the running statistics
 // moved from random values by momentum towards the unbiased variance.
 func TestBatchNormStats(t *testing.T) {
 	d := gputest.Device(t)
@@ -171,7 +171,7 @@ func TestBatchNormStats(t *testing.T) {
 			defer func() { b.RunningMean, b.RunningVar = own[0], own[1] }()
 			gputest.Check(t, d, kcheck.Op{
 				Inputs:     [][]int{{s.n, s.c, s.hw}},
-				Outputs:    [][]int{{s.n, s.c, s.hw}, {2, s.c}, {s.c}, {s.c}},
+				Outputs:    [][]int{{s.n, s.c, s.hw}, {3, s.c}, {s.c}, {s.c}},
 				Accumulate: []bool{false, false, true, true},
 				Draw:       drawOffset(s.offset),
 				Tol:        kcheck.Reduction,
@@ -183,8 +183,10 @@ func TestBatchNormStats(t *testing.T) {
 					in := [][]float64{ins[0], constant64(s.c, 1), constant64(s.c, 0)}
 					y, mean, invstd := refBN(s, in)
 					copy(outs[0], y)
-					copy(outs[1], mean)
-					copy(outs[1][s.c:], invstd)
+					for j := range s.c {
+						x0 := ins[0][j*s.hw]
+						outs[1][j], outs[1][s.c+j], outs[1][2*s.c+j] = x0, mean[j]-x0, invstd[j]
+					}
 					ref.BatchNormRunning(outs[2], outs[3], ins[0], s.n, s.c, s.hw, 0.1)
 				},
 			})
@@ -477,11 +479,11 @@ func TestBatchNormPyTorch(t *testing.T) {
 
 // TestBatchNormStable normalises an input on which the one-pass variance
 // E[x²]−E[x]² fails in float32: 2048 values of mean 1000 and standard
-// deviation 1, so that E[x²] and E[x]² agree in their first six digits. The
-// test first shows that the one-pass formula is indeed wrong here, by more
-// than 10%, then that the kernel matches float64. (A much smaller spread
-// would exceed float32 itself: the mean's rounding, 3·10⁻⁵ at 1000, must
-// stay small beside the standard deviation.) The input is fixed so that
+// deviation 0.01, so that E[x²] and E[x]² agree in their first nine digits.
+// The test first shows that the one-pass formula is indeed wrong here, by
+// more than 10%, then that the kernel matches float64: that needs the mean
+// kept as x₀ + δ, since the mean rounded to float32 (half an ulp of 1000 is
+// 3·10⁻⁵) would be off by 0.3% of the spread. The input is fixed so that
 // the first check holds on every run; bnShapes has fresh inputs of mean 1000.
 func TestBatchNormStable(t *testing.T) {
 	d := gputest.Device(t)
@@ -489,7 +491,7 @@ func TestBatchNormStable(t *testing.T) {
 	const n, c, hw = 2048, 2, 1
 	v := kcheck.Normal(rng, n*c*hw)
 	for i := range v {
-		v[i] += 1000
+		v[i] = 1000 + 0.01*v[i]
 	}
 	v = kcheck.To64(kcheck.To32(v))
 	mean, variance := make([]float64, c), make([]float64, c)
@@ -517,7 +519,7 @@ func TestBatchNormStable(t *testing.T) {
 		t.Errorf("normalised output: %v", err)
 	}
 	stats := download(t, cache)
-	if err := ref.Compare(stats[c:], invstd, kcheck.Reduction); err != nil {
-		t.Errorf("inverse standard deviations %v, want %v: %v", stats[c:], invstd, err)
+	if err := ref.Compare(stats[2*c:], invstd, kcheck.Reduction); err != nil {
+		t.Errorf("inverse standard deviations %v, want %v: %v", stats[2*c:], invstd, err)
 	}
 }

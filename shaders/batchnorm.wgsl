@@ -3,9 +3,15 @@
 //   train     batch statistics: mean, then biased variance from the squared
 //             deviations (two passes over x, so a large common offset does
 //             not cancel as in E[x²]−E[x]²), y = γ·(x−mean)·invstd + β;
-//             stats[b] = mean, stats[C+b] = invstd are kept for backward,
-//             and the running statistics move by momentum towards the batch
+//             the running statistics move by momentum towards the batch
 //             mean and the UNBIASED batch variance, as in PyTorch.
+//             The mean is kept as x₀ + δ, x₀ the channel's first value:
+//             sums of x − x₀ stay near the data's spread rather than its
+//             offset, and x − x₀ is exact for x within a factor of two of
+//             x₀, so (x − x₀) − δ is accurate relative to the spread, where
+//             x − mean, with the mean rounded to float32, would carry up to
+//             half an ulp of the offset. stats[b] = x₀, stats[C+b] = δ and
+//             stats[2C+b] = invstd are kept for backward.
 //   eval      running statistics, elementwise over all of x.
 //   backward  sums Σdy and Σdy·x̂ over the channel, then
 //             dx = γ·invstd·(dy − Σdy/M − x̂·Σdy·x̂/M), M = N·HW;
@@ -92,21 +98,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let inside = b < p.c;
   let count = p.n * p.hw;
   let m = f32(count);
-{{if eq .Mode "train"}}  // Summing x − x₀ instead of x keeps the float32 partial sums near the
-  // spread of the data rather than near its offset.
-  var pivot = 0.0;
+{{if eq .Mode "train"}}  var x0 = 0.0;
   var acc = 0.0;
   if (inside) {
-    pivot = x[at(0u, b)];
+    x0 = x[at(0u, b)];
     for (var t = lid.y; t < count; t += {{.BY}}u) {
-      acc += x[at(t, b)] - pivot;
+      acc += x[at(t, b)] - x0;
     }
   }
-  let mean = pivot + total(acc, lid.x, lid.y) / m;
+  let delta = total(acc, lid.x, lid.y) / m;
   var dev = 0.0;
   if (inside) {
     for (var t = lid.y; t < count; t += {{.BY}}u) {
-      let d = x[at(t, b)] - mean;
+      let d = (x[at(t, b)] - x0) - delta;
       dev += d * d;
     }
   }
@@ -121,26 +125,29 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let shift = 0.0;
 {{end}}  for (var t = lid.y; t < count; t += {{.BY}}u) {
     let k = at(t, b);
-    y[k] = (x[k] - mean) * scale + shift;
+    y[k] = ((x[k] - x0) - delta) * scale + shift;
   }
   if (lid.y == 0u) {
-    stats[b] = mean;
-    stats[p.c + b] = invstd;
-    run_mean[b] = (1.0 - p.momentum) * run_mean[b] + p.momentum * mean;
+    stats[b] = x0;
+    stats[p.c + b] = delta;
+    stats[2u * p.c + b] = invstd;
+    run_mean[b] = (1.0 - p.momentum) * run_mean[b] + p.momentum * (x0 + delta);
     run_var[b] = (1.0 - p.momentum) * run_var[b] + p.momentum * variance * m / (m - 1.0);
   }
-{{else}}  var mean = 0.0;
+{{else}}  var x0 = 0.0;
+  var delta = 0.0;
   var invstd = 0.0;
   var sdy = 0.0;
   var sdyx = 0.0;
   if (inside) {
-    mean = stats[b];
-    invstd = stats[p.c + b];
+    x0 = stats[b];
+    delta = stats[p.c + b];
+    invstd = stats[2u * p.c + b];
     for (var t = lid.y; t < count; t += {{.BY}}u) {
       let k = at(t, b);
       let g = dy[k];
       sdy += g;
-      sdyx += g * (x[k] - mean) * invstd;
+      sdyx += g * ((x[k] - x0) - delta) * invstd;
     }
   }
   sdy = total(sdy, lid.x, lid.y);
@@ -154,7 +161,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let mdyx = sdyx / m;
   for (var t = lid.y; t < count; t += {{.BY}}u) {
     let k = at(t, b);
-    dx[k] = scale * (dy[k] - mdy - (x[k] - mean) * invstd * mdyx);
+    dx[k] = scale * (dy[k] - mdy - ((x[k] - x0) - delta) * invstd * mdyx);
   }
 {{if .Affine}}  if (lid.y == 0u) {
     dgamma[b] += sdyx;
