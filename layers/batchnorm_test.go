@@ -473,6 +473,25 @@ func TestBatchNormPyTorch(t *testing.T) {
 					t.Errorf("%s against PyTorch: %v", ch.name, err)
 				}
 			}
+			// The float64 references the other tests trust must agree with
+			// PyTorch to float64 precision.
+			want := map[string][]float64{"y": make([]float64, n*c*hw), "dx": make([]float64, n*c*hw), "y_eval": make([]float64, n*c*hw),
+				"running_mean": append([]float64(nil), v["running_mean0"]...), "running_var": append([]float64(nil), v["running_var0"]...)}
+			mean, invstd := make([]float64, c), make([]float64, c)
+			var gamma, beta, dgamma, dbeta []float64
+			if affine {
+				gamma, beta, dgamma, dbeta = v["gamma"], v["beta"], make([]float64, c), make([]float64, c)
+				want["dgamma"], want["dbeta"] = dgamma, dbeta
+			}
+			ref.BatchNorm(want["y"], mean, invstd, v["x"], gamma, beta, n, c, hw, 1e-5)
+			ref.BatchNormBackward(want["dx"], dgamma, dbeta, v["dy"], v["x"], mean, invstd, gamma, n, c, hw)
+			ref.BatchNormRunning(want["running_mean"], want["running_var"], v["x"], n, c, hw, 0.1)
+			ref.BatchNormEval(want["y_eval"], v["x_eval"], want["running_mean"], want["running_var"], gamma, beta, n, c, hw, 1e-5)
+			for k, w := range want {
+				if err := ref.Compare(w, v[k], 1e-10); err != nil {
+					t.Errorf("float64 reference %s against PyTorch: %v", k, err)
+				}
+			}
 		})
 	}
 }

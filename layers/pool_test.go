@@ -213,6 +213,19 @@ func TestPoolPyTorch(t *testing.T) {
 					t.Errorf("%s against PyTorch: %v", c.name, err)
 				}
 			}
+			// The float64 reference, ties included, must agree exactly.
+			ry, ra := refMaxPool(p, v["x"])
+			rdx := make([]float64, len(v["x"]))
+			ref.MaxPool2DBackward(rdx, v["dy"], ra, p.n*p.c, p.h, p.w, oh, ow)
+			rarg := make([]float64, len(ra))
+			for i, a := range ra {
+				rarg[i] = float64(a)
+			}
+			for k, w := range map[string][]float64{"y": ry, "argmax": rarg, "dx": rdx} {
+				if err := ref.Compare(w, v[k], 1e-12); err != nil {
+					t.Errorf("float64 reference %s against PyTorch: %v", k, err)
+				}
+			}
 		})
 	}
 	t.Run("pool_avg", func(t *testing.T) {
@@ -235,6 +248,14 @@ func TestPoolPyTorch(t *testing.T) {
 		}
 		if err := ref.Compare(download(t, dx), v["dx"], 1e-4); err != nil {
 			t.Errorf("dx against PyTorch: %v", err)
+		}
+		ry, rdx := make([]float64, n*c), make([]float64, n*c*hw)
+		ref.GlobalAvgPool(ry, v["x"], n*c, hw)
+		ref.GlobalAvgPoolBackward(rdx, v["dy"], n*c, hw)
+		for k, w := range map[string][]float64{"y": ry, "dx": rdx} {
+			if err := ref.Compare(w, v[k], 1e-12); err != nil {
+				t.Errorf("float64 reference %s against PyTorch: %v", k, err)
+			}
 		}
 	})
 }
