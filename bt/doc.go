@@ -1,0 +1,2 @@
+// Package bt implements Barlow Twins: the loss, optimisers, trainer and evaluation.
+package bt

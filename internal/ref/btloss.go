@@ -1,0 +1,116 @@
+package ref
+
+import "math"
+
+// BTEps is the epsilon of the Barlow Twins loss's batch normalisation, as in
+// PyTorch's BatchNorm1d.
+const BTEps = 1e-5
+
+// BTTerms are the Barlow Twins loss and its parts for one batch.
+type BTTerms struct {
+	Loss       float64 // Scale·(OnDiag + λ·OffDiag)
+	OnDiag     float64 // Σ_i (1 − C_ii)²
+	OffDiag    float64 // Σ_{i≠j} C_ij²
+	MeanDiag   float64 // mean of C_ii
+	MeanAbsOff float64 // mean of |C_ij| over i ≠ j; 0 when d = 1
+}
+
+// btNormalise writes ẑ = (z − μ)/√(σ² + ε) per column of z [n, d], with
+// the batch mean and biased variance, and returns 1/√(σ² + ε) per column.
+func btNormalise(zh, z []float64, n, d int) []float64 {
+	inv := make([]float64, d)
+	for j := range d {
+		mu := 0.0
+		for i := range n {
+			mu += z[i*d+j]
+		}
+		mu /= float64(n)
+		v := 0.0
+		for i := range n {
+			e := z[i*d+j] - mu
+			v += e * e
+		}
+		inv[j] = 1 / math.Sqrt(v/float64(n)+BTEps)
+		for i := range n {
+			zh[i*d+j] = (z[i*d+j] - mu) * inv[j]
+		}
+	}
+	return inv
+}
+
+// btCross returns the normalised embeddings of both views and
+// C = Ẑ_Aᵀ Ẑ_B / n [d, d].
+func btCross(za, zb []float64, n, d int) (ha, hb, inva, invb, c []float64) {
+	ha, hb = make([]float64, n*d), make([]float64, n*d)
+	inva = btNormalise(ha, za, n, d)
+	invb = btNormalise(hb, zb, n, d)
+	c = make([]float64, d*d)
+	Gemm(c, ha, hb, 1, d, d, n, true, false, 1/float64(n), 0)
+	return ha, hb, inva, invb, c
+}
+
+// BTLoss computes the Barlow Twins loss of the embeddings of two views,
+// za and zb [n, d], as the official code does: each column normalised over
+// the batch (BatchNorm1d without affine parameters, training mode),
+// C = Ẑ_Aᵀ Ẑ_B / n, L = scale·(Σ_i (1 − C_ii)² + λ Σ_{i≠j} C_ij²).
+func BTLoss(za, zb []float64, n, d int, lambda, scale float64) BTTerms {
+	_, _, _, _, c := btCross(za, zb, n, d)
+	var t BTTerms
+	var abs float64
+	for i := range d {
+		for j := range d {
+			v := c[i*d+j]
+			if i == j {
+				t.OnDiag += (1 - v) * (1 - v)
+				t.MeanDiag += v
+			} else {
+				t.OffDiag += v * v
+				abs += math.Abs(v)
+			}
+		}
+	}
+	t.MeanDiag /= float64(d)
+	if d > 1 {
+		t.MeanAbsOff = abs / float64(d*(d-1))
+	}
+	t.Loss = scale * (t.OnDiag + lambda*t.OffDiag)
+	return t
+}
+
+// BTLossBackward writes dL/dza and dL/dzb [n, d] for BTLoss: with
+// G = dL/dC (2·scale·(C_ii − 1) on the diagonal, 2·scale·λ·C_ij off it),
+// dẐ_A = Ẑ_B Gᵀ / n and dẐ_B = Ẑ_A G / n, then back through each view's
+// normalisation: dz = (dẑ − mean(dẑ) − ẑ·mean(dẑ·ẑ)) / √(σ² + ε).
+func BTLossBackward(dza, dzb, za, zb []float64, n, d int, lambda, scale float64) {
+	ha, hb, inva, invb, c := btCross(za, zb, n, d)
+	g := make([]float64, d*d)
+	for i := range d {
+		for j := range d {
+			if i == j {
+				g[i*d+j] = 2 * scale * (c[i*d+j] - 1)
+			} else {
+				g[i*d+j] = 2 * scale * lambda * c[i*d+j]
+			}
+		}
+	}
+	Gemm(dza, hb, g, 1, n, d, d, false, true, 1/float64(n), 0)
+	Gemm(dzb, ha, g, 1, n, d, d, false, false, 1/float64(n), 0)
+	btNormaliseBackward(dza, ha, inva, n, d)
+	btNormaliseBackward(dzb, hb, invb, n, d)
+}
+
+// btNormaliseBackward turns dẑ into dz in place, per column.
+func btNormaliseBackward(dz, zh, inv []float64, n, d int) {
+	for j := range d {
+		var m, mz float64
+		for i := range n {
+			m += dz[i*d+j]
+			mz += dz[i*d+j] * zh[i*d+j]
+		}
+		m /= float64(n)
+		mz /= float64(n)
+		for i := range n {
+			dz[i*d+j] = inv[j] * (dz[i*d+j] - m - zh[i*d+j]*mz)
+		}
+	}
+}
