@@ -4,6 +4,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/bt-org/bt/gpu"
 	"github.com/bt-org/bt/internal/gputest"
@@ -290,4 +291,62 @@ func a2(t *testing.T, d *gpu.Device, r *gpu.Recorder) *gpu.Tensor {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestLongSubmission covers a submission that runs longer than the five
+// seconds after which wgpu-native abandons a blocking wait; with blocking
+// waits, lavapipe then crashed in its queue thread on the next submission
+// (seen with ResNet-sized convolutions). The recording repeats a GEMM until
+// it takes about seven seconds on this adapter, then another kernel runs.
+func TestLongSubmission(t *testing.T) {
+	d := gputest.Device(t)
+	const n = 256
+	a, _ := d.NewTensor(n, n)
+	c, _ := d.NewTensor(n, n)
+	y, _ := d.NewTensor(3)
+	defer a.Release()
+	defer c.Release()
+	defer y.Release()
+	gemms := func(reps int) error {
+		err := d.Run(func(r *gpu.Recorder) error {
+			if err := gpu.Fill(r, a, 1.0/n); err != nil {
+				return err
+			}
+			for range reps {
+				if err := gpu.Gemm(r, c, a, a, gpu.GemmOp{M: n, N: n, K: n, Alpha: 1}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		d.Sync()
+		return err
+	}
+	if err := gemms(1); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := gemms(10); err != nil {
+		t.Fatal(err)
+	}
+	reps := int(8*time.Second/max(time.Since(start)/10, time.Microsecond)) + 1
+	start = time.Now()
+	if err := gemms(reps); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d GEMMs in one submission took %v", reps, time.Since(start))
+	if err := d.Run(func(r *gpu.Recorder) error { return gpu.Fill(r, y, 4) }); err != nil {
+		t.Fatal(err)
+	}
+	got, err := y.Download()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := c.Download()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[2] != 4 || math.Abs(float64(want[0])-1.0/n) > 1e-6 {
+		t.Fatalf("after the long submission: fill %v, gemm %v", got[2], want[0])
+	}
 }

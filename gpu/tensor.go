@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"time"
 	"unsafe"
 
 	"github.com/rajveermalviya/go-webgpu/wgpu"
@@ -171,16 +172,14 @@ func (d *Device) read(src *wgpu.Buffer, offset uint64, dst []byte) error {
 	if err != nil {
 		return err
 	}
-	idx := d.queue.Submit(cmd)
+	d.queue.Submit(cmd)
 	cmd.Release()
 
 	status := wgpu.BufferMapAsyncStatus(math.MaxUint32)
 	if err := staging.MapAsync(wgpu.MapMode_Read, 0, size, func(s wgpu.BufferMapAsyncStatus) { status = s }); err != nil {
 		return err
 	}
-	for status == wgpu.BufferMapAsyncStatus(math.MaxUint32) {
-		d.device.Poll(true, &wgpu.WrappedSubmissionIndex{Queue: d.queue, SubmissionIndex: idx})
-	}
+	d.wait(func() bool { return status != wgpu.BufferMapAsyncStatus(math.MaxUint32) })
 	if status != wgpu.BufferMapAsyncStatus_Success {
 		return fmt.Errorf("mapping the staging buffer failed: %s", status)
 	}
@@ -190,5 +189,24 @@ func (d *Device) read(src *wgpu.Buffer, offset uint64, dst []byte) error {
 
 // Sync waits until all submitted work has finished.
 func (d *Device) Sync() {
-	d.device.Poll(true, nil)
+	done := false
+	d.queue.OnSubmittedWorkDone(func(wgpu.QueueWorkDoneStatus) { done = true })
+	d.wait(func() bool { return done })
+}
+
+// wait polls the device without blocking until done reports true. A
+// blocking poll would be simpler, but wgpu-native gives up a blocking wait
+// after five seconds and carries on, and lavapipe then crashes in its queue
+// thread when the submission outlives the wait, which large kernels on a CPU
+// do. Polling starts fast for short waits and backs off to a millisecond.
+func (d *Device) wait(done func() bool) {
+	pause := time.Microsecond
+	for {
+		d.device.Poll(false, nil)
+		if done() {
+			return
+		}
+		time.Sleep(pause)
+		pause = min(2*pause, time.Millisecond)
+	}
 }
