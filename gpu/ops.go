@@ -71,8 +71,11 @@ func Axpy(r *Recorder, y, x *Tensor, alpha float32) error {
 	return elementwise(r, "Axpy", "y[i] + p.alpha * x[i]", []string{"x"}, alpha, 0, 0, y, x)
 }
 
-// ReLU writes y = max(x, 0).
+// ReLU writes y = max(x, 0); y may be x, to save the memory of a copy.
 func ReLU(r *Recorder, y, x *Tensor) error {
+	if y != nil && x != nil && y.buf == x.buf && y.buf != nil {
+		return elementwise(r, "ReLU", "max(y[i], 0.0)", nil, 0, 0, 0, y)
+	}
 	return elementwise(r, "ReLU", "max(x[i], 0.0)", []string{"x"}, 0, 0, 0, y, x)
 }
 

@@ -38,6 +38,8 @@ func TestElementwise(t *testing.T) {
 			func(_, _, _ float64) float64 { return 2.5 }, 0},
 		{"ReLU", 1, false, func(r *gpu.Recorder, y *gpu.Tensor, x []*gpu.Tensor) error { return gpu.ReLU(r, y, x[0]) },
 			func(_, a, _ float64) float64 { return math.Max(a, 0) }, 0},
+		{"ReLUInPlace", 0, true, func(r *gpu.Recorder, y *gpu.Tensor, _ []*gpu.Tensor) error { return gpu.ReLU(r, y, y) },
+			func(y, _, _ float64) float64 { return math.Max(y, 0) }, 0},
 		{"ReLUBackward", 2, false, func(r *gpu.Recorder, y *gpu.Tensor, x []*gpu.Tensor) error {
 			return gpu.ReLUBackward(r, y, x[0], x[1])
 		}, func(_, dy, x float64) float64 {
