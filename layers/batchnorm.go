@@ -58,6 +58,10 @@ func NewBatchNorm(d *gpu.Device, name string, c int, affine bool) (*BatchNorm, e
 	return b, nil
 }
 
+// Name is the layer's name in a state dict: its parameters and running
+// statistics are Name+".weight", ".bias", ".running_mean", ".running_var".
+func (b *BatchNorm) Name() string { return b.name }
+
 // Affine reports whether the layer has γ and β.
 func (b *BatchNorm) Affine() bool { return b.Gamma != nil }
 
