@@ -48,17 +48,21 @@ const (
 //	Σ_ij C_ij² = Σ_nm K_A[n,m]·K_B[n,m]
 //	Ẑ_B·Cᵀ = K_B·Ẑ_A    Ẑ_A·C = K_A·Ẑ_B
 //
-// and the diagonal C_ii = Σ_n Ẑ_A[n,i]·Ẑ_B[n,i]/N is an O(N·D) dot product.
-// It costs 8·N²·D flops and N² floats: at the paper's N = 2048, D = 8192
-// that is a third of the materialised path's work and a sixteenth of its
-// memory, and D = 32768 needs no more than N·D. Compared with recomputing
-// tiles of C in a fused kernel, which costs more than the three GEMMs it
-// replaces, it does less work than they do, through the tuned gpu.Gemm.
+// and the diagonal is an O(N·D) reduction. It costs 8·N²·D flops and 2·N²
+// floats: at the paper's N = 2048, D = 8192 a third of the materialised
+// path's work and an eighth of its memory, and D = 32768 needs no more
+// than the embeddings themselves. Recomputing tiles of C in a fused kernel
+// instead would cost more than the three GEMMs it replaces (8 to 10·N·D²);
+// this does less than they do, through the tuned gpu.Gemm. Where D ≤ N
+// (which AutoFused leaves to the materialised path) the fused path takes
+// Σ_{i≠j} C_ij² from tiles of C summed in registers (btloss_tile), which is
+// then the cheaper way and keeps the diagonal out exactly.
 //
 // Both paths share the O(N·D) kernels around the products: the
-// normalisation (which also forms C's diagonal) and the backward through it
-// (which adds the diagonal's own term of dL/dC). Loss holds workspaces of
-// 2·N·D floats plus D² (materialised) or 2·N² (fused).
+// normalisation, which also forms 1 − C_ii without cancellation, and the
+// backward through it, which adds the diagonal's own term of dL/dC. Loss
+// holds workspaces of 2·N·D floats plus D² (materialised) or 2·N² (fused);
+// Bytes reports them.
 type Loss struct {
 	// Lambda weighs the redundancy-reduction term; DefaultLambda in the paper.
 	Lambda float32
@@ -78,8 +82,8 @@ type Loss struct {
 	ka, kb   *gpu.Tensor // [N, N] Gram matrices, fused path only
 	part     *gpu.Tensor // [sumGroups, 2] partial sums of btloss_sum
 	stats    *gpu.Tensor // [statsLen] loss, Σ(1−C_ii)², Σ_{i≠j}C², ΣC_ii, Σ_{i≠j}|C|
-	tilePart *gpu.Tensor // [tiles, 2] btloss_tile's sums, fused path, made by Stats
-	tileStat *gpu.Tensor // [statsLen] the same figures from the tiles of C
+	tilePart *gpu.Tensor // [tiles, 2] btloss_tile's sums, fused path, made on first use
+	tileStat *gpu.Tensor // [statsLen] Stats' figures from the tiles of C, fused path with D > N
 
 	tile gpu.GemmTile // btloss_tile's tile; zero means GemmTileFor(D, D)
 }
