@@ -350,3 +350,44 @@ func TestLongSubmission(t *testing.T) {
 		t.Fatalf("after the long submission: fill %v, gemm %v", got[2], want[0])
 	}
 }
+
+// TestReadback reads values from several submitted steps without waiting
+// for each, as the trainer does with its losses.
+func TestReadback(t *testing.T) {
+	d := gputest.Device(t)
+	x, _ := d.NewTensor(5)
+	defer x.Release()
+	var pending []*gpu.Readback
+	for step := range 4 {
+		r, err := d.Record(false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := gpu.Fill(r, x, float32(step)); err != nil {
+			t.Fatal(err)
+		}
+		rb, err := r.Readback(x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rb.Ready(); err == nil {
+			t.Fatal("Ready before Submit gave no error")
+		}
+		if err := r.Submit(); err != nil {
+			t.Fatal(err)
+		}
+		pending = append(pending, rb)
+	}
+	for step, rb := range pending {
+		got, err := rb.Wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got[4] != float32(step) {
+			t.Errorf("step %d read %v", step, got)
+		}
+		if _, err := rb.Wait(); err == nil {
+			t.Error("a second Wait gave no error")
+		}
+	}
+}

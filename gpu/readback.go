@@ -1,0 +1,88 @@
+package gpu
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"unsafe"
+
+	"github.com/rajveermalviya/go-webgpu/wgpu"
+)
+
+// Readback is a copy of a tensor on its way to the host, recorded into a
+// recording so that reading a training step's loss does not stall the
+// device: the step is submitted, later steps can be recorded, and the value
+// is collected once the device has finished that step.
+type Readback struct {
+	d       *Device
+	r       *Recorder
+	n       int
+	size    uint64
+	staging *wgpu.Buffer
+	status  wgpu.BufferMapAsyncStatus
+	mapping bool
+}
+
+const mapPending = wgpu.BufferMapAsyncStatus(math.MaxUint32)
+
+// Readback records a copy of t into a host-mappable buffer. After Submit,
+// Ready reports without blocking whether it has arrived and Wait collects
+// it.
+func (r *Recorder) Readback(t *Tensor) (*Readback, error) {
+	if err := r.usable(); err != nil {
+		return nil, err
+	}
+	if err := t.check(); err != nil {
+		return nil, err
+	}
+	if err := r.endPass(); err != nil {
+		return nil, err
+	}
+	size := tensorBytes(t.n)
+	staging, err := r.d.pool.get(size, stagingUsage)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.enc.CopyBufferToBuffer(t.buf, 0, staging, 0, size); err != nil {
+		r.d.pool.put(staging, size, stagingUsage)
+		return nil, err
+	}
+	return &Readback{d: r.d, r: r, n: t.n, size: size, staging: staging, status: mapPending}, nil
+}
+
+// Ready reports whether the copy has arrived, polling the device without
+// blocking.
+func (b *Readback) Ready() (bool, error) {
+	if b.staging == nil {
+		return false, errors.New("gpu: readback already collected")
+	}
+	if !b.r.done {
+		return false, errors.New("gpu: readback's recording has not been submitted")
+	}
+	if !b.mapping {
+		b.mapping = true
+		if err := b.staging.MapAsync(wgpu.MapMode_Read, 0, b.size, func(s wgpu.BufferMapAsyncStatus) { b.status = s }); err != nil {
+			return false, err
+		}
+	}
+	b.d.device.Poll(false, nil)
+	return b.status != mapPending, nil
+}
+
+// Wait blocks until the copy has arrived and returns it.
+func (b *Readback) Wait() ([]float32, error) {
+	if _, err := b.Ready(); err != nil {
+		return nil, err
+	}
+	b.d.wait(func() bool { return b.status != mapPending })
+	defer func() {
+		b.d.pool.put(b.staging, b.size, stagingUsage)
+		b.staging = nil
+	}()
+	if b.status != wgpu.BufferMapAsyncStatus_Success {
+		return nil, fmt.Errorf("gpu: readback: mapping failed: %s", b.status)
+	}
+	out := make([]float32, b.n)
+	copy(unsafe.Slice((*byte)(unsafe.Pointer(&out[0])), 4*b.n), b.staging.GetMappedRange(0, uint(b.size))[:4*b.n])
+	return out, b.staging.Unmap()
+}
