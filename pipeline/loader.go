@@ -29,7 +29,8 @@ type LoaderConfig struct {
 	Shuffle   bool   // a new permutation each epoch, else dataset order
 	DropLast  bool   // drop the incomplete last batch of an epoch
 	Epoch     int    // first epoch, for resuming
-	Epochs    int    // Next returns io.EOF after this many epochs; 0 means never
+	Step      int    // first batch within the first epoch, for resuming mid-epoch
+	Epochs    int    // Next returns io.EOF at the end of epoch Epoch+Epochs−1; 0 means never
 	// Strict makes the first image that fails to load end the run. Otherwise
 	// the loader reports it (OnSkip, Skipped) and uses the next loadable
 	// image in the dataset in its place.
@@ -115,8 +116,8 @@ func newLoader(ds Dataset, views []ViewConfig, cfg LoaderConfig) (*Loader, error
 		return nil, fmt.Errorf("pipeline: BatchSize = %d, want > 0", cfg.BatchSize)
 	case cfg.DropLast && n < cfg.BatchSize:
 		return nil, fmt.Errorf("pipeline: %d images make no full batch of %d", n, cfg.BatchSize)
-	case cfg.Workers < 0 || cfg.Prefetch < 0 || cfg.Epochs < 0 || cfg.Epoch < 0:
-		return nil, errors.New("pipeline: Workers, Prefetch, Epoch and Epochs must be ≥ 0")
+	case cfg.Workers < 0 || cfg.Prefetch < 0 || cfg.Epochs < 0 || cfg.Epoch < 0 || cfg.Step < 0:
+		return nil, errors.New("pipeline: Workers, Prefetch, Epoch, Step and Epochs must be ≥ 0")
 	}
 	if cfg.Workers == 0 {
 		cfg.Workers = runtime.NumCPU()
@@ -141,8 +142,11 @@ func newLoader(ds Dataset, views []ViewConfig, cfg LoaderConfig) (*Loader, error
 	if !cfg.DropLast && n%cfg.BatchSize != 0 {
 		l.steps++
 	}
+	if cfg.Step >= l.steps {
+		return nil, fmt.Errorf("pipeline: Step = %d, but an epoch has %d batches", cfg.Step, l.steps)
+	}
 	if cfg.Epochs > 0 {
-		l.total = cfg.Epochs * l.steps
+		l.total = cfg.Epochs*l.steps - cfg.Step
 	}
 	ws := make([]*worker, cfg.Workers)
 	for i := range ws {
@@ -188,8 +192,12 @@ func (l *Loader) dispatch() {
 	bs := l.cfg.BatchSize
 	for epoch := l.cfg.Epoch; ; epoch++ {
 		perm := l.Permutation(epoch)
-		for step := range l.steps {
-			seq := (epoch-l.cfg.Epoch)*l.steps + step
+		first := 0
+		if epoch == l.cfg.Epoch {
+			first = l.cfg.Step
+		}
+		for step := first; step < l.steps; step++ {
+			seq := (epoch-l.cfg.Epoch)*l.steps + step - l.cfg.Step
 			if seq == l.total {
 				return
 			}

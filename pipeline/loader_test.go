@@ -75,6 +75,14 @@ func TestLoaderDeterministicAcrossWorkers(t *testing.T) {
 	must(t, err)
 	equalBatches(t, "resumed", collect(t, l, false), ref[6:])
 	l.Close()
+	// Resuming mid-epoch reproduces the rest of the run.
+	l, err = NewLoader(ds, smallConfig(), LoaderConfig{BatchSize: 8, Workers: 2, Seed: 11, Shuffle: true, DropLast: true, Epoch: 0, Step: 4, Epochs: 2})
+	must(t, err)
+	equalBatches(t, "resumed mid-epoch", collect(t, l, false), ref[4:])
+	l.Close()
+	if _, err := NewLoader(ds, smallConfig(), LoaderConfig{BatchSize: 8, Seed: 11, DropLast: true, Step: 6}); err == nil {
+		t.Error("a Step past the end of the epoch was accepted")
+	}
 	// Another seed changes everything.
 	l, _ = NewLoader(ds, smallConfig(), LoaderConfig{BatchSize: 8, Workers: 2, Seed: 12, Shuffle: true, DropLast: true, Epochs: 1})
 	other := collect(t, l, false)
