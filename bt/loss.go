@@ -12,8 +12,8 @@ import (
 // (main.py's --lambd).
 const DefaultLambda = 0.0051
 
-// eps is BatchNorm1d's default, which the official code's normalisation uses.
-const eps = 1e-5
+// bnEps is BatchNorm1d's default, which the official code's normalisation uses.
+const bnEps = 1e-5
 
 const (
 	// colBX×colBY is the workgroup of the per-column kernels: 32 neighbouring
@@ -101,8 +101,8 @@ func maxBinding(d *gpu.Device) uint64 {
 	return min(d.Limits.MaxStorageBufferBindingSize, d.Limits.MaxBufferSize)
 }
 
-// fits reports whether a tensor of n floats can be bound on d.
-func fits(d *gpu.Device, n int) bool { return 4*uint64(n) <= maxBinding(d) }
+// bindable reports whether a tensor of n floats can be bound on d.
+func bindable(d *gpu.Device, n int) bool { return 4*uint64(n) <= maxBinding(d) }
 
 // AutoFused chooses the path for N×D embeddings: fused where C [D, D]
 // cannot be bound on d, materialised where the Gram matrices [N, N] cannot,
@@ -110,9 +110,9 @@ func fits(d *gpu.Device, n int) bool { return 4*uint64(n) <= maxBinding(d) }
 // D > 4N/3. That choice also holds the smaller workspace (N² against D²).
 func AutoFused(d *gpu.Device, n, dim int) bool {
 	switch {
-	case !fits(d, dim*dim):
+	case !bindable(d, dim*dim):
 		return true
-	case !fits(d, n*n):
+	case !bindable(d, n*n):
 		return false
 	}
 	return 3*dim > 4*n
@@ -129,15 +129,15 @@ func NewLoss(d *gpu.Device, n, dim int, lambda float32, fused bool) (*Loss, erro
 		return nil, fmt.Errorf("bt: loss needs an embedding width ≥ 1, got %d", dim)
 	}
 	limit := maxBinding(d) >> 20
-	if n > (1<<31-1)/dim || !fits(d, n*dim) {
+	if n > (1<<31-1)/dim || !bindable(d, n*dim) {
 		return nil, fmt.Errorf("bt: loss: embeddings [%d, %d] need %d MiB but %s binds at most %d MiB per buffer; use a smaller batch or width",
 			n, dim, 4*uint64(n)*uint64(dim)>>20, d.Info.Name, limit)
 	}
-	if !fused && (dim > (1<<31-1)/dim || !fits(d, dim*dim)) {
+	if !fused && (dim > (1<<31-1)/dim || !bindable(d, dim*dim)) {
 		return nil, fmt.Errorf("bt: loss: the materialised path stores C [%d, %d], %d MiB, but %s binds at most %d MiB per buffer; use the fused path (fused = true, or AutoFused)",
 			dim, dim, 4*uint64(dim)*uint64(dim)>>20, d.Info.Name, limit)
 	}
-	if fused && !fits(d, n*n) {
+	if fused && !bindable(d, n*n) {
 		return nil, fmt.Errorf("bt: loss: the fused path stores two Gram matrices [%d, %d], %d MiB each, but %s binds at most %d MiB per buffer; use the materialised path (fused = false, or AutoFused) or a smaller batch",
 			n, n, 4*uint64(n)*uint64(n)>>20, d.Info.Name, limit)
 	}
@@ -258,7 +258,7 @@ func (l *Loss) Forward(r *gpu.Recorder, loss, za, zb *gpu.Tensor) error {
 	if err != nil {
 		return err
 	}
-	if err := r.Dispatch(k, [3]int{(dim + colBX - 1) / colBX, 1, 1}, gpu.Params{}.U(n).U(dim).F(eps),
+	if err := r.Dispatch(k, [3]int{(dim + colBX - 1) / colBX, 1, 1}, gpu.Params{}.U(n).U(dim).F(bnEps),
 		l.ha, l.hb, l.inv, l.gap, za, zb); err != nil {
 		return err
 	}
