@@ -9,3 +9,5 @@ require (
 	golang.org/x/image v0.25.0
 	gonum.org/v1/gonum v0.17.0
 )
+
+require github.com/nlpodyssey/safetensors v0.0.0-20250209183917-bfb01cc25f7c // indirect

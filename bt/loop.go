@@ -1,0 +1,153 @@
+package bt
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"time"
+
+	"github.com/bt-org/bt/pipeline"
+)
+
+// Event is what the loop tells its hooks after a step's loss has arrived.
+type Event struct {
+	Step       int     // the step whose loss this is, counted from the start of training
+	Steps      int     // steps in the whole run
+	Epoch      int     // epoch of that step
+	Loss       float32 // its loss
+	LRWeights  float32 // learning rates it used
+	LRVectors  float32
+	PairsPerS  float64 // throughput since the loop started
+	Elapsed    time.Duration
+	Checkpoint string // latest checkpoint written, "" if none yet
+}
+
+// Hook is a named action run every Every steps (every step when Every is
+// 0), and once more after the last step when AtEnd is set.
+type Hook struct {
+	Name  string
+	Every int
+	AtEnd bool
+	Fn    func(l *Loop, ev Event) error
+}
+
+// Loop drives a Trainer over a Loader: the learning-rate schedule, a guard
+// that stops at the first non-finite loss, checkpoints, and named hooks for
+// everything else (logging, evaluation, plots).
+type Loop struct {
+	Trainer  *Trainer
+	Loader   *pipeline.Loader
+	Schedule Schedule
+	Epochs   int // the run's length; the schedule spans it
+	Batch    int
+	// CheckpointPath and CheckpointEvery make the loop save every so many
+	// steps and at the end; Run is the state saved beside the tensors.
+	CheckpointPath  string
+	CheckpointEvery int
+	Run             RunState
+	Hooks           []Hook
+
+	lastCheckpoint string
+	lastGood       int
+}
+
+// Steps is the number of steps in the whole run.
+func (l *Loop) Steps() int { return l.Epochs * l.Loader.StepsPerEpoch() }
+
+// LR is the schedule's learning rates for a step.
+func (l *Loop) LR(step int) (float32, float32) {
+	return l.Schedule.LR(step, l.Loader.StepsPerEpoch(), l.Epochs, l.Batch)
+}
+
+// ErrNonFinite is wrapped by the error Run returns when a loss is NaN or
+// infinite.
+var ErrNonFinite = errors.New("non-finite loss")
+
+// Execute trains until the loader is exhausted or the run's steps are
+// done, starting from the trainer's current step.
+func (l *Loop) Execute() error {
+	start := time.Now()
+	first := l.Trainer.Step
+	total := l.Steps()
+	l.lastGood = first - 1
+	handle := func(sl *StepLoss, end bool) error {
+		if sl == nil {
+			return nil
+		}
+		if math.IsNaN(float64(sl.Loss)) || math.IsInf(float64(sl.Loss), 0) {
+			where := "no checkpoint has been written"
+			if l.lastCheckpoint != "" {
+				where = "the last good checkpoint is " + l.lastCheckpoint
+			}
+			return fmt.Errorf("bt: the loss is %v at step %d (%w); %s. Lower the learning rate, check the data for broken images, or resume from the checkpoint",
+				sl.Loss, sl.Step, ErrNonFinite, where)
+		}
+		l.lastGood = sl.Step
+		lrW, lrV := l.LR(sl.Step)
+		el := time.Since(start)
+		ev := Event{Step: sl.Step, Steps: total, Epoch: sl.Step / l.Loader.StepsPerEpoch(), Loss: sl.Loss,
+			LRWeights: lrW, LRVectors: lrV, Elapsed: el, Checkpoint: l.lastCheckpoint,
+			PairsPerS: float64((sl.Step-first+1)*l.Batch) / el.Seconds()}
+		for _, h := range l.Hooks {
+			if (h.Every <= 1 || (sl.Step+1)%h.Every == 0) || (end && h.AtEnd) {
+				if err := h.Fn(l, ev); err != nil {
+					return fmt.Errorf("bt: hook %s at step %d: %w", h.Name, sl.Step, err)
+				}
+			}
+		}
+		return nil
+	}
+	for l.Trainer.Step < total {
+		b, err := l.Loader.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		lrW, lrV := l.LR(l.Trainer.Step)
+		sl, err := l.Trainer.TwinStep(b.A, b.B, lrW, lrV)
+		l.Loader.Recycle(b)
+		if err != nil {
+			return err
+		}
+		if err := handle(sl, false); err != nil {
+			return err
+		}
+		if l.CheckpointEvery > 0 && l.Trainer.Step%l.CheckpointEvery == 0 && l.Trainer.Step < total {
+			if err := l.checkpoint(handle); err != nil {
+				return err
+			}
+		}
+	}
+	if l.CheckpointPath != "" {
+		return l.checkpoint(handle)
+	}
+	sl, err := l.Trainer.Flush()
+	if err != nil {
+		return err
+	}
+	return handle(sl, true)
+}
+
+// checkpoint waits for the step in flight, checks its loss like any other,
+// and only then saves, so a checkpoint never holds weights from a step whose
+// loss was not finite.
+func (l *Loop) checkpoint(handle func(*StepLoss, bool) error) error {
+	sl, err := l.Trainer.Flush()
+	if err != nil {
+		return err
+	}
+	done := l.Trainer.Step >= l.Steps()
+	if err := handle(sl, done); err != nil {
+		return err
+	}
+	st := l.Run
+	st.Step = l.Trainer.Step
+	if err := SaveCheckpoint(l.CheckpointPath, l.Trainer.Model, l.Trainer.Opt, st); err != nil {
+		return err
+	}
+	l.lastCheckpoint = fmt.Sprintf("%s (step %d)", l.CheckpointPath, st.Step)
+	return nil
+}
