@@ -314,3 +314,6 @@ func (d *Device) Run(fn func(r *Recorder) error) error {
 	}
 	return r.Submit()
 }
+
+// Device is the device the recording is for.
+func (r *Recorder) Device() *Device { return r.d }

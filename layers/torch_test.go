@@ -71,3 +71,22 @@ func TestLinearTorch(t *testing.T) {
 	gputest.Expect(t, l.Weight.Grad, f, "dweight", kcheck.Reduction)
 	gputest.Expect(t, l.Bias.Grad, f, "dbias", kcheck.Reduction)
 }
+
+// TestCrossEntropyTorch replays F.cross_entropy (mean over the batch).
+func TestCrossEntropyTorch(t *testing.T) {
+	d := gputest.Device(t)
+	f := gputest.Fixture(t, "testdata/cross_entropy.json")
+	const n, k = 6, 11
+	logits, labels := gputest.Upload(t, d, f, "logits"), gputest.Upload(t, d, f, "labels")
+	loss, dlogits := gputest.Zeros(t, d, n), gputest.Zeros(t, d, n, k)
+	if err := d.Run(func(r *gpu.Recorder) error {
+		if err := CrossEntropyForward(r, loss, logits, labels, n, k); err != nil {
+			return err
+		}
+		return CrossEntropyBackward(r, dlogits, logits, labels, n, k)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	gputest.Expect(t, loss, f, "loss", kcheck.Reduction)
+	gputest.Expect(t, dlogits, f, "dlogits", kcheck.Reduction)
+}
