@@ -211,3 +211,18 @@ func TestNonFiniteGuard(t *testing.T) {
 	}
 	t.Log(runErr)
 }
+
+// TestCrossCorrelation: identical views correlate perfectly with
+// themselves; the diagonal of C is 1 up to eps.
+func TestCrossCorrelation(t *testing.T) {
+	z := []float32{1, 2, 3, -1, 0, 5, 2, 2, -4, 0, 1, 1}
+	c := CrossCorrelation(z, z, 4, 3, 3)
+	for i := range 3 {
+		if math.Abs(c[i*3+i]-1) > 1e-4 {
+			t.Errorf("C[%d][%d] = %v, want 1", i, i, c[i*3+i])
+		}
+	}
+	if c[1] != c[3] {
+		t.Errorf("C of identical views is not symmetric: %v vs %v", c[1], c[3])
+	}
+}
