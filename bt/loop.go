@@ -40,6 +40,10 @@ type Loop struct {
 	Loader   *pipeline.Loader
 	Schedule Schedule
 	Epochs   int // the run's length; the schedule spans it
+	// MaxSteps, when positive and shorter, ends the run after that many
+	// steps instead, with the schedule (warm-up in epochs as before)
+	// compressed to span it: a budget for demos and ablations.
+	MaxSteps int
 	Batch    int
 	// CheckpointPath and CheckpointEvery make the loop save every so many
 	// steps and at the end; Run is the state saved beside the tensors.
@@ -53,11 +57,25 @@ type Loop struct {
 }
 
 // Steps is the number of steps in the whole run.
-func (l *Loop) Steps() int { return l.Epochs * l.Loader.StepsPerEpoch() }
+func (l *Loop) Steps() int {
+	full := l.Epochs * l.Loader.StepsPerEpoch()
+	if l.MaxSteps > 0 && l.MaxSteps < full {
+		return l.MaxSteps
+	}
+	return full
+}
 
 // LR is the schedule's learning rates for a step.
 func (l *Loop) LR(step int) (float32, float32) {
-	return l.Schedule.LR(step, l.Loader.StepsPerEpoch(), l.Epochs, l.Batch)
+	spe, total := l.Loader.StepsPerEpoch(), l.Steps()
+	if total == l.Epochs*spe {
+		return l.Schedule.LR(step, spe, l.Epochs, l.Batch)
+	}
+	// A budgeted run is one "epoch" of total steps; warm-up keeps its
+	// length in real epochs.
+	s := l.Schedule
+	s.WarmupEpochs *= float64(spe) / float64(total)
+	return s.LR(step, total, 1, l.Batch)
 }
 
 // ErrNonFinite is wrapped by the error Run returns when a loss is NaN or

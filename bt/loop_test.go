@@ -226,3 +226,25 @@ func TestCrossCorrelation(t *testing.T) {
 		t.Errorf("C of identical views is not symmetric: %v vs %v", c[1], c[3])
 	}
 }
+
+// TestBudgetSchedule: a budgeted run keeps warm-up in real epochs and ends
+// at the schedule's final rate.
+func TestBudgetSchedule(t *testing.T) {
+	s := newSmallRun(t, 100, 0, "", 0) // 10 steps per epoch
+	s.loop.MaxSteps = 40
+	s.loop.Schedule = DefaultSchedule()
+	s.loop.Schedule.WarmupEpochs = 2
+	if s.loop.Steps() != 40 {
+		t.Fatalf("Steps %d, want 40", s.loop.Steps())
+	}
+	base := float64(smallBatch) / 256
+	for _, tc := range []struct {
+		step int
+		want float64
+	}{{0, 0}, {10, base / 2}, {20, base}, {40, base * 0.001}} {
+		w, _ := s.loop.LR(tc.step)
+		if math.Abs(float64(w)-0.2*tc.want) > 1e-6 {
+			t.Errorf("step %d: lr %v, want %v", tc.step, w, 0.2*tc.want)
+		}
+	}
+}
