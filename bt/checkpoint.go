@@ -118,6 +118,11 @@ func writeAtomic(path string, write func(f *os.File) error) error {
 		return err
 	}
 	tmp := f.Name()
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
 	if err := write(f); err != nil {
 		f.Close()
 		os.Remove(tmp)

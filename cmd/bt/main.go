@@ -22,8 +22,9 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"devices": {"list adapters, describe the chosen one and run a kernel self-check", runDevices},
-	"bench":   {"measure GEMM GFLOP/s on the adapter beside gonum's CPU BLAS", runBench},
+	"devices":  {"list adapters, describe the chosen one and run a kernel self-check", runDevices},
+	"bench":    {"measure GEMM GFLOP/s on the adapter beside gonum's CPU BLAS", runBench},
+	"pretrain": {"pretrain a backbone with Barlow Twins", runPretrain},
 }
 
 func usage() {

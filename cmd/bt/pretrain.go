@@ -1,0 +1,367 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/bt-org/bt/bt"
+	"github.com/bt-org/bt/gpu"
+	"github.com/bt-org/bt/internal/report"
+	"github.com/bt-org/bt/models"
+	"github.com/bt-org/bt/pipeline"
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+)
+
+// trainFlags are pretraining's settings; a checkpoint stores them so that
+// --resume continues with exactly the same run.
+type trainFlags struct {
+	Data      string  `json:"data"`
+	DataDir   string  `json:"data_dir"`
+	Augment   string  `json:"augment"`
+	Size      int     `json:"size"`
+	Arch      string  `json:"arch"`
+	Stem      string  `json:"stem"`
+	Projector string  `json:"projector"`
+	NoBN      bool    `json:"projector_no_bn"`
+	Lambda    float64 `json:"lambda"`
+	ScaleLoss float64 `json:"scale_loss"`
+	Fused     string  `json:"fused"`
+	Batch     int     `json:"batch"`
+	Epochs    int     `json:"epochs"`
+	MaxSteps  int     `json:"max_steps"`
+	Optimizer string  `json:"optimizer"`
+	LR        float64 `json:"lr"`
+	LRWeights float64 `json:"lr_weights"`
+	LRBiases  float64 `json:"lr_biases"`
+	WD        float64 `json:"weight_decay"`
+	Warmup    float64 `json:"warmup_epochs"`
+	Seed      uint64  `json:"seed"`
+	Workers   int     `json:"workers"`
+}
+
+func (f *trainFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.Data, "data", "fashion-mnist", "dataset: fashion-mnist, mnist, cifar10, cifar100, folder, folder-unlabeled, synthetic")
+	fs.StringVar(&f.DataDir, "data-dir", "", "dataset directory (default /usr/share/datasets/<data>)")
+	fs.StringVar(&f.Augment, "augment", "", "augmentation preset: imagenet, cifar, fashion-mnist, mnist (default: the dataset's)")
+	fs.IntVar(&f.Size, "size", 0, "image size of the views (default: the preset's)")
+	fs.StringVar(&f.Arch, "arch", "tiny", "backbone: "+strings.Join(models.Archs, ", "))
+	fs.StringVar(&f.Stem, "stem", "", "backbone stem: imagenet or small (default: small for tiny and images under 64 px, else imagenet)")
+	fs.StringVar(&f.Projector, "projector", "512-512-512", "projector widths; the paper uses 8192-8192-8192")
+	fs.BoolVar(&f.NoBN, "projector-no-bn", false, "drop the projector's BatchNorms (an ablation)")
+	fs.Float64Var(&f.Lambda, "lambda", float64(bt.DefaultLambda), "weight of the redundancy-reduction term")
+	fs.Float64Var(&f.ScaleLoss, "scale-loss", 1, "multiplies the loss (solo-learn's CIFAR recipe uses 0.1)")
+	fs.StringVar(&f.Fused, "fused", "auto", "loss path: auto, on (never forms C), off (materialises C)")
+	fs.IntVar(&f.Batch, "batch", 256, "batch size (pairs per step)")
+	fs.IntVar(&f.Epochs, "epochs", 100, "epochs; the schedule spans them")
+	fs.IntVar(&f.MaxSteps, "steps", 0, "stop after this many steps, compressing the schedule to fit (0: all epochs)")
+	fs.StringVar(&f.Optimizer, "optimizer", "lars", "optimiser: "+strings.Join(bt.OptimizerNames, ", "))
+	fs.Float64Var(&f.LR, "lr", 1, "learning-rate multiplier: the base rate is lr·batch/256")
+	fs.Float64Var(&f.LRWeights, "lr-weights", 0.2, "weights' share of the rate")
+	fs.Float64Var(&f.LRBiases, "lr-biases", 0.0048, "biases' and BatchNorm's share of the rate")
+	fs.Float64Var(&f.WD, "wd", 1.5e-6, "weight decay")
+	fs.Float64Var(&f.Warmup, "warmup", 10, "warm-up epochs")
+	fs.Uint64Var(&f.Seed, "seed", 1, "seed of the initialisation and of the data order and augmentations")
+	fs.IntVar(&f.Workers, "workers", 0, "data-loading goroutines (default: the number of CPUs)")
+}
+
+func runPretrain(args []string) error {
+	fs, adapter := newFlags("pretrain", "Pretrains a backbone with Barlow Twins and writes checkpoints, metrics.jsonl and plots into -out.")
+	var tf trainFlags
+	tf.register(fs)
+	out := fs.String("out", "runs/pretrain", "run directory")
+	every := fs.Int("checkpoint-every", 500, "steps between checkpoints (one is always written at the end)")
+	resume := fs.String("resume", "", "checkpoint to continue from exactly (its settings replace the flags)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	d, err := gpu.Open(gpu.Options{Adapter: *adapter})
+	if err != nil {
+		return err
+	}
+	defer d.Release()
+	res, err := pretrain(d, tf, *out, *every, *resume, os.Stderr)
+	if err != nil {
+		return err
+	}
+	res.release()
+	return nil
+}
+
+// pretrainResult is a finished run, kept for evaluation (bt demo).
+type pretrainResult struct {
+	model     *bt.Model
+	flags     trainFlags
+	dir       string
+	lossStart float64 // mean of the first tenth of the losses
+	lossEnd   float64 // mean of the last tenth
+	pairsPerS float64
+	steps     int
+	elapsed   time.Duration
+}
+
+func (r *pretrainResult) release() { r.model.Release() }
+
+// dataset opens the train or test split of the flags' dataset.
+func (tf trainFlags) dataset(split string) (pipeline.Dataset, error) {
+	return pipeline.Open(tf.Data, tf.DataDir, split)
+}
+
+// augmentPreset is the augmentation preset: the flag's, or the dataset's.
+func (tf trainFlags) augmentPreset() string {
+	if tf.Augment != "" {
+		return tf.Augment
+	}
+	switch strings.ToLower(tf.Data) {
+	case "fashion-mnist", "fashion_mnist", "fashionmnist":
+		return "fashion-mnist"
+	case "mnist":
+		return "mnist"
+	case "cifar10", "cifar-10", "cifar100", "cifar-100", "synthetic":
+		return "cifar"
+	}
+	return "imagenet"
+}
+
+// modelConfig is the network the flags describe for data of c channels and
+// views of size px.
+func (tf trainFlags) modelConfig(c, size int) bt.ModelConfig {
+	stem := models.Stem(tf.Stem)
+	if stem == "" && size < 64 {
+		stem = models.SmallStem
+	}
+	return bt.ModelConfig{Arch: tf.Arch, Stem: stem, InChannels: c, Projector: tf.Projector, NoBN: tf.NoBN, Seed: tf.Seed}
+}
+
+// pretrain runs (or resumes) a pretraining run and leaves its outputs in
+// dir. log receives progress.
+func pretrain(d *gpu.Device, tf trainFlags, dir string, every int, resume string, log io.Writer) (*pretrainResult, error) {
+	var ckpt *bt.Checkpoint
+	if resume != "" {
+		var err error
+		if ckpt, err = bt.LoadCheckpoint(resume); err != nil {
+			return nil, err
+		}
+		if len(ckpt.State.Train) == 0 {
+			return nil, fmt.Errorf("%s has no run settings to resume from (was it written by bt pretrain?)", resume)
+		}
+		if err := json.Unmarshal(ckpt.State.Train, &tf); err != nil {
+			return nil, fmt.Errorf("%s: run settings: %v", resume, err)
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	ds, err := tf.dataset("train")
+	if err != nil {
+		return nil, err
+	}
+	views, err := pipeline.Preset(tf.augmentPreset())
+	if err != nil {
+		return nil, err
+	}
+	if tf.Size > 0 {
+		views.A.Size, views.B.Size = tf.Size, tf.Size
+	}
+	size, c := views.A.Size, views.A.Channels()
+	if tf.Batch < 2 || tf.Batch > ds.Len() {
+		return nil, fmt.Errorf("batch %d: need at least 2 pairs and no more than the %d images of %s", tf.Batch, ds.Len(), tf.Data)
+	}
+	mc := tf.modelConfig(c, size)
+	if ckpt != nil {
+		mc = ckpt.State.Model
+	}
+	model, err := bt.NewModel(d, mc)
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			model.Release()
+		}
+	}()
+	dim := model.Projector.Out
+	fused := bt.AutoFused(d, tf.Batch, dim)
+	switch tf.Fused {
+	case "on":
+		fused = true
+	case "off":
+		fused = false
+	case "auto":
+	default:
+		return nil, fmt.Errorf("-fused %q: want auto, on or off", tf.Fused)
+	}
+	loss, err := bt.NewLoss(d, tf.Batch, dim, float32(tf.Lambda), fused)
+	if err != nil {
+		return nil, err
+	}
+	defer loss.Release()
+	loss.Scale = float32(tf.ScaleLoss)
+	oc := bt.DefaultOptimizerConfig()
+	oc.LARS.WeightDecay, oc.SGD.WeightDecay, oc.AdamW.WeightDecay = tf.WD, tf.WD, tf.WD
+	opt, err := bt.NewOptimizer(tf.Optimizer, d, model.Params(), oc)
+	if err != nil {
+		return nil, err
+	}
+	defer opt.Release()
+	start := 0
+	if ckpt != nil {
+		if err := ckpt.Restore(model, opt); err != nil {
+			return nil, err
+		}
+		start = ckpt.State.Step
+	}
+	spe := ds.Len() / tf.Batch
+	loader, err := pipeline.NewLoader(ds, views, pipeline.LoaderConfig{BatchSize: tf.Batch, Workers: tf.Workers, Seed: tf.Seed,
+		Shuffle: true, DropLast: true, Epoch: start / spe, Step: start % spe})
+	if err != nil {
+		return nil, err
+	}
+	defer loader.Close()
+	tr, err := bt.NewTrainer(d, model, loss, opt, tf.Batch, c, size, size)
+	if err != nil {
+		return nil, err
+	}
+	defer tr.Release()
+	tr.Step = start
+	sched := bt.DefaultSchedule()
+	sched.Multiplier, sched.Weights, sched.Vectors, sched.WarmupEpochs = tf.LR, tf.LRWeights, tf.LRBiases, tf.Warmup
+	raw, err := json.Marshal(tf)
+	if err != nil {
+		return nil, err
+	}
+	loop := &bt.Loop{Trainer: tr, Loader: loader, Schedule: sched, Epochs: tf.Epochs, MaxSteps: tf.MaxSteps, Batch: tf.Batch,
+		CheckpointPath: filepath.Join(dir, "checkpoint.safetensors"), CheckpointEvery: every,
+		Run: bt.RunState{Model: mc, Train: raw}}
+	if start >= loop.Steps() {
+		return nil, fmt.Errorf("the checkpoint is at step %d, the end of its run of %d steps; nothing to resume", start, loop.Steps())
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), append(raw, '\n'), 0o644); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(log, "adapter  %s\nmodel    %s\ndata     %s train, %d images, %dpx %d-channel views (%s preset), batch %d, %d steps (%d per epoch)\nloss     %s path, λ %g\n",
+		d.Info, model.Describe(), tf.Data, ds.Len(), size, c, tf.augmentPreset(), tf.Batch, loop.Steps(), spe, pathName(fused), tf.Lambda)
+	if start > 0 {
+		fmt.Fprintf(log, "resuming from %s at step %d\n", resume, start)
+	}
+
+	metrics, err := os.OpenFile(filepath.Join(dir, "metrics.jsonl"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer metrics.Close()
+	var steps []int
+	var losses []float32
+	var lastEv bt.Event
+	progress := newProgress(log, loop.Steps()-start)
+	heat := func(name string) error {
+		za, zb, err := tr.Embeddings()
+		if err != nil {
+			return err
+		}
+		const dims = 64
+		return report.Heatmap(filepath.Join(dir, name), bt.CrossCorrelation(za, zb, tf.Batch, dim, dims), min(dims, dim), 6)
+	}
+	loop.Hooks = []bt.Hook{
+		{Name: "metrics", Fn: func(_ *bt.Loop, ev bt.Event) error {
+			steps, losses, lastEv = append(steps, ev.Step), append(losses, ev.Loss), ev
+			b, _ := json.Marshal(map[string]any{"step": ev.Step, "epoch": ev.Epoch, "loss": ev.Loss,
+				"lr_weights": ev.LRWeights, "lr_biases": ev.LRVectors, "pairs_per_s": ev.PairsPerS, "elapsed_s": ev.Elapsed.Seconds()})
+			_, err := metrics.Write(append(b, '\n'))
+			progress.update(ev)
+			return err
+		}},
+		{Name: "cross-correlation at the start", Fn: func(_ *bt.Loop, ev bt.Event) error {
+			if ev.Step == start {
+				return heat("c_start.png")
+			}
+			return nil
+		}},
+		{Name: "loss curve", Every: 200, AtEnd: true, Fn: func(_ *bt.Loop, ev bt.Event) error {
+			if len(steps) < 2 {
+				return nil
+			}
+			return report.LossCurve(filepath.Join(dir, "loss.png"), fmt.Sprintf("%s on %s, batch %d", tf.Arch, tf.Data, tf.Batch), steps, losses)
+		}},
+	}
+	if err := loop.Execute(); err != nil {
+		progress.done()
+		return nil, err
+	}
+	progress.done()
+	if err := heat("c_end.png"); err != nil {
+		return nil, err
+	}
+	if st, err := loss.Stats(); err == nil {
+		fmt.Fprintf(log, "final    loss %.2f (invariance %.2f, redundancy %.1f), mean C_ii %.3f, mean |C_ij| %.3f\n",
+			st.Loss, st.OnDiag, st.OffDiag, st.MeanDiag, st.MeanAbsOff)
+	}
+	fmt.Fprintf(log, "wrote    %s: checkpoint.safetensors, metrics.jsonl, loss.png, c_start.png, c_end.png\n", dir)
+	ok = true
+	tenth := max(1, len(losses)/10)
+	res := &pretrainResult{model: model, flags: tf, dir: dir, steps: len(losses), elapsed: lastEv.Elapsed, pairsPerS: lastEv.PairsPerS}
+	if len(losses) > 0 {
+		res.lossStart, res.lossEnd = mean32(losses[:tenth]), mean32(losses[len(losses)-tenth:])
+	}
+	return res, nil
+}
+
+func mean32(v []float32) float64 {
+	s := 0.0
+	for _, x := range v {
+		s += float64(x)
+	}
+	return s / float64(len(v))
+}
+
+func pathName(fused bool) string {
+	if fused {
+		return "fused"
+	}
+	return "materialised"
+}
+
+// progress shows a bar with ETA, pairs/s and loss on a terminal, and a line
+// every few percent elsewhere (CI logs).
+type progress struct {
+	bar   *progressbar.ProgressBar
+	log   io.Writer
+	total int
+	next  int
+}
+
+func newProgress(log io.Writer, total int) *progress {
+	p := &progress{log: log, total: total}
+	if f, ok := log.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		p.bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(log), progressbar.OptionSetWidth(30),
+			progressbar.OptionShowCount(), progressbar.OptionSetPredictTime(true), progressbar.OptionClearOnFinish())
+	}
+	return p
+}
+
+func (p *progress) update(ev bt.Event) {
+	if p.bar != nil {
+		p.bar.Describe(fmt.Sprintf("loss %8.2f  %6.1f pairs/s", ev.Loss, ev.PairsPerS))
+		p.bar.Add(1)
+		return
+	}
+	p.next++
+	if p.next == p.total || p.next%max(1, p.total/20) == 0 {
+		eta := time.Duration(float64(ev.Elapsed) / float64(p.next) * float64(p.total-p.next)).Round(time.Second)
+		fmt.Fprintf(p.log, "step %6d/%d  loss %8.2f  %6.1f pairs/s  elapsed %s  eta %s\n",
+			ev.Step+1, ev.Steps, ev.Loss, ev.PairsPerS, ev.Elapsed.Round(time.Second), eta)
+	}
+}
+
+func (p *progress) done() {
+	if p.bar != nil {
+		p.bar.Finish()
+	}
+}
