@@ -1,6 +1,9 @@
 // Command bt pretrains image encoders with Barlow Twins on any WebGPU
 // adapter (Vulkan, Metal, DX12) and evaluates them.
 //
+//	bt demo               pretrain, evaluate against a random initialisation, show results
+//	bt pretrain           pretrain a backbone with Barlow Twins
+//	bt eval               kNN, linear probe, or features to .npy
 //	bt devices            list adapters, show the chosen one, run a kernel self-check
 //	bt bench              measure kernels against a CPU reference
 //
@@ -22,9 +25,11 @@ type command struct {
 }
 
 var commands = map[string]command{
+	"demo":     {"the whole job: pretrain on Fashion-MNIST, evaluate against a random initialisation, show results", runDemo},
 	"devices":  {"list adapters, describe the chosen one and run a kernel self-check", runDevices},
 	"bench":    {"measure GEMM GFLOP/s on the adapter beside gonum's CPU BLAS", runBench},
 	"pretrain": {"pretrain a backbone with Barlow Twins", runPretrain},
+	"eval":     {"evaluate a backbone: weighted kNN, linear probe, or embed to .npy", runEval},
 }
 
 func usage() {

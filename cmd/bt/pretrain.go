@@ -71,6 +71,15 @@ func (f *trainFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.Workers, "workers", 0, "data-loading goroutines (default: the number of CPUs)")
 }
 
+// defaultTrainFlags is pretraining's settings with every flag at its
+// default.
+func defaultTrainFlags() trainFlags {
+	var tf trainFlags
+	fs := flag.NewFlagSet("defaults", flag.ContinueOnError)
+	tf.register(fs)
+	return tf
+}
+
 func runPretrain(args []string) error {
 	fs, adapter := newFlags("pretrain", "Pretrains a backbone with Barlow Twins and writes checkpoints, metrics.jsonl and plots into -out.")
 	var tf trainFlags
