@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The main job on a fresh machine: set up, build bt, list the adapters and
-# check every kernel on the chosen one, then benchmark GEMM beside the CPU.
+# The main job on a fresh machine: set up (Vulkan driver, Fashion-MNIST),
+# build bt, check its kernels on the chosen adapter, then run the demo:
+# pretrain with Barlow Twins, evaluate against a random initialisation,
+# and leave the results, plots and checkpoint in runs/demo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 go build -o bt ./cmd/bt
 ./bt devices
-./bt bench
+./bt demo "$@"
