@@ -1,0 +1,80 @@
+package bench
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/bt-org/bt/internal/gputest"
+)
+
+// BenchmarkTwinStep reports training throughput of the tiny backbone with
+// a 512-512-512 projector at batch 256 on 28-pixel grayscale views, the
+// setting of tools/reference/torch_twin_step.py's default, whose PyTorch
+// figure it is compared with.
+func BenchmarkTwinStep(b *testing.B) {
+	d := gputest.Device(b)
+	var r TwinResult
+	var err error
+	for b.Loop() {
+		if r, err = MeasureTwinStep(d, "tiny", 256, 28, "512-512-512", 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(r.PairsPerSec, "pairs/s")
+	b.ReportMetric(1e3*r.Seconds, "ms/step")
+	b.ReportMetric(float64(r.PeakBytes)/(1<<20), "peak-MiB")
+}
+
+// TestTwinBenchmarkRuns keeps the twin-step benchmark and profile working
+// on a shape lavapipe runs in a fraction of a second.
+func TestTwinBenchmarkRuns(t *testing.T) {
+	d := gputest.Device(t)
+	r, err := MeasureTwinStep(d, "tiny", 8, 12, "16-16", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Steps < 1 || !(r.Seconds > 0) || !(r.PairsPerSec > 0) || r.PeakBytes == 0 || r.Params == 0 {
+		t.Fatalf("implausible result: %+v", r)
+	}
+	if !strings.Contains(r.String(), "pairs/s") {
+		t.Errorf("report: %s", r)
+	}
+	if !d.HasTimestamps() {
+		t.Fatalf("%s has no timestamps; the profile needs them", d.Info.Name)
+	}
+	p, err := ProfileTwinStep(d, "tiny", 8, 12, "16-16", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	have := map[string]bool{}
+	for _, f := range p.Families {
+		if f.Dispatches < 1 || !(f.Nanos >= 0) {
+			t.Errorf("family %+v", f)
+		}
+		sum += f.Nanos
+		have[f.Family] = true
+	}
+	if !(p.Total > 0) || sum != p.Total {
+		t.Errorf("total %v, families sum to %v", p.Total, sum)
+	}
+	for _, want := range []string{"gemm{A=dense,B=im2col}", "gemm{A=dy,B=im2col_t}", "gemm{A=convw_t,B=dy_col}", "batchnorm{Mode=train}", "batchnorm{Mode=backward}"} {
+		if !have[want] {
+			t.Errorf("profile lacks %s:\n%s", want, p)
+		}
+	}
+}
+
+func TestFamily(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"gemm{A=dense,AKFast=true,B=im2col,BK=8,BM=16}", "gemm{A=dense,B=im2col}"},
+		{"batchnorm{Affine=true,BX=1,BY=256,Mode=train}", "batchnorm{Mode=train}"},
+		{"optim{Elems=16}", "optim"},
+		{"elementwise{Expr=select(0.0, dy[i], x[i] > 0.0),Inputs=[dy x],WG=256}", "elementwise{Expr=select(0.0, dy[i], x[i] > 0.0)}"},
+		{"plain", "plain"},
+	} {
+		if got := Family(c.in); got != c.want {
+			t.Errorf("Family(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
