@@ -8,6 +8,7 @@ import (
 	"github.com/bt-org/bt/gpu"
 	"github.com/bt-org/bt/internal/kcheck"
 	"github.com/bt-org/bt/internal/ref"
+	"github.com/bt-org/bt/layers"
 )
 
 func runDevices(args []string) error {
@@ -62,6 +63,8 @@ type selfCheck struct {
 // not multiples of any tile; the tests cover many more shapes.
 func selfChecks() []selfCheck {
 	var cs []selfCheck
+	conv := gpu.ConvShape{N: 2, Cin: 3, H: 17, W: 13, Cout: 5, KH: 3, KW: 3, Stride: 2, Pad: 1}
+	refConv := ref.ConvShape{N: 2, Cin: 3, H: 17, W: 13, Cout: 5, KH: 3, KW: 3, Stride: 2, Pad: 1}
 	const m, n, k = 65, 129, 17
 	for _, ta := range []bool{false, true} {
 		for _, tb := range []bool{false, true} {
@@ -99,6 +102,67 @@ func selfChecks() []selfCheck {
 			Inputs: [][]int{{17, 65, 9}}, Outputs: [][]int{{65}, {65}}, Tol: kcheck.Reduction,
 			GPU: func(r *gpu.Recorder, o, i []*gpu.Tensor) error { return gpu.MeanVar(r, o[0], o[1], i[0], 17, 65, 9) },
 			Ref: func(o, i [][]float64) { ref.MeanVar(o[0], o[1], i[0], 17, 65, 9) },
+		}},
+		selfCheck{"conv 3x3 stride 2, 2x3x17x13 -> 5", kcheck.Op{
+			Inputs: [][]int{{2, 3, 17, 13}, {5, 3, 3, 3}}, Outputs: [][]int{{2, 5, 9, 7}}, Tol: kcheck.Reduction,
+			GPU: func(r *gpu.Recorder, o, i []*gpu.Tensor) error { return gpu.ConvForward(r, o[0], i[0], i[1], conv) },
+			Ref: func(o, i [][]float64) { copy(o[0], ref.ConvForward(refConv, i[0], i[1], nil)) },
+		}},
+		selfCheck{"conv weight gradient", kcheck.Op{
+			Inputs: [][]int{{2, 5, 9, 7}, {2, 3, 17, 13}}, Outputs: [][]int{{5, 3, 3, 3}}, Tol: kcheck.Reduction,
+			GPU: func(r *gpu.Recorder, o, i []*gpu.Tensor) error {
+				if err := gpu.Fill(r, o[0], 0); err != nil {
+					return err
+				}
+				return gpu.ConvBackwardWeight(r, o[0], i[0], i[1], conv)
+			},
+			Ref: func(o, i [][]float64) {
+				_, dw, _ := ref.ConvBackward(refConv, i[1], make([]float64, 5*3*3*3), nil, i[0])
+				copy(o[0], dw)
+			},
+		}},
+		selfCheck{"batchnorm training 17x3x49", kcheck.Op{
+			Inputs: [][]int{{17, 3, 49}}, Outputs: [][]int{{17, 3, 49}}, Tol: kcheck.Reduction,
+			GPU: func(r *gpu.Recorder, o, i []*gpu.Tensor) error {
+				bn, err := layers.NewBatchNorm(r.Device(), "bn", 3, false)
+				if err != nil {
+					return err
+				}
+				cache, err := bn.NewCache()
+				if err != nil {
+					return err
+				}
+				// Released once recorded: later work that reuses the memory runs after.
+				defer bn.Release()
+				defer cache.Release()
+				return bn.Forward(r, o[0], cache, i[0], 17, 49, true)
+			},
+			Ref: func(o, i [][]float64) {
+				ref.BatchNorm(o[0], make([]float64, 3), make([]float64, 3), i[0], nil, nil, 17, 3, 49, 1e-5)
+			},
+		}},
+		selfCheck{"cross-entropy gradient 65x10", kcheck.Op{
+			Inputs: [][]int{{65, 10}, {65}}, Outputs: [][]int{{65, 10}}, Tol: kcheck.Reduction,
+			Draw: func(rng *rand.Rand, i, n int) []float64 {
+				if i == 1 {
+					v := make([]float64, n)
+					for j := range v {
+						v[j] = float64(rng.IntN(10))
+					}
+					return v
+				}
+				return kcheck.Normal(rng, n)
+			},
+			GPU: func(r *gpu.Recorder, o, i []*gpu.Tensor) error {
+				return layers.CrossEntropyBackward(r, o[0], i[0], i[1], 65, 10)
+			},
+			Ref: func(o, i [][]float64) {
+				mean := make([]float64, 65)
+				for j := range mean {
+					mean[j] = 1.0 / 65
+				}
+				copy(o[0], ref.CrossEntropyBackward(i[0], i[1], mean, 65, 10))
+			},
 		}},
 		selfCheck{"column sum 129x65", kcheck.Op{
 			Inputs: [][]int{{129, 65}}, Outputs: [][]int{{65}}, Tol: kcheck.Reduction,
