@@ -1,0 +1,86 @@
+package bt
+
+import (
+	"testing"
+
+	"github.com/bt-org/bt/internal/gputest"
+	"github.com/bt-org/bt/internal/kcheck"
+	"github.com/bt-org/bt/internal/ref"
+)
+
+// TestTrainStepTorch replays one PyTorch training step
+// (tools/fixtures/train_step.py): the same weights and views through the
+// tiny backbone and a 32-32-16 projector, the official loss and LARS. The
+// loss and every tensor of the state dict afterwards (weights, BatchNorm
+// parameters and running statistics) must agree within 1e-4, on both
+// loss paths.
+func TestTrainStepTorch(t *testing.T) {
+	d := gputest.Device(t)
+	f := gputest.Fixture(t, "testdata/train_step.json.gz")
+	meta := func(k string) float64 {
+		v, err := f.Float(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	n, size := int(meta("n")), int(meta("size"))
+	for _, fused := range []bool{false, true} {
+		t.Run(pathLabel(fused), func(t *testing.T) {
+			m, err := NewModel(d, ModelConfig{Arch: "tiny", InChannels: 1, Projector: "32-32-16", Seed: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Release()
+			for _, nt := range m.State() {
+				v, err := f.Get("init." + nt.Name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := nt.Tensor.Upload(kcheck.To32(v.Data)); err != nil {
+					t.Fatalf("%s: %v", nt.Name, err)
+				}
+			}
+			loss, err := NewLoss(d, n, 16, float32(meta("lambda")), fused)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer loss.Release()
+			oc := DefaultLARSConfig()
+			oc.WeightDecay = meta("weight_decay")
+			opt, err := NewLARS(d, m.Params(), oc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer opt.Release()
+			tr, err := NewTrainer(d, m, loss, opt, n, 1, size, size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tr.Release()
+			x1, _ := f.Get("x1")
+			x2, _ := f.Get("x2")
+			if _, err := tr.TwinStep(kcheck.To32(x1.Data), kcheck.To32(x2.Data), float32(meta("lr_weights")), float32(meta("lr_vectors"))); err != nil {
+				t.Fatal(err)
+			}
+			sl, err := tr.Flush()
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, _ := f.Get("loss")
+			if err := ref.Compare([]float64{float64(sl.Loss)}, want.Data, 1e-4); err != nil {
+				t.Errorf("loss %v, PyTorch %v: %v", sl.Loss, want.Data[0], err)
+			}
+			for _, nt := range m.State() {
+				gputest.Expect(t, nt.Tensor, f, "final."+nt.Name, kcheck.Reduction)
+			}
+		})
+	}
+}
+
+func pathLabel(fused bool) string {
+	if fused {
+		return "fused"
+	}
+	return "materialised"
+}
