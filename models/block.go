@@ -21,12 +21,12 @@ type convBNActs struct {
 	c, cache *gpu.Tensor
 }
 
-func newConvBN(d *gpu.Device, rng *rand.Rand, conv, bn string, cin, cout, k, stride int) (convBN, error) {
-	c, err := layers.NewConv2D(d, rng, conv, cin, cout, k, stride, k/2, false)
+func newConvBN(d *gpu.Device, rng *rand.Rand, conv, bn string, u unitPlan) (convBN, error) {
+	c, err := layers.NewConv2D(d, rng, conv, u.cin, u.cout, u.k, u.stride, u.k/2, false)
 	if err != nil {
 		return convBN{}, err
 	}
-	b, err := layers.NewBatchNorm(d, bn, cout, true)
+	b, err := layers.NewBatchNorm(d, bn, u.cout, true)
 	if err != nil {
 		c.Release()
 		return convBN{}, err
@@ -92,7 +92,6 @@ func (u convBN) release() {
 type block struct {
 	path     []convBN
 	shortcut *convBN
-	stride   int
 }
 
 // blockActs is what a block's forward keeps.
@@ -104,23 +103,13 @@ type blockActs struct {
 	out  *gpu.Tensor // ReLU(sum), also the next block's input
 }
 
-// newBlock builds a basic block (expansion 1: 3×3, 3×3) or a bottleneck
-// (expansion 4: 1×1, 3×3, 1×1) with the stride on the 3×3 convolution, as in
-// torchvision. The last BatchNorm's γ starts at zero, so the block starts as
-// its shortcut (zero_init_residual, which the official backbone uses).
-func newBlock(d *gpu.Device, rng *rand.Rand, name string, cin, width, stride int, bottleneck bool) (*block, error) {
-	type unit struct{ cin, cout, k, stride int }
-	var units []unit
-	cout := width
-	if bottleneck {
-		cout = 4 * width
-		units = []unit{{cin, width, 1, 1}, {width, width, 3, stride}, {width, cout, 1, 1}}
-	} else {
-		units = []unit{{cin, width, 3, stride}, {width, width, 3, 1}}
-	}
-	b := &block{stride: stride}
-	for i, u := range units {
-		cb, err := newConvBN(d, rng, fmt.Sprintf("%s.conv%d", name, i+1), fmt.Sprintf("%s.bn%d", name, i+1), u.cin, u.cout, u.k, u.stride)
+// newBlock builds a block from its plan. The last BatchNorm's γ starts at
+// zero, so the block starts as its shortcut (zero_init_residual, which the
+// official backbone uses).
+func newBlock(d *gpu.Device, rng *rand.Rand, p blockPlan) (*block, error) {
+	b := &block{}
+	for i, u := range p.path {
+		cb, err := newConvBN(d, rng, fmt.Sprintf("%s.conv%d", p.name, i+1), fmt.Sprintf("%s.bn%d", p.name, i+1), u)
 		if err != nil {
 			b.release()
 			return nil, err
@@ -131,8 +120,8 @@ func newBlock(d *gpu.Device, rng *rand.Rand, name string, cin, width, stride int
 		b.release()
 		return nil, err
 	}
-	if stride != 1 || cin != cout {
-		sc, err := newConvBN(d, rng, name+".downsample.0", name+".downsample.1", cin, cout, 1, stride)
+	if p.shortcut != nil {
+		sc, err := newConvBN(d, rng, p.name+".downsample.0", p.name+".downsample.1", *p.shortcut)
 		if err != nil {
 			b.release()
 			return nil, err

@@ -66,6 +66,31 @@ func NewProjector(d *gpu.Device, rng *rand.Rand, in int, spec string, noBN bool)
 	return p, nil
 }
 
+// ProjectorFootprint sizes a projector from in to spec's widths for n
+// representations: Forward keeps each hidden layer's Linear output and its
+// BatchNorm-then-ReLU output, with the statistics.
+func ProjectorFootprint(in int, spec string, noBN bool, n int) (Footprint, error) {
+	widths, err := ParseSpec(spec)
+	if err != nil {
+		return Footprint{}, err
+	}
+	f := Footprint{Dim: widths[len(widths)-1]}
+	prev := in
+	for i, w := range widths {
+		f.Params += int64(prev) * int64(w)
+		f.Largest = max(f.Largest, 4*int64(prev)*int64(w), 4*int64(n)*int64(w))
+		if i < len(widths)-1 {
+			f.Kept += 4 * int64(n) * int64(w)
+			if !noBN {
+				f.Params += 2 * int64(w)
+				f.Kept += 4*int64(n)*int64(w) + 4*3*int64(w)
+			}
+		}
+		prev = w
+	}
+	return f, nil
+}
+
 // projActs is what the projector's forward keeps: each Linear's input,
 // each BatchNorm's input and statistics.
 type projActs struct {

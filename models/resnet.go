@@ -45,10 +45,52 @@ type ResNet struct {
 	gap    *layers.GlobalAvgPool
 }
 
-// NewResNet builds a backbone initialised as torchvision does (Kaiming
-// normal convolutions, BatchNorm γ = 1 and β = 0, the last γ of each block
-// zero) from rng.
-func NewResNet(d *gpu.Device, rng *rand.Rand, cfg Config) (*ResNet, error) {
+// unitPlan is one convolution and its BatchNorm.
+type unitPlan struct{ cin, cout, k, stride int }
+
+// out is the unit's output size for an h×w input.
+func (u unitPlan) out(h, w int) (int, int) {
+	p := u.k / 2
+	return (h+2*p-u.k)/u.stride + 1, (w+2*p-u.k)/u.stride + 1
+}
+
+// blockPlan is a residual block: its path and its projection shortcut (nil
+// for the identity).
+type blockPlan struct {
+	name     string
+	path     []unitPlan
+	shortcut *unitPlan
+}
+
+// plan is a backbone's architecture, from which NewResNet builds it and
+// ActivationBytes sizes it.
+type plan struct {
+	cfg    Config
+	stem   unitPlan
+	pool   bool
+	blocks []blockPlan
+	dim    int
+}
+
+// newBlockPlan is torchvision's basic block (3×3, 3×3) or bottleneck
+// (1×1, 3×3, 1×1 with 4× expansion), with the stride on the 3×3
+// convolution and a projection shortcut where the shape changes.
+func newBlockPlan(name string, cin, width, stride int, bottleneck bool) blockPlan {
+	b := blockPlan{name: name}
+	cout := width
+	if bottleneck {
+		cout = 4 * width
+		b.path = []unitPlan{{cin, width, 1, 1}, {width, width, 3, stride}, {width, cout, 1, 1}}
+	} else {
+		b.path = []unitPlan{{cin, width, 3, stride}, {width, width, 3, 1}}
+	}
+	if stride != 1 || cin != cout {
+		b.shortcut = &unitPlan{cin, cout, 1, stride}
+	}
+	return b
+}
+
+func makePlan(cfg Config) (plan, error) {
 	var depths []int
 	widths := []int{64, 128, 256, 512}
 	stemWidth := 64
@@ -66,31 +108,20 @@ func NewResNet(d *gpu.Device, rng *rand.Rand, cfg Config) (*ResNet, error) {
 	case "resnet50":
 		depths, bottleneck = []int{3, 4, 6, 3}, true
 	default:
-		return nil, fmt.Errorf("models: unknown architecture %q; choose one of %s", cfg.Arch, strings.Join(Archs, ", "))
+		return plan{}, fmt.Errorf("models: unknown architecture %q; choose one of %s", cfg.Arch, strings.Join(Archs, ", "))
 	}
 	if cfg.Stem == "" {
 		cfg.Stem = ImageNetStem
 	}
 	if cfg.Stem != ImageNetStem && cfg.Stem != SmallStem {
-		return nil, fmt.Errorf("models: unknown stem %q; choose %s or %s", cfg.Stem, ImageNetStem, SmallStem)
+		return plan{}, fmt.Errorf("models: unknown stem %q; choose %s or %s", cfg.Stem, ImageNetStem, SmallStem)
 	}
 	if cfg.InChannels != 1 && cfg.InChannels != 3 {
-		return nil, fmt.Errorf("models: %d input channels; bt takes 1 (grayscale) or 3 (colour)", cfg.InChannels)
+		return plan{}, fmt.Errorf("models: %d input channels; bt takes 1 (grayscale) or 3 (colour)", cfg.InChannels)
 	}
-	m := &ResNet{Config: cfg, gap: layers.NewGlobalAvgPool(d)}
-	k, stride := 7, 2
+	p := plan{cfg: cfg, stem: unitPlan{cfg.InChannels, stemWidth, 7, 2}, pool: cfg.Stem == ImageNetStem}
 	if cfg.Stem == SmallStem {
-		k, stride = 3, 1
-	}
-	var err error
-	if m.stem, err = newConvBN(d, rng, "conv1", "bn1", cfg.InChannels, stemWidth, k, stride); err != nil {
-		return nil, err
-	}
-	if cfg.Stem == ImageNetStem {
-		if m.pool, err = layers.NewMaxPool2D(d, 3, 2, 1); err != nil {
-			m.Release()
-			return nil, err
-		}
+		p.stem.k, p.stem.stride = 3, 1
 	}
 	cin := stemWidth
 	for s, depth := range depths {
@@ -99,17 +130,95 @@ func NewResNet(d *gpu.Device, rng *rand.Rand, cfg Config) (*ResNet, error) {
 			if s > 0 && i == 0 {
 				stride = 2
 			}
-			b, err := newBlock(d, rng, fmt.Sprintf("layer%d.%d", s+1, i), cin, widths[s], stride, bottleneck)
-			if err != nil {
-				m.Release()
-				return nil, err
-			}
-			m.blocks = append(m.blocks, b)
-			cin = b.cout()
+			b := newBlockPlan(fmt.Sprintf("layer%d.%d", s+1, i), cin, widths[s], stride, bottleneck)
+			p.blocks = append(p.blocks, b)
+			cin = b.path[len(b.path)-1].cout
 		}
 	}
-	m.Dim = cin
+	p.dim = cin
+	return p, nil
+}
+
+// NewResNet builds a backbone initialised as torchvision does (Kaiming
+// normal convolutions, BatchNorm γ = 1 and β = 0, the last γ of each block
+// zero) from rng.
+func NewResNet(d *gpu.Device, rng *rand.Rand, cfg Config) (*ResNet, error) {
+	p, err := makePlan(cfg)
+	if err != nil {
+		return nil, err
+	}
+	m := &ResNet{Config: p.cfg, Dim: p.dim, gap: layers.NewGlobalAvgPool(d)}
+	if m.stem, err = newConvBN(d, rng, "conv1", "bn1", p.stem); err != nil {
+		return nil, err
+	}
+	if p.pool {
+		if m.pool, err = layers.NewMaxPool2D(d, 3, 2, 1); err != nil {
+			m.Release()
+			return nil, err
+		}
+	}
+	for _, bp := range p.blocks {
+		b, err := newBlock(d, rng, bp)
+		if err != nil {
+			m.Release()
+			return nil, err
+		}
+		m.blocks = append(m.blocks, b)
+	}
 	return m, nil
+}
+
+// Footprint is what a network needs on the device for a batch, worked out
+// from its architecture before anything is allocated.
+type Footprint struct {
+	Params  int64 // trainable parameters
+	Kept    int64 // bytes a training forward pass keeps for its backward, per view
+	Largest int64 // bytes of the largest single activation
+	Dim     int   // output width
+}
+
+// BackboneFootprint sizes a backbone for n images of h×w pixels. Kept
+// follows Forward's rules: every convolution's output and BatchNorm's
+// statistics, the ReLU outputs inside each block, each block's output, the
+// stem's output and pooling.
+func BackboneFootprint(cfg Config, n, h, w int) (Footprint, error) {
+	p, err := makePlan(cfg)
+	if err != nil {
+		return Footprint{}, err
+	}
+	f := Footprint{Dim: p.dim}
+	act := func(c, h, w int) int64 {
+		b := 4 * int64(n) * int64(c) * int64(h) * int64(w)
+		f.Largest = max(f.Largest, b)
+		return b
+	}
+	unit := func(u unitPlan, h, w int) (int, int) {
+		oh, ow := u.out(h, w)
+		f.Params += int64(u.cin*u.cout*u.k*u.k + 2*u.cout)
+		f.Kept += act(u.cout, oh, ow) + 4*3*int64(u.cout)
+		return oh, ow
+	}
+	h, w = unit(p.stem, h, w)
+	f.Kept += act(p.stem.cout, h, w)
+	if p.pool {
+		h, w = (h+2-3)/2+1, (w+2-3)/2+1
+		f.Kept += 2 * act(p.stem.cout, h, w) // pooled values and the choices
+	}
+	for _, b := range p.blocks {
+		bh, bw := h, w
+		for i, u := range b.path {
+			bh, bw = unit(u, bh, bw)
+			if i < len(b.path)-1 {
+				f.Kept += act(u.cout, bh, bw)
+			}
+		}
+		if b.shortcut != nil {
+			unit(*b.shortcut, h, w)
+		}
+		f.Kept += act(b.path[len(b.path)-1].cout, bh, bw)
+		h, w = bh, bw
+	}
+	return f, nil
 }
 
 // resnetActs is what a backbone's forward keeps in its Pass.

@@ -66,7 +66,7 @@ func TestBlocksTorch(t *testing.T) {
 				meta[k] = v
 			}
 			n, h, w := meta["n"], meta["h"], meta["w"]
-			b, err := newBlock(d, rand.New(rand.NewPCG(1, 1)), "b", meta["cin"], meta["width"], meta["stride"], meta["bottleneck"] == 1)
+			b, err := newBlock(d, rand.New(rand.NewPCG(1, 1)), newBlockPlan("b", meta["cin"], meta["width"], meta["stride"], meta["bottleneck"] == 1))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -137,6 +137,59 @@ func TestTinyProjectorTorch(t *testing.T) {
 	for _, p := range m.Params() {
 		if !strings.HasPrefix(p.Name, "conv1") && !strings.HasPrefix(p.Name, "bn1") && !strings.HasPrefix(p.Name, "layer") {
 			t.Errorf("backbone parameter %q is not named as torchvision names it", p.Name)
+		}
+	}
+}
+
+// TestFootprint checks the architecture arithmetic against the networks
+// themselves: parameter counts of built models (ResNet-50 has torchvision's
+// 23,508,032 without its fc layer) and the memory a training pass really
+// keeps, as the device's pool counts it.
+func TestFootprint(t *testing.T) {
+	f, err := BackboneFootprint(Config{Arch: "resnet50", InChannels: 3}, 1, 224, 224)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Params != 23508032 || f.Dim != 2048 {
+		t.Errorf("ResNet-50: %d parameters, dim %d; torchvision has 23508032 and 2048", f.Params, f.Dim)
+	}
+	d := gputest.Device(t)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, cfg := range []Config{{Arch: "tiny", InChannels: 1}, {Arch: "resnet18", InChannels: 3, Stem: ImageNetStem}} {
+		const n, h, w = 3, 40, 40
+		m, err := NewResNet(d, rng, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := BackboneFootprint(cfg, n, h, w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		count := int64(0)
+		for _, p := range m.Params() {
+			count += int64(p.Value.Len())
+		}
+		if count != f.Params {
+			t.Errorf("%s: footprint says %d parameters, the model has %d", cfg.Arch, f.Params, count)
+		}
+		x := gputest.Zeros(t, d, n, cfg.InChannels, h, w)
+		repr := gputest.Zeros(t, d, n, m.Dim)
+		p := NewPass(d, true)
+		before := d.MemStats().Live
+		r, err := d.Record(false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Forward(r, p, repr, x, n, h, w); err != nil {
+			t.Fatal(err)
+		}
+		r.Discard() // returns the recording's parameter blocks to the pool
+		kept := int64(d.MemStats().Live - before)
+		p.Release()
+		m.Release()
+		// The pool rounds every tensor up to 16 bytes.
+		if kept < f.Kept || kept > f.Kept+16*200 {
+			t.Errorf("%s: a training pass keeps %d bytes, the footprint says %d", cfg.Arch, kept, f.Kept)
 		}
 	}
 }
