@@ -44,6 +44,7 @@ type trainFlags struct {
 	Warmup    float64 `json:"warmup_epochs"`
 	Seed      uint64  `json:"seed"`
 	Workers   int     `json:"workers"`
+	MemoryGiB float64 `json:"memory_gib"`
 }
 
 func (f *trainFlags) register(fs *flag.FlagSet) {
@@ -69,6 +70,7 @@ func (f *trainFlags) register(fs *flag.FlagSet) {
 	fs.Float64Var(&f.Warmup, "warmup", 10, "warm-up epochs")
 	fs.Uint64Var(&f.Seed, "seed", 1, "seed of the initialisation and of the data order and augmentations")
 	fs.IntVar(&f.Workers, "workers", 0, "data-loading goroutines (default: the number of CPUs)")
+	fs.Float64Var(&f.MemoryGiB, "memory", 0, "device memory to plan for, in GiB (WebGPU does not report it; 0 checks only the adapter's per-buffer limit)")
 }
 
 // defaultTrainFlags is pretraining's settings with every flag at its
@@ -186,6 +188,15 @@ func pretrain(d *gpu.Device, tf trainFlags, dir string, every int, resume string
 	if ckpt != nil {
 		mc = ckpt.State.Model
 	}
+	plannedFused := bt.AutoFused(d, tf.Batch, lastWidth(mc.Projector))
+	if tf.Fused == "on" || tf.Fused == "off" {
+		plannedFused = tf.Fused == "on"
+	}
+	plan, err := bt.CheckMemory(d, mc, tf.Batch, c, size, size, plannedFused, tf.Optimizer, int64(tf.MemoryGiB*(1<<30)))
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(log, "memory   %s\n", plan)
 	model, err := bt.NewModel(d, mc)
 	if err != nil {
 		return nil, err
@@ -320,6 +331,16 @@ func pretrain(d *gpu.Device, tf trainFlags, dir string, every int, resume string
 		res.lossStart, res.lossEnd = mean32(losses[:tenth]), mean32(losses[len(losses)-tenth:])
 	}
 	return res, nil
+}
+
+// lastWidth is a projector spec's output width (0 when the spec is bad;
+// NewModel reports that).
+func lastWidth(spec string) int {
+	ws, err := models.ParseSpec(spec)
+	if err != nil {
+		return 0
+	}
+	return ws[len(ws)-1]
 }
 
 func mean32(v []float32) float64 {

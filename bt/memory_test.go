@@ -1,0 +1,44 @@
+package bt
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/bt-org/bt/internal/gputest"
+)
+
+// TestMemoryPlan sizes the paper's setting, ResNet-50 with an 8192³
+// projector at batch 256: parameters from the architecture, and a clear
+// error on an adapter whose binding limit or budget it exceeds, naming the
+// largest batch that fits.
+func TestMemoryPlan(t *testing.T) {
+	mc := ModelConfig{Arch: "resnet50", InChannels: 3, Projector: "8192-8192-8192"}
+	p, err := PlanMemory(mc, 256, 3, 224, 224, true, "lars")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 23,508,032 backbone parameters; the projector 2048·8192 + 2·8192² +
+	// 2·2·8192 (BatchNorm).
+	if want := int64(23508032 + 2048*8192 + 2*8192*8192 + 4*8192); p.Params != want {
+		t.Errorf("%d parameters, want %d", p.Params, want)
+	}
+	if p.Total < p.ParamBytes+p.Activations || p.Activations < 256*2*4*3*224*224 {
+		t.Errorf("implausible plan: %v", p)
+	}
+	t.Log(p)
+	d := gputest.Device(t)
+	_, err = CheckMemory(d, mc, 256, 3, 224, 224, true, "lars", 8<<30)
+	if err == nil || !strings.Contains(err.Error(), "largest batch that fits is") && !strings.Contains(err.Error(), "no batch") {
+		t.Fatalf("ResNet-50 at batch 256 in 8 GiB: %v", err)
+	}
+	t.Log(err)
+	small, err := CheckMemory(d, ModelConfig{Arch: "tiny", InChannels: 1, Projector: "512-512-512"}, 256, 1, 28, 28, false, "lars", 0)
+	if err != nil {
+		t.Fatalf("the demo's setting does not fit: %v", err)
+	}
+	// Halving the batch must roughly halve the activations.
+	half, _ := PlanMemory(ModelConfig{Arch: "tiny", InChannels: 1, Projector: "512-512-512"}, 128, 1, 28, 28, false, "lars")
+	if r := float64(small.Activations) / float64(half.Activations); r < 1.9 || r > 2.1 {
+		t.Errorf("activations at batch 256 are %.2f× those at 128", r)
+	}
+}
