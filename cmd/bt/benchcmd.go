@@ -10,10 +10,17 @@ import (
 )
 
 func runBench(args []string) error {
-	fs, adapter := newFlags("bench", "Measures GEMM on the adapter and the same products on the CPU through gonum, in the same run.")
-	shapes := fs.String("shapes", "square-128,square-256,square-512,square-1024,projector-256x2048x8192",
-		"comma-separated GEMM shapes, from: "+shapeNames())
-	minTime := fs.Duration("time", 2*time.Second, "minimum time to measure each shape on each side")
+	fs, adapter := newFlags("bench", "Measures bt's kernels on the adapter: GEMM beside gonum's CPU BLAS on the same operands, convolutions\nagainst the adapter's GEMM, the Barlow Twins loss (fused against materialised and plain GEMMs) and whole training steps.")
+	suites := fs.String("suites", "gemm,loss,twin", "comma-separated: gemm, conv, loss, twin")
+	shapes := fs.String("gemm-shapes", "square-128,square-256,square-512,square-1024,projector-256x2048x8192",
+		"GEMM shapes, from: "+shapeNames())
+	lossShapes := fs.String("loss-shapes", "256x2048", "loss shapes N×D, e.g. 256x2048,2048x8192,512x16384")
+	arch := fs.String("arch", "tiny", "backbone of the twin-step benchmark")
+	batch := fs.Int("batch", 256, "batch of the twin-step benchmark")
+	size := fs.Int("size", 28, "image size of the twin-step benchmark (grayscale)")
+	projector := fs.String("projector", "512-512-512", "projector of the twin-step benchmark")
+	profile := fs.Bool("profile", false, "also show the twin step's device time per kernel family")
+	minTime := fs.Duration("time", 2*time.Second, "minimum time to measure each case")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -23,16 +30,61 @@ func runBench(args []string) error {
 	}
 	defer d.Release()
 	fmt.Printf("adapter: %s\n", d.Info)
-	for _, name := range strings.Split(*shapes, ",") {
-		s, ok := findShape(strings.TrimSpace(name))
-		if !ok {
-			return fmt.Errorf("unknown shape %q; known: %s", name, shapeNames())
+	for _, suite := range strings.Split(*suites, ",") {
+		switch strings.TrimSpace(suite) {
+		case "gemm":
+			for _, name := range strings.Split(*shapes, ",") {
+				s, ok := findShape(strings.TrimSpace(name))
+				if !ok {
+					return fmt.Errorf("unknown GEMM shape %q; known: %s", name, shapeNames())
+				}
+				r, err := bench.MeasureGemm(d, s, *minTime)
+				if err != nil {
+					return err
+				}
+				fmt.Println(r)
+			}
+		case "conv":
+			g, err := bench.MeasureGemm(d, bench.GemmShape{Name: "square-1024", M: 1024, N: 1024, K: 1024}, *minTime)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("conv     reference: GEMM 1024³ at %.1f GFLOP/s\n", g.GFLOPS)
+			for _, c := range bench.ConvCases {
+				r, err := bench.MeasureConv(d, c, *minTime)
+				if err != nil {
+					return err
+				}
+				fmt.Printf("%v   forward %.2f× GEMM\n", r, r.Forward/g.GFLOPS)
+			}
+		case "loss":
+			for _, name := range strings.Split(*lossShapes, ",") {
+				var n, dim int
+				if _, err := fmt.Sscanf(strings.TrimSpace(name), "%dx%d", &n, &dim); err != nil {
+					return fmt.Errorf("loss shape %q: want N×D as NxD, e.g. 256x2048", name)
+				}
+				r, err := bench.MeasureLoss(d, n, dim, *minTime)
+				if err != nil {
+					return err
+				}
+				fmt.Println(r)
+			}
+		case "twin":
+			r, err := bench.MeasureTwinStep(d, *arch, *batch, *size, *projector, *minTime)
+			if err != nil {
+				return err
+			}
+			fmt.Println(r)
+			if *profile {
+				p, err := bench.ProfileTwinStep(d, *arch, *batch, *size, *projector, 3)
+				if err != nil {
+					return err
+				}
+				fmt.Println(p)
+			}
+		default:
+			return fmt.Errorf("unknown suite %q: want gemm, conv, loss or twin", suite)
 		}
-		r, err := bench.MeasureGemm(d, s, *minTime)
-		if err != nil {
-			return err
-		}
-		fmt.Println(r)
 	}
 	return nil
 }
