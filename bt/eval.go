@@ -247,36 +247,17 @@ func LinearProbe(d *gpu.Device, train, test *Features, classes int, cfg ProbeCon
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x9b))
 	dim := train.Dim
 	bs := min(cfg.Batch, train.N)
-	w := make([]float32, classes*dim)
-	for i := range w {
-		w[i] = float32(0.01 * rng.NormFloat64())
+	lin, err := newHead(d, rng, dim, classes)
+	if err != nil {
+		return ProbeResult{}, err
 	}
-	lin := &layers.Linear{In: dim, Out: classes}
-	var err error
+	defer lin.Release()
 	var release []func()
 	defer func() {
 		for _, f := range release {
 			f()
 		}
 	}()
-	newParam := func(name string, v []float32, shape ...int) *layers.Param {
-		if err != nil {
-			return nil
-		}
-		var val, grad *gpu.Tensor
-		if val, err = d.FromSlice(v, shape...); err != nil {
-			return nil
-		}
-		if grad, err = d.FromSlice(make([]float32, len(v)), shape...); err != nil {
-			val.Release()
-			return nil
-		}
-		p := &layers.Param{Name: name, Value: val, Grad: grad}
-		release = append(release, p.Release)
-		return p
-	}
-	lin.Weight = newParam("classifier.weight", w, classes, dim)
-	lin.Bias = newParam("classifier.bias", make([]float32, classes), classes)
 	tensor := func(shape ...int) *gpu.Tensor {
 		if err != nil {
 			return nil
