@@ -58,9 +58,15 @@ func TestTwinBenchmarkRuns(t *testing.T) {
 	if !(p.Total > 0) || sum != p.Total {
 		t.Errorf("total %v, families sum to %v", p.Total, sum)
 	}
-	for _, want := range []string{"gemm{A=dense,B=im2col}", "gemm{A=dy,B=im2col_t}", "gemm{A=convw_t,B=dy_col}", "batchnorm{Mode=train}", "batchnorm{Mode=backward}"} {
-		if !have[want] {
-			t.Errorf("profile lacks %s:\n%s", want, p)
+	// The convolution passes are told apart by their B operand; A depends
+	// on the adapter's tiles.
+	for _, want := range []string{"B=im2col}", "B=im2col_t}", "B=dy_col}", "batchnorm{Mode=train}", "batchnorm{Mode=backward}"} {
+		found := false
+		for f := range have {
+			found = found || strings.HasSuffix(f, want)
+		}
+		if !found {
+			t.Errorf("profile lacks a family ending in %s:\n%s", want, p)
 		}
 	}
 }

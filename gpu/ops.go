@@ -163,10 +163,24 @@ func MeanVar(r *Recorder, mean, variance, x *Tensor, a, b, c int) error {
 }
 
 // GemmTile is GEMM's specialisation: each workgroup computes a BM×BN tile of
-// C in steps of BK, each thread a TM×TN block.
-type GemmTile struct{ BM, BN, BK, TM, TN int }
+// C in steps of BK, each thread a TM×TN block. Direct tiles stage nothing in
+// workgroup memory (for CPU adapters; see shaders/gemm.wgsl): BM = TM, a
+// thread's TN columns lie BN/TN apart, and BK is unused.
+type GemmTile struct {
+	BM, BN, BK, TM, TN int
+	Direct             bool
+}
 
 func (t GemmTile) validate(d *Device) error {
+	if t.Direct {
+		if t.TM < 1 || t.TN < 1 || t.BM != t.TM || t.BN%t.TN != 0 {
+			return fmt.Errorf("gpu: direct GEMM tile %+v: BM must equal TM and TN divide BN", t)
+		}
+		if threads := t.BN / t.TN; threads > int(d.Limits.MaxComputeInvocationsPerWorkgroup) || threads > int(d.Limits.MaxComputeWorkgroupSizeX) {
+			return fmt.Errorf("gpu: direct GEMM tile %+v needs %d threads per workgroup; %s allows %d", t, threads, d.Info.Name, d.Limits.MaxComputeWorkgroupSizeX)
+		}
+		return nil
+	}
 	if t.TM%4 != 0 || t.TN%4 != 0 || t.BM%t.TM != 0 || t.BN%t.TN != 0 || t.BK < 1 || t.BM%4 != 0 || t.BN%4 != 0 {
 		return fmt.Errorf("gpu: GEMM tile %+v: TM and TN must be multiples of 4 dividing BM and BN", t)
 	}
@@ -260,6 +274,10 @@ type gemmCall struct {
 	conv        ConvShape
 	kchunk      int
 	tile        GemmTile
+	// kstep 4 has a direct tile read A as vec4 along k, four steps at a
+	// time: A's rows, its batch stride and every reduction chunk must then
+	// start at multiples of 4. 0 means 1.
+	kstep int
 }
 
 func gemm(r *Recorder, c, a, b *Tensor, g gemmCall) error {
@@ -271,7 +289,7 @@ func gemm(r *Recorder, c, a, b *Tensor, g gemmCall) error {
 		return err
 	}
 	spec := shaders.Spec{"BM": tile.BM, "BN": tile.BN, "BK": tile.BK, "TM": tile.TM, "TN": tile.TN,
-		"Conv": false, "SplitK": false}
+		"Conv": false, "SplitK": false, "Direct": tile.Direct, "KStep": max(g.kstep, 1)}
 	for key, v := range g.spec {
 		spec[key] = v
 	}

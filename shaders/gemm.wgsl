@@ -21,6 +21,18 @@
 //            separate slices of C.
 // Kernel size, stride and padding are template constants, so the index
 // arithmetic divides by constants.
+//
+// Direct (for CPU adapters such as lavapipe, which run a workgroup's
+// invocations as the lanes of SIMD registers) stages nothing: a workgroup is
+// one row of BN/TN threads over TM = BM rows, and each thread keeps TM×TN
+// scalar accumulators for TN columns THREADS apart. A's indices depend only
+// on the workgroup and the loop, so its loads are uniform (one scalar load
+// broadcast to every lane); each B element a lane loads serves TM rows. The
+// reduction index is carried as counters (c2, c1, c0) over the convolution's
+// nested sizes, so no step divides, and per-column parts of the gather
+// addresses are computed once before the loop. Workgroup memory and
+// barriers, both costly on such adapters (per-lane gathers, coroutine
+// switches), are not used.
 struct Params {
   m: u32,
   n: u32,
@@ -40,7 +52,7 @@ struct Params {
 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> c: array<f32>;
-@group(0) @binding(2) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> a: array<{{if eq .KStep 4}}vec4<f32>{{else}}f32{{end}}>;
 @group(0) @binding(3) var<storage, read> b: array<f32>;
 
 const BM = {{.BM}}u;
@@ -54,9 +66,10 @@ const KW = {{.KW}}u;
 const STRIDE = {{.Stride}}u;
 const PAD = {{.Pad}}u;
 {{end}}
-var<workgroup> ta: array<vec4<f32>, {{div (mul .BK .BM) 4}}>;
+{{if not .Direct}}var<workgroup> ta: array<vec4<f32>, {{div (mul .BK .BM) 4}}>;
 var<workgroup> tb: array<vec4<f32>, {{div (mul .BK .BN) 4}}>;
-{{if or (eq .B "im2col") (eq .B "im2col_t")}}
+{{end}}
+{{if not .Direct}}{{if or (eq .B "im2col") (eq .B "im2col_t")}}
 // im2col reads x[z] at (channel, tap) = kk, (output row, column) = col.
 fn im2col(z: u32, kk: u32, col: u32) -> f32 {
   let ic = kk / (KH * KW);
@@ -102,7 +115,90 @@ fn load_b(z: u32, row: u32, col: u32) -> f32 {
   }
   return b[((z * p.cout + row / (KH * KW)) * p.oh + oy) * p.ow + ox];
 {{end}}}
+{{end}}
+{{if .Direct}}
+// Direct mode: the reduction index k is (c2, c1, c0) over sizes (·, s1, s0):
+// (input channel, tap row, tap column) forward, (output channel, tap row,
+// tap column) for the data gradient, (image, output row, output column) for
+// the weight gradient; unused for plain products.
+@compute @workgroup_size({{div .BN .TN}})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+{{if .SplitK}}  let z = 0u;
+  let k_lo = wid.z * p.kchunk;
+  let k_hi = min(p.k, k_lo + p.kchunk);
+{{else}}  let z = wid.z;
+  let k_lo = 0u;
+  let k_hi = p.k;
+{{end}}  let m0 = wid.y * BM;
+{{if .Conv}}{{if eq .B "im2col_t"}}  let s1 = p.oh;
+  let s0 = p.ow;
+{{else}}  let s1 = KH;
+  let s0 = KW;
+{{end}}  var c0 = k_lo % s0;
+  var c1 = (k_lo / s0) % s1;
+  var c2 = k_lo / (s0 * s1);
+{{end}}{{range $j := seq .TN}}  let col_{{$j}} = wid.x * BN + lid.x + {{$j}}u * THREADS;
+  let cc_{{$j}} = min(col_{{$j}}, p.n - 1u);
+{{if eq $.B "im2col"}}  let iy0_{{$j}} = i32((cc_{{$j}} / p.ow) * STRIDE) - i32(PAD);
+  let ix0_{{$j}} = i32((cc_{{$j}} % p.ow) * STRIDE) - i32(PAD);
+{{else if eq $.B "im2col_t"}}  let ic_{{$j}} = cc_{{$j}} / (KH * KW);
+  let ky_{{$j}} = i32((cc_{{$j}} % (KH * KW)) / KW) - i32(PAD);
+  let kx_{{$j}} = i32(cc_{{$j}} % KW) - i32(PAD);
+{{else if eq $.B "dy_col"}}  let yp_{{$j}} = i32(cc_{{$j}} / p.w + PAD);
+  let xp_{{$j}} = i32(cc_{{$j}} % p.w + PAD);
+{{end}}{{end}}{{range $i := seq .TM}}  let row_{{$i}} = min(m0 + {{$i}}u, p.m - 1u);
+{{range $j := seq $.TN}}  var acc_{{$i}}_{{$j}} = 0.0;
+{{end}}{{end}}
+  for (var k = k_lo; k < k_hi; k += {{.KStep}}u) {
+{{if eq .KStep 4}}{{range $i := seq .TM}}{{if eq $.A "dense"}}    let av_{{$i}} = a[(z * p.sa + row_{{$i}} * p.k + k) / 4u];
+{{else if eq $.A "dy"}}    let av_{{$i}} = a[((c2 * p.cout + row_{{$i}}) * p.oh * p.ow + c1 * p.ow + c0) / 4u];
+{{end}}{{end}}{{end}}{{range $u := seq .KStep}}{{range $i := seq $.TM}}{{if eq $.KStep 4}}    let a_{{$u}}_{{$i}} = av_{{$i}}.{{comp $u}};
+{{else if eq $.A "dense"}}{{if $.TransA}}    let a_{{$u}}_{{$i}} = a[z * p.sa + k * p.m + row_{{$i}}];
+{{else}}    let a_{{$u}}_{{$i}} = a[z * p.sa + row_{{$i}} * p.k + k];
+{{end}}{{else if eq $.A "convw_t"}}    let a_{{$u}}_{{$i}} = a[((c2 * p.cin + row_{{$i}}) * KH + c1) * KW + c0];
+{{else if eq $.A "dy"}}    let a_{{$u}}_{{$i}} = a[((c2 * p.cout + row_{{$i}}) * p.oh + c1) * p.ow + c0];
+{{end}}{{end}}{{range $j := seq $.TN}}{{if eq $.B "dense"}}{{if $.TransB}}    let b_{{$u}}_{{$j}} = b[z * p.sb + cc_{{$j}} * p.k + k + {{$u}}u];
+{{else}}    let b_{{$u}}_{{$j}} = b[z * p.sb + (k + {{$u}}u) * p.n + cc_{{$j}}];
+{{end}}{{else if eq $.B "im2col"}}    let iy_{{$u}}_{{$j}} = iy0_{{$j}} + i32(c1);
+    let ix_{{$u}}_{{$j}} = ix0_{{$j}} + i32(c0);
+    let in_{{$u}}_{{$j}} = iy_{{$u}}_{{$j}} >= 0 && ix_{{$u}}_{{$j}} >= 0 && iy_{{$u}}_{{$j}} < i32(p.h) && ix_{{$u}}_{{$j}} < i32(p.w);
+    let b_{{$u}}_{{$j}} = select(0.0, b[select(0u, ((z * p.cin + c2) * p.h + u32(iy_{{$u}}_{{$j}})) * p.w + u32(ix_{{$u}}_{{$j}}), in_{{$u}}_{{$j}})], in_{{$u}}_{{$j}});
+{{else if eq $.B "im2col_t"}}    let iy_{{$u}}_{{$j}} = i32(c1 * STRIDE) + ky_{{$j}};
+    let ix_{{$u}}_{{$j}} = i32(c0 * STRIDE) + kx_{{$j}};
+    let in_{{$u}}_{{$j}} = iy_{{$u}}_{{$j}} >= 0 && ix_{{$u}}_{{$j}} >= 0 && iy_{{$u}}_{{$j}} < i32(p.h) && ix_{{$u}}_{{$j}} < i32(p.w);
+    let b_{{$u}}_{{$j}} = select(0.0, b[select(0u, ((c2 * p.cin + ic_{{$j}}) * p.h + u32(iy_{{$u}}_{{$j}})) * p.w + u32(ix_{{$u}}_{{$j}}), in_{{$u}}_{{$j}})], in_{{$u}}_{{$j}});
+{{else if eq $.B "dy_col"}}    let ty_{{$u}}_{{$j}} = yp_{{$j}} - i32(c1);
+    let tx_{{$u}}_{{$j}} = xp_{{$j}} - i32(c0);
+    let oy_{{$u}}_{{$j}} = u32(ty_{{$u}}_{{$j}}) / STRIDE;
+    let ox_{{$u}}_{{$j}} = u32(tx_{{$u}}_{{$j}}) / STRIDE;
+    let in_{{$u}}_{{$j}} = ty_{{$u}}_{{$j}} >= 0 && tx_{{$u}}_{{$j}} >= 0 && u32(ty_{{$u}}_{{$j}}) % STRIDE == 0u && u32(tx_{{$u}}_{{$j}}) % STRIDE == 0u && oy_{{$u}}_{{$j}} < p.oh && ox_{{$u}}_{{$j}} < p.ow;
+    let b_{{$u}}_{{$j}} = select(0.0, b[select(0u, ((z * p.cout + c2) * p.oh + oy_{{$u}}_{{$j}}) * p.ow + ox_{{$u}}_{{$j}}, in_{{$u}}_{{$j}})], in_{{$u}}_{{$j}});
+{{end}}{{end}}{{range $i := seq $.TM}}{{range $j := seq $.TN}}    acc_{{$i}}_{{$j}} = fma(a_{{$u}}_{{$i}}, b_{{$u}}_{{$j}}, acc_{{$i}}_{{$j}});
+{{end}}{{end}}{{if $.Conv}}    c0++;
+    if (c0 == s0) {
+      c0 = 0u;
+      c1++;
+      if (c1 == s1) {
+        c1 = 0u;
+        c2++;
+      }
+    }
+{{end}}{{end}}  }
+{{range $i := seq .TM}}{{range $j := seq $.TN}}  store1(wid.z, m0 + {{$i}}u, col_{{$j}}, acc_{{$i}}_{{$j}});
+{{end}}{{end}}}
 
+fn store1(z: u32, row: u32, col: u32, v: f32) {
+  if (row >= p.m || col >= p.n) {
+    return;
+  }
+  let i = z * p.sc + row * p.n + col;
+  var r = p.alpha * v;
+  if (p.beta != 0.0) {
+    r += p.beta * c[i];
+  }
+  c[i] = r;
+}
+{{else}}
 @compute @workgroup_size({{div .BN .TN}}, {{div .BM .TM}})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(local_invocation_index) tid: u32) {
@@ -168,3 +264,4 @@ fn store(z: u32, row: u32, col: u32, v: vec4<f32>) {
     }
   }
 }
+{{end}}
