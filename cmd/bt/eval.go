@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 
 	"codeberg.org/sbinet/npyio"
 	"github.com/bt-org/bt/bt"
@@ -130,11 +132,14 @@ func loadModel(d *gpu.Device, ckptPath string, random bool, tf *trainFlags) (*bt
 }
 
 func runEval(args []string) error {
-	fs, adapter := newFlags("eval", "Evaluates a pretrained backbone (or a randomly initialised one) with weighted kNN and a linear probe on frozen features, or writes its features to .npy.\n\nUsage: bt eval [flags] [knn|linear|all|embed]")
+	fs, adapter := newFlags("eval", "Evaluates a pretrained backbone (or a randomly initialised one) with weighted kNN and a linear probe on frozen features, or writes its features to .npy.\n\nUsage: bt eval [flags] [knn|linear|semi|all|embed]")
 	var tf trainFlags
 	tf.register(fs)
 	var ef evalFlags
 	ef.register(fs)
+	fast := fs.Bool("fast", false, "linear: train on features extracted once, without augmentation, instead of the paper's protocol (random crops and flips every epoch)")
+	labels := fs.Float64("labels", 1, "semi: percentage of the training labels to fine-tune on (the paper: 1 or 10)")
+	labelFile := fs.String("label-file", "", "semi: file of training-image indices (one per line) to use instead of a random -labels subset")
 	ckpt := fs.String("checkpoint", "", "checkpoint from bt pretrain")
 	random := fs.Bool("random", false, "evaluate the random initialisation instead (the baseline)")
 	out := fs.String("out", "runs/embed", "directory for embed's features.npy and labels.npy")
@@ -145,8 +150,8 @@ func runEval(args []string) error {
 	if fs.NArg() > 0 {
 		mode = fs.Arg(0)
 	}
-	if mode != "all" && mode != "knn" && mode != "linear" && mode != "embed" {
-		return fmt.Errorf("unknown evaluation %q: want knn, linear, all or embed", mode)
+	if mode != "all" && mode != "knn" && mode != "linear" && mode != "semi" && mode != "embed" {
+		return fmt.Errorf("unknown evaluation %q: want knn, linear, semi, all or embed", mode)
 	}
 	// Flags the user set explicitly win over a checkpoint's saved settings.
 	explicit := map[string]bool{}
@@ -174,6 +179,9 @@ func runEval(args []string) error {
 	if mode == "embed" {
 		return embed(d, m, tf, ef, *out)
 	}
+	if mode == "semi" || (mode == "linear" && !*fast) {
+		return supervised(d, m, tf, ef, mode == "semi", *labels, *labelFile)
+	}
 	train, classes, err := features(d, m, tf, ef, "train", ef.trainN)
 	if err != nil {
 		return err
@@ -189,7 +197,7 @@ func runEval(args []string) error {
 		}
 		fmt.Printf("kNN      k=20 %.2f%%   k=200 %.2f%%   (cosine, temperature 0.07; %d train, %d test)\n", 100*acc[0], 100*acc[1], train.N, test.N)
 	}
-	if mode == "linear" || mode == "all" {
+	if mode == "all" || mode == "linear" {
 		r, err := bt.LinearProbe(d, train, test, classes, ef.probe)
 		if err != nil {
 			return err
@@ -197,6 +205,98 @@ func runEval(args []string) error {
 		fmt.Printf("linear   top-1 %.2f%%   top-5 %.2f%%   (%d epochs on frozen features)\n", 100*r.Top1, 100*r.Top5, ef.probe.Epochs)
 	}
 	return nil
+}
+
+// supervised runs the paper's linear evaluation (frozen backbone, random
+// crops and flips) or its semi-supervised fine-tuning on a fraction of the
+// labels.
+func supervised(d *gpu.Device, m *bt.Model, tf trainFlags, ef evalFlags, semi bool, percent float64, labelFile string) error {
+	train, err := tf.dataset("train")
+	if err != nil {
+		return err
+	}
+	test, err := tf.dataset("test")
+	if err != nil {
+		return err
+	}
+	classes := train.NumClasses()
+	if classes < 2 {
+		return fmt.Errorf("evaluation needs labelled data; %s has no classes", tf.Data)
+	}
+	cfg := bt.LinearConfig()
+	what := "linear (frozen backbone, random crops and flips)"
+	if semi {
+		cfg = bt.SemiConfig()
+		switch {
+		case labelFile != "":
+			idx, err := readIndices(labelFile)
+			if err != nil {
+				return err
+			}
+			if train, err = pipeline.NewSubset(train, idx); err != nil {
+				return fmt.Errorf("%s: %w", labelFile, err)
+			}
+		case percent > 0 && percent <= 100:
+			if train, err = pipeline.Sample(train, int(float64(train.Len())*percent/100), tf.Seed+11); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("-labels %v: want a percentage in (0, 100]", percent)
+		}
+		what = fmt.Sprintf("semi-supervised (fine-tuning on %d labelled images)", train.Len())
+	} else if ef.trainN > 0 {
+		if train, err = pipeline.Sample(train, ef.trainN, tf.Seed+7); err != nil {
+			return err
+		}
+	}
+	if test, err = pipeline.Sample(test, ef.testN, tf.Seed+7); err != nil {
+		return err
+	}
+	if ef.probe.Epochs != bt.DefaultProbeConfig().Epochs {
+		cfg.Epochs = ef.probe.Epochs
+	}
+	cfg.Workers = tf.Workers
+	view, err := pipeline.ProbePreset(tf.augmentPreset())
+	if err != nil {
+		return err
+	}
+	testView, err := pipeline.EvalPreset(tf.augmentPreset())
+	if err != nil {
+		return err
+	}
+	if tf.Size > 0 {
+		view.Size, testView.Size = tf.Size, tf.Size
+	}
+	r, err := bt.TrainClassifier(d, m.Backbone, classes, train, view, test, testView, cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%s: top-1 %.2f%%   top-5 %.2f%%   (%d epochs, %d test images)\n", what, 100*r.Top1, 100*r.Top5, cfg.Epochs, test.Len())
+	return nil
+}
+
+// readIndices reads one image index per line.
+func readIndices(path string) ([]int, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var idx []int
+	for i, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		v, err := strconv.Atoi(line)
+		if err != nil {
+			return nil, fmt.Errorf("%s line %d: %q is not an image index", path, i+1, line)
+		}
+		idx = append(idx, v)
+	}
+	if len(idx) == 0 {
+		return nil, fmt.Errorf("%s lists no image indices", path)
+	}
+	return idx, nil
 }
 
 // embed writes the representations of both splits: features_SPLIT.npy
