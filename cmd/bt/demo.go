@@ -82,7 +82,7 @@ func demo(d *gpu.Device, o demoOptions) (string, evalResult, evalResult, error) 
 
 	start := time.Now()
 	fmt.Fprintf(os.Stderr, "== pretraining (%d steps of %d pairs)\n", tf.MaxSteps, tf.Batch)
-	res, err := pretrain(d, tf, o.out, 0, "", os.Stderr)
+	res, err := pretrain(d, tf, o.out, 0, "", knnMonitor{}, os.Stderr)
 	if err != nil {
 		return "", evalResult{}, evalResult{}, err
 	}

@@ -89,6 +89,8 @@ func runPretrain(args []string) error {
 	out := fs.String("out", "runs/pretrain", "run directory")
 	every := fs.Int("checkpoint-every", 500, "steps between checkpoints (one is always written at the end)")
 	resume := fs.String("resume", "", "checkpoint to continue from exactly (its settings replace the flags)")
+	knnEvery := fs.Int("knn-every", 0, "steps between kNN accuracy checks on the test split (0: never); results go to metrics.jsonl")
+	knnN := fs.Int("knn-images", 5000, "training images the kNN monitor samples (test images: a fifth of that)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -97,7 +99,8 @@ func runPretrain(args []string) error {
 		return err
 	}
 	defer d.Release()
-	res, err := pretrain(d, tf, *out, *every, *resume, os.Stderr)
+	monitor := knnMonitor{every: *knnEvery, trainN: *knnN, testN: max(1, *knnN/5)}
+	res, err := pretrain(d, tf, *out, *every, *resume, monitor, os.Stderr)
 	if err != nil {
 		return err
 	}
@@ -152,7 +155,13 @@ func (tf trainFlags) modelConfig(c, size int) bt.ModelConfig {
 
 // pretrain runs (or resumes) a pretraining run and leaves its outputs in
 // dir. log receives progress.
-func pretrain(d *gpu.Device, tf trainFlags, dir string, every int, resume string, log io.Writer) (*pretrainResult, error) {
+// knnMonitor evaluates the backbone with kNN every so many steps while it
+// trains, as lightly and solo-learn report.
+type knnMonitor struct {
+	every, trainN, testN int
+}
+
+func pretrain(d *gpu.Device, tf trainFlags, dir string, every int, resume string, monitor knnMonitor, log io.Writer) (*pretrainResult, error) {
 	var ckpt *bt.Checkpoint
 	if resume != "" {
 		var err error
@@ -303,6 +312,28 @@ func pretrain(d *gpu.Device, tf trainFlags, dir string, every int, resume string
 				return heat("c_start.png")
 			}
 			return nil
+		}},
+		{Name: "kNN monitor", Every: max(1, monitor.every), AtEnd: true, Fn: func(_ *bt.Loop, ev bt.Event) error {
+			if monitor.every <= 0 {
+				return nil
+			}
+			ef := evalFlags{trainN: monitor.trainN, testN: monitor.testN, batch: 256}
+			train, classes, err := features(d, model, tf, ef, "train", ef.trainN)
+			if err != nil {
+				return err
+			}
+			test, _, err := features(d, model, tf, ef, "test", ef.testN)
+			if err != nil {
+				return err
+			}
+			acc, err := bt.KNN(d, train, test, classes, knnK, 0.07)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(log, "kNN      step %d: k=20 %.2f%%, k=200 %.2f%%\n", ev.Step+1, 100*acc[0], 100*acc[1])
+			b, _ := json.Marshal(map[string]any{"step": ev.Step, "knn20": acc[0], "knn200": acc[1]})
+			_, err = metrics.Write(append(b, '\n'))
+			return err
 		}},
 		{Name: "loss curve", Every: 200, AtEnd: true, Fn: func(_ *bt.Loop, ev bt.Event) error {
 			if len(steps) < 2 {
