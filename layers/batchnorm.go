@@ -127,8 +127,21 @@ func (b *BatchNorm) prepare(mode string, n, hw int, ts ...named) (*gpu.Kernel, e
 	if mode == "eval" {
 		return b.d.Kernel("batchnorm", shaders.Spec{"Mode": mode, "Affine": b.Affine(), "WG": bnWG})
 	}
-	bx := blockX(hw)
-	return b.d.Kernel("batchnorm", shaders.Spec{"Mode": mode, "Affine": b.Affine(), "BX": bx, "BY": bnWG / bx})
+	bx, v := blockX(hw), vecWidth(hw)
+	t := "f32"
+	if v == 4 {
+		t = "vec4<f32>"
+	}
+	return b.d.Kernel("batchnorm", shaders.Spec{"Mode": mode, "Affine": b.Affine(), "BX": bx, "BY": bnWG / bx, "V": v, "T": t})
+}
+
+// vecWidth is how many neighbouring positions along HW a training or
+// backward thread handles at once: 4 where HW allows vec4 access.
+func vecWidth(hw int) int {
+	if hw%4 == 0 {
+		return 4
+	}
+	return 1
 }
 
 // Forward normalises in, [N, C, HW], into out, [N, C, HW]. With train set
@@ -160,7 +173,7 @@ func (b *BatchNorm) Forward(r *gpu.Recorder, out, cache, in *gpu.Tensor, n, hw i
 	if err != nil {
 		return err
 	}
-	return r.Dispatch(k, grid, b.uniforms(n, hw), b.with(out, cache, b.RunningMean, b.RunningVar, in)...)
+	return r.Dispatch(k, grid, b.uniforms(n, hw/vecWidth(hw)), b.with(out, cache, b.RunningMean, b.RunningVar, in)...)
 }
 
 // Backward writes dIn, [N, C, HW], and accumulates dγ and dβ from dOut,
@@ -178,10 +191,11 @@ func (b *BatchNorm) Backward(r *gpu.Recorder, dIn, dOut, in, cache *gpu.Tensor, 
 	if err != nil {
 		return err
 	}
+	u := b.uniforms(n, hw/vecWidth(hw))
 	if !b.Affine() {
-		return r.Dispatch(k, grid, b.uniforms(n, hw), dIn, dOut, in, cache)
+		return r.Dispatch(k, grid, u, dIn, dOut, in, cache)
 	}
-	return r.Dispatch(k, grid, b.uniforms(n, hw), dIn, b.Gamma.Grad, b.Beta.Grad, dOut, in, cache, b.Gamma.Value)
+	return r.Dispatch(k, grid, u, dIn, b.Gamma.Grad, b.Beta.Grad, dOut, in, cache, b.Gamma.Value)
 }
 
 func (b *BatchNorm) uniforms(n, hw int) gpu.Params {

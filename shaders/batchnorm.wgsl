@@ -22,6 +22,10 @@
 // channels; otherwise BX = 1 and neighbouring threads read neighbouring HW
 // positions, so the loads coalesce either way. A workgroup reads its
 // channel two (train: three) times and writes it once, all in one dispatch.
+// With V = 4 (HW a multiple of 4) the data tensors are read and written as
+// vec4, four neighbouring positions per thread and step, and the sizes in
+// Params count vec4s along HW: CPU adapters load storage lane by lane, so
+// each vec4 costs one such load instead of four.
 // Without Affine, γ = 1 and β = 0 and their buffers are not bound.
 struct Params {
   n: u32,
@@ -31,11 +35,11 @@ struct Params {
   momentum: f32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
-{{if eq .Mode "train"}}@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+{{if eq .Mode "train"}}@group(0) @binding(1) var<storage, read_write> y: array<{{.T}}>;
 @group(0) @binding(2) var<storage, read_write> stats: array<f32>;
 @group(0) @binding(3) var<storage, read_write> run_mean: array<f32>;
 @group(0) @binding(4) var<storage, read_write> run_var: array<f32>;
-@group(0) @binding(5) var<storage, read> x: array<f32>;
+@group(0) @binding(5) var<storage, read> x: array<{{.T}}>;
 {{if .Affine}}@group(0) @binding(6) var<storage, read> gamma: array<f32>;
 @group(0) @binding(7) var<storage, read> beta: array<f32>;
 {{end}}{{else if eq .Mode "eval"}}@group(0) @binding(1) var<storage, read_write> y: array<f32>;
@@ -44,15 +48,15 @@ struct Params {
 @group(0) @binding(4) var<storage, read> run_var: array<f32>;
 {{if .Affine}}@group(0) @binding(5) var<storage, read> gamma: array<f32>;
 @group(0) @binding(6) var<storage, read> beta: array<f32>;
-{{end}}{{else}}@group(0) @binding(1) var<storage, read_write> dx: array<f32>;
+{{end}}{{else}}@group(0) @binding(1) var<storage, read_write> dx: array<{{.T}}>;
 {{if .Affine}}@group(0) @binding(2) var<storage, read_write> dgamma: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dbeta: array<f32>;
-@group(0) @binding(4) var<storage, read> dy: array<f32>;
-@group(0) @binding(5) var<storage, read> x: array<f32>;
+@group(0) @binding(4) var<storage, read> dy: array<{{.T}}>;
+@group(0) @binding(5) var<storage, read> x: array<{{.T}}>;
 @group(0) @binding(6) var<storage, read> stats: array<f32>;
 @group(0) @binding(7) var<storage, read> gamma: array<f32>;
-{{else}}@group(0) @binding(2) var<storage, read> dy: array<f32>;
-@group(0) @binding(3) var<storage, read> x: array<f32>;
+{{else}}@group(0) @binding(2) var<storage, read> dy: array<{{.T}}>;
+@group(0) @binding(3) var<storage, read> x: array<{{.T}}>;
 @group(0) @binding(4) var<storage, read> stats: array<f32>;
 {{end}}{{end}}
 {{if eq .Mode "eval"}}
@@ -70,6 +74,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 {{else}}
 var<workgroup> part: array<f32, {{mul .BX .BY}}>;
 
+// hsum adds up the V values a thread holds.
+fn hsum(v: {{.T}}) -> f32 {
+{{if eq .V 4}}  return dot(v, vec4<f32>(1.0));
+{{else}}  return v;
+{{end}}}
+
 // total sums v over the BY threads that share column lx; every thread of the
 // workgroup must call it.
 fn total(v: f32, lx: u32, ly: u32) -> f32 {
@@ -86,9 +96,28 @@ fn total(v: f32, lx: u32, ly: u32) -> f32 {
   return t;
 }
 
-// at is the index of the t-th value of channel b in memory order.
-fn at(t: u32, b: u32) -> u32 {
-  return (t / p.hw) * p.c * p.hw + b * p.hw + t % p.hw;
+// Cursor walks the values of one channel in memory order, BY at a time:
+// k is the index of the current value and pos its position within HW. It
+// divides only where it starts, since integer division by a value known only
+// at run time is slow on CPU adapters (scalarised lane by lane).
+struct Cursor {
+  k: u32,
+  pos: u32,
+}
+
+// start is the cursor at the t-th value of channel b.
+fn start(t: u32, b: u32) -> Cursor {
+  return Cursor((t / p.hw) * p.c * p.hw + b * p.hw + t % p.hw, t % p.hw);
+}
+
+// advance moves cur on by BY values: by dk in memory and dpos within HW,
+// plus a row of channels when the position wraps.
+fn advance(cur: Cursor, dk: u32, dpos: u32) -> Cursor {
+  let pos = cur.pos + dpos;
+  if (pos >= p.hw) {
+    return Cursor(cur.k + dk + (p.c - 1u) * p.hw, pos - p.hw);
+  }
+  return Cursor(cur.k + dk, pos);
 }
 
 @compute @workgroup_size({{.BX}}, {{.BY}})
@@ -97,24 +126,30 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let b = (wid.x + wid.y * nwg.x) * {{.BX}}u + lid.x;
   let inside = b < p.c;
   let count = p.n * p.hw;
-  let m = f32(count);
+  let m = f32(count * {{.V}}u);
+  let dpos = {{.BY}}u % p.hw;
+  let dk = ({{.BY}}u / p.hw) * p.c * p.hw + dpos;
 {{if eq .Mode "train"}}  var x0 = 0.0;
-  var acc = 0.0;
+  var acc = {{.T}}(0.0);
   if (inside) {
-    x0 = x[at(0u, b)];
+    x0 = x[b * p.hw]{{if eq .V 4}}.x{{end}};
+    var cur = start(lid.y, b);
     for (var t = lid.y; t < count; t += {{.BY}}u) {
-      acc += x[at(t, b)] - x0;
+      acc += x[cur.k] - x0;
+      cur = advance(cur, dk, dpos);
     }
   }
-  let delta = total(acc, lid.x, lid.y) / m;
-  var dev = 0.0;
+  let delta = total(hsum(acc), lid.x, lid.y) / m;
+  var dev = {{.T}}(0.0);
   if (inside) {
+    var cur = start(lid.y, b);
     for (var t = lid.y; t < count; t += {{.BY}}u) {
-      let d = (x[at(t, b)] - x0) - delta;
+      let d = (x[cur.k] - x0) - delta;
       dev += d * d;
+      cur = advance(cur, dk, dpos);
     }
   }
-  let variance = total(dev, lid.x, lid.y) / m;
+  let variance = total(hsum(dev), lid.x, lid.y) / m;
   if (!inside) {
     return;
   }
@@ -123,9 +158,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let shift = beta[b];
 {{else}}  let scale = invstd;
   let shift = 0.0;
-{{end}}  for (var t = lid.y; t < count; t += {{.BY}}u) {
-    let k = at(t, b);
-    y[k] = ((x[k] - x0) - delta) * scale + shift;
+{{end}}  var cur = start(lid.y, b);
+  for (var t = lid.y; t < count; t += {{.BY}}u) {
+    y[cur.k] = ((x[cur.k] - x0) - delta) * scale + shift;
+    cur = advance(cur, dk, dpos);
   }
   if (lid.y == 0u) {
     stats[b] = x0;
@@ -137,21 +173,22 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 {{else}}  var x0 = 0.0;
   var delta = 0.0;
   var invstd = 0.0;
-  var sdy = 0.0;
-  var sdyx = 0.0;
+  var vdy = {{.T}}(0.0);
+  var vdyx = {{.T}}(0.0);
   if (inside) {
     x0 = stats[b];
     delta = stats[p.c + b];
     invstd = stats[2u * p.c + b];
+    var cur = start(lid.y, b);
     for (var t = lid.y; t < count; t += {{.BY}}u) {
-      let k = at(t, b);
-      let g = dy[k];
-      sdy += g;
-      sdyx += g * ((x[k] - x0) - delta) * invstd;
+      let g = dy[cur.k];
+      vdy += g;
+      vdyx += g * ((x[cur.k] - x0) - delta) * invstd;
+      cur = advance(cur, dk, dpos);
     }
   }
-  sdy = total(sdy, lid.x, lid.y);
-  sdyx = total(sdyx, lid.x, lid.y);
+  let sdy = total(hsum(vdy), lid.x, lid.y);
+  let sdyx = total(hsum(vdyx), lid.x, lid.y);
   if (!inside) {
     return;
   }
@@ -159,9 +196,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 {{else}}  let scale = invstd;
 {{end}}  let mdy = sdy / m;
   let mdyx = sdyx / m;
+  var cur = start(lid.y, b);
   for (var t = lid.y; t < count; t += {{.BY}}u) {
-    let k = at(t, b);
+    let k = cur.k;
     dx[k] = scale * (dy[k] - mdy - ((x[k] - x0) - delta) * invstd * mdyx);
+    cur = advance(cur, dk, dpos);
   }
 {{if .Affine}}  if (lid.y == 0u) {
     dgamma[b] += sdyx;

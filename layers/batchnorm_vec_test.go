@@ -1,0 +1,21 @@
+package layers
+
+import "testing"
+
+// bnVecShapes have HW a multiple of 4, which the training and backward
+// kernels read as vec4: one vec4 per channel and sample, planes that are
+// not a multiple of the workgroup, and an offset of 1000.
+var bnVecShapes = []bnShape{
+	{1, 3, 4, true, 0}, {2, 1, 4, false, 0}, {3, 17, 16, true, 0}, {17, 5, 12, false, 0},
+	{5, 3, 196, true, 1000}, {3, 2, 1028, true, 0},
+}
+
+// TestBatchNormVec runs the training, statistics and backward checks on
+// bnVecShapes.
+func TestBatchNormVec(t *testing.T) {
+	saved := bnShapes
+	bnShapes = bnVecShapes
+	defer func() { bnShapes = saved }()
+	t.Run("train", TestBatchNormTrain)
+	t.Run("stats", TestBatchNormStats)
+}
