@@ -22,6 +22,9 @@ type Trainer struct {
 	// Step counts the steps submitted since training began (resumes
 	// included).
 	Step int
+	// StopGradB stops the gradient at view B's embedding, so only branch
+	// A trains the shared weights: one of the paper's asymmetry ablations.
+	StopGradB bool
 
 	d          *gpu.Device
 	n, c, h, w int
@@ -103,10 +106,14 @@ func (t *Trainer) record(r *gpu.Recorder, lrWeights, lrVectors float32) error {
 	if err := t.Loss.Backward(r, t.dza, t.dzb); err != nil {
 		return err
 	}
-	for _, v := range []struct {
+	branches := []struct {
 		p      *models.Pass
 		dr, dz *gpu.Tensor
-	}{{pa, t.dra, t.dza}, {pb, t.drb, t.dzb}} {
+	}{{pa, t.dra, t.dza}, {pb, t.drb, t.dzb}}
+	if t.StopGradB {
+		branches = branches[:1]
+	}
+	for _, v := range branches {
 		if err := m.Projector.Backward(r, v.p, v.dr, v.dz); err != nil {
 			return err
 		}

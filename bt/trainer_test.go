@@ -84,3 +84,56 @@ func pathLabel(fused bool) string {
 	}
 	return "materialised"
 }
+
+// TestStopGradient: with identical views the loss is symmetric in the two
+// embeddings, so each branch contributes the same gradient; stopping the
+// gradient at view B must therefore halve a plain SGD step's update.
+func TestStopGradient(t *testing.T) {
+	d := gputest.Device(t)
+	const n, size = 8, 10
+	rng := gputest.Rand(t)
+	x := kcheck.To32(kcheck.Normal(rng, n*size*size))
+	update := func(stop bool) []float32 {
+		m, err := NewModel(d, ModelConfig{Arch: "tiny", InChannels: 1, Projector: "16-8", Seed: 9})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Release()
+		before, _ := m.Params()[0].Value.Download()
+		loss, err := NewLoss(d, n, 8, DefaultLambda, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer loss.Release()
+		opt, err := NewSGD(d, m.Params(), SGDConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer opt.Release()
+		tr, err := NewTrainer(d, m, loss, opt, n, 1, size, size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tr.Release()
+		tr.StopGradB = stop
+		if _, err := tr.TwinStep(x, x, 0.1, 0.1); err != nil {
+			t.Fatal(err)
+		}
+		after, err := m.Params()[0].Value.Download()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range after {
+			after[i] -= before[i]
+		}
+		return after
+	}
+	full, half := update(false), update(true)
+	want := make([]float64, len(full))
+	for i, v := range full {
+		want[i] = float64(v) / 2
+	}
+	if err := ref.Compare(kcheck.To64(half), want, 1e-3); err != nil {
+		t.Errorf("stop-gradient update against half the full update: %v", err)
+	}
+}

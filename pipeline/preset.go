@@ -111,3 +111,39 @@ func ProbePreset(name string) (ViewConfig, error) {
 	v.JitterP, v.GrayP, v.BlurP, v.SolarizeP = 0, 0, 0, 0
 	return v, nil
 }
+
+// Ablations lists the augmentation ablations Without accepts: the paper's
+// "no grayscale + no colour jitter", "crop + blur only" and "crop only".
+var Ablations = []string{"no-color", "crop+blur", "crop"}
+
+// Without returns the configuration with augmentations removed, as the
+// paper's ablations do. "no-color" drops colour jitter and grayscale;
+// "crop+blur" keeps only the random resized crop and the blur (with the
+// official probabilities, 1.0 and 0.1, even where the preset had none);
+// "crop" keeps only the crop.
+func (c Config) Without(ablation string) (Config, error) {
+	out := c
+	for _, v := range []*ViewConfig{&out.A, &out.B} {
+		switch ablation {
+		case "no-color":
+			v.JitterP, v.GrayP = 0, 0
+		case "crop+blur", "crop":
+			v.FlipP, v.JitterP, v.GrayP, v.SolarizeP = 0, 0, 0, 0
+			v.BlurP = 0
+		default:
+			return Config{}, fmt.Errorf("pipeline: unknown augmentation ablation %q (have %v)", ablation, Ablations)
+		}
+	}
+	if ablation == "crop+blur" {
+		out.A.BlurP, out.B.BlurP = 1.0, 0.1
+		for _, v := range []*ViewConfig{&out.A, &out.B} {
+			if v.Sigma == [2]float64{} {
+				v.Sigma = [2]float64{0.1, 2}
+			}
+			if v.BlurKernelFraction == 0 {
+				v.BlurKernelFraction = 0.1
+			}
+		}
+	}
+	return out, out.A.Validate()
+}

@@ -44,3 +44,28 @@ func TestSubset(t *testing.T) {
 		t.Error("Sample with n 0 should return the dataset itself")
 	}
 }
+
+func TestWithout(t *testing.T) {
+	c, err := Preset("cifar")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := c.Without("no-color")
+	if err != nil || nc.A.JitterP != 0 || nc.B.GrayP != 0 || nc.A.FlipP != c.A.FlipP {
+		t.Errorf("no-color: %+v %v", nc.A, err)
+	}
+	cb, err := c.Without("crop+blur")
+	if err != nil || cb.A.BlurP != 1 || cb.B.BlurP != 0.1 || cb.A.FlipP != 0 || cb.B.SolarizeP != 0 || cb.A.Crop != RandomResizedCrop {
+		t.Errorf("crop+blur: %+v %v", cb.A, err)
+	}
+	cr, err := c.Without("crop")
+	if err != nil || cr.A.BlurP != 0 || cr.B.SolarizeP != 0 || cr.A.JitterP != 0 || cr.A.FlipP != 0 {
+		t.Errorf("crop: %+v %v", cr.A, err)
+	}
+	if c.A.JitterP == 0 {
+		t.Error("Without changed the original configuration")
+	}
+	if _, err := c.Without("rotate"); err == nil {
+		t.Error("an unknown ablation was accepted")
+	}
+}

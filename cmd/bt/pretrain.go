@@ -45,6 +45,8 @@ type trainFlags struct {
 	Seed      uint64  `json:"seed"`
 	Workers   int     `json:"workers"`
 	MemoryGiB float64 `json:"memory_gib"`
+	Without   string  `json:"augment_without,omitempty"`
+	StopGrad  bool    `json:"stop_gradient,omitempty"`
 }
 
 func (f *trainFlags) register(fs *flag.FlagSet) {
@@ -70,6 +72,8 @@ func (f *trainFlags) register(fs *flag.FlagSet) {
 	fs.Float64Var(&f.Warmup, "warmup", 10, "warm-up epochs")
 	fs.Uint64Var(&f.Seed, "seed", 1, "seed of the initialisation and of the data order and augmentations")
 	fs.IntVar(&f.Workers, "workers", 0, "data-loading goroutines (default: the number of CPUs)")
+	fs.StringVar(&f.Without, "augment-without", "", "drop augmentations (an ablation): "+strings.Join(pipeline.Ablations, ", "))
+	fs.BoolVar(&f.StopGrad, "stop-gradient", false, "stop the gradient through the second branch (an asymmetry ablation)")
 	fs.Float64Var(&f.MemoryGiB, "memory", 0, "device memory to plan for, in GiB (WebGPU does not report it; 0 checks only the adapter's per-buffer limit)")
 }
 
@@ -189,6 +193,11 @@ func pretrain(d *gpu.Device, tf trainFlags, dir string, every int, resume string
 	if tf.Size > 0 {
 		views.A.Size, views.B.Size = tf.Size, tf.Size
 	}
+	if tf.Without != "" {
+		if views, err = views.Without(tf.Without); err != nil {
+			return nil, err
+		}
+	}
 	size, c := views.A.Size, views.A.Channels()
 	if tf.Batch < 2 || tf.Batch > ds.Len() {
 		return nil, fmt.Errorf("batch %d: need at least 2 pairs and no more than the %d images of %s", tf.Batch, ds.Len(), tf.Data)
@@ -260,6 +269,7 @@ func pretrain(d *gpu.Device, tf trainFlags, dir string, every int, resume string
 	}
 	defer tr.Release()
 	tr.Step = start
+	tr.StopGradB = tf.StopGrad
 	sched := bt.DefaultSchedule()
 	sched.Multiplier, sched.Weights, sched.Vectors, sched.WarmupEpochs = tf.LR, tf.LRWeights, tf.LRBiases, tf.Warmup
 	raw, err := json.Marshal(tf)
