@@ -25,6 +25,7 @@ type command struct {
 }
 
 var commands = map[string]command{
+	"ablate":   {"run one of the paper's ablation studies as a grid of short runs", runAblate},
 	"demo":     {"the whole job: pretrain on Fashion-MNIST, evaluate against a random initialisation, show results", runDemo},
 	"devices":  {"list adapters, describe the chosen one and run a kernel self-check", runDevices},
 	"bench":    {"measure GEMM GFLOP/s on the adapter beside gonum's CPU BLAS", runBench},

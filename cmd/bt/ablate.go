@@ -1,0 +1,265 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"image/color"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/bt-org/bt/bt"
+	"github.com/bt-org/bt/gpu"
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+)
+
+// variant is one run of an ablation grid: a change to the pretraining
+// settings and the paper's ImageNet figure for it, where the paper gives
+// one (linear top-1 after 300 epochs; see shared/PAPER.md).
+type variant struct {
+	name  string
+	paper string
+	apply func(tf *trainFlags)
+}
+
+// families are the ablations of the paper that bt can run. Baselines use
+// the family's defaults; every family shares the budget flags.
+var families = map[string][]variant{
+	"lambda": {
+		{"λ 0.0005", "", func(tf *trainFlags) { tf.Lambda = 0.0005 }},
+		{"λ 0.002", "flat between 0.002 and 0.02", func(tf *trainFlags) { tf.Lambda = 0.002 }},
+		{"λ 0.0051", "71.4 (baseline)", func(tf *trainFlags) { tf.Lambda = 0.0051 }},
+		{"λ 0.02", "flat between 0.002 and 0.02", func(tf *trainFlags) { tf.Lambda = 0.02 }},
+		{"λ 0.1", "", func(tf *trainFlags) { tf.Lambda = 0.1 }},
+	},
+	"projector": {
+		{"width 64", "", func(tf *trainFlags) { tf.Projector = "64-64-64" }},
+		{"width 256", "", func(tf *trainFlags) { tf.Projector = "256-256-256" }},
+		{"width 1024", "", func(tf *trainFlags) { tf.Projector = "1024-1024-1024" }},
+		{"width 4096", "rises with width up to 16384", func(tf *trainFlags) { tf.Projector = "4096-4096-4096" }},
+		{"depth 1", "", func(tf *trainFlags) { tf.Projector = "512" }},
+		{"depth 2", "", func(tf *trainFlags) { tf.Projector = "512-512" }},
+		{"depth 3", "saturates at 3 layers", func(tf *trainFlags) { tf.Projector = "512-512-512" }},
+		{"depth 4", "", func(tf *trainFlags) { tf.Projector = "512-512-512-512" }},
+	},
+	"batch": {
+		{"batch 32", "", func(tf *trainFlags) { tf.Batch = 32 }},
+		{"batch 64", "", func(tf *trainFlags) { tf.Batch = 64 }},
+		{"batch 128", "69.7", func(tf *trainFlags) { tf.Batch = 128 }},
+		{"batch 256", "70.7", func(tf *trainFlags) { tf.Batch = 256 }},
+	},
+	"augment": {
+		{"all (paper)", "71.4 (baseline)", func(tf *trainFlags) {}},
+		{"no grayscale, no colour jitter", "lower", func(tf *trainFlags) { tf.Without = "no-color" }},
+		{"crop + blur only", "lower", func(tf *trainFlags) { tf.Without = "crop+blur" }},
+		{"crop only", "lowest", func(tf *trainFlags) { tf.Without = "crop" }},
+	},
+	"loss": {
+		{"baseline", "71.4", func(tf *trainFlags) {}},
+		{"invariance term only (λ 0)", "57.3", func(tf *trainFlags) { tf.Lambda = 0 }},
+		{"no BN in the projector", "71.2", func(tf *trainFlags) { tf.NoBN = true }},
+	},
+	"asymmetry": {
+		{"symmetric (baseline)", "71.4", func(tf *trainFlags) {}},
+		{"stop-gradient on one branch", "70.5", func(tf *trainFlags) { tf.StopGrad = true }},
+	},
+}
+
+func familyNames() string {
+	var names []string
+	for n := range families {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
+}
+
+// ablationResult is one finished run, saved beside it so that a rerun
+// skips it.
+type ablationResult struct {
+	Variant  string  `json:"variant"`
+	Paper    string  `json:"paper"`
+	Steps    int     `json:"steps"`
+	Diverged string  `json:"diverged,omitempty"`
+	LossEnd  float64 `json:"loss_end"`
+	KNN20    float64 `json:"knn20"`
+	KNN200   float64 `json:"knn200"`
+	Linear   float64 `json:"linear_top1"`
+	Seconds  float64 `json:"seconds"`
+}
+
+func runAblate(args []string) error {
+	fs, adapter := newFlags("ablate", "Runs one of the paper's ablation studies as a grid of short pretraining runs, evaluates each with kNN and\nthe fast linear probe, and writes a table (ablation.md) and a plot (ablation.png) into -out.\n\nUsage: bt ablate [flags] FAMILY   (FAMILY: "+familyNames()+")")
+	tf := defaultTrainFlags()
+	tf.register(fs)
+	out := fs.String("out", "", "run directory (default runs/ablate-FAMILY)")
+	only := fs.String("only", "", "comma-separated variant numbers (1-based) to run, e.g. 1,3; default all")
+	var ef evalFlags
+	ef.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return fmt.Errorf("name one family: %s", familyNames())
+	}
+	family := fs.Arg(0)
+	vs, ok := families[family]
+	if !ok {
+		return fmt.Errorf("unknown family %q: want one of %s", family, familyNames())
+	}
+	if *only != "" {
+		var pick []variant
+		for _, f := range strings.Split(*only, ",") {
+			var i int
+			if _, err := fmt.Sscan(strings.TrimSpace(f), &i); err != nil || i < 1 || i > len(vs) {
+				return fmt.Errorf("-only %q: variants are numbered 1 to %d", *only, len(vs))
+			}
+			pick = append(pick, vs[i-1])
+		}
+		vs = pick
+	}
+	if *out == "" {
+		*out = filepath.Join("runs", "ablate-"+family)
+	}
+	d, err := gpu.Open(gpu.Options{Adapter: *adapter})
+	if err != nil {
+		return err
+	}
+	defer d.Release()
+	// A grid is many runs: unless told otherwise, each is a short budgeted
+	// run, evaluated on samples, sized for the adapter like the demo.
+	explicit := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
+	cpu := d.IsCPU()
+	def := func(name string, v *int, onCPU, onGPU int) {
+		if !explicit[name] {
+			*v = onGPU
+			if cpu {
+				*v = onCPU
+			}
+		}
+	}
+	def("steps", &tf.MaxSteps, 100, 2000)
+	def("batch", &tf.Batch, 64, 256)
+	def("eval-train", &ef.trainN, 5000, 0)
+	def("eval-test", &ef.testN, 1000, 0)
+	def("probe-epochs", &ef.probe.Epochs, 30, 100)
+	if !explicit["epochs"] {
+		tf.Epochs = 10
+	}
+	if !explicit["warmup"] {
+		tf.Warmup = 1
+	}
+	if !explicit["lr"] {
+		tf.LR = 2
+	}
+	ef.batch = 512
+	results, err := ablate(d, family, vs, tf, ef, *out)
+	if err != nil {
+		return err
+	}
+	fmt.Println(ablationTable(d, family, tf, results))
+	return nil
+}
+
+// ablate runs every variant not already done in dir and returns all
+// results in order.
+func ablate(d *gpu.Device, family string, vs []variant, base trainFlags, ef evalFlags, dir string) ([]ablationResult, error) {
+	var results []ablationResult
+	for i, v := range vs {
+		runDir := filepath.Join(dir, fmt.Sprintf("%02d", i+1))
+		resultPath := filepath.Join(runDir, "result.json")
+		var r ablationResult
+		if b, err := os.ReadFile(resultPath); err == nil && json.Unmarshal(b, &r) == nil && r.Variant == v.name {
+			fmt.Fprintf(os.Stderr, "== %s: done before, skipped (%s)\n", v.name, resultPath)
+			results = append(results, r)
+			continue
+		}
+		tf := base
+		v.apply(&tf)
+		fmt.Fprintf(os.Stderr, "== %s %d/%d: %s\n", family, i+1, len(vs), v.name)
+		r = ablationResult{Variant: v.name, Paper: v.paper}
+		start := time.Now()
+		res, err := pretrain(d, tf, runDir, 0, "", knnMonitor{}, os.Stderr)
+		switch {
+		case errors.Is(err, bt.ErrNonFinite):
+			r.Diverged = err.Error()
+		case err != nil:
+			return results, fmt.Errorf("%s: %w", v.name, err)
+		default:
+			r.Steps, r.LossEnd = res.steps, res.lossEnd
+			ev, err := evaluate(d, res.model, res.flags, ef)
+			res.release()
+			if err != nil {
+				return results, fmt.Errorf("%s: evaluation: %w", v.name, err)
+			}
+			r.KNN20, r.KNN200, r.Linear = ev.knn[0], ev.knn[1], ev.linear.Top1
+		}
+		r.Seconds = time.Since(start).Seconds()
+		b, _ := json.MarshalIndent(r, "", "  ")
+		if err := os.WriteFile(resultPath, append(b, '\n'), 0o644); err != nil {
+			return results, err
+		}
+		results = append(results, r)
+	}
+	if err := writeAblation(d, dir, family, base, results); err != nil {
+		return results, err
+	}
+	return results, nil
+}
+
+func ablationTable(d *gpu.Device, family string, tf trainFlags, rs []ablationResult) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "## Ablation: %s\n\n%s, %s, batch %d unless varied, %d steps per run; adapter %s.\nPaper: ResNet-50 on ImageNet, 300 epochs, linear top-1 (%%).\n\n",
+		family, tf.Data, tf.Arch, tf.Batch, tf.MaxSteps, d.Info.Name)
+	b.WriteString("| variant | kNN k=20 | kNN k=200 | linear top-1 | final loss | paper |\n|---|---|---|---|---|---|\n")
+	for _, r := range rs {
+		if r.Diverged != "" {
+			fmt.Fprintf(&b, "| %s | diverged | | | | %s |\n", r.Variant, r.Paper)
+			continue
+		}
+		fmt.Fprintf(&b, "| %s | %.1f%% | %.1f%% | %.1f%% | %.1f | %s |\n", r.Variant, 100*r.KNN20, 100*r.KNN200, 100*r.Linear, r.LossEnd, r.Paper)
+	}
+	return b.String()
+}
+
+// writeAblation writes the table and a bar chart of accuracy per variant.
+func writeAblation(d *gpu.Device, dir, family string, tf trainFlags, rs []ablationResult) error {
+	if err := os.WriteFile(filepath.Join(dir, "ablation.md"), []byte(ablationTable(d, family, tf, rs)), 0o644); err != nil {
+		return err
+	}
+	p := plot.New()
+	p.Title.Text = "Ablation: " + family
+	p.Y.Label.Text = "accuracy (%)"
+	knn, lin := make(plotter.Values, len(rs)), make(plotter.Values, len(rs))
+	names := make([]string, len(rs))
+	for i, r := range rs {
+		knn[i], lin[i], names[i] = 100*r.KNN20, 100*r.Linear, r.Variant
+	}
+	w := vg.Points(14)
+	kb, err := plotter.NewBarChart(knn, w)
+	if err != nil {
+		return err
+	}
+	kb.Color, kb.Offset = color.RGBA{R: 30, G: 90, B: 200, A: 255}, -w/2
+	lb, err := plotter.NewBarChart(lin, w)
+	if err != nil {
+		return err
+	}
+	lb.Color, lb.Offset = color.RGBA{R: 220, G: 120, B: 30, A: 255}, w/2
+	p.Add(kb, lb)
+	p.Legend.Add("kNN k=20", kb)
+	p.Legend.Add("linear top-1", lb)
+	p.Legend.Top = true
+	p.Y.Min, p.Y.Max = 0, 115 // room for the legend above the bars
+	p.NominalX(names...)
+	p.X.Tick.Label.Rotation = 0.4
+	p.X.Tick.Label.XAlign, p.X.Tick.Label.YAlign = -0.9, -0.5
+	return p.Save(vg.Points(float64(220+110*len(rs))), 5*vg.Inch, filepath.Join(dir, "ablation.png"))
+}

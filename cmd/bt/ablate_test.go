@@ -1,0 +1,56 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/bt-org/bt/internal/gputest"
+)
+
+// TestAblate runs a two-point grid (the asymmetry family) at a tiny budget
+// on Fashion-MNIST, then reruns it: the second run must skip both finished
+// runs and give the same table.
+func TestAblate(t *testing.T) {
+	d := gputest.Device(t)
+	dir := t.TempDir()
+	tf := defaultTrainFlags()
+	tf.MaxSteps, tf.Batch, tf.Epochs, tf.Warmup, tf.Projector = 6, 32, 10, 1, "64-64-64"
+	ef := evalFlags{trainN: 500, testN: 200, batch: 250}
+	ef.probe.Epochs, ef.probe.Batch, ef.probe.LR, ef.probe.Momentum = 3, 100, 0.3, 0.9
+	vs := families["asymmetry"]
+	first, err := ablate(d, "asymmetry", vs, tf, ef, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(first) != 2 {
+		t.Fatalf("%d results, want 2", len(first))
+	}
+	for i, r := range first {
+		if r.Variant != vs[i].name || r.Steps != 6 || r.Diverged != "" || !(r.KNN20 > 0) || !(r.Linear > 0) {
+			t.Errorf("run %d: %+v", i, r)
+		}
+	}
+	table, err := os.ReadFile(filepath.Join(dir, "ablation.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range vs {
+		if !strings.Contains(string(table), v.name) || !strings.Contains(string(table), v.paper) {
+			t.Errorf("table lacks %q with the paper's %q:\n%s", v.name, v.paper, table)
+		}
+	}
+	if st, err := os.Stat(filepath.Join(dir, "ablation.png")); err != nil || st.Size() == 0 {
+		t.Errorf("no plot: %v", err)
+	}
+	again, err := ablate(d, "asymmetry", vs, tf, ef, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range again {
+		if again[i] != first[i] {
+			t.Errorf("rerun of %q gave %+v, want the saved %+v", vs[i].name, again[i], first[i])
+		}
+	}
+}
