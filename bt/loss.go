@@ -66,6 +66,9 @@ const (
 type Loss struct {
 	// Lambda weighs the redundancy-reduction term; DefaultLambda in the paper.
 	Lambda float32
+	// OnDiag weighs the invariance term: 1, or 0 for the paper's
+	// redundancy-only ablation. NewLoss sets 1.
+	OnDiag float32
 	// Scale multiplies the loss and its gradients (solo-learn's scale_loss,
 	// 0.1 in its CIFAR recipe); NewLoss sets 1.
 	Scale float32
@@ -90,7 +93,7 @@ type Loss struct {
 
 // Stats are a batch's figures of the cross-correlation matrix, for logging.
 type Stats struct {
-	Loss       float32 // Scale·(OnDiag + Lambda·OffDiag)
+	Loss       float32 // Scale·(Loss.OnDiag·OnDiag + Lambda·OffDiag)
 	OnDiag     float32 // Σ_i (1 − C_ii)², the invariance term
 	OffDiag    float32 // Σ_{i≠j} C_ij², the redundancy-reduction term before Lambda
 	MeanDiag   float32 // mean of C_ii: 1 when the views agree perfectly
@@ -144,7 +147,7 @@ func NewLoss(d *gpu.Device, n, dim int, lambda float32, fused bool) (*Loss, erro
 	if groups := (dim + colBX - 1) / colBX; groups > int(d.Limits.MaxComputeWorkgroupsPerDimension) {
 		return nil, fmt.Errorf("bt: loss: width %d needs %d workgroups; %s allows %d", dim, groups, d.Info.Name, d.Limits.MaxComputeWorkgroupsPerDimension)
 	}
-	l := &Loss{Lambda: lambda, Scale: 1, d: d, n: n, dim: dim, fused: fused}
+	l := &Loss{Lambda: lambda, OnDiag: 1, Scale: 1, d: d, n: n, dim: dim, fused: fused}
 	if err := l.alloc(); err != nil {
 		return nil, err
 	}
@@ -319,7 +322,7 @@ func (l *Loss) finish(r *gpu.Recorder, loss, stats, part *gpu.Tensor, groups int
 	if loss != nil {
 		ts = append([]*gpu.Tensor{loss}, ts...)
 	}
-	return r.Dispatch(k, [3]int{1, 1, 1}, gpu.Params{}.U(groups).U(l.dim).F(l.Lambda).F(l.Scale), ts...)
+	return r.Dispatch(k, [3]int{1, 1, 1}, gpu.Params{}.U(groups).U(l.dim).F(l.Lambda).F(l.Scale).F(l.OnDiag), ts...)
 }
 
 // Backward records dL/dza and dL/dzb [N, D] (written, not accumulated) for
@@ -363,7 +366,7 @@ func (l *Loss) Backward(r *gpu.Recorder, dza, dzb *gpu.Tensor) error {
 	if err != nil {
 		return err
 	}
-	return r.Dispatch(k, [3]int{(dim + colBX - 1) / colBX, 1, 1}, gpu.Params{}.U(n).U(dim).F(l.Lambda).F(l.Scale),
+	return r.Dispatch(k, [3]int{(dim + colBX - 1) / colBX, 1, 1}, gpu.Params{}.U(n).U(dim).F(l.Lambda).F(l.Scale).F(l.OnDiag),
 		dza, dzb, l.ha, l.hb, l.inv, l.gap)
 }
 

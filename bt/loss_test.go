@@ -463,3 +463,64 @@ func TestAutoFused(t *testing.T) {
 		}
 	}
 }
+
+// TestLossRedundancyOnly covers the paper's redundancy-only ablation
+// (invariance weight 0) on both paths: the float64 gradient against finite
+// differences, then the GPU loss and gradients against float64.
+func TestLossRedundancyOnly(t *testing.T) {
+	d := gputest.Device(t)
+	rng := gputest.Rand(t)
+	const lambda = 0.3
+	for _, s := range [][2]int{{17, 5}, {5, 17}, {65, 33}} {
+		n, dim := s[0], s[1]
+		za, zb := drawViews(rng, n, dim)
+		err := ref.GradCheck(rng, [][]float64{za, zb},
+			func(ins [][]float64) []float64 {
+				return []float64{ref.BTLossWeighted(ins[0], ins[1], n, dim, 0, lambda, 1).Loss}
+			},
+			func(ins [][]float64, dout []float64) [][]float64 {
+				dza, dzb := make([]float64, n*dim), make([]float64, n*dim)
+				ref.BTLossWeightedBackward(dza, dzb, ins[0], ins[1], n, dim, 0, lambda, 1)
+				for i := range dza {
+					dza[i] *= dout[0]
+					dzb[i] *= dout[0]
+				}
+				return [][]float64{dza, dzb}
+			}, 20, 1e-5)
+		if err != nil {
+			t.Errorf("%dx%d finite differences: %v", n, dim, err)
+		}
+		for _, fused := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/%dx%d", pathName(fused), n, dim), func(t *testing.T) {
+				l, err := NewLoss(d, n, dim, lambda, fused)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer l.Release()
+				l.OnDiag = 0
+				var zb []float64
+				gputest.Check(t, d, kcheck.Op{
+					Inputs: [][]int{{n, dim}, {n, dim}}, Outputs: [][]int{{1}, {n, dim}, {n, dim}}, Tol: kcheck.Reduction,
+					Draw: func(rng *rand.Rand, i, _ int) []float64 {
+						if i == 1 {
+							return zb
+						}
+						var za []float64
+						za, zb = drawViews(rng, n, dim)
+						return za
+					},
+					GPU: func(r *gpu.Recorder, outs, ins []*gpu.Tensor) error {
+						if err := l.Forward(r, outs[0], ins[0], ins[1]); err != nil {
+							return err
+						}
+						return l.Backward(r, outs[1], outs[2])
+					},
+					Ref: func(outs, ins [][]float64) {
+						outs[0][0] = ref.BTLossWeighted(ins[0], ins[1], n, dim, 0, lambda, 1).Loss
+						ref.BTLossWeightedBackward(outs[1], outs[2], ins[0], ins[1], n, dim, 0, lambda, 1)
+					},
+				})
+			})
+		}
+	}
+}

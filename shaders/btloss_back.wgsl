@@ -3,7 +3,8 @@
 // (2·s·λ/N)·Ẑ_A·C, the gradient dL/dẐ would have if every entry of C were
 // weighed as the off-diagonal ones are; either path gets them from a GEMM.
 // The diagonal's difference is added here, in O(N·D): dL/dC_ii is
-// 2·s·(C_ii − 1), so with h_i = −2·s·(gap_i + λ·(1 − gap_i)), gap_i = 1 − C_ii
+// 2·s·w·(C_ii − 1) for the invariance term's weight w, so with
+// h_i = −2·s·(w·gap_i + λ·(1 − gap_i)), gap_i = 1 − C_ii
 // from btloss_norm, dẑ_a[n, i] = g_a[n, i] + h_i·ẑ_b[n, i]/N and
 // dẑ_b[n, i] = g_b[n, i] + h_i·ẑ_a[n, i]/N. Then BatchNorm's backward,
 // dz = (dẑ − mean(dẑ) − ẑ·mean(dẑ·ẑ))/√(σ² + ε), overwrites g_a and g_b
@@ -17,6 +18,7 @@ struct Params {
   d: u32,
   lambda: f32,
   scale: f32,
+  ondiag: f32, // weight of the invariance term: 1, or 0 for the redundancy-only ablation
 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> g_a: array<f32>;
@@ -53,7 +55,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   var is = vec2<f32>(0.0);
   if (inside) {
     let g = gap[col];
-    k = -2.0 * p.scale * (g + p.lambda * (1.0 - g)) / fn_;
+    k = -2.0 * p.scale * (p.ondiag * g + p.lambda * (1.0 - g)) / fn_;
     is = vec2<f32>(inv[col], inv[p.d + col]);
   }
   // s = (Σ dẑ_a, Σ dẑ_a·ẑ_a, Σ dẑ_b, Σ dẑ_b·ẑ_b) over the column.

@@ -12,6 +12,7 @@ struct Params {
   d: u32,
   lambda: f32,
   scale: f32,
+  ondiag: f32, // weight of the invariance term: 1, or 0 for the redundancy-only ablation
 }
 @group(0) @binding(0) var<uniform> p: Params;
 {{if .Loss}}@group(0) @binding(1) var<storage, read_write> loss: array<f32>;
@@ -54,7 +55,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
     let t = red[0];
 {{if .Full}}    let off = max(t.x - red2[0], 0.0);
 {{else}}    let off = t.x;
-{{end}}    let l = p.scale * (t.z + p.lambda * off);
+{{end}}    let l = p.scale * (p.ondiag * t.z + p.lambda * off);
 {{if .Loss}}    loss[0] = l;
 {{end}}    stats[0] = l;
     stats[1] = t.z;

@@ -47,6 +47,7 @@ type trainFlags struct {
 	MemoryGiB float64 `json:"memory_gib"`
 	Without   string  `json:"augment_without,omitempty"`
 	StopGrad  bool    `json:"stop_gradient,omitempty"`
+	NoInvar   bool    `json:"redundancy_only,omitempty"`
 }
 
 func (f *trainFlags) register(fs *flag.FlagSet) {
@@ -73,6 +74,7 @@ func (f *trainFlags) register(fs *flag.FlagSet) {
 	fs.Uint64Var(&f.Seed, "seed", 1, "seed of the initialisation and of the data order and augmentations")
 	fs.IntVar(&f.Workers, "workers", 0, "data-loading goroutines (default: the number of CPUs)")
 	fs.StringVar(&f.Without, "augment-without", "", "drop augmentations (an ablation): "+strings.Join(pipeline.Ablations, ", "))
+	fs.BoolVar(&f.NoInvar, "redundancy-only", false, "drop the invariance term of the loss (an ablation)")
 	fs.BoolVar(&f.StopGrad, "stop-gradient", false, "stop the gradient through the second branch (an asymmetry ablation)")
 	fs.Float64Var(&f.MemoryGiB, "memory", 0, "device memory to plan for, in GiB (WebGPU does not report it; 0 checks only the adapter's per-buffer limit)")
 }
@@ -242,6 +244,9 @@ func pretrain(d *gpu.Device, tf trainFlags, dir string, every int, resume string
 	}
 	defer loss.Release()
 	loss.Scale = float32(tf.ScaleLoss)
+	if tf.NoInvar {
+		loss.OnDiag = 0
+	}
 	oc := bt.DefaultOptimizerConfig()
 	oc.LARS.WeightDecay, oc.SGD.WeightDecay, oc.AdamW.WeightDecay = tf.WD, tf.WD, tf.WD
 	opt, err := bt.NewOptimizer(tf.Optimizer, d, model.Params(), oc)

@@ -54,6 +54,12 @@ func btCross(za, zb []float64, n, d int) (ha, hb, inva, invb, c []float64) {
 // the batch (BatchNorm1d without affine parameters, training mode),
 // C = Ẑ_Aᵀ Ẑ_B / n, L = scale·(Σ_i (1 − C_ii)² + λ Σ_{i≠j} C_ij²).
 func BTLoss(za, zb []float64, n, d int, lambda, scale float64) BTTerms {
+	return BTLossWeighted(za, zb, n, d, 1, lambda, scale)
+}
+
+// BTLossWeighted is BTLoss with the invariance term weighed by onDiag (0
+// for the paper's redundancy-only ablation).
+func BTLossWeighted(za, zb []float64, n, d int, onDiag, lambda, scale float64) BTTerms {
 	_, _, _, _, c := btCross(za, zb, n, d)
 	var t BTTerms
 	var abs float64
@@ -73,7 +79,7 @@ func BTLoss(za, zb []float64, n, d int, lambda, scale float64) BTTerms {
 	if d > 1 {
 		t.MeanAbsOff = abs / float64(d*(d-1))
 	}
-	t.Loss = scale * (t.OnDiag + lambda*t.OffDiag)
+	t.Loss = scale * (onDiag*t.OnDiag + lambda*t.OffDiag)
 	return t
 }
 
@@ -82,12 +88,17 @@ func BTLoss(za, zb []float64, n, d int, lambda, scale float64) BTTerms {
 // dẐ_A = Ẑ_B Gᵀ / n and dẐ_B = Ẑ_A G / n, then back through each view's
 // normalisation: dz = (dẑ − mean(dẑ) − ẑ·mean(dẑ·ẑ)) / √(σ² + ε).
 func BTLossBackward(dza, dzb, za, zb []float64, n, d int, lambda, scale float64) {
+	BTLossWeightedBackward(dza, dzb, za, zb, n, d, 1, lambda, scale)
+}
+
+// BTLossWeightedBackward is the gradient of BTLossWeighted.
+func BTLossWeightedBackward(dza, dzb, za, zb []float64, n, d int, onDiag, lambda, scale float64) {
 	ha, hb, inva, invb, c := btCross(za, zb, n, d)
 	g := make([]float64, d*d)
 	for i := range d {
 		for j := range d {
 			if i == j {
-				g[i*d+j] = 2 * scale * (c[i*d+j] - 1)
+				g[i*d+j] = 2 * scale * onDiag * (c[i*d+j] - 1)
 			} else {
 				g[i*d+j] = 2 * scale * lambda * c[i*d+j]
 			}
