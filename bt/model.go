@@ -16,7 +16,10 @@ type ModelConfig struct {
 	InChannels int         `json:"in_channels"`
 	Projector  string      `json:"projector"` // widths, e.g. 8192-8192-8192
 	NoBN       bool        `json:"projector_no_bn,omitempty"`
-	Seed       uint64      `json:"seed"` // initialisation
+	// Predictor adds a two-layer MLP (BatchNorm and ReLU between, as wide
+	// as the embedding) on the first branch: the paper's asymmetry ablation.
+	Predictor bool   `json:"predictor,omitempty"`
+	Seed      uint64 `json:"seed"` // initialisation
 }
 
 // Model is the network Barlow Twins trains: the backbone, whose output is
@@ -27,6 +30,7 @@ type Model struct {
 	Config    ModelConfig
 	Backbone  *models.ResNet
 	Projector *models.Projector
+	Predictor *models.Projector // nil unless Config.Predictor
 }
 
 // NewModel builds and initialises a model.
@@ -41,17 +45,32 @@ func NewModel(d *gpu.Device, cfg ModelConfig) (*Model, error) {
 		b.Release()
 		return nil, err
 	}
-	return &Model{Config: cfg, Backbone: b, Projector: p}, nil
+	m := &Model{Config: cfg, Backbone: b, Projector: p}
+	if cfg.Predictor {
+		if m.Predictor, err = models.NewMLP(d, rng, "predictor", p.Out, fmt.Sprintf("%d-%d", p.Out, p.Out), false); err != nil {
+			m.Release()
+			return nil, err
+		}
+	}
+	return m, nil
 }
 
 // Params lists every trainable parameter, named as in a state dict.
 func (m *Model) Params() []*layers.Param {
-	return append(m.Backbone.Params(), m.Projector.Params()...)
+	ps := append(m.Backbone.Params(), m.Projector.Params()...)
+	if m.Predictor != nil {
+		ps = append(ps, m.Predictor.Params()...)
+	}
+	return ps
 }
 
 // BatchNorms lists every BatchNorm, for their running statistics.
 func (m *Model) BatchNorms() []*layers.BatchNorm {
-	return append(m.Backbone.BatchNorms(), m.Projector.BatchNorms()...)
+	bs := append(m.Backbone.BatchNorms(), m.Projector.BatchNorms()...)
+	if m.Predictor != nil {
+		bs = append(bs, m.Predictor.BatchNorms()...)
+	}
+	return bs
 }
 
 // StateName is the state-dict name of a parameter or BatchNorm of m.
@@ -59,7 +78,7 @@ func (m *Model) stateName(backbone bool, name string) string {
 	if backbone {
 		return "backbone." + name
 	}
-	return name // the projector's names already start with "projector."
+	return name // the projector's and predictor's names carry their prefix
 }
 
 // State lists every tensor of the model's state dict with its name:
@@ -77,6 +96,9 @@ func (m *Model) State() []NamedTensor {
 	}
 	add(true, m.Backbone.Params(), m.Backbone.BatchNorms())
 	add(false, m.Projector.Params(), m.Projector.BatchNorms())
+	if m.Predictor != nil {
+		add(false, m.Predictor.Params(), m.Predictor.BatchNorms())
+	}
 	return out
 }
 
@@ -90,6 +112,9 @@ type NamedTensor struct {
 func (m *Model) Release() {
 	m.Backbone.Release()
 	m.Projector.Release()
+	if m.Predictor != nil {
+		m.Predictor.Release()
+	}
 }
 
 // Describe is a one-line summary of the model.

@@ -33,6 +33,7 @@ type Trainer struct {
 	dra, drb   *gpu.Tensor // [n, Dim] their gradients
 	za, zb     *gpu.Tensor // [n, D] embeddings
 	dza, dzb   *gpu.Tensor // [n, D] their gradients
+	qa, dqa    *gpu.Tensor // [n, D] the predictor's output on view A and its gradient, with a predictor
 	loss       *gpu.Tensor // [1]
 	pending    *pendingLoss
 }
@@ -66,7 +67,7 @@ func NewTrainer(d *gpu.Device, model *Model, loss *Loss, opt Optimizer, n, c, h,
 		{&t.xa, []int{n, c, h, w}}, {&t.xb, []int{n, c, h, w}},
 		{&t.ra, []int{n, dim}}, {&t.rb, []int{n, dim}}, {&t.dra, []int{n, dim}}, {&t.drb, []int{n, dim}},
 		{&t.za, []int{n, out}}, {&t.zb, []int{n, out}}, {&t.dza, []int{n, out}}, {&t.dzb, []int{n, out}},
-		{&t.loss, []int{1}},
+		{&t.loss, []int{1}}, {&t.qa, []int{n, out}}, {&t.dqa, []int{n, out}},
 	} {
 		x, err := d.NewTensor(a.shape...)
 		if err != nil {
@@ -100,11 +101,27 @@ func (t *Trainer) record(r *gpu.Recorder, lrWeights, lrVectors float32) error {
 			return err
 		}
 	}
-	if err := t.Loss.Forward(r, t.loss, t.za, t.zb); err != nil {
+	// With a predictor, the loss sees its output on view A instead of the
+	// embedding, and the gradient goes back through it.
+	first, dFirst := t.za, t.dza
+	pq := models.NewPass(t.d, true)
+	defer pq.Release()
+	if m.Predictor != nil {
+		if err := m.Predictor.Forward(r, pq, t.qa, t.za, t.n); err != nil {
+			return err
+		}
+		first, dFirst = t.qa, t.dqa
+	}
+	if err := t.Loss.Forward(r, t.loss, first, t.zb); err != nil {
 		return err
 	}
-	if err := t.Loss.Backward(r, t.dza, t.dzb); err != nil {
+	if err := t.Loss.Backward(r, dFirst, t.dzb); err != nil {
 		return err
+	}
+	if m.Predictor != nil {
+		if err := m.Predictor.Backward(r, pq, t.dza, t.dqa); err != nil {
+			return err
+		}
 	}
 	branches := []struct {
 		p      *models.Pass
@@ -173,7 +190,7 @@ func (t *Trainer) Flush() (*StepLoss, error) {
 }
 
 func (t *Trainer) buffers() []*gpu.Tensor {
-	return []*gpu.Tensor{t.xa, t.xb, t.ra, t.rb, t.dra, t.drb, t.za, t.zb, t.dza, t.dzb, t.loss}
+	return []*gpu.Tensor{t.xa, t.xb, t.ra, t.rb, t.dra, t.drb, t.za, t.zb, t.dza, t.dzb, t.loss, t.qa, t.dqa}
 }
 
 // Release frees the trainer's buffers (not the model, loss or optimiser).

@@ -10,13 +10,26 @@ import (
 
 // TestTrainStepTorch replays one PyTorch training step
 // (tools/fixtures/train_step.py): the same weights and views through the
-// tiny backbone and a 32-32-16 projector, the official loss and LARS. The
+// tiny backbone and a 32-32-16 projector (and, in the second fixture, the
+// predictor of the asymmetry ablation), the official loss and LARS. The
 // loss and every tensor of the state dict afterwards (weights, BatchNorm
 // parameters and running statistics) must agree within 1e-4, on both
 // loss paths.
 func TestTrainStepTorch(t *testing.T) {
+	for _, predictor := range []bool{false, true} {
+		name := "train_step"
+		if predictor {
+			name += "_predictor"
+		}
+		t.Run(name, func(t *testing.T) { trainStepTorch(t, name, predictor) })
+	}
+}
+
+// trainStepTorch replays one fixture; with predictor, the model carries the
+// asymmetry ablation's predictor on the first branch.
+func trainStepTorch(t *testing.T, name string, predictor bool) {
 	d := gputest.Device(t)
-	f := gputest.Fixture(t, "testdata/train_step.json.gz")
+	f := gputest.Fixture(t, "testdata/"+name+".json.gz")
 	meta := func(k string) float64 {
 		v, err := f.Float(k)
 		if err != nil {
@@ -27,7 +40,7 @@ func TestTrainStepTorch(t *testing.T) {
 	n, size := int(meta("n")), int(meta("size"))
 	for _, fused := range []bool{false, true} {
 		t.Run(pathLabel(fused), func(t *testing.T) {
-			m, err := NewModel(d, ModelConfig{Arch: "tiny", InChannels: 1, Projector: "32-32-16", Seed: 1})
+			m, err := NewModel(d, ModelConfig{Arch: "tiny", InChannels: 1, Projector: "32-32-16", Predictor: predictor, Seed: 1})
 			if err != nil {
 				t.Fatal(err)
 			}

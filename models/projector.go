@@ -38,6 +38,12 @@ func ParseSpec(spec string) ([]int, error) {
 // NewProjector builds a projector from in to the widths of spec; noBN drops
 // the hidden BatchNorms (one of the paper's ablations).
 func NewProjector(d *gpu.Device, rng *rand.Rand, in int, spec string, noBN bool) (*Projector, error) {
+	return NewMLP(d, rng, "projector", in, spec, noBN)
+}
+
+// NewMLP builds the projector's kind of network under another state-dict
+// name, such as the predictor of the paper's asymmetry ablation.
+func NewMLP(d *gpu.Device, rng *rand.Rand, name string, in int, spec string, noBN bool) (*Projector, error) {
 	widths, err := ParseSpec(spec)
 	if err != nil {
 		return nil, err
@@ -45,7 +51,7 @@ func NewProjector(d *gpu.Device, rng *rand.Rand, in int, spec string, noBN bool)
 	p := &Projector{In: in, Out: widths[len(widths)-1]}
 	prev := in
 	for i, w := range widths {
-		l, err := layers.NewLinear(d, rng, fmt.Sprintf("projector.%d", 3*i), prev, w, false)
+		l, err := layers.NewLinear(d, rng, fmt.Sprintf("%s.%d", name, 3*i), prev, w, false)
 		if err != nil {
 			p.Release()
 			return nil, err
@@ -54,7 +60,7 @@ func NewProjector(d *gpu.Device, rng *rand.Rand, in int, spec string, noBN bool)
 		if i < len(widths)-1 {
 			var bn *layers.BatchNorm
 			if !noBN {
-				if bn, err = layers.NewBatchNorm(d, fmt.Sprintf("projector.%d", 3*i+1), w, true); err != nil {
+				if bn, err = layers.NewBatchNorm(d, fmt.Sprintf("%s.%d", name, 3*i+1), w, true); err != nil {
 					p.Release()
 					return nil, err
 				}

@@ -69,6 +69,8 @@ var families = map[string][]variant{
 	"asymmetry": {
 		{"symmetric (baseline)", "71.4", func(tf *trainFlags) {}},
 		{"stop-gradient on one branch", "70.5", func(tf *trainFlags) { tf.StopGrad = true }},
+		{"predictor on one branch", "70.2", func(tf *trainFlags) { tf.Predictor = true }},
+		{"predictor and stop-gradient", "61.3", func(tf *trainFlags) { tf.Predictor, tf.StopGrad = true, true }},
 	},
 }
 

@@ -48,6 +48,7 @@ type trainFlags struct {
 	Without   string  `json:"augment_without,omitempty"`
 	StopGrad  bool    `json:"stop_gradient,omitempty"`
 	NoInvar   bool    `json:"redundancy_only,omitempty"`
+	Predictor bool    `json:"predictor,omitempty"`
 }
 
 func (f *trainFlags) register(fs *flag.FlagSet) {
@@ -74,6 +75,7 @@ func (f *trainFlags) register(fs *flag.FlagSet) {
 	fs.Uint64Var(&f.Seed, "seed", 1, "seed of the initialisation and of the data order and augmentations")
 	fs.IntVar(&f.Workers, "workers", 0, "data-loading goroutines (default: the number of CPUs)")
 	fs.StringVar(&f.Without, "augment-without", "", "drop augmentations (an ablation): "+strings.Join(pipeline.Ablations, ", "))
+	fs.BoolVar(&f.Predictor, "predictor", false, "add a predictor (2 layers, BatchNorm and ReLU between) on one branch (an asymmetry ablation)")
 	fs.BoolVar(&f.NoInvar, "redundancy-only", false, "drop the invariance term of the loss (an ablation)")
 	fs.BoolVar(&f.StopGrad, "stop-gradient", false, "stop the gradient through the second branch (an asymmetry ablation)")
 	fs.Float64Var(&f.MemoryGiB, "memory", 0, "device memory to plan for, in GiB (WebGPU does not report it; 0 checks only the adapter's per-buffer limit)")
@@ -156,7 +158,7 @@ func (tf trainFlags) modelConfig(c, size int) bt.ModelConfig {
 	if stem == "" && size < 64 {
 		stem = models.SmallStem
 	}
-	return bt.ModelConfig{Arch: tf.Arch, Stem: stem, InChannels: c, Projector: tf.Projector, NoBN: tf.NoBN, Seed: tf.Seed}
+	return bt.ModelConfig{Arch: tf.Arch, Stem: stem, InChannels: c, Projector: tf.Projector, NoBN: tf.NoBN, Predictor: tf.Predictor, Seed: tf.Seed}
 }
 
 // pretrain runs (or resumes) a pretraining run and leaves its outputs in
