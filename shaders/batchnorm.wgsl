@@ -72,7 +72,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 {{else}}  y[i] = (x[i] - run_mean[b]) * scale;
 {{end}}}
 {{else}}
-var<workgroup> part: array<f32, {{mul .BX .BY}}>;
 
 // hsum adds up the V values a thread holds.
 fn hsum(v: {{.T}}) -> f32 {
@@ -80,21 +79,7 @@ fn hsum(v: {{.T}}) -> f32 {
 {{else}}  return v;
 {{end}}}
 
-// total sums v over the BY threads that share column lx; every thread of the
-// workgroup must call it.
-fn total(v: f32, lx: u32, ly: u32) -> f32 {
-  part[ly * {{.BX}}u + lx] = v;
-  workgroupBarrier();
-  for (var s = {{div .BY 2}}u; s > 0u; s = s >> 1u) {
-    if (ly < s) {
-      part[ly * {{.BX}}u + lx] += part[(ly + s) * {{.BX}}u + lx];
-    }
-    workgroupBarrier();
-  }
-  let t = part[lx];
-  workgroupBarrier();
-  return t;
-}
+{{template "total" (set . "T" "f32")}}
 
 // Cursor walks the values of one channel in memory order, BY at a time:
 // k is the index of the current value and pos its position within HW. It

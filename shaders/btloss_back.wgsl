@@ -28,23 +28,7 @@ struct Params {
 @group(0) @binding(5) var<storage, read> inv: array<f32>;
 @group(0) @binding(6) var<storage, read> gap: array<f32>;
 
-var<workgroup> part: array<vec4<f32>, {{mul .BX .BY}}>;
-
-// total sums v over the BY threads that share column lx; every thread of the
-// workgroup must call it.
-fn total(v: vec4<f32>, lx: u32, ly: u32) -> vec4<f32> {
-  part[ly * {{.BX}}u + lx] = v;
-  workgroupBarrier();
-  for (var s = {{div .BY 2}}u; s > 0u; s = s >> 1u) {
-    if (ly < s) {
-      part[ly * {{.BX}}u + lx] += part[(ly + s) * {{.BX}}u + lx];
-    }
-    workgroupBarrier();
-  }
-  let t = part[lx];
-  workgroupBarrier();
-  return t;
-}
+{{template "total" (set . "T" "vec4<f32>")}}
 
 @compute @workgroup_size({{.BX}}, {{.BY}})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {

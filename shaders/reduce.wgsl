@@ -18,23 +18,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read> x: array<f32>;
 {{else}}@group(0) @binding(2) var<storage, read> x: array<f32>;
 {{end}}
-var<workgroup> part: array<f32, {{mul .BX .BY}}>;
-
-// total sums v over the BY threads that share column lx; every thread of the
-// workgroup must call it.
-fn total(v: f32, lx: u32, ly: u32) -> f32 {
-  part[ly * {{.BX}}u + lx] = v;
-  workgroupBarrier();
-  for (var s = {{div .BY 2}}u; s > 0u; s = s >> 1u) {
-    if (ly < s) {
-      part[ly * {{.BX}}u + lx] += part[(ly + s) * {{.BX}}u + lx];
-    }
-    workgroupBarrier();
-  }
-  let t = part[lx];
-  workgroupBarrier();
-  return t;
-}
+{{template "total" (set . "T" "f32")}}
 
 @compute @workgroup_size({{.BX}}, {{.BY}})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

@@ -13,7 +13,7 @@ import (
 	"text/template"
 )
 
-//go:embed *.wgsl
+//go:embed *.wgsl lib.tmpl
 var files embed.FS
 
 // Spec holds the values a kernel is specialised with.
@@ -51,6 +51,16 @@ var funcs = template.FuncMap{
 	"mod": func(a, b int) int { return a % b },
 	// comp names component i of a vec4.
 	"comp": func(i int) string { return string("xyzw"[i]) },
+	// set returns a copy of a spec with key set to v, for passing a
+	// kernel's spec and one more value to a shared snippet.
+	"set": func(m map[string]any, key string, v any) map[string]any {
+		out := make(map[string]any, len(m)+1)
+		for k, x := range m {
+			out[k] = x
+		}
+		out[key] = v
+		return out
+	},
 }
 
 // Render returns the source of kernel name (the file name.wgsl) with spec
@@ -60,8 +70,15 @@ func Render(name string, spec Spec) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("shaders: no kernel %q", name)
 	}
-	t, err := template.New(name).Funcs(funcs).Option("missingkey=error").Parse(string(src))
+	lib, err := files.ReadFile("lib.tmpl")
 	if err != nil {
+		return "", err
+	}
+	t, err := template.New("lib").Funcs(funcs).Option("missingkey=error").Parse(string(lib))
+	if err != nil {
+		return "", fmt.Errorf("shaders: lib.tmpl: %v", err)
+	}
+	if t, err = t.New(name).Parse(string(src)); err != nil {
 		return "", fmt.Errorf("shaders: %s: %v", name, err)
 	}
 	var b bytes.Buffer
@@ -76,7 +93,9 @@ func Names() []string {
 	ents, _ := files.ReadDir(".")
 	var names []string
 	for _, e := range ents {
-		names = append(names, strings.TrimSuffix(e.Name(), ".wgsl"))
+		if name, ok := strings.CutSuffix(e.Name(), ".wgsl"); ok {
+			names = append(names, name)
+		}
 	}
 	return names
 }
