@@ -1,0 +1,37 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/bt-org/bt/bt"
+	"github.com/bt-org/bt/gpu"
+)
+
+func runExport(args []string) error {
+	fs, adapter := newFlags("export", "Writes a checkpoint's backbone alone, with torchvision's ResNet names and no prefix, as safetensors:\nPyTorch users load it with load_state_dict(strict=False) (it has no fc layer).")
+	ckpt := fs.String("checkpoint", "", "checkpoint from bt pretrain")
+	out := fs.String("out", "backbone.safetensors", "file to write")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *ckpt == "" {
+		return errors.New("give -checkpoint, a file written by bt pretrain")
+	}
+	d, err := gpu.Open(gpu.Options{Adapter: *adapter})
+	if err != nil {
+		return err
+	}
+	defer d.Release()
+	tf := defaultTrainFlags()
+	m, err := loadModel(d, *ckpt, false, &tf)
+	if err != nil {
+		return err
+	}
+	defer m.Release()
+	if err := bt.ExportBackbone(*out, m); err != nil {
+		return err
+	}
+	fmt.Printf("wrote %s: the %s backbone (%d-dim representation)\n", *out, m.Config.Arch, m.Backbone.Dim)
+	return nil
+}
