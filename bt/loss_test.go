@@ -173,31 +173,11 @@ func TestLoss(t *testing.T) {
 					l.tile = []gpu.GemmTile{{BM: 16, BN: 32, BK: 4, TM: 4, TN: 8}, {BM: 128, BN: 128, BK: 16, TM: 8, TN: 8}}[i]
 					lambda, scale := float64(p[0]), float64(p[1])
 					var want ref.BTTerms
-					var zb []float64
-					gputest.Check(t, d, kcheck.Op{
-						Inputs:  [][]int{{n, dim}, {n, dim}},
-						Outputs: [][]int{{1}, {n, dim}, {n, dim}},
-						Tol:     kcheck.Reduction,
-						Draw: func(rng *rand.Rand, i, _ int) []float64 {
-							if i == 1 {
-								return zb
-							}
-							var za []float64
-							za, zb = drawViews(rng, n, dim)
-							return za
-						},
-						GPU: func(r *gpu.Recorder, outs, ins []*gpu.Tensor) error {
-							if err := l.Forward(r, outs[0], ins[0], ins[1]); err != nil {
-								return err
-							}
-							return l.Backward(r, outs[1], outs[2])
-						},
-						Ref: func(outs, ins [][]float64) {
-							want = ref.BTLoss(ins[0], ins[1], n, dim, lambda, scale)
-							outs[0][0] = want.Loss
-							ref.BTLossBackward(outs[1], outs[2], ins[0], ins[1], n, dim, lambda, scale)
-						},
-					})
+					gputest.Check(t, d, lossOp(l, n, dim, func(outs, ins [][]float64) {
+						want = ref.BTLoss(ins[0], ins[1], n, dim, lambda, scale)
+						outs[0][0] = want.Loss
+						ref.BTLossBackward(outs[1], outs[2], ins[0], ins[1], n, dim, lambda, scale)
+					}))
 					got, err := l.Stats()
 					if err != nil {
 						t.Fatal(err)
@@ -217,6 +197,32 @@ func TestLoss(t *testing.T) {
 				})
 			}
 		}
+	}
+}
+
+// lossOp checks l's forward and backward on two correlated views drawn
+// afresh: outputs are the loss [1] and both gradients [n, dim].
+func lossOp(l *Loss, n, dim int, reference func(outs, ins [][]float64)) kcheck.Op {
+	var zb []float64
+	return kcheck.Op{
+		Inputs:  [][]int{{n, dim}, {n, dim}},
+		Outputs: [][]int{{1}, {n, dim}, {n, dim}},
+		Tol:     kcheck.Reduction,
+		Draw: func(rng *rand.Rand, i, _ int) []float64 {
+			if i == 1 {
+				return zb
+			}
+			var za []float64
+			za, zb = drawViews(rng, n, dim)
+			return za
+		},
+		GPU: func(r *gpu.Recorder, outs, ins []*gpu.Tensor) error {
+			if err := l.Forward(r, outs[0], ins[0], ins[1]); err != nil {
+				return err
+			}
+			return l.Backward(r, outs[1], outs[2])
+		},
+		Ref: reference,
 	}
 }
 
@@ -498,28 +504,10 @@ func TestLossRedundancyOnly(t *testing.T) {
 				}
 				defer l.Release()
 				l.OnDiag = 0
-				var zb []float64
-				gputest.Check(t, d, kcheck.Op{
-					Inputs: [][]int{{n, dim}, {n, dim}}, Outputs: [][]int{{1}, {n, dim}, {n, dim}}, Tol: kcheck.Reduction,
-					Draw: func(rng *rand.Rand, i, _ int) []float64 {
-						if i == 1 {
-							return zb
-						}
-						var za []float64
-						za, zb = drawViews(rng, n, dim)
-						return za
-					},
-					GPU: func(r *gpu.Recorder, outs, ins []*gpu.Tensor) error {
-						if err := l.Forward(r, outs[0], ins[0], ins[1]); err != nil {
-							return err
-						}
-						return l.Backward(r, outs[1], outs[2])
-					},
-					Ref: func(outs, ins [][]float64) {
-						outs[0][0] = ref.BTLossWeighted(ins[0], ins[1], n, dim, 0, lambda, 1).Loss
-						ref.BTLossWeightedBackward(outs[1], outs[2], ins[0], ins[1], n, dim, 0, lambda, 1)
-					},
-				})
+				gputest.Check(t, d, lossOp(l, n, dim, func(outs, ins [][]float64) {
+					outs[0][0] = ref.BTLossWeighted(ins[0], ins[1], n, dim, 0, lambda, 1).Loss
+					ref.BTLossWeightedBackward(outs[1], outs[2], ins[0], ins[1], n, dim, 0, lambda, 1)
+				}))
 			})
 		}
 	}

@@ -1,13 +1,11 @@
 package gpu_test
 
 import (
-	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/bt-org/bt/gpu"
 	"github.com/bt-org/bt/internal/gputest"
-	"github.com/bt-org/bt/internal/kcheck"
 	"github.com/bt-org/bt/internal/ref"
 )
 
@@ -26,44 +24,6 @@ var convShapes = []gpu.ConvShape{
 
 func refShape(s gpu.ConvShape) ref.ConvShape {
 	return ref.ConvShape{N: s.N, Cin: s.Cin, H: s.H, W: s.W, Cout: s.Cout, KH: s.KH, KW: s.KW, Stride: s.Stride, Pad: s.Pad}
-}
-
-func TestConv(t *testing.T) {
-	d := gputest.Device(t)
-	for _, s := range convShapes {
-		oh, ow := s.Out()
-		xs := []int{s.N, s.Cin, s.H, s.W}
-		ws := []int{s.Cout, s.Cin, s.KH, s.KW}
-		ys := []int{s.N, s.Cout, oh, ow}
-		rs := refShape(s)
-		name := fmt.Sprintf("%dx%dx%dx%d-%dk%ds%dp%d", s.N, s.Cin, s.H, s.W, s.Cout, s.KH, s.Stride, s.Pad)
-		t.Run("forward/"+name, func(t *testing.T) {
-			gputest.Check(t, d, kcheck.Op{Inputs: [][]int{xs, ws}, Outputs: [][]int{ys}, Tol: kcheck.Reduction,
-				GPU: func(r *gpu.Recorder, o, i []*gpu.Tensor) error { return gpu.ConvForward(r, o[0], i[0], i[1], s) },
-				Ref: func(o, i [][]float64) { copy(o[0], ref.ConvForward(rs, i[0], i[1], nil)) },
-			})
-		})
-		t.Run("data/"+name, func(t *testing.T) {
-			gputest.Check(t, d, kcheck.Op{Inputs: [][]int{ys, ws, xs}, Outputs: [][]int{xs}, Tol: kcheck.Reduction,
-				GPU: func(r *gpu.Recorder, o, i []*gpu.Tensor) error { return gpu.ConvBackwardData(r, o[0], i[0], i[1], s) },
-				Ref: func(o, i [][]float64) {
-					dx, _, _ := ref.ConvBackward(rs, i[2], i[1], nil, i[0])
-					copy(o[0], dx)
-				},
-			})
-		})
-		t.Run("weight/"+name, func(t *testing.T) {
-			gputest.Check(t, d, kcheck.Op{Inputs: [][]int{ys, xs}, Outputs: [][]int{ws}, Accumulate: []bool{true}, Tol: kcheck.Reduction,
-				GPU: func(r *gpu.Recorder, o, i []*gpu.Tensor) error { return gpu.ConvBackwardWeight(r, o[0], i[0], i[1], s) },
-				Ref: func(o, i [][]float64) {
-					_, dw, _ := ref.ConvBackward(rs, i[1], make([]float64, len(o[0])), nil, i[0])
-					for j := range dw {
-						o[0][j] += dw[j]
-					}
-				},
-			})
-		})
-	}
 }
 
 func TestConvValidation(t *testing.T) {
