@@ -69,6 +69,10 @@ type Loss struct {
 	// OnDiag weighs the invariance term: 1, or 0 for the paper's
 	// redundancy-only ablation. NewLoss sets 1.
 	OnDiag float32
+	// NoNorm skips the batch normalisation of the embeddings, so that
+	// C = Z_Aᵀ Z_B / N: with a projector without BatchNorm, the paper's
+	// "no BN and no normalisation" ablation.
+	NoNorm bool
 	// Scale multiplies the loss and its gradients (solo-learn's scale_loss,
 	// 0.1 in its CIFAR recipe); NewLoss sets 1.
 	Scale float32
@@ -257,7 +261,7 @@ func (l *Loss) Forward(r *gpu.Recorder, loss, za, zb *gpu.Tensor) error {
 		return errors.New("bt: loss Forward needs a loss tensor of at least one element")
 	}
 	n, dim := l.n, l.dim
-	k, err := l.d.Kernel("btloss_norm", shaders.Spec{"BX": colBX, "BY": colBY})
+	k, err := l.d.Kernel("btloss_norm", shaders.Spec{"BX": colBX, "BY": colBY, "Norm": !l.NoNorm})
 	if err != nil {
 		return err
 	}
@@ -362,7 +366,7 @@ func (l *Loss) Backward(r *gpu.Recorder, dza, dzb *gpu.Tensor) error {
 			return err
 		}
 	}
-	k, err := l.d.Kernel("btloss_back", shaders.Spec{"BX": colBX, "BY": colBY})
+	k, err := l.d.Kernel("btloss_back", shaders.Spec{"BX": colBX, "BY": colBY, "Norm": !l.NoNorm})
 	if err != nil {
 		return err
 	}

@@ -470,23 +470,30 @@ func TestAutoFused(t *testing.T) {
 	}
 }
 
-// TestLossRedundancyOnly covers the paper's redundancy-only ablation
-// (invariance weight 0) on both paths: the float64 gradient against finite
-// differences, then the GPU loss and gradients against float64.
-func TestLossRedundancyOnly(t *testing.T) {
+// TestLossAblations covers the paper's loss ablations on both paths —
+// the redundancy term only (invariance weight 0) and no normalisation of
+// the embeddings — the float64 gradient against finite differences, then
+// the GPU loss and gradients against float64.
+func TestLossAblations(t *testing.T) {
 	d := gputest.Device(t)
 	rng := gputest.Rand(t)
-	const lambda = 0.3
-	for _, s := range [][2]int{{17, 5}, {5, 17}, {65, 33}} {
-		n, dim := s[0], s[1]
+	for _, o := range []ref.BTOptions{{OnDiag: 0, Lambda: 0.3, Scale: 1}, {OnDiag: 1, Lambda: 0.3, Scale: 1, NoNorm: true}} {
+		for _, s := range [][2]int{{17, 5}, {5, 17}, {65, 33}} {
+			lossAblation(t, d, rng, o, s[0], s[1])
+		}
+	}
+}
+
+func lossAblation(t *testing.T, d *gpu.Device, rng *rand.Rand, o ref.BTOptions, n, dim int) {
+	{
 		za, zb := drawViews(rng, n, dim)
 		err := ref.GradCheck(rng, [][]float64{za, zb},
 			func(ins [][]float64) []float64 {
-				return []float64{ref.BTLossWeighted(ins[0], ins[1], n, dim, 0, lambda, 1).Loss}
+				return []float64{ref.BTLossWith(ins[0], ins[1], n, dim, o).Loss}
 			},
 			func(ins [][]float64, dout []float64) [][]float64 {
 				dza, dzb := make([]float64, n*dim), make([]float64, n*dim)
-				ref.BTLossWeightedBackward(dza, dzb, ins[0], ins[1], n, dim, 0, lambda, 1)
+				ref.BTLossWithBackward(dza, dzb, ins[0], ins[1], n, dim, o)
 				for i := range dza {
 					dza[i] *= dout[0]
 					dzb[i] *= dout[0]
@@ -494,21 +501,21 @@ func TestLossRedundancyOnly(t *testing.T) {
 				return [][]float64{dza, dzb}
 			}, 20, 1e-5)
 		if err != nil {
-			t.Errorf("%dx%d finite differences: %v", n, dim, err)
+			t.Errorf("%+v %dx%d finite differences: %v", o, n, dim, err)
 		}
-		for _, fused := range []bool{false, true} {
-			t.Run(fmt.Sprintf("%s/%dx%d", pathName(fused), n, dim), func(t *testing.T) {
-				l, err := NewLoss(d, n, dim, lambda, fused)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer l.Release()
-				l.OnDiag = 0
-				gputest.Check(t, d, lossOp(l, n, dim, func(outs, ins [][]float64) {
-					outs[0][0] = ref.BTLossWeighted(ins[0], ins[1], n, dim, 0, lambda, 1).Loss
-					ref.BTLossWeightedBackward(outs[1], outs[2], ins[0], ins[1], n, dim, 0, lambda, 1)
-				}))
-			})
-		}
+	}
+	for _, fused := range []bool{false, true} {
+		t.Run(fmt.Sprintf("%s/%dx%d/ondiag=%g,nonorm=%v", pathName(fused), n, dim, o.OnDiag, o.NoNorm), func(t *testing.T) {
+			l, err := NewLoss(d, n, dim, float32(o.Lambda), fused)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Release()
+			l.OnDiag, l.NoNorm = float32(o.OnDiag), o.NoNorm
+			gputest.Check(t, d, lossOp(l, n, dim, func(outs, ins [][]float64) {
+				outs[0][0] = ref.BTLossWith(ins[0], ins[1], n, dim, o).Loss
+				ref.BTLossWithBackward(outs[1], outs[2], ins[0], ins[1], n, dim, o)
+			}))
+		})
 	}
 }

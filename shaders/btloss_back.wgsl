@@ -42,7 +42,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     k = -2.0 * p.scale * (p.ondiag * g + p.lambda * (1.0 - g)) / fn_;
     is = vec2<f32>(inv[col], inv[p.d + col]);
   }
-  // s = (Σ dẑ_a, Σ dẑ_a·ẑ_a, Σ dẑ_b, Σ dẑ_b·ẑ_b) over the column.
+{{if .Norm}}  // s = (Σ dẑ_a, Σ dẑ_a·ẑ_a, Σ dẑ_b, Σ dẑ_b·ẑ_b) over the column.
   var s = vec4<f32>(0.0);
   if (inside) {
     for (var r = lid.y; r < p.n; r += {{.BY}}u) {
@@ -66,4 +66,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       g_b[i] = is.y * (db - m.z - hb * m.w);
     }
   }
-}
+{{else}}  // Without normalisation dẑ is dz.
+  if (inside) {
+    for (var r = lid.y; r < p.n; r += {{.BY}}u) {
+      let i = r * p.d + col;
+      let ha = h_a[i];
+      let hb = h_b[i];
+      g_a[i] = g_a[i] + k * hb;
+      g_b[i] = g_b[i] + k * ha;
+    }
+  }
+{{end}}}

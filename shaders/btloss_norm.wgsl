@@ -10,7 +10,8 @@
 // 1 − C_ii = (Σ (ẑ_a − ẑ_b)²/N + ε/(σ_a² + ε) + ε/(σ_b² + ε))/2, a sum of
 // positive terms. Each workgroup owns BX neighbouring columns, so a row's
 // loads coalesce; its BY threads per column stride over the batch and meet
-// in workgroup memory.
+// in workgroup memory. Without Norm (the paper's "no normalisation"
+// ablation) the embeddings are used as they are.
 struct Params {
   n: u32,
   d: u32,
@@ -31,7 +32,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let col = wid.x * {{.BX}}u + lid.x;
   let inside = col < p.d;
   let fn_ = f32(p.n);
-  var s = vec2<f32>(0.0);
+{{if .Norm}}  var s = vec2<f32>(0.0);
   if (inside) {
     for (var r = lid.y; r < p.n; r += {{.BY}}u) {
       s += vec2<f32>(z_a[r * p.d + col], z_b[r * p.d + col]);
@@ -63,4 +64,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     inv[p.d + col] = is.y;
     gap[col] = 0.5 * (t + p.eps * (is.x * is.x + is.y * is.y));
   }
-}
+{{else}}  // Without normalisation (an ablation) Ẑ is Z and 1 − C_ii is taken
+  // directly: nothing bounds Σ z_a·z_b/N near 1 here.
+  var dot = 0.0;
+  if (inside) {
+    for (var r = lid.y; r < p.n; r += {{.BY}}u) {
+      let i = r * p.d + col;
+      h_a[i] = z_a[i];
+      h_b[i] = z_b[i];
+      dot += z_a[i] * z_b[i];
+    }
+  }
+  let t = total(vec2<f32>(dot, 0.0), lid.x, lid.y).x / fn_;
+  if (inside && lid.y == 0u) {
+    inv[col] = 1.0;
+    inv[p.d + col] = 1.0;
+    gap[col] = 1.0 - t;
+  }
+{{end}}}

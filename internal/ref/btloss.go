@@ -38,12 +38,23 @@ func btNormalise(zh, z []float64, n, d int) []float64 {
 	return inv
 }
 
+// BTOptions are the loss's weights and the ablations' switches.
+type BTOptions struct {
+	OnDiag, Lambda, Scale float64
+	NoNorm                bool // C = Z_Aᵀ Z_B / n of the raw embeddings
+}
+
 // btCross returns the normalised embeddings of both views and
-// C = Ẑ_Aᵀ Ẑ_B / n [d, d].
-func btCross(za, zb []float64, n, d int) (ha, hb, inva, invb, c []float64) {
+// C = Ẑ_Aᵀ Ẑ_B / n [d, d]; with noNorm the embeddings as they are.
+func btCross(za, zb []float64, n, d int, noNorm bool) (ha, hb, inva, invb, c []float64) {
 	ha, hb = make([]float64, n*d), make([]float64, n*d)
-	inva = btNormalise(ha, za, n, d)
-	invb = btNormalise(hb, zb, n, d)
+	if noNorm {
+		copy(ha, za)
+		copy(hb, zb)
+	} else {
+		inva = btNormalise(ha, za, n, d)
+		invb = btNormalise(hb, zb, n, d)
+	}
 	c = make([]float64, d*d)
 	Gemm(c, ha, hb, 1, d, d, n, true, false, 1/float64(n), 0)
 	return ha, hb, inva, invb, c
@@ -54,13 +65,15 @@ func btCross(za, zb []float64, n, d int) (ha, hb, inva, invb, c []float64) {
 // the batch (BatchNorm1d without affine parameters, training mode),
 // C = Ẑ_Aᵀ Ẑ_B / n, L = scale·(Σ_i (1 − C_ii)² + λ Σ_{i≠j} C_ij²).
 func BTLoss(za, zb []float64, n, d int, lambda, scale float64) BTTerms {
-	return BTLossWeighted(za, zb, n, d, 1, lambda, scale)
+	return BTLossWith(za, zb, n, d, BTOptions{OnDiag: 1, Lambda: lambda, Scale: scale})
 }
 
-// BTLossWeighted is BTLoss with the invariance term weighed by onDiag (0
-// for the paper's redundancy-only ablation).
-func BTLossWeighted(za, zb []float64, n, d int, onDiag, lambda, scale float64) BTTerms {
-	_, _, _, _, c := btCross(za, zb, n, d)
+// BTLossWith is BTLoss with the invariance term weighed by o.OnDiag (0 for
+// the paper's redundancy-only ablation) and, with o.NoNorm, no
+// normalisation of the embeddings.
+func BTLossWith(za, zb []float64, n, d int, o BTOptions) BTTerms {
+	onDiag, lambda, scale := o.OnDiag, o.Lambda, o.Scale
+	_, _, _, _, c := btCross(za, zb, n, d, o.NoNorm)
 	var t BTTerms
 	var abs float64
 	for i := range d {
@@ -88,12 +101,13 @@ func BTLossWeighted(za, zb []float64, n, d int, onDiag, lambda, scale float64) B
 // dẐ_A = Ẑ_B Gᵀ / n and dẐ_B = Ẑ_A G / n, then back through each view's
 // normalisation: dz = (dẑ − mean(dẑ) − ẑ·mean(dẑ·ẑ)) / √(σ² + ε).
 func BTLossBackward(dza, dzb, za, zb []float64, n, d int, lambda, scale float64) {
-	BTLossWeightedBackward(dza, dzb, za, zb, n, d, 1, lambda, scale)
+	BTLossWithBackward(dza, dzb, za, zb, n, d, BTOptions{OnDiag: 1, Lambda: lambda, Scale: scale})
 }
 
-// BTLossWeightedBackward is the gradient of BTLossWeighted.
-func BTLossWeightedBackward(dza, dzb, za, zb []float64, n, d int, onDiag, lambda, scale float64) {
-	ha, hb, inva, invb, c := btCross(za, zb, n, d)
+// BTLossWithBackward is the gradient of BTLossWith.
+func BTLossWithBackward(dza, dzb, za, zb []float64, n, d int, o BTOptions) {
+	onDiag, lambda, scale := o.OnDiag, o.Lambda, o.Scale
+	ha, hb, inva, invb, c := btCross(za, zb, n, d, o.NoNorm)
 	g := make([]float64, d*d)
 	for i := range d {
 		for j := range d {
@@ -106,6 +120,9 @@ func BTLossWeightedBackward(dza, dzb, za, zb []float64, n, d int, onDiag, lambda
 	}
 	Gemm(dza, hb, g, 1, n, d, d, false, true, 1/float64(n), 0)
 	Gemm(dzb, ha, g, 1, n, d, d, false, false, 1/float64(n), 0)
+	if o.NoNorm {
+		return
+	}
 	btNormaliseBackward(dza, ha, inva, n, d)
 	btNormaliseBackward(dzb, hb, invb, n, d)
 }
