@@ -44,8 +44,17 @@ func PlanMemory(mc ModelConfig, batch, c, h, w int, fused bool, optimizer string
 	}
 	n, dim, emb := int64(batch), int64(bb.Dim), int64(pr.Dim)
 	p := MemoryPlan{Batch: batch, Params: bb.Params + pr.Params}
-	p.ParamBytes = 4 * p.Params * (2 + states)
 	p.Activations = 2 * (bb.Kept + pr.Kept)
+	if mc.Predictor {
+		// On the first branch only, with its output and that gradient.
+		pd, err := models.ProjectorFootprint(pr.Dim, fmt.Sprintf("%d-%d", pr.Dim, pr.Dim), false, batch)
+		if err != nil {
+			return MemoryPlan{}, err
+		}
+		p.Params += pd.Params
+		p.Activations += pd.Kept + 2*4*n*emb
+	}
+	p.ParamBytes = 4 * p.Params * (2 + states)
 	ws := 4 * emb * emb // the materialised path's C
 	if fused {
 		ws = 2 * 4 * n * n // the fused path's Gram matrices

@@ -36,6 +36,14 @@ func TestMemoryPlan(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the demo's setting does not fit: %v", err)
 	}
+	// A predictor adds its two D×D layers and its BatchNorm.
+	withPred, err := PlanMemory(ModelConfig{Arch: "tiny", InChannels: 1, Projector: "512-512-512", Predictor: true}, 256, 1, 28, 28, false, "lars")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := withPred.Params - small.Params; d != 2*512*512+2*512 {
+		t.Errorf("the predictor adds %d parameters, want %d", d, 2*512*512+2*512)
+	}
 	// Halving the batch must roughly halve the activations.
 	half, _ := PlanMemory(ModelConfig{Arch: "tiny", InChannels: 1, Projector: "512-512-512"}, 128, 1, 28, 28, false, "lars")
 	if r := float64(small.Activations) / float64(half.Activations); r < 1.9 || r > 2.1 {
