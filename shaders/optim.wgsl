@@ -36,8 +36,7 @@ struct Params {
 {{else}}@group(0) @binding(3) var<storage, read> grad: array<f32>;
 {{if .Trust}}@group(0) @binding(4) var<storage, read> part: array<f32>;
 
-var<workgroup> redw: array<f32, {{.WG}}>;
-var<workgroup> redg: array<f32, {{.WG}}>;
+{{template "total" (set (set (set . "T" "vec2<f32>") "BX" 1) "BY" .WG)}}
 {{end}}{{end}}
 @compute @workgroup_size({{.WG}})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -48,18 +47,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     sw += part[p.off + 2u * k];
     sg += part[p.off + 2u * k + 1u];
   }
-  redw[lid.x] = sw;
-  redg[lid.x] = sg;
-  workgroupBarrier();
-  for (var s = {{div .WG 2}}u; s > 0u; s = s >> 1u) {
-    if (lid.x < s) {
-      redw[lid.x] += redw[lid.x + s];
-      redg[lid.x] += redg[lid.x + s];
-    }
-    workgroupBarrier();
-  }
-  let wn = sqrt(redw[0]);
-  let gn = sqrt(redg[0]);
+  let t = total(vec2<f32>(sw, sg), 0u, lid.x);
+  let wn = sqrt(t.x);
+  let gn = sqrt(t.y);
   let q = select(1.0, p.eta * wn / gn, wn > 0.0 && gn > 0.0);
 {{else if ne .Rule "adamw"}}  let q = 1.0;
 {{end}}  let base = (wid.x + wid.y * nwg.x) * {{mul .WG .E}}u + lid.x;

@@ -15,8 +15,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> w: array<f32>;
 @group(0) @binding(3) var<storage, read> grad: array<f32>;
 
-var<workgroup> redw: array<f32, {{.WG}}>;
-var<workgroup> redg: array<f32, {{.WG}}>;
+{{template "total" (set (set (set . "T" "vec2<f32>") "BX" 1) "BY" .WG)}}
 
 @compute @workgroup_size({{.WG}})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -28,18 +27,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     sw += v * v;
     sg += d * d;
   }
-  redw[lid.x] = sw;
-  redg[lid.x] = sg;
-  workgroupBarrier();
-  for (var s = {{div .WG 2}}u; s > 0u; s = s >> 1u) {
-    if (lid.x < s) {
-      redw[lid.x] += redw[lid.x + s];
-      redg[lid.x] += redg[lid.x + s];
-    }
-    workgroupBarrier();
-  }
+  let t = total(vec2<f32>(sw, sg), 0u, lid.x);
   if (lid.x == 0u) {
-    part[p.off + 2u * wid.x] = redw[0];
-    part[p.off + 2u * wid.x + 1u] = redg[0];
+    part[p.off + 2u * wid.x] = t.x;
+    part[p.off + 2u * wid.x + 1u] = t.y;
   }
 }
