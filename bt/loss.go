@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/bt-org/bt/gpu"
+	"github.com/bt-org/bt/layers"
 	"github.com/bt-org/bt/shaders"
 )
 
@@ -73,6 +74,14 @@ type Loss struct {
 	// C = Z_Aᵀ Z_B / N: with a projector without BatchNorm, the paper's
 	// "no BN and no normalisation" ablation.
 	NoNorm bool
+	// FeatureNorm standardises each embedding over its features instead of
+	// each feature over the batch: the paper's "normalisation along the
+	// feature dimension" ablation.
+	FeatureNorm bool
+
+	// The feature normalisation's workspaces, made on first use: the
+	// normalised embeddings [N, D], their scales [N] and their gradients.
+	fa, fb, finva, finvb, ga, gb *gpu.Tensor
 	// Scale multiplies the loss and its gradients (solo-learn's scale_loss,
 	// 0.1 in its CIFAR recipe); NewLoss sets 1.
 	Scale float32
@@ -214,7 +223,8 @@ func (l *Loss) Bytes() uint64 {
 }
 
 func (l *Loss) tensors() []*gpu.Tensor {
-	return []*gpu.Tensor{l.ha, l.hb, l.inv, l.gap, l.c, l.ka, l.kb, l.part, l.stats, l.tilePart, l.tileStat}
+	return []*gpu.Tensor{l.ha, l.hb, l.inv, l.gap, l.c, l.ka, l.kb, l.part, l.stats, l.tilePart, l.tileStat,
+		l.fa, l.fb, l.finva, l.finvb, l.ga, l.gb}
 }
 
 // Release returns the workspaces to the pool.
@@ -223,6 +233,7 @@ func (l *Loss) Release() {
 		t.Release()
 	}
 	l.ha, l.hb, l.inv, l.gap, l.c, l.ka, l.kb, l.part, l.stats, l.tilePart, l.tileStat = nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil
+	l.fa, l.fb, l.finva, l.finvb, l.ga, l.gb = nil, nil, nil, nil, nil, nil
 	l.ready = false
 }
 
@@ -254,6 +265,43 @@ func (l *Loss) gramLoss() bool { return l.fused && l.dim > l.n }
 // caller reads it. It keeps what Backward and Stats need in the workspaces,
 // so a later Forward overwrites them.
 func (l *Loss) Forward(r *gpu.Recorder, loss, za, zb *gpu.Tensor) error {
+	if !l.FeatureNorm {
+		return l.forward(r, loss, za, zb)
+	}
+	if l.NoNorm {
+		return errors.New("bt: a loss normalises along the features (FeatureNorm) or not at all (NoNorm), not both")
+	}
+	if err := l.checkEmbeddings("Forward", za, zb); err != nil {
+		return err
+	}
+	if l.fa == nil {
+		for _, t := range []struct {
+			p     **gpu.Tensor
+			shape []int
+		}{{&l.fa, []int{l.n, l.dim}}, {&l.fb, []int{l.n, l.dim}}, {&l.finva, []int{l.n}}, {&l.finvb, []int{l.n}},
+			{&l.ga, []int{l.n, l.dim}}, {&l.gb, []int{l.n, l.dim}}} {
+			x, err := l.d.NewTensor(t.shape...)
+			if err != nil {
+				return err
+			}
+			*t.p = x
+		}
+	}
+	rn := layers.RowNorm{Mode: "std", Eps: bnEps}
+	if err := rn.Forward(r, l.fa, l.finva, za, l.n, l.dim); err != nil {
+		return err
+	}
+	if err := rn.Forward(r, l.fb, l.finvb, zb, l.n, l.dim); err != nil {
+		return err
+	}
+	return l.forward(r, loss, l.fa, l.fb)
+}
+
+// batchNorm reports whether the loss normalises each feature over the
+// batch itself (the paper's loss), rather than not at all or per row.
+func (l *Loss) batchNorm() bool { return !l.NoNorm && !l.FeatureNorm }
+
+func (l *Loss) forward(r *gpu.Recorder, loss, za, zb *gpu.Tensor) error {
 	if err := l.checkEmbeddings("Forward", za, zb); err != nil {
 		return err
 	}
@@ -261,7 +309,7 @@ func (l *Loss) Forward(r *gpu.Recorder, loss, za, zb *gpu.Tensor) error {
 		return errors.New("bt: loss Forward needs a loss tensor of at least one element")
 	}
 	n, dim := l.n, l.dim
-	k, err := l.d.Kernel("btloss_norm", shaders.Spec{"BX": colBX, "BY": colBY, "Norm": !l.NoNorm})
+	k, err := l.d.Kernel("btloss_norm", shaders.Spec{"BX": colBX, "BY": colBY, "Norm": l.batchNorm()})
 	if err != nil {
 		return err
 	}
@@ -333,6 +381,23 @@ func (l *Loss) finish(r *gpu.Recorder, loss, stats, part *gpu.Tensor, groups int
 // the embeddings of the latest Forward, recorded before it on r or on an
 // earlier submitted recording.
 func (l *Loss) Backward(r *gpu.Recorder, dza, dzb *gpu.Tensor) error {
+	if !l.FeatureNorm {
+		return l.backward(r, dza, dzb)
+	}
+	if err := l.checkEmbeddings("Backward", dza, dzb); err != nil {
+		return err
+	}
+	if err := l.backward(r, l.ga, l.gb); err != nil {
+		return err
+	}
+	rn := layers.RowNorm{Mode: "std", Eps: bnEps}
+	if err := rn.Backward(r, dza, l.ga, l.fa, l.finva, l.n, l.dim); err != nil {
+		return err
+	}
+	return rn.Backward(r, dzb, l.gb, l.fb, l.finvb, l.n, l.dim)
+}
+
+func (l *Loss) backward(r *gpu.Recorder, dza, dzb *gpu.Tensor) error {
 	if err := l.checkEmbeddings("Backward", dza, dzb); err != nil {
 		return err
 	}
@@ -366,7 +431,7 @@ func (l *Loss) Backward(r *gpu.Recorder, dza, dzb *gpu.Tensor) error {
 			return err
 		}
 	}
-	k, err := l.d.Kernel("btloss_back", shaders.Spec{"BX": colBX, "BY": colBY, "Norm": !l.NoNorm})
+	k, err := l.d.Kernel("btloss_back", shaders.Spec{"BX": colBX, "BY": colBY, "Norm": l.batchNorm()})
 	if err != nil {
 		return err
 	}

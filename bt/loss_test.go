@@ -471,13 +471,15 @@ func TestAutoFused(t *testing.T) {
 }
 
 // TestLossAblations covers the paper's loss ablations on both paths —
-// the redundancy term only (invariance weight 0) and no normalisation of
-// the embeddings — the float64 gradient against finite differences, then
-// the GPU loss and gradients against float64.
+// the redundancy term only (invariance weight 0), no normalisation of the
+// embeddings, normalisation along the features — the float64 gradient
+// against finite differences, then the GPU loss and gradients against
+// float64.
 func TestLossAblations(t *testing.T) {
 	d := gputest.Device(t)
 	rng := gputest.Rand(t)
-	for _, o := range []ref.BTOptions{{OnDiag: 0, Lambda: 0.3, Scale: 1}, {OnDiag: 1, Lambda: 0.3, Scale: 1, NoNorm: true}} {
+	for _, o := range []ref.BTOptions{{OnDiag: 0, Lambda: 0.3, Scale: 1}, {OnDiag: 1, Lambda: 0.3, Scale: 1, NoNorm: true},
+		{OnDiag: 1, Lambda: 0.3, Scale: 1, FeatureNorm: true}} {
 		for _, s := range [][2]int{{17, 5}, {5, 17}, {65, 33}} {
 			lossAblation(t, d, rng, o, s[0], s[1])
 		}
@@ -505,13 +507,13 @@ func lossAblation(t *testing.T, d *gpu.Device, rng *rand.Rand, o ref.BTOptions, 
 		}
 	}
 	for _, fused := range []bool{false, true} {
-		t.Run(fmt.Sprintf("%s/%dx%d/ondiag=%g,nonorm=%v", pathName(fused), n, dim, o.OnDiag, o.NoNorm), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s/%dx%d/ondiag=%g,nonorm=%v,featurenorm=%v", pathName(fused), n, dim, o.OnDiag, o.NoNorm, o.FeatureNorm), func(t *testing.T) {
 			l, err := NewLoss(d, n, dim, float32(o.Lambda), fused)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer l.Release()
-			l.OnDiag, l.NoNorm = float32(o.OnDiag), o.NoNorm
+			l.OnDiag, l.NoNorm, l.FeatureNorm = float32(o.OnDiag), o.NoNorm, o.FeatureNorm
 			gputest.Check(t, d, lossOp(l, n, dim, func(outs, ins [][]float64) {
 				outs[0][0] = ref.BTLossWith(ins[0], ins[1], n, dim, o).Loss
 				ref.BTLossWithBackward(outs[1], outs[2], ins[0], ins[1], n, dim, o)

@@ -64,6 +64,7 @@ var families = map[string][]variant{
 		{"baseline", "71.4", func(tf *trainFlags) {}},
 		{"invariance term only (λ 0)", "57.3", func(tf *trainFlags) { tf.Lambda = 0 }},
 		{"redundancy term only", "0.1", func(tf *trainFlags) { tf.NoInvar = true }},
+		{"normalisation along the feature dimension", "69.8", func(tf *trainFlags) { tf.FeatNorm = true }},
 		{"no BN in the projector", "71.2", func(tf *trainFlags) { tf.NoBN = true }},
 		{"no BN and no normalisation", "53.4", func(tf *trainFlags) { tf.NoBN, tf.NoNorm = true, true }},
 	},

@@ -50,6 +50,7 @@ type trainFlags struct {
 	NoInvar   bool    `json:"redundancy_only,omitempty"`
 	Predictor bool    `json:"predictor,omitempty"`
 	NoNorm    bool    `json:"no_normalisation,omitempty"`
+	FeatNorm  bool    `json:"feature_normalisation,omitempty"`
 }
 
 func (f *trainFlags) register(fs *flag.FlagSet) {
@@ -77,6 +78,7 @@ func (f *trainFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.Workers, "workers", 0, "data-loading goroutines (default: the number of CPUs)")
 	fs.StringVar(&f.Without, "augment-without", "", "drop augmentations (an ablation): "+strings.Join(pipeline.Ablations, ", "))
 	fs.BoolVar(&f.Predictor, "predictor", false, "add a predictor (2 layers, BatchNorm and ReLU between) on one branch (an asymmetry ablation)")
+	fs.BoolVar(&f.FeatNorm, "feature-normalisation", false, "normalise each embedding over its features instead of each feature over the batch (an ablation)")
 	fs.BoolVar(&f.NoNorm, "no-normalisation", false, "use the embeddings without batch normalisation in the loss (an ablation, with -projector-no-bn)")
 	fs.BoolVar(&f.NoInvar, "redundancy-only", false, "drop the invariance term of the loss (an ablation)")
 	fs.BoolVar(&f.StopGrad, "stop-gradient", false, "stop the gradient through the second branch (an asymmetry ablation)")
@@ -251,7 +253,7 @@ func pretrain(d *gpu.Device, tf trainFlags, dir string, every int, resume string
 	if tf.NoInvar {
 		loss.OnDiag = 0
 	}
-	loss.NoNorm = tf.NoNorm
+	loss.NoNorm, loss.FeatureNorm = tf.NoNorm, tf.FeatNorm
 	oc := bt.DefaultOptimizerConfig()
 	oc.LARS.WeightDecay, oc.SGD.WeightDecay, oc.AdamW.WeightDecay = tf.WD, tf.WD, tf.WD
 	opt, err := bt.NewOptimizer(tf.Optimizer, d, model.Params(), oc)

@@ -42,6 +42,7 @@ func btNormalise(zh, z []float64, n, d int) []float64 {
 type BTOptions struct {
 	OnDiag, Lambda, Scale float64
 	NoNorm                bool // C = Z_Aᵀ Z_B / n of the raw embeddings
+	FeatureNorm           bool // each embedding standardised over its features instead
 }
 
 // btCross returns the normalised embeddings of both views and
@@ -73,7 +74,11 @@ func BTLoss(za, zb []float64, n, d int, lambda, scale float64) BTTerms {
 // normalisation of the embeddings.
 func BTLossWith(za, zb []float64, n, d int, o BTOptions) BTTerms {
 	onDiag, lambda, scale := o.OnDiag, o.Lambda, o.Scale
-	_, _, _, _, c := btCross(za, zb, n, d, o.NoNorm)
+	if o.FeatureNorm {
+		za, _ = RowNorm(za, n, d, "std", BTEps)
+		zb, _ = RowNorm(zb, n, d, "std", BTEps)
+	}
+	_, _, _, _, c := btCross(za, zb, n, d, o.NoNorm || o.FeatureNorm)
 	var t BTTerms
 	var abs float64
 	for i := range d {
@@ -107,7 +112,13 @@ func BTLossBackward(dza, dzb, za, zb []float64, n, d int, lambda, scale float64)
 // BTLossWithBackward is the gradient of BTLossWith.
 func BTLossWithBackward(dza, dzb, za, zb []float64, n, d int, o BTOptions) {
 	onDiag, lambda, scale := o.OnDiag, o.Lambda, o.Scale
-	ha, hb, inva, invb, c := btCross(za, zb, n, d, o.NoNorm)
+	var fa, fb, fia, fib []float64
+	if o.FeatureNorm {
+		fa, fia = RowNorm(za, n, d, "std", BTEps)
+		fb, fib = RowNorm(zb, n, d, "std", BTEps)
+		za, zb = fa, fb
+	}
+	ha, hb, inva, invb, c := btCross(za, zb, n, d, o.NoNorm || o.FeatureNorm)
 	g := make([]float64, d*d)
 	for i := range d {
 		for j := range d {
@@ -120,6 +131,11 @@ func BTLossWithBackward(dza, dzb, za, zb []float64, n, d int, o BTOptions) {
 	}
 	Gemm(dza, hb, g, 1, n, d, d, false, true, 1/float64(n), 0)
 	Gemm(dzb, ha, g, 1, n, d, d, false, false, 1/float64(n), 0)
+	if o.FeatureNorm {
+		copy(dza, RowNormBackward(dza, fa, fia, n, d, "std"))
+		copy(dzb, RowNormBackward(dzb, fb, fib, n, d, "std"))
+		return
+	}
 	if o.NoNorm {
 		return
 	}
