@@ -208,6 +208,9 @@ func (l *Loss) sumLen() int {
 	return l.dim * l.dim
 }
 
+// Size is the batch N and embedding width D the loss is made for.
+func (l *Loss) Size() (n, dim int) { return l.n, l.dim }
+
 // Fused reports whether the loss takes the fused path.
 func (l *Loss) Fused() bool { return l.fused }
 

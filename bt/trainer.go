@@ -17,7 +17,7 @@ import (
 // being prepared.
 type Trainer struct {
 	Model *Model
-	Loss  *Loss
+	Loss  Objective
 	Opt   Optimizer
 	// Step counts the steps submitted since training began (resumes
 	// included).
@@ -50,13 +50,14 @@ type StepLoss struct {
 }
 
 // NewTrainer prepares twin steps of n image pairs of c×h×w for model, with
-// loss (for batches of n) and opt over model's parameters.
-func NewTrainer(d *gpu.Device, model *Model, loss *Loss, opt Optimizer, n, c, h, w int) (*Trainer, error) {
+// an objective for batches of n (the Barlow Twins Loss, or InfoNCE) and
+// opt over model's parameters.
+func NewTrainer(d *gpu.Device, model *Model, loss Objective, opt Optimizer, n, c, h, w int) (*Trainer, error) {
 	if c != model.Config.InChannels {
 		return nil, fmt.Errorf("bt: the data has %d channels but the model takes %d", c, model.Config.InChannels)
 	}
-	if loss.n != n || loss.dim != model.Projector.Out {
-		return nil, fmt.Errorf("bt: the loss is for %d×%d embeddings, the trainer makes %d×%d", loss.n, loss.dim, n, model.Projector.Out)
+	if ln, ld := loss.Size(); ln != n || ld != model.Projector.Out {
+		return nil, fmt.Errorf("bt: the loss is for %d×%d embeddings, the trainer makes %d×%d", ln, ld, n, model.Projector.Out)
 	}
 	t := &Trainer{Model: model, Loss: loss, Opt: opt, d: d, n: n, c: c, h: h, w: w}
 	dim, out := model.Backbone.Dim, model.Projector.Out

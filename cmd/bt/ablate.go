@@ -67,6 +67,7 @@ var families = map[string][]variant{
 		{"normalisation along the feature dimension", "69.8", func(tf *trainFlags) { tf.FeatNorm = true }},
 		{"no BN in the projector", "71.2", func(tf *trainFlags) { tf.NoBN = true }},
 		{"no BN and no normalisation", "53.4", func(tf *trainFlags) { tf.NoBN, tf.NoNorm = true, true }},
+		{"cross-entropy with temperature (InfoNCE, τ 0.1)", "63.3", func(tf *trainFlags) { tf.InfoNCE = 0.1 }},
 	},
 	"asymmetry": {
 		{"symmetric (baseline)", "71.4", func(tf *trainFlags) {}},

@@ -51,6 +51,7 @@ type trainFlags struct {
 	Predictor bool    `json:"predictor,omitempty"`
 	NoNorm    bool    `json:"no_normalisation,omitempty"`
 	FeatNorm  bool    `json:"feature_normalisation,omitempty"`
+	InfoNCE   float64 `json:"infonce_temperature,omitempty"`
 }
 
 func (f *trainFlags) register(fs *flag.FlagSet) {
@@ -78,6 +79,7 @@ func (f *trainFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.Workers, "workers", 0, "data-loading goroutines (default: the number of CPUs)")
 	fs.StringVar(&f.Without, "augment-without", "", "drop augmentations (an ablation): "+strings.Join(pipeline.Ablations, ", "))
 	fs.BoolVar(&f.Predictor, "predictor", false, "add a predictor (2 layers, BatchNorm and ReLU between) on one branch (an asymmetry ablation)")
+	fs.Float64Var(&f.InfoNCE, "infonce", 0, "train with the cross-entropy with this temperature (InfoNCE) instead of the Barlow Twins loss: the paper's comparison (0: Barlow Twins)")
 	fs.BoolVar(&f.FeatNorm, "feature-normalisation", false, "normalise each embedding over its features instead of each feature over the batch (an ablation)")
 	fs.BoolVar(&f.NoNorm, "no-normalisation", false, "use the embeddings without batch normalisation in the loss (an ablation, with -projector-no-bn)")
 	fs.BoolVar(&f.NoInvar, "redundancy-only", false, "drop the invariance term of the loss (an ablation)")
@@ -244,16 +246,26 @@ func pretrain(d *gpu.Device, tf trainFlags, dir string, every int, resume string
 	default:
 		return nil, fmt.Errorf("-fused %q: want auto, on or off", tf.Fused)
 	}
-	loss, err := bt.NewLoss(d, tf.Batch, dim, float32(tf.Lambda), fused)
-	if err != nil {
-		return nil, err
+	// The objective: the Barlow Twins loss, or InfoNCE for the paper's
+	// comparison; loss stays nil then.
+	var loss *bt.Loss
+	var objective bt.Objective
+	if tf.InfoNCE > 0 {
+		if objective, err = bt.NewInfoNCE(d, tf.Batch, dim, float32(tf.InfoNCE)); err != nil {
+			return nil, err
+		}
+	} else {
+		if loss, err = bt.NewLoss(d, tf.Batch, dim, float32(tf.Lambda), fused); err != nil {
+			return nil, err
+		}
+		loss.Scale = float32(tf.ScaleLoss)
+		if tf.NoInvar {
+			loss.OnDiag = 0
+		}
+		loss.NoNorm, loss.FeatureNorm = tf.NoNorm, tf.FeatNorm
+		objective = loss
 	}
-	defer loss.Release()
-	loss.Scale = float32(tf.ScaleLoss)
-	if tf.NoInvar {
-		loss.OnDiag = 0
-	}
-	loss.NoNorm, loss.FeatureNorm = tf.NoNorm, tf.FeatNorm
+	defer objective.Release()
 	oc := bt.DefaultOptimizerConfig()
 	oc.LARS.WeightDecay, oc.SGD.WeightDecay, oc.AdamW.WeightDecay = tf.WD, tf.WD, tf.WD
 	opt, err := bt.NewOptimizer(tf.Optimizer, d, model.Params(), oc)
@@ -275,7 +287,7 @@ func pretrain(d *gpu.Device, tf trainFlags, dir string, every int, resume string
 		return nil, err
 	}
 	defer loader.Close()
-	tr, err := bt.NewTrainer(d, model, loss, opt, tf.Batch, c, size, size)
+	tr, err := bt.NewTrainer(d, model, objective, opt, tf.Batch, c, size, size)
 	if err != nil {
 		return nil, err
 	}
@@ -372,9 +384,11 @@ func pretrain(d *gpu.Device, tf trainFlags, dir string, every int, resume string
 	if err := heat("c_end.png"); err != nil {
 		return nil, err
 	}
-	if st, err := loss.Stats(); err == nil {
-		fmt.Fprintf(log, "final    loss %.2f (invariance %.2f, redundancy %.1f), mean C_ii %.3f, mean |C_ij| %.3f\n",
-			st.Loss, st.OnDiag, st.OffDiag, st.MeanDiag, st.MeanAbsOff)
+	if loss != nil { // InfoNCE has no cross-correlation figures
+		if st, err := loss.Stats(); err == nil {
+			fmt.Fprintf(log, "final    loss %.2f (invariance %.2f, redundancy %.1f), mean C_ii %.3f, mean |C_ij| %.3f\n",
+				st.Loss, st.OnDiag, st.OffDiag, st.MeanDiag, st.MeanAbsOff)
+		}
 	}
 	fmt.Fprintf(log, "wrote    %s: checkpoint.safetensors, metrics.jsonl, loss.png, c_start.png, c_end.png\n", dir)
 	ok = true
