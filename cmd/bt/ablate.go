@@ -179,7 +179,7 @@ func runAblate(args []string) error {
 func ablate(d *gpu.Device, family string, vs []variant, base trainFlags, ef evalFlags, dir string) ([]ablationResult, error) {
 	var results []ablationResult
 	for i, v := range vs {
-		runDir := filepath.Join(dir, fmt.Sprintf("%02d", i+1))
+		runDir := filepath.Join(dir, slug(v.name))
 		resultPath := filepath.Join(runDir, "result.json")
 		var r ablationResult
 		if b, err := os.ReadFile(resultPath); err == nil && json.Unmarshal(b, &r) == nil && r.Variant == v.name {
@@ -218,6 +218,23 @@ func ablate(d *gpu.Device, family string, vs []variant, base trainFlags, ef eval
 		return results, err
 	}
 	return results, nil
+}
+
+// slug names a variant's run directory after the variant, so that a grid
+// finds its finished runs whatever subset (-only) or order it runs in.
+func slug(name string) string {
+	var b strings.Builder
+	dash := false
+	for _, r := range strings.ToLower(name) {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' {
+			b.WriteRune(r)
+			dash = false
+		} else if !dash && b.Len() > 0 {
+			b.WriteByte('-')
+			dash = true
+		}
+	}
+	return strings.TrimSuffix(b.String(), "-")
 }
 
 func ablationTable(d *gpu.Device, family string, tf trainFlags, rs []ablationResult) string {

@@ -54,3 +54,16 @@ func TestAblate(t *testing.T) {
 		}
 	}
 }
+
+func TestSlug(t *testing.T) {
+	for in, want := range map[string]string{
+		"λ 0.0051":                    "0.0051",
+		"no BN and no normalisation":  "no-bn-and-no-normalisation",
+		"crop + blur only":            "crop-blur-only",
+		"predictor and stop-gradient": "predictor-and-stop-gradient",
+	} {
+		if got := slug(in); got != want {
+			t.Errorf("slug(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
