@@ -1,6 +1,7 @@
 package bt
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/bt-org/bt/gpu"
@@ -24,6 +25,9 @@ func (m MemoryPlan) String() string {
 	return fmt.Sprintf("batch %d: %s in all (parameters, gradients and optimiser state %s for %.1fM parameters; activations %s; scratch %s); largest tensor %.0f MiB",
 		m.Batch, gib(m.Total), gib(m.ParamBytes), float64(m.Params)/1e6, gib(m.Activations), gib(m.Scratch), float64(m.Largest)/(1<<20))
 }
+
+// ErrMemory is wrapped by CheckMemory's error when a step does not fit.
+var ErrMemory = errors.New("does not fit")
 
 // optimizerStates is how many parameter-sized tensors each optimiser keeps.
 var optimizerStates = map[string]int64{"lars": 1, "sgd": 1, "adamw": 2}
@@ -100,7 +104,7 @@ func CheckMemory(d *gpu.Device, mc ModelConfig, batch, c, h, w int, fused bool, 
 		}
 	}
 	if best < 2 {
-		return p, fmt.Errorf("bt: a step at batch %d does not fit: %s, and no batch of 2 or more would (a narrower projector or the fused loss may)", batch, why)
+		return p, fmt.Errorf("bt: a step at batch %d %w: %s, and no batch of 2 or more would (a narrower projector or the fused loss may)", batch, ErrMemory, why)
 	}
-	return p, fmt.Errorf("bt: a step at batch %d does not fit: %s; the largest batch that fits is %d", batch, why, best)
+	return p, fmt.Errorf("bt: a step at batch %d %w: %s; the largest batch that fits is %d", batch, ErrMemory, why, best)
 }

@@ -1,6 +1,7 @@
 package bt
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -28,7 +29,7 @@ func TestMemoryPlan(t *testing.T) {
 	t.Log(p)
 	d := gputest.Device(t)
 	_, err = CheckMemory(d, mc, 256, 3, 224, 224, true, "lars", 8<<30)
-	if err == nil || !strings.Contains(err.Error(), "largest batch that fits is") && !strings.Contains(err.Error(), "no batch") {
+	if !errors.Is(err, ErrMemory) || !strings.Contains(err.Error(), "largest batch that fits is") && !strings.Contains(err.Error(), "no batch") {
 		t.Fatalf("ResNet-50 at batch 256 in 8 GiB: %v", err)
 	}
 	t.Log(err)

@@ -39,20 +39,25 @@ var families = map[string][]variant{
 		{"λ 0.1", "", func(tf *trainFlags) { tf.Lambda = 0.1 }},
 	},
 	"projector": {
+		{"width 16", "", func(tf *trainFlags) { tf.Projector = "16-16-16" }},
 		{"width 64", "", func(tf *trainFlags) { tf.Projector = "64-64-64" }},
 		{"width 256", "", func(tf *trainFlags) { tf.Projector = "256-256-256" }},
 		{"width 1024", "", func(tf *trainFlags) { tf.Projector = "1024-1024-1024" }},
-		{"width 4096", "rises with width up to 16384", func(tf *trainFlags) { tf.Projector = "4096-4096-4096" }},
+		{"width 4096", "", func(tf *trainFlags) { tf.Projector = "4096-4096-4096" }},
+		{"width 16384", "rises with width up to 16384", func(tf *trainFlags) { tf.Projector = "16384-16384-16384" }},
 		{"depth 1", "", func(tf *trainFlags) { tf.Projector = "512" }},
 		{"depth 2", "", func(tf *trainFlags) { tf.Projector = "512-512" }},
 		{"depth 3", "saturates at 3 layers", func(tf *trainFlags) { tf.Projector = "512-512-512" }},
 		{"depth 4", "", func(tf *trainFlags) { tf.Projector = "512-512-512-512" }},
 	},
+	// The paper's batch study sets the weights' learning rate per batch
+	// size (0.7 at 128 … 0.2 at 2048); smaller batches keep 0.7.
 	"batch": {
-		{"batch 32", "", func(tf *trainFlags) { tf.Batch = 32 }},
-		{"batch 64", "", func(tf *trainFlags) { tf.Batch = 64 }},
-		{"batch 128", "69.7", func(tf *trainFlags) { tf.Batch = 128 }},
-		{"batch 256", "70.7", func(tf *trainFlags) { tf.Batch = 256 }},
+		{"batch 32", "", func(tf *trainFlags) { tf.Batch, tf.LRWeights = 32, 0.7 }},
+		{"batch 64", "", func(tf *trainFlags) { tf.Batch, tf.LRWeights = 64, 0.7 }},
+		{"batch 128", "69.7", func(tf *trainFlags) { tf.Batch, tf.LRWeights = 128, 0.7 }},
+		{"batch 256", "70.7", func(tf *trainFlags) { tf.Batch, tf.LRWeights = 256, 0.4 }},
+		{"batch 512", "71.4", func(tf *trainFlags) { tf.Batch, tf.LRWeights = 512, 0.3 }},
 	},
 	"augment": {
 		{"all (paper)", "71.4 (baseline)", func(tf *trainFlags) {}},
@@ -93,6 +98,7 @@ type ablationResult struct {
 	Paper    string  `json:"paper"`
 	Steps    int     `json:"steps"`
 	Diverged string  `json:"diverged,omitempty"`
+	Unfit    string  `json:"does_not_fit,omitempty"`
 	LossEnd  float64 `json:"loss_end"`
 	KNN20    float64 `json:"knn20"`
 	KNN200   float64 `json:"knn200"`
@@ -196,6 +202,8 @@ func ablate(d *gpu.Device, family string, vs []variant, base trainFlags, ef eval
 		switch {
 		case errors.Is(err, bt.ErrNonFinite):
 			r.Diverged = err.Error()
+		case errors.Is(err, bt.ErrMemory):
+			r.Unfit = err.Error()
 		case err != nil:
 			return results, fmt.Errorf("%s: %w", v.name, err)
 		default:
@@ -245,6 +253,10 @@ func ablationTable(d *gpu.Device, family string, tf trainFlags, rs []ablationRes
 	for _, r := range rs {
 		if r.Diverged != "" {
 			fmt.Fprintf(&b, "| %s | diverged | | | | %s |\n", r.Variant, r.Paper)
+			continue
+		}
+		if r.Unfit != "" {
+			fmt.Fprintf(&b, "| %s | does not fit this adapter | | | | %s |\n", r.Variant, r.Paper)
 			continue
 		}
 		fmt.Fprintf(&b, "| %s | %.1f%% | %.1f%% | %.1f%% | %.1f | %s |\n", r.Variant, 100*r.KNN20, 100*r.KNN200, 100*r.Linear, r.LossEnd, r.Paper)
