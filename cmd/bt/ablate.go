@@ -12,8 +12,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bt-org/bt/bench"
 	"github.com/bt-org/bt/bt"
 	"github.com/bt-org/bt/gpu"
+	"github.com/bt-org/bt/pipeline"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
@@ -112,6 +114,7 @@ func runAblate(args []string) error {
 	tf.register(fs)
 	out := fs.String("out", "", "run directory (default runs/ablate-FAMILY)")
 	only := fs.String("only", "", "comma-separated variant numbers (1-based) to run, e.g. 1,3; default all")
+	minutes := fs.Float64("minutes", 0, "pretraining budget per run in minutes instead of -steps: each run's steps come from timing two of its steps first")
 	var ef evalFlags
 	ef.register(fs)
 	if err := fs.Parse(args); err != nil {
@@ -172,12 +175,38 @@ func runAblate(args []string) error {
 		tf.LR = 2
 	}
 	ef.batch = 512
+	if *minutes > 0 {
+		budgeted := make([]variant, len(vs))
+		for i, v := range vs {
+			budgeted[i] = v
+			budgeted[i].apply = withBudget(d, v.apply, *minutes)
+		}
+		vs = budgeted
+	}
 	results, err := ablate(d, family, vs, tf, ef, *out)
 	if err != nil {
 		return err
 	}
 	fmt.Println(ablationTable(d, family, tf, results))
 	return nil
+}
+
+// withBudget wraps a variant so that its run gets as many steps as fit in
+// minutes, timed on a grayscale twin step of the same network and batch
+// (random views, no data loading), at least 10.
+func withBudget(d *gpu.Device, apply func(*trainFlags), minutes float64) func(*trainFlags) {
+	return func(tf *trainFlags) {
+		apply(tf)
+		size := tf.Size
+		if c, err := pipeline.Preset(tf.augmentPreset()); err == nil && size == 0 {
+			size = c.A.Size
+		}
+		r, err := bench.MeasureTwinStep(d, tf.Arch, tf.Batch, size, tf.Projector, 0)
+		if err != nil {
+			return // the run itself reports what does not work
+		}
+		tf.MaxSteps = max(10, int(minutes*60/r.Seconds))
+	}
 }
 
 // ablate runs every variant not already done in dir and returns all
