@@ -26,9 +26,9 @@ type Objective interface {
 // length, S = Ẑ_A Ẑ_Bᵀ/τ holds every cross-view cosine similarity, and
 // each image must pick its own other view among the batch's:
 // L = ½(mean_i CE(S_i, i) + mean_i CE(Sᵀ_i, i)), symmetric in the views.
-// The negatives are the other images' other views (2N−2 per image in
-// SimCLR also count the same view's; the cross-view form keeps the
-// objective a function of the same N×N products).
+// Each image's negatives are the other images' other views, N−1 of them;
+// SimCLR also counts the other images' same views, which would add two
+// more N×N products for a variant that only needs to be comparable.
 type InfoNCE struct {
 	Temperature float32
 
