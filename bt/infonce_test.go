@@ -17,7 +17,10 @@ func TestInfoNCE(t *testing.T) {
 	d := gputest.Device(t)
 	rng := gputest.Rand(t)
 	const tau = 0.2
-	for _, s := range [][2]int{{2, 1}, {3, 17}, {17, 5}, {65, 33}} {
+	// One-wide embeddings are left out: scaled to unit length they are ±1,
+	// so the objective is a sum of near-zero cross-entropies whose float32
+	// rounding (log(1 + e^−10)) no relative bound of 1e-4 can hold.
+	for _, s := range [][2]int{{2, 3}, {3, 17}, {17, 5}, {65, 33}} {
 		n, dim := s[0], s[1]
 		za, zb := kcheck.Normal(rng, n*dim), kcheck.Normal(rng, n*dim)
 		err := ref.GradCheck(rng, [][]float64{za, zb},

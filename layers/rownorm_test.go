@@ -11,8 +11,11 @@ import (
 
 func TestRowNorm(t *testing.T) {
 	d := gputest.Device(t)
+	// Rows of 2 are left out for "std": standardised, they are always ±1
+	// and their gradient is zero up to eps, which no relative error can
+	// measure.
 	for _, mode := range []string{"l2", "std"} {
-		for _, s := range [][2]int{{1, 2}, {3, 17}, {17, 65}, {5, 129}, {65, 3}} {
+		for _, s := range [][2]int{{1, 3}, {3, 17}, {17, 65}, {5, 129}, {65, 3}} {
 			n, dim := s[0], s[1]
 			m := RowNorm{Mode: mode, Eps: 1e-5}
 			t.Run(fmt.Sprintf("%s/%dx%d", mode, n, dim), func(t *testing.T) {
