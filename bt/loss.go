@@ -208,6 +208,14 @@ func (l *Loss) sumLen() int {
 	return l.dim * l.dim
 }
 
+// PathName names the loss's path: "fused" or "materialised".
+func PathName(fused bool) string {
+	if fused {
+		return "fused"
+	}
+	return "materialised"
+}
+
 // Size is the batch N and embedding width D the loss is made for.
 func (l *Loss) Size() (n, dim int) { return l.n, l.dim }
 

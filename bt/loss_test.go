@@ -94,13 +94,6 @@ func correlation(a, b []float64, n, stride int) float64 {
 	return sab / math.Sqrt(saa*sbb)
 }
 
-func pathName(fused bool) string {
-	if fused {
-		return "fused"
-	}
-	return "materialised"
-}
-
 // near reports whether got is within tol of want, relative to max(|want|, 1):
 // sums of squares that should be 0 come out as rounding residues.
 func near(got float32, want, tol float64) bool {
@@ -160,7 +153,7 @@ func TestLoss(t *testing.T) {
 		for _, s := range lossShapes {
 			for i, p := range lossParams(s[0]) {
 				n, dim := s[0], s[1]
-				t.Run(fmt.Sprintf("%s/%dx%d/lambda=%g,scale=%g", pathName(fused), n, dim, p[0], p[1]), func(t *testing.T) {
+				t.Run(fmt.Sprintf("%s/%dx%d/lambda=%g,scale=%g", PathName(fused), n, dim, p[0], p[1]), func(t *testing.T) {
 					l, err := NewLoss(d, n, dim, p[0], fused)
 					if err != nil {
 						t.Fatal(err)
@@ -349,7 +342,7 @@ func TestLossFixture(t *testing.T) {
 			}
 		})
 		for _, fused := range []bool{false, true} {
-			t.Run(name+"/"+pathName(fused), func(t *testing.T) {
+			t.Run(name+"/"+PathName(fused), func(t *testing.T) {
 				l, err := NewLoss(d, n, dim, float32(lambda), fused)
 				if err != nil {
 					t.Fatal(err)
@@ -507,7 +500,7 @@ func lossAblation(t *testing.T, d *gpu.Device, rng *rand.Rand, o ref.BTOptions, 
 		}
 	}
 	for _, fused := range []bool{false, true} {
-		t.Run(fmt.Sprintf("%s/%dx%d/ondiag=%g,nonorm=%v,featurenorm=%v", pathName(fused), n, dim, o.OnDiag, o.NoNorm, o.FeatureNorm), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s/%dx%d/ondiag=%g,nonorm=%v,featurenorm=%v", PathName(fused), n, dim, o.OnDiag, o.NoNorm, o.FeatureNorm), func(t *testing.T) {
 			l, err := NewLoss(d, n, dim, float32(o.Lambda), fused)
 			if err != nil {
 				t.Fatal(err)

@@ -39,7 +39,7 @@ func trainStepTorch(t *testing.T, name string, predictor bool) {
 	}
 	n, size := int(meta("n")), int(meta("size"))
 	for _, fused := range []bool{false, true} {
-		t.Run(pathLabel(fused), func(t *testing.T) {
+		t.Run(PathName(fused), func(t *testing.T) {
 			m, err := NewModel(d, ModelConfig{Arch: "tiny", InChannels: 1, Projector: "32-32-16", Predictor: predictor, Seed: 1})
 			if err != nil {
 				t.Fatal(err)
@@ -89,13 +89,6 @@ func trainStepTorch(t *testing.T, name string, predictor bool) {
 			}
 		})
 	}
-}
-
-func pathLabel(fused bool) string {
-	if fused {
-		return "fused"
-	}
-	return "materialised"
 }
 
 // TestStopGradient: with identical views the loss is symmetric in the two

@@ -310,7 +310,7 @@ func pretrain(d *gpu.Device, tf trainFlags, dir string, every int, resume string
 		return nil, err
 	}
 	fmt.Fprintf(log, "adapter  %s\nmodel    %s\ndata     %s train, %d images, %dpx %d-channel views (%s preset), batch %d, %d steps (%d per epoch)\nloss     %s path, λ %g\n",
-		d.Info, model.Describe(), tf.Data, ds.Len(), size, c, tf.augmentPreset(), tf.Batch, loop.Steps(), spe, pathName(fused), tf.Lambda)
+		d.Info, model.Describe(), tf.Data, ds.Len(), size, c, tf.augmentPreset(), tf.Batch, loop.Steps(), spe, bt.PathName(fused), tf.Lambda)
 	if start > 0 {
 		fmt.Fprintf(log, "resuming from %s at step %d\n", resume, start)
 	}
@@ -416,13 +416,6 @@ func mean32(v []float32) float64 {
 		s += float64(x)
 	}
 	return s / float64(len(v))
-}
-
-func pathName(fused bool) string {
-	if fused {
-		return "fused"
-	}
-	return "materialised"
 }
 
 // progress shows a bar with ETA, pairs/s and loss on a terminal, and a line
