@@ -144,7 +144,7 @@ func TestOptimizersRandom(t *testing.T) {
 			init := map[string][]float64{}
 			var params []*layers.Param
 			for _, sp := range optimParams {
-				n := numel(sp.shape)
+				n := kcheck.Numel(sp.shape)
 				v := kcheck.To64(kcheck.To32(kcheck.Normal(rng, n)))
 				if sp.zero {
 					v = make([]float64, n)
@@ -203,7 +203,7 @@ func TestOptimizersRandom(t *testing.T) {
 			for s := range c.lrW {
 				ro.steps++
 				for i, sp := range optimParams {
-					g := make([]float64, numel(sp.shape))
+					g := make([]float64, kcheck.Numel(sp.shape))
 					if !sp.noGrad {
 						g = kcheck.To64(kcheck.To32(kcheck.Normal(rng, len(g))))
 					}
@@ -289,14 +289,6 @@ func compareParams(params []*layers.Param, init, want map[string][]float64) erro
 		return errors.New(strings.Join(errs, "; "))
 	}
 	return nil
-}
-
-func numel(s []int) int {
-	n := 1
-	for _, v := range s {
-		n *= v
-	}
-	return n
 }
 
 // TestOptimizerFixtures replays PyTorch's three steps (tools/fixtures/optim.py)
@@ -428,7 +420,7 @@ func TestOptimizerFixtures(t *testing.T) {
 func TestOptimizerErrors(t *testing.T) {
 	d := gputest.Device(t)
 	mk := func(name string, shape, grad []int) *layers.Param {
-		p := newTestParam(t, d, name, make([]float64, numel(shape)), shape)
+		p := newTestParam(t, d, name, make([]float64, kcheck.Numel(shape)), shape)
 		if !slices.Equal(shape, grad) {
 			p.Grad.Release()
 			g, err := d.NewTensor(grad...)
@@ -572,7 +564,7 @@ func BenchmarkLARSStep(b *testing.B) {
 	d := gputest.Device(b)
 	var params []*layers.Param
 	add := func(name string, shape ...int) {
-		n := numel(shape)
+		n := kcheck.Numel(shape)
 		v, err := d.FromSlice(make([]float32, n), shape...)
 		if err != nil {
 			b.Fatal(err)

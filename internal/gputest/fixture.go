@@ -38,7 +38,7 @@ func Upload(t testing.TB, d *gpu.Device, f *fixture.Fixture, name string) *gpu.T
 // Zeros returns a zeroed tensor, released when the test ends.
 func Zeros(t testing.TB, d *gpu.Device, shape ...int) *gpu.Tensor {
 	t.Helper()
-	n := numel(shape)
+	n := kcheck.Numel(shape)
 	x, err := d.FromSlice(make([]float32, n), shape...)
 	if err != nil {
 		t.Fatal(err)

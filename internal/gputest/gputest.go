@@ -96,7 +96,7 @@ func CheckLayer(t *testing.T, d *gpu.Device, l Layer) {
 	}
 	ins := make([][]float64, len(l.Inputs))
 	for i, s := range l.Inputs {
-		ins[i] = draw(i, numel(s))
+		ins[i] = draw(i, kcheck.Numel(s))
 	}
 	if err := ref.GradCheck(rng, ins, l.RefForward, l.RefBackward, 12, 1e-5); err != nil {
 		t.Errorf("float64 backward disagrees with finite differences: %v", err)
@@ -135,12 +135,4 @@ func CheckLayer(t *testing.T, d *gpu.Device, l Layer) {
 	}); err != nil {
 		t.Errorf("backward: %v", err)
 	}
-}
-
-func numel(s []int) int {
-	n := 1
-	for _, v := range s {
-		n *= v
-	}
-	return n
 }

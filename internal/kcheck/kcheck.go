@@ -70,9 +70,9 @@ func Run(d *gpu.Device, rng *rand.Rand, op Op) (err error) {
 	gins := make([]*gpu.Tensor, len(op.Inputs))
 	for i, s := range op.Inputs {
 		if op.Draw != nil {
-			ins[i] = op.Draw(rng, i, numel(s))
+			ins[i] = op.Draw(rng, i, Numel(s))
 		} else {
-			ins[i] = Normal(rng, numel(s))
+			ins[i] = Normal(rng, Numel(s))
 		}
 		// The reference sees exactly the float32 values the GPU sees.
 		ins[i] = To64(To32(ins[i]))
@@ -83,7 +83,7 @@ func Run(d *gpu.Device, rng *rand.Rand, op Op) (err error) {
 	outs := make([][]float64, len(op.Outputs))
 	gouts := make([]*gpu.Tensor, len(op.Outputs))
 	for i, s := range op.Outputs {
-		n := numel(s)
+		n := Numel(s)
 		init := nans(n)
 		if i < len(op.Accumulate) && op.Accumulate[i] {
 			outs[i] = To64(To32(Normal(rng, n)))
@@ -111,7 +111,8 @@ func Run(d *gpu.Device, rng *rand.Rand, op Op) (err error) {
 	return nil
 }
 
-func numel(s []int) int {
+// Numel is the number of elements of a shape.
+func Numel(s []int) int {
 	n := 1
 	for _, v := range s {
 		n *= v
