@@ -116,6 +116,25 @@ func checkStats(t *testing.T, s Stats, want ref.BTTerms) {
 	}
 }
 
+// gradCheckPair checks the float64 gradient of a scalar objective of two
+// views' embeddings, za and zb, against finite differences of the
+// objective: grad writes dL/dza and dL/dzb.
+func gradCheckPair(rng *rand.Rand, za, zb []float64, loss func(za, zb []float64) float64, grad func(dza, dzb, za, zb []float64)) error {
+	return ref.GradCheck(rng, [][]float64{za, zb},
+		func(ins [][]float64) []float64 { return []float64{loss(ins[0], ins[1])} },
+		func(ins [][]float64, dout []float64) [][]float64 {
+			dza, dzb := make([]float64, len(za)), make([]float64, len(zb))
+			grad(dza, dzb, ins[0], ins[1])
+			for i := range dza {
+				dza[i] *= dout[0]
+			}
+			for i := range dzb {
+				dzb[i] *= dout[0]
+			}
+			return [][]float64{dza, dzb}
+		}, 20, 1e-5)
+}
+
 // TestLossGradCheck checks the float64 backward against finite differences
 // of the float64 loss.
 func TestLossGradCheck(t *testing.T) {
@@ -125,19 +144,10 @@ func TestLossGradCheck(t *testing.T) {
 			n, d, lambda, scale := s[0], s[1], float64(p[0]), float64(p[1])
 			t.Run(fmt.Sprintf("%dx%d/lambda=%g", n, d, p[0]), func(t *testing.T) {
 				za, zb := drawViews(rng, n, d)
-				fwd := func(ins [][]float64) []float64 {
-					return []float64{ref.BTLoss(ins[0], ins[1], n, d, lambda, scale).Loss}
-				}
-				bwd := func(ins [][]float64, dout []float64) [][]float64 {
-					dza, dzb := make([]float64, n*d), make([]float64, n*d)
-					ref.BTLossBackward(dza, dzb, ins[0], ins[1], n, d, lambda, scale)
-					for i := range dza {
-						dza[i] *= dout[0]
-						dzb[i] *= dout[0]
-					}
-					return [][]float64{dza, dzb}
-				}
-				if err := ref.GradCheck(rng, [][]float64{za, zb}, fwd, bwd, 20, 1e-5); err != nil {
+				err := gradCheckPair(rng, za, zb,
+					func(za, zb []float64) float64 { return ref.BTLoss(za, zb, n, d, lambda, scale).Loss },
+					func(dza, dzb, za, zb []float64) { ref.BTLossBackward(dza, dzb, za, zb, n, d, lambda, scale) })
+				if err != nil {
 					t.Error(err)
 				}
 			})
@@ -480,24 +490,12 @@ func TestLossAblations(t *testing.T) {
 }
 
 func lossAblation(t *testing.T, d *gpu.Device, rng *rand.Rand, o ref.BTOptions, n, dim int) {
-	{
-		za, zb := drawViews(rng, n, dim)
-		err := ref.GradCheck(rng, [][]float64{za, zb},
-			func(ins [][]float64) []float64 {
-				return []float64{ref.BTLossWith(ins[0], ins[1], n, dim, o).Loss}
-			},
-			func(ins [][]float64, dout []float64) [][]float64 {
-				dza, dzb := make([]float64, n*dim), make([]float64, n*dim)
-				ref.BTLossWithBackward(dza, dzb, ins[0], ins[1], n, dim, o)
-				for i := range dza {
-					dza[i] *= dout[0]
-					dzb[i] *= dout[0]
-				}
-				return [][]float64{dza, dzb}
-			}, 20, 1e-5)
-		if err != nil {
-			t.Errorf("%+v %dx%d finite differences: %v", o, n, dim, err)
-		}
+	za, zb := drawViews(rng, n, dim)
+	err := gradCheckPair(rng, za, zb,
+		func(za, zb []float64) float64 { return ref.BTLossWith(za, zb, n, dim, o).Loss },
+		func(dza, dzb, za, zb []float64) { ref.BTLossWithBackward(dza, dzb, za, zb, n, dim, o) })
+	if err != nil {
+		t.Errorf("%+v %dx%d finite differences: %v", o, n, dim, err)
 	}
 	for _, fused := range []bool{false, true} {
 		t.Run(fmt.Sprintf("%s/%dx%d/ondiag=%g,nonorm=%v,featurenorm=%v", PathName(fused), n, dim, o.OnDiag, o.NoNorm, o.FeatureNorm), func(t *testing.T) {
