@@ -52,14 +52,15 @@ var families = map[string][]variant{
 		{"depth 3", "saturates at 3 layers", func(tf *trainFlags) { tf.Projector = "512-512-512" }},
 		{"depth 4", "", func(tf *trainFlags) { tf.Projector = "512-512-512-512" }},
 	},
-	// The paper's batch study sets the weights' learning rate per batch
-	// size (0.7 at 128 … 0.2 at 2048); smaller batches keep 0.7.
+	// The paper's batch study trains every batch size for the same number
+	// of epochs and sets the weights' learning rate per batch size (0.7 at
+	// 128 … 0.2 at 2048); smaller batches keep 0.7.
 	"batch": {
-		{"batch 32", "", func(tf *trainFlags) { tf.Batch, tf.LRWeights = 32, 0.7 }},
-		{"batch 64", "", func(tf *trainFlags) { tf.Batch, tf.LRWeights = 64, 0.7 }},
-		{"batch 128", "69.7", func(tf *trainFlags) { tf.Batch, tf.LRWeights = 128, 0.7 }},
-		{"batch 256", "70.7", func(tf *trainFlags) { tf.Batch, tf.LRWeights = 256, 0.4 }},
-		{"batch 512", "71.4", func(tf *trainFlags) { tf.Batch, tf.LRWeights = 512, 0.3 }},
+		batchVariant(32, 0.7, ""),
+		batchVariant(64, 0.7, ""),
+		batchVariant(128, 0.7, "69.7"),
+		batchVariant(256, 0.4, "70.7"),
+		batchVariant(512, 0.3, "71.4"),
 	},
 	"augment": {
 		{"all (paper)", "71.4 (baseline)", func(tf *trainFlags) {}},
@@ -82,6 +83,18 @@ var families = map[string][]variant{
 		{"predictor on one branch", "70.2", func(tf *trainFlags) { tf.Predictor = true }},
 		{"predictor and stop-gradient", "61.3", func(tf *trainFlags) { tf.Predictor, tf.StopGrad = true, true }},
 	},
+}
+
+// batchVariant runs batch size n with the weights' learning rate lr. The
+// step budget is read as steps at the base batch size and rescaled so that
+// every variant sees the same number of pairs, as the paper's equal-epoch
+// comparison does; otherwise larger batches would win by seeing more data.
+func batchVariant(n int, lr float64, paper string) variant {
+	return variant{fmt.Sprintf("batch %d", n), paper, func(tf *trainFlags) {
+		pairs := tf.MaxSteps * tf.Batch
+		tf.Batch, tf.LRWeights = n, lr
+		tf.MaxSteps = max(1, (pairs+n-1)/n)
+	}}
 }
 
 func familyNames() string {

@@ -55,6 +55,22 @@ func TestAblate(t *testing.T) {
 	}
 }
 
+// TestBatchVariantPairs checks that the batch family compares batch sizes
+// at an equal number of pairs, not an equal number of steps.
+func TestBatchVariantPairs(t *testing.T) {
+	for _, tc := range []struct {
+		batch, steps int
+		lr           float64
+	}{{32, 200, 0.7}, {64, 100, 0.7}, {128, 50, 0.7}, {256, 25, 0.4}, {512, 13, 0.3}} {
+		tf := defaultTrainFlags()
+		tf.MaxSteps, tf.Batch = 100, 64
+		batchVariant(tc.batch, tc.lr, "").apply(&tf)
+		if tf.Batch != tc.batch || tf.MaxSteps != tc.steps || tf.LRWeights != tc.lr {
+			t.Errorf("batch %d: got batch %d, %d steps, lr %g; want %d steps, lr %g", tc.batch, tf.Batch, tf.MaxSteps, tf.LRWeights, tc.steps, tc.lr)
+		}
+	}
+}
+
 func TestSlug(t *testing.T) {
 	for in, want := range map[string]string{
 		"λ 0.0051":                    "0.0051",
