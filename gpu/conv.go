@@ -79,34 +79,85 @@ func ConvForward(r *Recorder, out, x, w *Tensor, s ConvShape) error {
 // ConvBackwardData writes dx, the gradient of the input, gathering for every
 // input pixel the outputs that read it, so no scatter (and no float atomics)
 // is needed. dx [N, Cin, H, W], dy [N, Cout, OH, OW], w [Cout, Cin, KH, KW].
+//
+// A strided convolution reads an input pixel only through the taps that
+// land it on an output, which depend on the pixel's phase (y mod stride,
+// x mod stride): one product per phase over just those taps does a
+// stride²-th of the work of gathering every tap for every pixel.
 func ConvBackwardData(r *Recorder, dx, dy, w *Tensor, s ConvShape) error {
 	oh, ow := s.Out()
 	if err := checkConv("ConvBackwardData", s, operand{"dx", dx, s.N * s.Cin * s.H * s.W},
 		operand{"dy", dy, s.N * s.Cout * oh * ow}, operand{"w", w, s.Cout * s.Cin * s.KH * s.KW}); err != nil {
 		return err
 	}
-	tile := r.d.convTile(s.Cin, s.H*s.W)
-	call := gemmCall{spec: s.spec("convw_t", "dy_col", true, false),
-		m: s.Cin, n: s.H * s.W, k: s.Cout * s.KH * s.KW, batch: s.N, sc: s.Cin * s.H * s.W,
-		alpha: 1, conv: s, tile: tile}
-	if call.kstep = vecStep(tile, call.k); call.kstep == 1 {
-		return gemm(r, dx, w, dy, call)
+	var phases []convPhase
+	untouched := false // pixels that no output reads: their gradient is zero
+	for py := range min(s.Stride, s.H) {
+		for px := range min(s.Stride, s.W) {
+			ph := s.phase(py, px)
+			if ph.ty == 0 || ph.tx == 0 {
+				untouched = true
+				continue
+			}
+			phases = append(phases, ph)
+		}
 	}
-	// Direct tiles read A as vec4 rows, so W is first laid out as the
-	// dense [Cin, Cout·KH·KW] matrix the gather would read: a pass over
-	// the weights, small beside the product.
-	wt, err := r.d.NewTensor(s.Cin, call.k)
+	if untouched {
+		if err := Fill(r, dx, 0); err != nil {
+			return err
+		}
+	}
+	for _, ph := range phases {
+		if err := convBackwardDataPhase(r, dx, dy, w, s, ph); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// convPhase is the input pixels (py + stride·i, px + stride·j), ny×nx of
+// them, and the ty×tx taps (ky0 + stride·a, kx0 + stride·b) through which
+// they are read: the pixel (i, j) reaches the output (i + qy − a, j + qx − b).
+type convPhase struct {
+	py, px, ny, nx   int
+	ky0, kx0, ty, tx int
+	qy, qx           int
+}
+
+func (s ConvShape) phase(py, px int) convPhase {
+	st := s.Stride
+	ky0, kx0 := (py+s.Pad)%st, (px+s.Pad)%st
+	taps := func(k, k0 int) int { return max(0, (k-k0+st-1)/st) }
+	return convPhase{py: py, px: px, ny: (s.H - py + st - 1) / st, nx: (s.W - px + st - 1) / st,
+		ky0: ky0, kx0: kx0, ty: taps(s.KH, ky0), tx: taps(s.KW, kx0),
+		qy: (py + s.Pad - ky0) / st, qx: (px + s.Pad - kx0) / st}
+}
+
+// convBackwardDataPhase writes dx at one phase's pixels. The phase's taps
+// of W are first laid out as the dense [Cin, Cout·TY·TX] matrix the product
+// reads (vec4 rows on direct tiles): a pass over the weights, small beside
+// the product.
+func convBackwardDataPhase(r *Recorder, dx, dy, w *Tensor, s ConvShape, ph convPhase) error {
+	k := s.Cout * ph.ty * ph.tx
+	wt, err := r.d.NewTensor(s.Cin, k)
 	if err != nil {
 		return err
 	}
 	defer wt.Release()
-	taps := s.KH * s.KW
-	expr := fmt.Sprintf("w[((i / %du) %% %du * %du + i / %du) * %du + i %% %du]", taps, s.Cout, s.Cin, call.k, taps, taps)
-	if err := elementwise(r, "ConvBackwardData", expr, []string{"w"}, 0, 0, 0, wt, w); err != nil {
+	// wt[ic, (oc·TY + a)·TX + b] = w[oc, ic, ky0 + stride·a, kx0 + stride·b]
+	expr := fmt.Sprintf("w[((i %% %du / %du * %du + i / %du) * %du + %du + %du * (i %% %du / %du)) * %du + %du + %du * (i %% %du)]",
+		k, ph.ty*ph.tx, s.Cin, k, s.KH, ph.ky0, s.Stride, ph.ty*ph.tx, ph.tx, s.KW, ph.kx0, s.Stride, ph.tx)
+	if err := gather(r, "ConvBackwardData", expr, "w", wt, w); err != nil {
 		return err
 	}
-	call.spec["A"] = "dense"
-	return gemm(r, dx, wt, dy, call)
+	spec := s.spec("dense", "dy_col", true, false)
+	for key, v := range map[string]int{"PY": ph.py, "PX": ph.px, "TY": ph.ty, "TX": ph.tx, "QY": ph.qy, "QX": ph.qx} {
+		spec[key] = v
+	}
+	n := ph.ny * ph.nx
+	tile := r.d.convTile(s.Cin, n)
+	return gemm(r, dx, wt, dy, gemmCall{spec: spec, m: s.Cin, n: n, k: k, batch: s.N, sc: s.Cin * s.H * s.W,
+		alpha: 1, conv: s, tile: tile, kstep: vecStep(tile, k)})
 }
 
 // vecStep is the reduction step of a direct tile over a reduction of k

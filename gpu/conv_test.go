@@ -20,6 +20,10 @@ var convShapes = []gpu.ConvShape{
 	{N: 2, Cin: 17, H: 6, W: 6, Cout: 33, KH: 1, KW: 1, Stride: 1, Pad: 0},
 	{N: 3, Cin: 8, H: 9, W: 7, Cout: 65, KH: 1, KW: 1, Stride: 2, Pad: 0},
 	{N: 65, Cin: 2, H: 8, W: 8, Cout: 3, KH: 3, KW: 3, Stride: 1, Pad: 1},
+	// Data-gradient phases: an even kernel, and a stride above the kernel
+	// and the input's height, so that some phases have no pixels or no taps.
+	{N: 2, Cin: 5, H: 10, W: 11, Cout: 6, KH: 4, KW: 4, Stride: 2, Pad: 1},
+	{N: 2, Cin: 3, H: 2, W: 7, Cout: 4, KH: 2, KW: 3, Stride: 3, Pad: 1},
 }
 
 func refShape(s gpu.ConvShape) ref.ConvShape {

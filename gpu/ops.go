@@ -40,6 +40,21 @@ func elementwise(r *Recorder, op, expr string, names []string, alpha float32, st
 			return fmt.Errorf("gpu: %s: input %s %v broadcast with stride %d, period %d does not tile %v", op, names[i], x.Shape, stride, period, y.Shape)
 		}
 	}
+	return dispatchElementwise(r, expr, names, alpha, stride, period, y, xs...)
+}
+
+// gather records y[i] = expr, where expr reads the input x, named name, at
+// any index it computes; keeping within x is the caller's part.
+func gather(r *Recorder, op, expr, name string, y, x *Tensor) error {
+	for _, t := range []*Tensor{y, x} {
+		if err := t.check(); err != nil {
+			return fmt.Errorf("%s: %w", op, err)
+		}
+	}
+	return dispatchElementwise(r, expr, []string{name}, 0, 0, 0, y, x)
+}
+
+func dispatchElementwise(r *Recorder, expr string, names []string, alpha float32, stride, period int, y *Tensor, xs ...*Tensor) error {
 	k, err := r.d.Kernel("elementwise", shaders.Spec{"Expr": expr, "Inputs": names, "WG": elementwiseWG})
 	if err != nil {
 		return err

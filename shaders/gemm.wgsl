@@ -14,7 +14,15 @@
 // Convolutions (NCHW) are the same product with operands gathered on the
 // fly instead of stored (implicit GEMM), chosen by the A and B modes:
 //   forward  out[z] (Cout × OH·OW)  = W (Cout × Cin·KH·KW) · im2col(x[z])
-//   dgrad    dx[z]  (Cin × H·W)     = Wᵀ-gather (Cin × Cout·KH·KW) · dy-gather[z]
+//   dgrad    dx[z]  (Cin × H·W)     = Wᵀ (Cin × Cout·KH·KW) · dy-gather[z], one
+//            dispatch per phase (PY, PX) of a strided convolution: the input
+//            pixels y ≡ PY, x ≡ PX (mod STRIDE) are read only through the
+//            TY×TX taps ky ≡ PY + PAD, kx ≡ PX + PAD (mod STRIDE), so each is a
+//            product over Cout·TY·TX with no taps falling between outputs
+//            (a stride-1 convolution is one phase of every tap). Wᵀ is the
+//            phase's taps laid out dense by the caller; column col is the
+//            phase's pixel (i, j) = (col / NX, col % NX), at
+//            (PY + STRIDE·i, PX + STRIDE·j) in dx.
 //   wgrad    dW     (Cout × Cin·KH·KW) = Σ_z dy[z] · im2col(x[z])ᵀ, the sum over
 //            z and positions being the reduction, split into chunks of
 //            kchunk over workgroup z (SplitK) whose partial products land in
@@ -65,6 +73,12 @@ const THREADS = {{mul (div .BM .TM) (div .BN .TN)}}u;
 const KW = {{.KW}}u;
 const STRIDE = {{.Stride}}u;
 const PAD = {{.Pad}}u;
+{{end}}{{if eq .B "dy_col"}}const PY = {{.PY}}u;
+const PX = {{.PX}}u;
+const TY = {{.TY}}u;
+const TX = {{.TX}}u;
+const QY = {{.QY}}u;
+const QX = {{.QX}}u;
 {{end}}
 {{if not .Direct}}var<workgroup> ta: array<vec4<f32>, {{div (mul .BK .BM) 4}}>;
 var<workgroup> tb: array<vec4<f32>, {{div (mul .BK .BN) 4}}>;
@@ -86,9 +100,7 @@ fn im2col(z: u32, kk: u32, col: u32) -> f32 {
 fn load_a(z: u32, row: u32, col: u32) -> f32 {
 {{if eq .A "dense"}}{{if .TransA}}  return a[z * p.sa + col * p.m + row];
 {{else}}  return a[z * p.sa + row * p.k + col];
-{{end}}{{else if eq .A "convw_t"}}  // W[oc, ic, tap] for row = ic, col = oc·KH·KW + tap.
-  return a[((col / (KH * KW)) * p.cin + row) * KH * KW + col % (KH * KW)];
-{{else if eq .A "dy"}}  // dy[img, oc, pos] for row = oc, col = img·OH·OW + pos.
+{{end}}{{else if eq .A "dy"}}  // dy[img, oc, pos] for row = oc, col = img·OH·OW + pos.
   let pos = p.oh * p.ow;
   return a[((col / pos) * p.cout + row) * pos + col % pos];
 {{end}}}
@@ -100,20 +112,17 @@ fn load_b(z: u32, row: u32, col: u32) -> f32 {
 {{end}}{{else if eq .B "im2col"}}  return im2col(z, row, col);
 {{else if eq .B "im2col_t"}}  let pos = p.oh * p.ow;
   return im2col(row / pos, col, row % pos);
-{{else if eq .B "dy_col"}}  // dy[z, oc, oy, ox] for row = oc·KH·KW + tap and col = the input pixel
-  // (y, x) that output (oy, ox) reads through tap, if there is one.
-  let tap = row % (KH * KW);
-  let ty = i32(col / p.w + PAD) - i32(tap / KW);
-  let tx = i32(col % p.w + PAD) - i32(tap % KW);
-  if (ty < 0 || tx < 0 || u32(ty) % STRIDE != 0u || u32(tx) % STRIDE != 0u) {
+{{else if eq .B "dy_col"}}  // dy[z, oc, oy, ox] for row = (oc·TY + c1)·TX + c0, the phase's tap
+  // (ky0 + STRIDE·c1, kx0 + STRIDE·c0), and col = the phase's pixel (i, j),
+  // which output (i + QY − c1, j + QX − c0) reads through that tap.
+  let nx = phase_nx();
+  let t = row % (TY * TX);
+  let oy = i32(col / nx + QY) - i32(t / TX);
+  let ox = i32(col % nx + QX) - i32(t % TX);
+  if (oy < 0 || ox < 0 || u32(oy) >= p.oh || u32(ox) >= p.ow) {
     return 0.0;
   }
-  let oy = u32(ty) / STRIDE;
-  let ox = u32(tx) / STRIDE;
-  if (oy >= p.oh || ox >= p.ow) {
-    return 0.0;
-  }
-  return b[((z * p.cout + row / (KH * KW)) * p.oh + oy) * p.ow + ox];
+  return b[((z * p.cout + row / (TY * TX)) * p.oh + u32(oy)) * p.ow + u32(ox)];
 {{end}}}
 {{end}}
 {{if .Direct}}
@@ -132,6 +141,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 {{end}}  let m0 = wid.y * BM;
 {{if .Conv}}{{if eq .B "im2col_t"}}  let s1 = p.oh;
   let s0 = p.ow;
+{{else if eq .B "dy_col"}}  let s1 = TY;
+  let s0 = TX;
+  let nx = phase_nx();
 {{else}}  let s1 = KH;
   let s0 = KW;
 {{end}}  var c0 = k_lo % s0;
@@ -144,8 +156,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 {{else if eq $.B "im2col_t"}}  let ic_{{$j}} = cc_{{$j}} / (KH * KW);
   let ky_{{$j}} = i32((cc_{{$j}} % (KH * KW)) / KW) - i32(PAD);
   let kx_{{$j}} = i32(cc_{{$j}} % KW) - i32(PAD);
-{{else if eq $.B "dy_col"}}  let yp_{{$j}} = i32(cc_{{$j}} / p.w + PAD);
-  let xp_{{$j}} = i32(cc_{{$j}} % p.w + PAD);
+{{else if eq $.B "dy_col"}}  let yp_{{$j}} = i32(cc_{{$j}} / nx + QY);
+  let xp_{{$j}} = i32(cc_{{$j}} % nx + QX);
 {{end}}{{end}}{{range $i := seq .TM}}  let row_{{$i}} = min(m0 + {{$i}}u, p.m - 1u);
 {{range $j := seq $.TN}}  var acc_{{$i}}_{{$j}} = 0.0;
 {{end}}{{end}}
@@ -155,8 +167,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 {{end}}{{end}}{{end}}{{range $u := seq .KStep}}{{range $i := seq $.TM}}{{if eq $.KStep 4}}    let a_{{$u}}_{{$i}} = av_{{$i}}.{{comp $u}};
 {{else if eq $.A "dense"}}{{if $.TransA}}    let a_{{$u}}_{{$i}} = a[z * p.sa + k * p.m + row_{{$i}}];
 {{else}}    let a_{{$u}}_{{$i}} = a[z * p.sa + row_{{$i}} * p.k + k];
-{{end}}{{else if eq $.A "convw_t"}}    let a_{{$u}}_{{$i}} = a[((c2 * p.cin + row_{{$i}}) * KH + c1) * KW + c0];
-{{else if eq $.A "dy"}}    let a_{{$u}}_{{$i}} = a[((c2 * p.cout + row_{{$i}}) * p.oh + c1) * p.ow + c0];
+{{end}}{{else if eq $.A "dy"}}    let a_{{$u}}_{{$i}} = a[((c2 * p.cout + row_{{$i}}) * p.oh + c1) * p.ow + c0];
 {{end}}{{end}}{{range $j := seq $.TN}}{{if eq $.B "dense"}}{{if $.TransB}}    let b_{{$u}}_{{$j}} = b[z * p.sb + cc_{{$j}} * p.k + k + {{$u}}u];
 {{else}}    let b_{{$u}}_{{$j}} = b[z * p.sb + (k + {{$u}}u) * p.n + cc_{{$j}}];
 {{end}}{{else if eq $.B "im2col"}}    let iy_{{$u}}_{{$j}} = iy0_{{$j}} + i32(c1);
@@ -167,12 +178,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let ix_{{$u}}_{{$j}} = i32(c0 * STRIDE) + kx_{{$j}};
     let in_{{$u}}_{{$j}} = iy_{{$u}}_{{$j}} >= 0 && ix_{{$u}}_{{$j}} >= 0 && iy_{{$u}}_{{$j}} < i32(p.h) && ix_{{$u}}_{{$j}} < i32(p.w);
     let b_{{$u}}_{{$j}} = select(0.0, b[select(0u, ((c2 * p.cin + ic_{{$j}}) * p.h + u32(iy_{{$u}}_{{$j}})) * p.w + u32(ix_{{$u}}_{{$j}}), in_{{$u}}_{{$j}})], in_{{$u}}_{{$j}});
-{{else if eq $.B "dy_col"}}    let ty_{{$u}}_{{$j}} = yp_{{$j}} - i32(c1);
-    let tx_{{$u}}_{{$j}} = xp_{{$j}} - i32(c0);
-    let oy_{{$u}}_{{$j}} = u32(ty_{{$u}}_{{$j}}) / STRIDE;
-    let ox_{{$u}}_{{$j}} = u32(tx_{{$u}}_{{$j}}) / STRIDE;
-    let in_{{$u}}_{{$j}} = ty_{{$u}}_{{$j}} >= 0 && tx_{{$u}}_{{$j}} >= 0 && u32(ty_{{$u}}_{{$j}}) % STRIDE == 0u && u32(tx_{{$u}}_{{$j}}) % STRIDE == 0u && oy_{{$u}}_{{$j}} < p.oh && ox_{{$u}}_{{$j}} < p.ow;
-    let b_{{$u}}_{{$j}} = select(0.0, b[select(0u, ((z * p.cout + c2) * p.oh + oy_{{$u}}_{{$j}}) * p.ow + ox_{{$u}}_{{$j}}, in_{{$u}}_{{$j}})], in_{{$u}}_{{$j}});
+{{else if eq $.B "dy_col"}}    let oy_{{$u}}_{{$j}} = yp_{{$j}} - i32(c1);
+    let ox_{{$u}}_{{$j}} = xp_{{$j}} - i32(c0);
+    let in_{{$u}}_{{$j}} = oy_{{$u}}_{{$j}} >= 0 && ox_{{$u}}_{{$j}} >= 0 && oy_{{$u}}_{{$j}} < i32(p.oh) && ox_{{$u}}_{{$j}} < i32(p.ow);
+    let b_{{$u}}_{{$j}} = select(0.0, b[select(0u, ((z * p.cout + c2) * p.oh + u32(oy_{{$u}}_{{$j}})) * p.ow + u32(ox_{{$u}}_{{$j}}), in_{{$u}}_{{$j}})], in_{{$u}}_{{$j}});
 {{end}}{{end}}{{range $i := seq $.TM}}{{range $j := seq $.TN}}    acc_{{$i}}_{{$j}} = fma(a_{{$u}}_{{$i}}, b_{{$u}}_{{$j}}, acc_{{$i}}_{{$j}});
 {{end}}{{end}}{{if $.Conv}}    c0++;
     if (c0 == s0) {
@@ -191,7 +200,7 @@ fn store1(z: u32, row: u32, col: u32, v: f32) {
   if (row >= p.m || col >= p.n) {
     return;
   }
-  let i = z * p.sc + row * p.n + col;
+  let i = out_index(z, row, col);
   var r = p.alpha * v;
   if (p.beta != 0.0) {
     r += p.beta * c[i];
@@ -255,7 +264,7 @@ fn store(z: u32, row: u32, col: u32, v: vec4<f32>) {
   }
   for (var q = 0u; q < 4u; q++) {
     if (col + q < p.n) {
-      let i = z * p.sc + row * p.n + col + q;
+      let i = out_index(z, row, col + q);
       var r = p.alpha * v[q];
       if (p.beta != 0.0) {
         r += p.beta * c[i];
@@ -263,5 +272,19 @@ fn store(z: u32, row: u32, col: u32, v: vec4<f32>) {
       c[i] = r;
     }
   }
+}
+{{end}}
+
+// out_index is where C[z, row, col] lives: row-major, or for a data
+// gradient the phase's pixel in dx.
+fn out_index(z: u32, row: u32, col: u32) -> u32 {
+{{if eq .B "dy_col"}}  let nx = phase_nx();
+  return z * p.sc + row * p.h * p.w + (PY + STRIDE * (col / nx)) * p.w + PX + STRIDE * (col % nx);
+{{else}}  return z * p.sc + row * p.n + col;
+{{end}}}
+{{if eq .B "dy_col"}}
+// phase_nx is how many columns of dx the phase has.
+fn phase_nx() -> u32 {
+  return (p.w - PX + STRIDE - 1u) / STRIDE;
 }
 {{end}}
