@@ -192,6 +192,12 @@ func ConvBackwardWeight(r *Recorder, dw, dy, x *Tensor, s ConvShape) error {
 	red := s.N * oh * ow
 	tiles := ((s.Cout + tile.BM - 1) / tile.BM) * ((kk + tile.BN - 1) / tile.BN)
 	splits := max(1, min((r.d.convSplitTarget()+tiles-1)/tiles, red/(16*tile.BK)))
+	if tile.Direct {
+		// Each chunk within the loop limit of CPU adapters, with room
+		// for rounding the chunk up to a multiple of BK.
+		steps := MaxLoopSteps * vecStep(tile, oh*ow)
+		splits = max(splits, (red+steps-2*tile.BK-1)/(steps-2*tile.BK))
+	}
 	chunk := ((red+splits-1)/splits + tile.BK - 1) / tile.BK * tile.BK
 	splits = (red + chunk - 1) / chunk
 	call := gemmCall{spec: s.spec("dy", "im2col_t", true, true),

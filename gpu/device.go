@@ -239,6 +239,14 @@ func (d *Device) HasTimestamps() bool { return d.timestamp }
 // lavapipe; kernels choose CPU-friendly specialisations there.
 func (d *Device) IsCPU() bool { return d.Info.Type == wgpu.AdapterType_CPU.String() }
 
+// MaxLoopSteps bounds the loop iterations one invocation may run on a CPU
+// adapter. lavapipe (gallivm) guards against endless loops by ending all of
+// an invocation's loops once they have run 65,535 iterations in all,
+// silently: a longer reduction would return a partial result. Kernels whose
+// loops grow with the data split the work so that each invocation stays
+// under this, with room for their shorter loops.
+const MaxLoopSteps = 1 << 15
+
 // Release frees every kernel, pooled buffer and the device itself. Tensors
 // still held by the caller become invalid.
 func (d *Device) Release() {

@@ -303,6 +303,14 @@ func gemm(r *Recorder, c, a, b *Tensor, g gemmCall) error {
 	if err := tile.validate(r.d); err != nil {
 		return err
 	}
+	if span := g.k; tile.Direct {
+		if g.kchunk > 0 {
+			span = g.kchunk
+		}
+		if steps := (span + max(g.kstep, 1) - 1) / max(g.kstep, 1); steps > MaxLoopSteps {
+			return fmt.Errorf("gpu: a reduction of %d steps per invocation exceeds the %d that %s runs in one loop; split it (Gemm: smaller K per call)", steps, MaxLoopSteps, r.d.Info.Name)
+		}
+	}
 	spec := shaders.Spec{"BM": tile.BM, "BN": tile.BN, "BK": tile.BK, "TM": tile.TM, "TN": tile.TN,
 		"Conv": false, "SplitK": false, "Direct": tile.Direct, "KStep": max(g.kstep, 1)}
 	for key, v := range g.spec {
