@@ -36,8 +36,8 @@ func split(rng *rand.Rand, n, dim, classes int, sep float64, shuffle bool) (*Fea
 	return train, test
 }
 
-// TestEvaluationKnownAnswers: separable features are classified perfectly
-// by kNN and the linear probe; features whose labels were shuffled give
+// TestEvaluationKnownAnswers: separable features are classified (almost)
+// perfectly by kNN and the linear probe; features whose labels were shuffled give
 // chance accuracy.
 func TestEvaluationKnownAnswers(t *testing.T) {
 	d := gputest.Device(t)
@@ -51,7 +51,9 @@ func TestEvaluationKnownAnswers(t *testing.T) {
 		shuffle  bool
 		min, max float64
 	}{
-		{"separable", 8, false, 1, 1},
+		// A linear probe trained for 30 epochs can miss a point or two of
+		// 600 on some draws of the centres.
+		{"separable", 8, false, 0.99, 1},
 		{"shuffled labels", 8, true, 0, 0.3}, // chance is 1/7 ≈ 0.14
 	} {
 		t.Run(tc.name, func(t *testing.T) {

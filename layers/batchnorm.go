@@ -98,15 +98,49 @@ func (b *BatchNorm) Release() {
 // bnWG is the number of threads in a BatchNorm workgroup.
 const bnWG = 256
 
-// blockX is how many channels a training or backward workgroup takes: with
+// serialSteps bounds the loop iterations of each loop of a serial chunk, so
+// that a pass (at most two such loops and the merge) stays within
+// gpu.MaxLoopSteps.
+const serialSteps = gpu.MaxLoopSteps / 4
+
+// workgroupBN makes CPU adapters use the GPUs' layout, so that tests on
+// lavapipe cover both.
+var workgroupBN = false
+
+// serialChunks is how the serial layout (shaders/batchnorm_serial.wgsl)
+// splits each channel: chunks of rows images, each row of hw values costing
+// at most hw/4 + 9 loop steps. ok is false where a single row or the merge
+// over the chunks would not fit the loop limit.
+func serialChunks(n, hw int) (rows, chunks int, ok bool) {
+	perRow := hw/4 + 9
+	rows = max(1, serialSteps/perRow)
+	chunks = (n + rows - 1) / rows
+	return rows, chunks, perRow <= serialSteps && chunks <= serialSteps
+}
+
+// serial reports whether training and backward run in the serial layout:
+// on CPU adapters, where it measured 2–5× faster than workgroups of 256
+// threads on lavapipe at the tiny ResNet's shapes (its loads are uniform).
+// GPUs get workgroups (shaders/batchnorm.wgsl).
+func (b *BatchNorm) serial(n, hw int) bool {
+	_, _, ok := serialChunks(n, hw)
+	return ok && b.d.IsCPU() && !workgroupBN
+}
+
+// layout is how the workgroup layout splits a channel's work: bx channels
+// per workgroup, bnWG/bx threads each, reading v values at a time. With
 // HW = 1 a channel's values are C apart, so 32 neighbouring channels share a
 // workgroup and the loads coalesce across channels; otherwise one channel
-// per workgroup, its threads reading along HW.
-func blockX(hw int) int {
+// per workgroup, its threads reading along HW, as vec4 where HW allows.
+func layout(hw int) (bx, v int) {
+	bx, v = 1, 1
 	if hw == 1 {
-		return 32
+		bx = 32
 	}
-	return 1
+	if hw%4 == 0 {
+		v = 4
+	}
+	return bx, v
 }
 
 // named is a tensor with the name an error message gives it.
@@ -116,32 +150,59 @@ type named struct {
 	n    int // the elements it must have
 }
 
-// prepare validates a pass's sizes and tensors and returns its kernel.
-func (b *BatchNorm) prepare(mode string, n, hw int, ts ...named) (*gpu.Kernel, error) {
+// check validates a pass's sizes and tensors.
+func (b *BatchNorm) check(mode string, n, hw int, ts ...named) error {
 	if n < 1 || hw < 1 {
-		return nil, fmt.Errorf("layers: BatchNorm %s %s: N=%d and HW=%d must be ≥ 1", b.name, mode, n, hw)
+		return fmt.Errorf("layers: BatchNorm %s %s: N=%d and HW=%d must be ≥ 1", b.name, mode, n, hw)
 	}
-	if err := checkSizes(fmt.Sprintf("BatchNorm %s %s (N=%d, C=%d, HW=%d)", b.name, mode, n, b.C, hw), ts); err != nil {
-		return nil, err
-	}
-	if mode == "eval" {
-		return b.d.Kernel("batchnorm", shaders.Spec{"Mode": mode, "Affine": b.Affine(), "WG": bnWG})
-	}
-	bx, v := blockX(hw), vecWidth(hw)
-	t := "f32"
-	if v == 4 {
-		t = "vec4<f32>"
-	}
-	return b.d.Kernel("batchnorm", shaders.Spec{"Mode": mode, "Affine": b.Affine(), "BX": bx, "BY": bnWG / bx, "V": v, "T": t})
+	return checkSizes(fmt.Sprintf("BatchNorm %s %s (N=%d, C=%d, HW=%d)", b.name, mode, n, b.C, hw), ts)
 }
 
-// vecWidth is how many neighbouring positions along HW a training or
-// backward thread handles at once: 4 where HW allows vec4 access.
-func vecWidth(hw int) int {
-	if hw%4 == 0 {
-		return 4
+// channelPass records a training or backward pass: mode's two serial
+// dispatches, the first writing per-chunk partial results that the second
+// merges, or one workgroup dispatch. Each binds its own buffers, so bind
+// returns them for pass 1 or 2 given the partial results (nil for a
+// workgroup dispatch, which is "pass 2" without partials).
+func (b *BatchNorm) channelPass(r *gpu.Recorder, mode string, n, hw int, bind func(pass int, partial *gpu.Tensor) []*gpu.Tensor) error {
+	if !b.serial(n, hw) {
+		bx, v := layout(hw)
+		t := "f32"
+		if v == 4 {
+			t = "vec4<f32>"
+		}
+		k, err := b.d.Kernel("batchnorm", shaders.Spec{"Mode": mode, "Affine": b.Affine(), "BX": bx, "BY": bnWG / bx, "V": v, "T": t})
+		if err != nil {
+			return err
+		}
+		grid, err := spreadGrid(b.d, (b.C+bx-1)/bx)
+		if err != nil {
+			return err
+		}
+		return r.Dispatch(k, grid, b.uniforms(n, hw/v), bind(2, nil)...)
 	}
-	return 1
+	rows, chunks, _ := serialChunks(n, hw)
+	partial, err := b.d.NewTensor(b.C*chunks, 2)
+	if err != nil {
+		return err
+	}
+	// Back to the pool at once: anything recorded later that reuses it
+	// runs after pass 2, which reads it.
+	defer partial.Release()
+	grid, err := spreadGrid(b.d, b.C*chunks)
+	if err != nil {
+		return err
+	}
+	u := b.uniforms(n, hw).U(rows).U(chunks)
+	for pass := 1; pass <= 2; pass++ {
+		k, err := b.d.Kernel("batchnorm_serial", shaders.Spec{"Mode": mode, "Affine": b.Affine(), "Pass": pass})
+		if err != nil {
+			return err
+		}
+		if err := r.Dispatch(k, grid, u, bind(pass, partial)...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Forward normalises in, [N, C, HW], into out, [N, C, HW]. With train set
@@ -152,7 +213,10 @@ func vecWidth(hw int) int {
 func (b *BatchNorm) Forward(r *gpu.Recorder, out, cache, in *gpu.Tensor, n, hw int, train bool) error {
 	size := n * b.C * hw
 	if !train {
-		k, err := b.prepare("eval", n, hw, named{"out", out, size}, named{"in", in, size})
+		if err := b.check("eval", n, hw, named{"out", out, size}, named{"in", in, size}); err != nil {
+			return err
+		}
+		k, err := b.d.Kernel("batchnorm", shaders.Spec{"Mode": "eval", "Affine": b.Affine(), "WG": bnWG})
 		if err != nil {
 			return err
 		}
@@ -162,18 +226,21 @@ func (b *BatchNorm) Forward(r *gpu.Recorder, out, cache, in *gpu.Tensor, n, hw i
 		}
 		return r.Dispatch(k, grid, b.uniforms(n, hw), b.with(out, in, b.RunningMean, b.RunningVar)...)
 	}
-	k, err := b.prepare("train", n, hw, named{"out", out, size}, named{"cache", cache, 3 * b.C}, named{"in", in, size})
-	if err != nil {
+	if err := b.check("train", n, hw, named{"out", out, size}, named{"cache", cache, 3 * b.C}, named{"in", in, size}); err != nil {
 		return err
 	}
 	if n*hw < 2 {
 		return fmt.Errorf("layers: BatchNorm %s: training needs more than one value per channel; got N=%d, HW=%d", b.name, n, hw)
 	}
-	grid, err := spreadGrid(b.d, (b.C+blockX(hw)-1)/blockX(hw))
-	if err != nil {
-		return err
-	}
-	return r.Dispatch(k, grid, b.uniforms(n, hw/vecWidth(hw)), b.with(out, cache, b.RunningMean, b.RunningVar, in)...)
+	return b.channelPass(r, "train", n, hw, func(pass int, partial *gpu.Tensor) []*gpu.Tensor {
+		switch {
+		case pass == 1:
+			return []*gpu.Tensor{partial, in}
+		case partial == nil:
+			return b.with(out, cache, b.RunningMean, b.RunningVar, in)
+		}
+		return b.with(out, cache, b.RunningMean, b.RunningVar, in, partial)
+	})
 }
 
 // Backward writes dIn, [N, C, HW], and accumulates dγ and dβ from dOut,
@@ -182,20 +249,27 @@ func (b *BatchNorm) Forward(r *gpu.Recorder, out, cache, in *gpu.Tensor, n, hw i
 // only and freezes the backbone for linear evaluation.
 func (b *BatchNorm) Backward(r *gpu.Recorder, dIn, dOut, in, cache *gpu.Tensor, n, hw int) error {
 	size := n * b.C * hw
-	k, err := b.prepare("backward", n, hw, named{"dIn", dIn, size}, named{"dOut", dOut, size},
-		named{"in", in, size}, named{"cache", cache, 3 * b.C})
-	if err != nil {
+	if err := b.check("backward", n, hw, named{"dIn", dIn, size}, named{"dOut", dOut, size},
+		named{"in", in, size}, named{"cache", cache, 3 * b.C}); err != nil {
 		return err
 	}
-	grid, err := spreadGrid(b.d, (b.C+blockX(hw)-1)/blockX(hw))
-	if err != nil {
-		return err
-	}
-	u := b.uniforms(n, hw/vecWidth(hw))
-	if !b.Affine() {
-		return r.Dispatch(k, grid, u, dIn, dOut, in, cache)
-	}
-	return r.Dispatch(k, grid, u, dIn, b.Gamma.Grad, b.Beta.Grad, dOut, in, cache, b.Gamma.Value)
+	return b.channelPass(r, "backward", n, hw, func(pass int, partial *gpu.Tensor) []*gpu.Tensor {
+		if pass == 1 {
+			return []*gpu.Tensor{partial, dOut, in, cache}
+		}
+		ts := []*gpu.Tensor{dIn}
+		if b.Affine() {
+			ts = append(ts, b.Gamma.Grad, b.Beta.Grad)
+		}
+		ts = append(ts, dOut, in, cache)
+		if partial != nil {
+			ts = append(ts, partial)
+		}
+		if b.Affine() {
+			ts = append(ts, b.Gamma.Value)
+		}
+		return ts
+	})
 }
 
 func (b *BatchNorm) uniforms(n, hw int) gpu.Params {

@@ -40,7 +40,8 @@ var bnShapes = []bnShape{
 }
 
 // bnLarge is a BatchNorm1d batch of 65,536 values of mean 1000 per channel,
-// where each of a channel's 8 threads sums 8,192 of them: float32 sums of x
+// summed by one invocation (CPU adapters) or by 8 threads of 8,192 values
+// each (the workgroup layout): float32 sums of x
 // itself, rather than of x minus the channel's first value, would put the
 // forward's error near 4·10⁻⁴. Finite differences of the float64 forward are
 // noisier than ref.GradCheck allows at this size and offset, so it is

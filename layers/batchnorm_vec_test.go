@@ -19,3 +19,15 @@ func TestBatchNormVec(t *testing.T) {
 	t.Run("train", TestBatchNormTrain)
 	t.Run("stats", TestBatchNormStats)
 }
+
+// TestBatchNormWorkgroups runs the same checks on all shapes with the
+// workgroup layout that GPUs get (on a GPU, the default layout again).
+func TestBatchNormWorkgroups(t *testing.T) {
+	workgroupBN = true
+	defer func() { workgroupBN = false }()
+	t.Run("shapes", func(t *testing.T) {
+		t.Run("train", TestBatchNormTrain)
+		t.Run("stats", TestBatchNormStats)
+	})
+	t.Run("vec", TestBatchNormVec)
+}

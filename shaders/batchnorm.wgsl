@@ -1,5 +1,6 @@
 // batchnorm: BatchNorm over x viewed as [N, C, HW] (NCHW, or [N, C] with
-// HW = 1), one channel per slice b. Mode picks the pass:
+// HW = 1), one channel per slice b, in the layout for GPUs (CPU adapters
+// get batchnorm_serial). Mode picks the pass:
 //   train     batch statistics: mean, then biased variance from the squared
 //             deviations (two passes over x, so a large common offset does
 //             not cancel as in E[x²]−E[x]²), y = γ·(x−mean)·invstd + β;
@@ -80,6 +81,7 @@ fn hsum(v: {{.T}}) -> f32 {
 {{end}}}
 
 {{template "total" (set . "T" "f32")}}
+{{template "bn" .}}
 
 // Cursor walks the values of one channel in memory order, BY at a time:
 // k is the index of the current value and pos its position within HW. It
@@ -139,21 +141,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     return;
   }
   let invstd = inverseSqrt(variance + p.eps);
-{{if .Affine}}  let scale = gamma[b] * invstd;
-  let shift = beta[b];
-{{else}}  let scale = invstd;
-  let shift = 0.0;
-{{end}}  var cur = start(lid.y, b);
+  let scale = scale_of(b, invstd);
+  let shift = shift_of(b);
+  var cur = start(lid.y, b);
   for (var t = lid.y; t < count; t += {{.BY}}u) {
     y[cur.k] = ((x[cur.k] - x0) - delta) * scale + shift;
     cur = advance(cur, dk, dpos);
   }
   if (lid.y == 0u) {
-    stats[b] = x0;
-    stats[p.c + b] = delta;
-    stats[2u * p.c + b] = invstd;
-    run_mean[b] = (1.0 - p.momentum) * run_mean[b] + p.momentum * (x0 + delta);
-    run_var[b] = (1.0 - p.momentum) * run_var[b] + p.momentum * variance * m / (m - 1.0);
+    keep(b, x0, delta, variance, invstd, m);
   }
 {{else}}  var x0 = 0.0;
   var delta = 0.0;
@@ -177,9 +173,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   if (!inside) {
     return;
   }
-{{if .Affine}}  let scale = gamma[b] * invstd;
-{{else}}  let scale = invstd;
-{{end}}  let mdy = sdy / m;
+  let scale = scale_of(b, invstd);
+  let mdy = sdy / m;
   let mdyx = sdyx / m;
   var cur = start(lid.y, b);
   for (var t = lid.y; t < count; t += {{.BY}}u) {
@@ -187,9 +182,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     dx[k] = scale * (dy[k] - mdy - ((x[k] - x0) - delta) * invstd * mdyx);
     cur = advance(cur, dk, dpos);
   }
-{{if .Affine}}  if (lid.y == 0u) {
-    dgamma[b] += sdyx;
-    dbeta[b] += sdy;
+  if (lid.y == 0u) {
+    grads(b, sdy, sdyx);
   }
-{{end}}{{end}}}
+{{end}}}
 {{end}}
