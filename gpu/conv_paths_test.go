@@ -21,14 +21,17 @@ var vecShapes = []gpu.ConvShape{
 	{N: 3, Cin: 20, H: 5, W: 3, Cout: 4, KH: 1, KW: 1, Stride: 1, Pad: 0},
 }
 
-// TestConvPaths checks every convolution pass with both kinds of tile: the
-// direct tiles CPU adapters get and the staged tiles GPUs get (forced here,
-// so that lavapipe runs both).
+// TestConvPaths checks every convolution pass with each kind of tile: the
+// direct tiles CPU adapters get, over all images at once or image by image,
+// and the staged tiles GPUs get (forced here, so that lavapipe runs all).
 func TestConvPaths(t *testing.T) {
 	d := gputest.Device(t)
-	for _, staged := range []bool{false, true} {
-		t.Run(fmt.Sprintf("staged=%v", staged), func(t *testing.T) {
-			if staged {
+	for _, path := range []string{"direct", "direct-per-image", "staged"} {
+		t.Run(path, func(t *testing.T) {
+			switch path {
+			case "direct-per-image":
+				defer gpu.PerImageConv()()
+			case "staged":
 				defer gpu.StageConvTiles()()
 			}
 			for _, s := range append(append([]gpu.ConvShape{}, convShapes...), vecShapes...) {

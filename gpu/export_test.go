@@ -6,3 +6,10 @@ func StageConvTiles() (restore func()) {
 	stagedConvTiles = true
 	return func() { stagedConvTiles = false }
 }
+
+// PerImageConv makes direct tiles run convolutions image by image, until
+// the returned function restores the default.
+func PerImageConv() (restore func()) {
+	perImageConv = true
+	return func() { perImageConv = false }
+}

@@ -312,7 +312,7 @@ func gemm(r *Recorder, c, a, b *Tensor, g gemmCall) error {
 		}
 	}
 	spec := shaders.Spec{"BM": tile.BM, "BN": tile.BN, "BK": tile.BK, "TM": tile.TM, "TN": tile.TN,
-		"Conv": false, "SplitK": false, "Direct": tile.Direct, "KStep": max(g.kstep, 1)}
+		"Conv": false, "SplitK": false, "Flat": false, "Direct": tile.Direct, "KStep": max(g.kstep, 1)}
 	for key, v := range g.spec {
 		spec[key] = v
 	}

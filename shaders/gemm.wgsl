@@ -28,7 +28,10 @@
 //            kchunk over workgroup z (SplitK) whose partial products land in
 //            separate slices of C.
 // Kernel size, stride and padding are template constants, so the index
-// arithmetic divides by constants.
+// arithmetic divides by constants. With Flat (direct tiles), the forward
+// and data-gradient products run once over all images, whose positions
+// side by side are the columns, instead of once per image in z: a small
+// plane (7×7, 4×4) then fills whole tiles rather than a fraction of one.
 //
 // Direct (for CPU adapters such as lavapipe, which run a workgroup's
 // invocations as the lanes of SIMD registers) stages nothing: a workgroup is
@@ -151,13 +154,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   var c2 = k_lo / (s0 * s1);
 {{end}}{{range $j := seq .TN}}  let col_{{$j}} = wid.x * BN + lid.x + {{$j}}u * THREADS;
   let cc_{{$j}} = min(col_{{$j}}, p.n - 1u);
-{{if eq $.B "im2col"}}  let iy0_{{$j}} = i32((cc_{{$j}} / p.ow) * STRIDE) - i32(PAD);
-  let ix0_{{$j}} = i32((cc_{{$j}} % p.ow) * STRIDE) - i32(PAD);
+{{if eq $.B "im2col"}}{{if $.Flat}}  let img_{{$j}} = cc_{{$j}} / (p.oh * p.ow);
+  let pos_{{$j}} = cc_{{$j}} % (p.oh * p.ow);
+{{else}}  let img_{{$j}} = z;
+  let pos_{{$j}} = cc_{{$j}};
+{{end}}  let iy0_{{$j}} = i32((pos_{{$j}} / p.ow) * STRIDE) - i32(PAD);
+  let ix0_{{$j}} = i32((pos_{{$j}} % p.ow) * STRIDE) - i32(PAD);
 {{else if eq $.B "im2col_t"}}  let ic_{{$j}} = cc_{{$j}} / (KH * KW);
   let ky_{{$j}} = i32((cc_{{$j}} % (KH * KW)) / KW) - i32(PAD);
   let kx_{{$j}} = i32(cc_{{$j}} % KW) - i32(PAD);
-{{else if eq $.B "dy_col"}}  let yp_{{$j}} = i32(cc_{{$j}} / nx + QY);
-  let xp_{{$j}} = i32(cc_{{$j}} % nx + QX);
+{{else if eq $.B "dy_col"}}{{if $.Flat}}  let img_{{$j}} = cc_{{$j}} / (phase_ny() * nx);
+  let pos_{{$j}} = cc_{{$j}} % (phase_ny() * nx);
+{{else}}  let img_{{$j}} = z;
+  let pos_{{$j}} = cc_{{$j}};
+{{end}}  let yp_{{$j}} = i32(pos_{{$j}} / nx + QY);
+  let xp_{{$j}} = i32(pos_{{$j}} % nx + QX);
 {{end}}{{end}}{{range $i := seq .TM}}  let row_{{$i}} = min(m0 + {{$i}}u, p.m - 1u);
 {{range $j := seq $.TN}}  var acc_{{$i}}_{{$j}} = 0.0;
 {{end}}{{end}}
@@ -173,7 +184,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 {{end}}{{else if eq $.B "im2col"}}    let iy_{{$u}}_{{$j}} = iy0_{{$j}} + i32(c1);
     let ix_{{$u}}_{{$j}} = ix0_{{$j}} + i32(c0);
     let in_{{$u}}_{{$j}} = iy_{{$u}}_{{$j}} >= 0 && ix_{{$u}}_{{$j}} >= 0 && iy_{{$u}}_{{$j}} < i32(p.h) && ix_{{$u}}_{{$j}} < i32(p.w);
-    let b_{{$u}}_{{$j}} = select(0.0, b[select(0u, ((z * p.cin + c2) * p.h + u32(iy_{{$u}}_{{$j}})) * p.w + u32(ix_{{$u}}_{{$j}}), in_{{$u}}_{{$j}})], in_{{$u}}_{{$j}});
+    let b_{{$u}}_{{$j}} = select(0.0, b[select(0u, ((img_{{$j}} * p.cin + c2) * p.h + u32(iy_{{$u}}_{{$j}})) * p.w + u32(ix_{{$u}}_{{$j}}), in_{{$u}}_{{$j}})], in_{{$u}}_{{$j}});
 {{else if eq $.B "im2col_t"}}    let iy_{{$u}}_{{$j}} = i32(c1 * STRIDE) + ky_{{$j}};
     let ix_{{$u}}_{{$j}} = i32(c0 * STRIDE) + kx_{{$j}};
     let in_{{$u}}_{{$j}} = iy_{{$u}}_{{$j}} >= 0 && ix_{{$u}}_{{$j}} >= 0 && iy_{{$u}}_{{$j}} < i32(p.h) && ix_{{$u}}_{{$j}} < i32(p.w);
@@ -181,7 +192,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 {{else if eq $.B "dy_col"}}    let oy_{{$u}}_{{$j}} = yp_{{$j}} - i32(c1);
     let ox_{{$u}}_{{$j}} = xp_{{$j}} - i32(c0);
     let in_{{$u}}_{{$j}} = oy_{{$u}}_{{$j}} >= 0 && ox_{{$u}}_{{$j}} >= 0 && oy_{{$u}}_{{$j}} < i32(p.oh) && ox_{{$u}}_{{$j}} < i32(p.ow);
-    let b_{{$u}}_{{$j}} = select(0.0, b[select(0u, ((z * p.cout + c2) * p.oh + u32(oy_{{$u}}_{{$j}})) * p.ow + u32(ox_{{$u}}_{{$j}}), in_{{$u}}_{{$j}})], in_{{$u}}_{{$j}});
+    let b_{{$u}}_{{$j}} = select(0.0, b[select(0u, ((img_{{$j}} * p.cout + c2) * p.oh + u32(oy_{{$u}}_{{$j}})) * p.ow + u32(ox_{{$u}}_{{$j}}), in_{{$u}}_{{$j}})], in_{{$u}}_{{$j}});
 {{end}}{{end}}{{range $i := seq $.TM}}{{range $j := seq $.TN}}    acc_{{$i}}_{{$j}} = fma(a_{{$u}}_{{$i}}, b_{{$u}}_{{$j}}, acc_{{$i}}_{{$j}});
 {{end}}{{end}}{{if $.Conv}}    c0++;
     if (c0 == s0) {
@@ -276,15 +287,25 @@ fn store(z: u32, row: u32, col: u32, v: vec4<f32>) {
 {{end}}
 
 // out_index is where C[z, row, col] lives: row-major, or for a data
-// gradient the phase's pixel in dx.
+// gradient the phase's pixel in dx; with Flat, col also picks the image.
 fn out_index(z: u32, row: u32, col: u32) -> u32 {
 {{if eq .B "dy_col"}}  let nx = phase_nx();
-  return z * p.sc + row * p.h * p.w + (PY + STRIDE * (col / nx)) * p.w + PX + STRIDE * (col % nx);
+{{if .Flat}}  let img = z + col / (phase_ny() * nx);
+  let pos = col % (phase_ny() * nx);
+{{else}}  let img = z;
+  let pos = col;
+{{end}}  return img * p.sc + row * p.h * p.w + (PY + STRIDE * (pos / nx)) * p.w + PX + STRIDE * (pos % nx);
+{{else if and .Flat (eq .B "im2col")}}  let per = p.oh * p.ow;
+  return (z + col / per) * p.sc + row * per + col % per;
 {{else}}  return z * p.sc + row * p.n + col;
 {{end}}}
 {{if eq .B "dy_col"}}
-// phase_nx is how many columns of dx the phase has.
+// phase_nx and phase_ny are the phase's columns and rows of dx.
 fn phase_nx() -> u32 {
   return (p.w - PX + STRIDE - 1u) / STRIDE;
+}
+
+fn phase_ny() -> u32 {
+  return (p.h - PY + STRIDE - 1u) / STRIDE;
 }
 {{end}}
