@@ -32,8 +32,25 @@ var ErrMemory = errors.New("does not fit")
 // optimizerStates is how many parameter-sized tensors each optimiser keeps.
 var optimizerStates = map[string]int64{"lars": 1, "sgd": 1, "adamw": 2}
 
+// LossKind is the objective whose workspaces a memory plan counts.
+type LossKind int
+
+const (
+	MaterialisedLoss LossKind = iota // Barlow Twins with C stored: D×D
+	FusedLoss                        // Barlow Twins through two N×N Gram matrices
+	InfoNCELoss                      // four N×N logit and gradient matrices, four N×D embeddings
+)
+
+// LossFor is the Barlow Twins path, fused or materialised.
+func LossFor(fused bool) LossKind {
+	if fused {
+		return FusedLoss
+	}
+	return MaterialisedLoss
+}
+
 // PlanMemory sizes a twin step of batch pairs of c×h×w images.
-func PlanMemory(mc ModelConfig, batch, c, h, w int, fused bool, optimizer string) (MemoryPlan, error) {
+func PlanMemory(mc ModelConfig, batch, c, h, w int, loss LossKind, optimizer string) (MemoryPlan, error) {
 	bb, err := models.BackboneFootprint(models.Config{Arch: mc.Arch, Stem: mc.Stem, InChannels: mc.InChannels}, batch, h, w)
 	if err != nil {
 		return MemoryPlan{}, err
@@ -59,18 +76,22 @@ func PlanMemory(mc ModelConfig, batch, c, h, w int, fused bool, optimizer string
 		p.Activations += pd.Kept + 2*4*n*emb
 	}
 	p.ParamBytes = 4 * p.Params * (2 + states)
-	ws := 4 * emb * emb // the materialised path's C
-	if fused {
-		ws = 2 * 4 * n * n // the fused path's Gram matrices
+	var ws, wsLargest int64
+	switch loss {
+	case MaterialisedLoss:
+		ws, wsLargest = 4*emb*emb, 4*emb*emb // C
+	case FusedLoss:
+		ws, wsLargest = 2*4*n*n, 4*n*n // the Gram matrices
+	case InfoNCELoss:
+		ws, wsLargest = 4*4*n*n+4*4*n*emb, 4*n*n // see NewInfoNCE
+	default:
+		return MemoryPlan{}, fmt.Errorf("bt: unknown loss kind %d", loss)
 	}
 	// Backward holds about four activation-sized gradients at once inside
 	// a block; the trainer holds the views, representations and embeddings
 	// with their gradients; the loss its normalised embeddings.
 	p.Scratch = 4*bb.Largest + 2*4*n*int64(c*h*w) + 4*4*n*(dim+emb) + 2*4*n*emb + ws
-	p.Largest = max(bb.Largest, pr.Largest)
-	if !fused {
-		p.Largest = max(p.Largest, 4*emb*emb)
-	}
+	p.Largest = max(bb.Largest, pr.Largest, wsLargest)
 	p.Total = p.ParamBytes + p.Activations + p.Scratch
 	return p, nil
 }
@@ -79,10 +100,10 @@ func PlanMemory(mc ModelConfig, batch, c, h, w int, fused bool, optimizer string
 // a tensor beyond the adapter's binding limit, or, when budget (bytes) is
 // positive, a total beyond it. The error names the largest batch that
 // would fit.
-func CheckMemory(d *gpu.Device, mc ModelConfig, batch, c, h, w int, fused bool, optimizer string, budget int64) (MemoryPlan, error) {
+func CheckMemory(d *gpu.Device, mc ModelConfig, batch, c, h, w int, loss LossKind, optimizer string, budget int64) (MemoryPlan, error) {
 	limit := int64(min(d.Limits.MaxStorageBufferBindingSize, d.Limits.MaxBufferSize))
 	fits := func(p MemoryPlan) bool { return p.Largest <= limit && (budget <= 0 || p.Total <= budget) }
-	p, err := PlanMemory(mc, batch, c, h, w, fused, optimizer)
+	p, err := PlanMemory(mc, batch, c, h, w, loss, optimizer)
 	if err != nil || fits(p) {
 		return p, err
 	}
@@ -93,7 +114,7 @@ func CheckMemory(d *gpu.Device, mc ModelConfig, batch, c, h, w int, fused bool, 
 	best := 0
 	for lo, hi := 1, batch-1; lo <= hi; {
 		mid := (lo + hi) / 2
-		q, err := PlanMemory(mc, mid, c, h, w, fused, optimizer)
+		q, err := PlanMemory(mc, mid, c, h, w, loss, optimizer)
 		if err != nil {
 			return p, err
 		}

@@ -220,7 +220,11 @@ func pretrain(d *gpu.Device, tf trainFlags, dir string, every int, resume string
 	if tf.Fused == "on" || tf.Fused == "off" {
 		plannedFused = tf.Fused == "on"
 	}
-	plan, err := bt.CheckMemory(d, mc, tf.Batch, c, size, size, plannedFused, tf.Optimizer, int64(tf.MemoryGiB*(1<<30)))
+	planned := bt.LossFor(plannedFused)
+	if tf.InfoNCE > 0 {
+		planned = bt.InfoNCELoss
+	}
+	plan, err := bt.CheckMemory(d, mc, tf.Batch, c, size, size, planned, tf.Optimizer, int64(tf.MemoryGiB*(1<<30)))
 	if err != nil {
 		return nil, err
 	}
