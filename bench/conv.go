@@ -13,8 +13,9 @@ type ConvCase struct {
 	Shape gpu.ConvShape
 }
 
-// ConvCases are representative layers of ResNet-50 at batch 32, 224 px, and
-// of a CIFAR ResNet-18 at batch 256, 32 px.
+// ConvCases are representative layers of ResNet-50 at batch 32, 224 px, of
+// a CIFAR ResNet-18 at batch 256, 32 px, and of the tiny ResNet of the demo
+// (one view of a batch of 256, 28 px).
 var ConvCases = []ConvCase{
 	{"r50-stem-7x7s2", gpu.ConvShape{N: 32, Cin: 3, H: 224, W: 224, Cout: 64, KH: 7, KW: 7, Stride: 2, Pad: 3}},
 	{"r50-l1-1x1-256to64", gpu.ConvShape{N: 32, Cin: 256, H: 56, W: 56, Cout: 64, KH: 1, KW: 1, Stride: 1}},
@@ -24,6 +25,12 @@ var ConvCases = []ConvCase{
 	{"r50-l4-3x3-512", gpu.ConvShape{N: 32, Cin: 512, H: 7, W: 7, Cout: 512, KH: 3, KW: 3, Stride: 1, Pad: 1}},
 	{"r18c-l1-3x3-64", gpu.ConvShape{N: 256, Cin: 64, H: 32, W: 32, Cout: 64, KH: 3, KW: 3, Stride: 1, Pad: 1}},
 	{"r18c-l4-3x3-512", gpu.ConvShape{N: 256, Cin: 512, H: 4, W: 4, Cout: 512, KH: 3, KW: 3, Stride: 1, Pad: 1}},
+	{"tiny-stem-3x3-1to16", gpu.ConvShape{N: 256, Cin: 1, H: 28, W: 28, Cout: 16, KH: 3, KW: 3, Stride: 1, Pad: 1}},
+	{"tiny-l1-3x3-16", gpu.ConvShape{N: 256, Cin: 16, H: 28, W: 28, Cout: 16, KH: 3, KW: 3, Stride: 1, Pad: 1}},
+	{"tiny-l2-3x3-16to32s2", gpu.ConvShape{N: 256, Cin: 16, H: 28, W: 28, Cout: 32, KH: 3, KW: 3, Stride: 2, Pad: 1}},
+	{"tiny-l2-1x1-16to32s2", gpu.ConvShape{N: 256, Cin: 16, H: 28, W: 28, Cout: 32, KH: 1, KW: 1, Stride: 2}},
+	{"tiny-l2-3x3-32", gpu.ConvShape{N: 256, Cin: 32, H: 14, W: 14, Cout: 32, KH: 3, KW: 3, Stride: 1, Pad: 1}},
+	{"tiny-l3-3x3-64", gpu.ConvShape{N: 256, Cin: 64, H: 7, W: 7, Cout: 64, KH: 3, KW: 3, Stride: 1, Pad: 1}},
 }
 
 // Flops is the multiply-add count of the forward pass, times two; the data
