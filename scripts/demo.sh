@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-go build -o bt ./cmd/bt
-./bt devices
-./bt demo "$@"
+# bin/, since ./bt is the package of the loss and trainer.
+go build -o bin/bt ./cmd/bt
+bin/bt devices
+bin/bt demo "$@"
