@@ -76,6 +76,12 @@ func Add(r *Recorder, y, a, b *Tensor) error {
 	return elementwise(r, "Add", "a[i] + b[i]", []string{"a", "b"}, 0, 0, 0, y, a, b)
 }
 
+// AddReLU writes y = max(a + b, 0): a residual block's sum and its ReLU in
+// one pass.
+func AddReLU(r *Recorder, y, a, b *Tensor) error {
+	return elementwise(r, "AddReLU", "max(a[i] + b[i], 0.0)", []string{"a", "b"}, 0, 0, 0, y, a, b)
+}
+
 // Scale writes y = alpha·x.
 func Scale(r *Recorder, y, x *Tensor, alpha float32) error {
 	return elementwise(r, "Scale", "p.alpha * x[i]", []string{"x"}, alpha, 0, 0, y, x)

@@ -30,6 +30,8 @@ func TestElementwise(t *testing.T) {
 	}{
 		{"Add", 2, false, func(r *gpu.Recorder, y *gpu.Tensor, x []*gpu.Tensor) error { return gpu.Add(r, y, x[0], x[1]) },
 			func(_, a, b float64) float64 { return a + b }, 0},
+		{"AddReLU", 2, false, func(r *gpu.Recorder, y *gpu.Tensor, x []*gpu.Tensor) error { return gpu.AddReLU(r, y, x[0], x[1]) },
+			func(_, a, b float64) float64 { return math.Max(a+b, 0) }, 0},
 		{"Scale", 1, false, func(r *gpu.Recorder, y *gpu.Tensor, x []*gpu.Tensor) error { return gpu.Scale(r, y, x[0], -1.75) },
 			func(_, a, _ float64) float64 { return -1.75 * a }, 0},
 		{"Axpy", 1, true, func(r *gpu.Recorder, y *gpu.Tensor, x []*gpu.Tensor) error { return gpu.Axpy(r, y, x[0], 0.3) },

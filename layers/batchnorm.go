@@ -16,9 +16,14 @@ import (
 // variance by Momentum; in evaluation mode it uses the running statistics.
 // Without affine parameters (Barlow Twins' normalisation of the embeddings
 // before the cross-correlation) Gamma and Beta are nil.
+//
+// With ReLU set, the ReLU that follows BatchNorm in a ResNet or a projector
+// runs inside its passes: Forward writes max(y, 0), and Backward takes the
+// gradient of that output. This saves a pass over the activations each way.
 type BatchNorm struct {
 	C             int
 	Eps, Momentum float32
+	ReLU          bool
 	Gamma, Beta   *Param      // [C] each: the scale γ (starts at 1) and the shift β (at 0); nil without affine
 	RunningMean   *gpu.Tensor // [C], starts at 0
 	RunningVar    *gpu.Tensor // [C], starts at 1
@@ -170,7 +175,7 @@ func (b *BatchNorm) channelPass(r *gpu.Recorder, mode string, n, hw int, bind fu
 		if v == 4 {
 			t = "vec4<f32>"
 		}
-		k, err := b.d.Kernel("batchnorm", shaders.Spec{"Mode": mode, "Affine": b.Affine(), "BX": bx, "BY": bnWG / bx, "V": v, "T": t})
+		k, err := b.d.Kernel("batchnorm", shaders.Spec{"Mode": mode, "Affine": b.Affine(), "ReLU": b.ReLU, "BX": bx, "BY": bnWG / bx, "V": v, "T": t})
 		if err != nil {
 			return err
 		}
@@ -194,7 +199,7 @@ func (b *BatchNorm) channelPass(r *gpu.Recorder, mode string, n, hw int, bind fu
 	}
 	u := b.uniforms(n, hw).U(rows).U(chunks)
 	for pass := 1; pass <= 2; pass++ {
-		k, err := b.d.Kernel("batchnorm_serial", shaders.Spec{"Mode": mode, "Affine": b.Affine(), "Pass": pass})
+		k, err := b.d.Kernel("batchnorm_serial", shaders.Spec{"Mode": mode, "Affine": b.Affine(), "ReLU": b.ReLU, "Pass": pass})
 		if err != nil {
 			return err
 		}
@@ -216,7 +221,7 @@ func (b *BatchNorm) Forward(r *gpu.Recorder, out, cache, in *gpu.Tensor, n, hw i
 		if err := b.check("eval", n, hw, named{"out", out, size}, named{"in", in, size}); err != nil {
 			return err
 		}
-		k, err := b.d.Kernel("batchnorm", shaders.Spec{"Mode": "eval", "Affine": b.Affine(), "WG": bnWG})
+		k, err := b.d.Kernel("batchnorm", shaders.Spec{"Mode": "eval", "Affine": b.Affine(), "ReLU": b.ReLU, "WG": bnWG})
 		if err != nil {
 			return err
 		}
@@ -253,9 +258,16 @@ func (b *BatchNorm) Backward(r *gpu.Recorder, dIn, dOut, in, cache *gpu.Tensor, 
 		named{"in", in, size}, named{"cache", cache, 3 * b.C}); err != nil {
 		return err
 	}
+	// Taking the gradient back through a fused ReLU needs γ and β, to work
+	// out the output again.
+	relu := b.ReLU && b.Affine()
 	return b.channelPass(r, "backward", n, hw, func(pass int, partial *gpu.Tensor) []*gpu.Tensor {
 		if pass == 1 {
-			return []*gpu.Tensor{partial, dOut, in, cache}
+			ts := []*gpu.Tensor{partial, dOut, in, cache}
+			if relu {
+				ts = append(ts, b.Gamma.Value, b.Beta.Value)
+			}
+			return ts
 		}
 		ts := []*gpu.Tensor{dIn}
 		if b.Affine() {
@@ -267,6 +279,9 @@ func (b *BatchNorm) Backward(r *gpu.Recorder, dIn, dOut, in, cache *gpu.Tensor, 
 		}
 		if b.Affine() {
 			ts = append(ts, b.Gamma.Value)
+		}
+		if relu {
+			ts = append(ts, b.Beta.Value)
 		}
 		return ts
 	})

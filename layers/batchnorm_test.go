@@ -83,6 +83,20 @@ func borrow(t *testing.T, b *BatchNorm, gamma, beta, dgamma, dbeta *gpu.Tensor) 
 	}
 }
 
+// bnReLU makes the tests' BatchNorms fuse the ReLU (TestBatchNormReLU).
+var bnReLU = false
+
+// relu64 applies the fused ReLU of the tests' BatchNorms, if any, in place.
+func relu64(y []float64) []float64 {
+	if !bnReLU {
+		return y
+	}
+	for i := range y {
+		y[i] = max(y[i], 0)
+	}
+	return y
+}
+
 // newTestBN makes a BatchNorm and a cache released when the test ends.
 func newTestBN(t *testing.T, d *gpu.Device, c int, affine bool) (*BatchNorm, *gpu.Tensor) {
 	t.Helper()
@@ -90,6 +104,7 @@ func newTestBN(t *testing.T, d *gpu.Device, c int, affine bool) (*BatchNorm, *gp
 	if err != nil {
 		t.Fatal(err)
 	}
+	b.ReLU = bnReLU
 	cache, err := b.NewCache()
 	if err != nil {
 		t.Fatal(err)
@@ -142,10 +157,18 @@ func TestBatchNormTrain(t *testing.T) {
 				},
 				RefForward: func(ins [][]float64) []float64 {
 					y, _, _ := refBN(s, ins)
-					return y
+					return relu64(y)
 				},
 				RefBackward: func(ins [][]float64, dout []float64) [][]float64 {
-					_, mean, invstd := refBN(s, ins)
+					y, mean, invstd := refBN(s, ins)
+					if bnReLU {
+						dout = append([]float64(nil), dout...)
+						for i := range dout {
+							if y[i] <= 0 {
+								dout[i] = 0
+							}
+						}
+					}
 					grads := [][]float64{make([]float64, len(ins[0]))}
 					var gamma, dgamma, dbeta []float64
 					if s.affine {
@@ -183,7 +206,7 @@ func TestBatchNormStats(t *testing.T) {
 				Ref: func(outs, ins [][]float64) {
 					in := [][]float64{ins[0], constant64(s.c, 1), constant64(s.c, 0)}
 					y, mean, invstd := refBN(s, in)
-					copy(outs[0], y)
+					copy(outs[0], relu64(y))
 					for j := range s.c {
 						x0 := ins[0][j*s.hw]
 						outs[1][j], outs[1][s.c+j], outs[1][2*s.c+j] = x0, mean[j]-x0, invstd[j]
@@ -227,6 +250,7 @@ func TestBatchNormEval(t *testing.T) {
 						gamma, beta = ins[3], ins[4]
 					}
 					ref.BatchNormEval(outs[0], ins[0], ins[1], ins[2], gamma, beta, s.n, s.c, s.hw, 1e-5)
+					relu64(outs[0])
 				},
 			})
 		})

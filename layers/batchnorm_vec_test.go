@@ -31,3 +31,22 @@ func TestBatchNormWorkgroups(t *testing.T) {
 	})
 	t.Run("vec", TestBatchNormVec)
 }
+
+// TestBatchNormReLU runs the training, statistics, evaluation and backward
+// checks with the ReLU fused, in both layouts, on all shapes.
+func TestBatchNormReLU(t *testing.T) {
+	bnReLU = true
+	defer func() { bnReLU = false }()
+	run := func(t *testing.T) {
+		t.Run("train", TestBatchNormTrain)
+		t.Run("stats", TestBatchNormStats)
+		t.Run("eval", TestBatchNormEval)
+		t.Run("vec", TestBatchNormVec)
+	}
+	t.Run("default", run)
+	t.Run("workgroups", func(t *testing.T) {
+		workgroupBN = true
+		defer func() { workgroupBN = false }()
+		run(t)
+	})
+}

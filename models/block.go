@@ -8,8 +8,9 @@ import (
 	"github.com/bt-org/bt/layers"
 )
 
-// convBN is a convolution followed by BatchNorm, the unit every ResNet path
-// is made of.
+// convBN is a convolution followed by BatchNorm, and by a ReLU where the
+// unit has one (fused into the BatchNorm): the unit every ResNet path is
+// made of.
 type convBN struct {
 	conv *layers.Conv2D
 	bn   *layers.BatchNorm
@@ -21,7 +22,7 @@ type convBNActs struct {
 	c, cache *gpu.Tensor
 }
 
-func newConvBN(d *gpu.Device, rng *rand.Rand, conv, bn string, u unitPlan) (convBN, error) {
+func newConvBN(d *gpu.Device, rng *rand.Rand, conv, bn string, u unitPlan, relu bool) (convBN, error) {
 	c, err := layers.NewConv2D(d, rng, conv, u.cin, u.cout, u.k, u.stride, u.k/2, false)
 	if err != nil {
 		return convBN{}, err
@@ -31,12 +32,13 @@ func newConvBN(d *gpu.Device, rng *rand.Rand, conv, bn string, u unitPlan) (conv
 		c.Release()
 		return convBN{}, err
 	}
+	b.ReLU = relu
 	return convBN{c, b}, nil
 }
 
-// forward writes out = BN(conv(in)), ReLU'd in place when relu is set.
+// forward writes out = BN(conv(in)), ReLU'd if the unit has a ReLU.
 // out [n, cout, oh, ow], in [n, cin, h, w].
-func (u convBN) forward(r *gpu.Recorder, p *Pass, a *convBNActs, out, in *gpu.Tensor, n, h, w int, relu bool) error {
+func (u convBN) forward(r *gpu.Recorder, p *Pass, a *convBNActs, out, in *gpu.Tensor, n, h, w int) error {
 	oh, ow := u.conv.OutSize(h, w)
 	var err error
 	if a.c, err = p.act(n, u.conv.Cout, oh, ow); err != nil {
@@ -54,14 +56,11 @@ func (u convBN) forward(r *gpu.Recorder, p *Pass, a *convBNActs, out, in *gpu.Te
 		return err
 	}
 	p.drop(a.c)
-	if relu {
-		return gpu.ReLU(r, out, out)
-	}
 	return nil
 }
 
 // backward writes dIn (unless nil) and accumulates the parameter gradients,
-// given dOut, the gradient of BN's output.
+// given dOut, the gradient of the unit's output (after its ReLU, if any).
 // dIn [n, cin, h, w], dOut [n, cout, oh, ow], in [n, cin, h, w].
 func (u convBN) backward(r *gpu.Recorder, p *Pass, a *convBNActs, dIn, dOut, in *gpu.Tensor, n, h, w int) error {
 	oh, ow := u.conv.OutSize(h, w)
@@ -109,7 +108,9 @@ type blockActs struct {
 func newBlock(d *gpu.Device, rng *rand.Rand, p blockPlan) (*block, error) {
 	b := &block{}
 	for i, u := range p.path {
-		cb, err := newConvBN(d, rng, fmt.Sprintf("%s.conv%d", p.name, i+1), fmt.Sprintf("%s.bn%d", p.name, i+1), u)
+		// Every unit but the last is followed by a ReLU; the last one's
+		// comes after the sum with the shortcut.
+		cb, err := newConvBN(d, rng, fmt.Sprintf("%s.conv%d", p.name, i+1), fmt.Sprintf("%s.bn%d", p.name, i+1), u, i < len(p.path)-1)
 		if err != nil {
 			b.release()
 			return nil, err
@@ -121,7 +122,7 @@ func newBlock(d *gpu.Device, rng *rand.Rand, p blockPlan) (*block, error) {
 		return nil, err
 	}
 	if p.shortcut != nil {
-		sc, err := newConvBN(d, rng, p.name+".downsample.0", p.name+".downsample.1", *p.shortcut)
+		sc, err := newConvBN(d, rng, p.name+".downsample.0", p.name+".downsample.1", *p.shortcut, false)
 		if err != nil {
 			b.release()
 			return nil, err
@@ -162,7 +163,7 @@ func (b *block) forward(r *gpu.Recorder, p *Pass, a *blockActs, in *gpu.Tensor, 
 		if err != nil {
 			return err
 		}
-		if err := u.forward(r, p, &a.path[i], y, x, n, xh, xw, !last); err != nil {
+		if err := u.forward(r, p, &a.path[i], y, x, n, xh, xw); err != nil {
 			return err
 		}
 		if i > 0 {
@@ -182,7 +183,7 @@ func (b *block) forward(r *gpu.Recorder, p *Pass, a *blockActs, in *gpu.Tensor, 
 			return err
 		}
 		defer s.Release()
-		if err := b.shortcut.forward(r, p, &a.sc, s, in, n, h, w, false); err != nil {
+		if err := b.shortcut.forward(r, p, &a.sc, s, in, n, h, w); err != nil {
 			return err
 		}
 		short = s
@@ -191,10 +192,7 @@ func (b *block) forward(r *gpu.Recorder, p *Pass, a *blockActs, in *gpu.Tensor, 
 	if a.out, err = p.act(n, b.cout(), xh, xw); err != nil {
 		return err
 	}
-	if err := gpu.Add(r, a.out, branch, short); err != nil {
-		return err
-	}
-	return gpu.ReLU(r, a.out, a.out)
+	return gpu.AddReLU(r, a.out, branch, short)
 }
 
 // backward writes dIn, the gradient of the block's input, and accumulates
@@ -238,22 +236,12 @@ func (b *block) backward(r *gpu.Recorder, p *Pass, a *blockActs, dIn, dOut *gpu.
 			return err
 		}
 		defer dx.Release()
+		// dx is the gradient of unit i−1's output, after its ReLU, which
+		// that unit's BatchNorm takes back through.
 		if err := u.backward(r, p, &a.path[i], dx, g, in, n, sh, sw); err != nil {
 			return err
 		}
 		g = dx
-		if i > 0 {
-			// Through the ReLU that made in: in > 0 where it passed.
-			m, err := p.temp(n, u.conv.Cin, sh, sw)
-			if err != nil {
-				return err
-			}
-			defer m.Release()
-			if err := gpu.ReLUBackward(r, m, dx, in); err != nil {
-				return err
-			}
-			g = m
-		}
 	}
 	return gpu.Axpy(r, dIn, g, 1)
 }

@@ -64,6 +64,7 @@ func NewMLP(d *gpu.Device, rng *rand.Rand, name string, in int, spec string, noB
 					p.Release()
 					return nil, err
 				}
+				bn.ReLU = true // the hidden block's ReLU
 			}
 			p.bns = append(p.bns, bn)
 		}
@@ -147,11 +148,11 @@ func (pr *Projector) Forward(r *gpu.Recorder, p *Pass, z, x *gpu.Tensor, n int) 
 			p.drop(h)
 		} else {
 			a.caches = append(a.caches, nil)
+			if err := gpu.ReLU(r, next, next); err != nil {
+				return err
+			}
 		}
 		a.pre = append(a.pre, h)
-		if err := gpu.ReLU(r, next, next); err != nil {
-			return err
-		}
 		a.ins = append(a.ins, next)
 		cur = next
 	}
@@ -190,27 +191,21 @@ func (pr *Projector) Backward(r *gpu.Recorder, p *Pass, dX, dZ *gpu.Tensor) erro
 		if i == 0 {
 			break
 		}
-		// Back through hidden block i−1: ReLU, then BatchNorm.
+		// Back through hidden block i−1: its BatchNorm takes the gradient
+		// back through the ReLU it fuses; without BatchNorm, the ReLU alone.
 		dh, err := p.temp(n, l.In)
 		if err != nil {
 			return err
 		}
 		defer dh.Release()
-		if err := gpu.ReLUBackward(r, dh, dIn, a.ins[i]); err != nil {
+		if bn := pr.bns[i-1]; bn != nil {
+			if err := bn.Backward(r, dh, dIn, a.pre[i-1], a.caches[i-1], n, 1); err != nil {
+				return err
+			}
+		} else if err := gpu.ReLUBackward(r, dh, dIn, a.ins[i]); err != nil {
 			return err
 		}
 		g = dh
-		if bn := pr.bns[i-1]; bn != nil {
-			dpre, err := p.temp(n, l.In)
-			if err != nil {
-				return err
-			}
-			defer dpre.Release()
-			if err := bn.Backward(r, dpre, dh, a.pre[i-1], a.caches[i-1], n, 1); err != nil {
-				return err
-			}
-			g = dpre
-		}
 	}
 	return nil
 }

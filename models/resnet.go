@@ -148,7 +148,7 @@ func NewResNet(d *gpu.Device, rng *rand.Rand, cfg Config) (*ResNet, error) {
 		return nil, err
 	}
 	m := &ResNet{Config: p.cfg, Dim: p.dim, gap: layers.NewGlobalAvgPool(d)}
-	if m.stem, err = newConvBN(d, rng, "conv1", "bn1", p.stem); err != nil {
+	if m.stem, err = newConvBN(d, rng, "conv1", "bn1", p.stem, true); err != nil {
 		return nil, err
 	}
 	if p.pool {
@@ -243,7 +243,7 @@ func (m *ResNet) Forward(r *gpu.Recorder, p *Pass, repr, x *gpu.Tensor, n, h, w 
 	if a.stemOut, err = p.act(n, m.stem.conv.Cout, sh, sw); err != nil {
 		return err
 	}
-	if err := m.stem.forward(r, p, &a.stem, a.stemOut, x, n, h, w, true); err != nil {
+	if err := m.stem.forward(r, p, &a.stem, a.stemOut, x, n, h, w); err != nil {
 		return err
 	}
 	cur, ch, cw := a.stemOut, sh, sw
@@ -324,15 +324,7 @@ func (m *ResNet) Backward(r *gpu.Recorder, p *Pass, dRepr *gpu.Tensor) error {
 		}
 		g = dPool
 	}
-	dStem, err := p.temp(n, c, sh, sw)
-	if err != nil {
-		return err
-	}
-	defer dStem.Release()
-	if err := gpu.ReLUBackward(r, dStem, g, a.stemOut); err != nil {
-		return err
-	}
-	return m.stem.backward(r, p, &a.stem, nil, dStem, a.x, n, a.h, a.w)
+	return m.stem.backward(r, p, &a.stem, nil, g, a.x, n, a.h, a.w)
 }
 
 // Params lists the trainable parameters in torchvision's order.

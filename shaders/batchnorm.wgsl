@@ -14,6 +14,9 @@
 //             half an ulp of the offset. stats[b] = x₀, stats[C+b] = δ and
 //             stats[2C+b] = invstd are kept for backward.
 //   eval      running statistics, elementwise over all of x.
+//   With ReLU the output is max(y, 0), and backward takes the gradient of
+//   that output, zero where y ≤ 0: y is worked out again from x and the
+//   statistics with the forward's expression, so no output is kept.
 //   backward  sums Σdy and Σdy·x̂ over the channel, then
 //             dx = γ·invstd·(dy − Σdy/M − x̂·Σdy·x̂/M), M = N·HW;
 //             dγ += Σdy·x̂ and dβ += Σdy.
@@ -56,11 +59,14 @@ struct Params {
 @group(0) @binding(5) var<storage, read> x: array<{{.T}}>;
 @group(0) @binding(6) var<storage, read> stats: array<f32>;
 @group(0) @binding(7) var<storage, read> gamma: array<f32>;
-{{else}}@group(0) @binding(2) var<storage, read> dy: array<{{.T}}>;
+{{if .ReLU}}@group(0) @binding(8) var<storage, read> beta: array<f32>;
+{{end}}{{else}}@group(0) @binding(2) var<storage, read> dy: array<{{.T}}>;
 @group(0) @binding(3) var<storage, read> x: array<{{.T}}>;
 @group(0) @binding(4) var<storage, read> stats: array<f32>;
 {{end}}{{end}}
 {{if eq .Mode "eval"}}
+{{template "bn" (set (set . "T" "f32") "Finish" false)}}
+
 @compute @workgroup_size({{.WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = gid.x + gid.y * nwg.x * {{.WG}}u;
@@ -69,8 +75,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   }
   let b = (i / p.hw) % p.c;
   let scale = inverseSqrt(run_var[b] + p.eps);
-{{if .Affine}}  y[i] = gamma[b] * (x[i] - run_mean[b]) * scale + beta[b];
-{{else}}  y[i] = (x[i] - run_mean[b]) * scale;
+{{if .Affine}}  y[i] = act(gamma[b] * (x[i] - run_mean[b]) * scale + beta[b]);
+{{else}}  y[i] = act((x[i] - run_mean[b]) * scale);
 {{end}}}
 {{else}}
 
@@ -81,7 +87,7 @@ fn hsum(v: {{.T}}) -> f32 {
 {{end}}}
 
 {{template "total" (set . "T" "f32")}}
-{{template "bn" .}}
+{{template "bn" (set . "Finish" true)}}
 
 // Cursor walks the values of one channel in memory order, BY at a time:
 // k is the index of the current value and pos its position within HW. It
@@ -145,7 +151,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let shift = shift_of(b);
   var cur = start(lid.y, b);
   for (var t = lid.y; t < count; t += {{.BY}}u) {
-    y[cur.k] = ((x[cur.k] - x0) - delta) * scale + shift;
+    y[cur.k] = act(((x[cur.k] - x0) - delta) * scale + shift);
     cur = advance(cur, dk, dpos);
   }
   if (lid.y == 0u) {
@@ -154,15 +160,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 {{else}}  var x0 = 0.0;
   var delta = 0.0;
   var invstd = 0.0;
+  var scale = 0.0;
+  var shift = 0.0;
   var vdy = {{.T}}(0.0);
   var vdyx = {{.T}}(0.0);
   if (inside) {
     x0 = stats[b];
     delta = stats[p.c + b];
     invstd = stats[2u * p.c + b];
-    var cur = start(lid.y, b);
+    scale = scale_of(b, invstd);
+{{if .ReLU}}    shift = shift_of(b);
+{{end}}    var cur = start(lid.y, b);
     for (var t = lid.y; t < count; t += {{.BY}}u) {
-      let g = dy[cur.k];
+      let g = passed(dy[cur.k], ((x[cur.k] - x0) - delta) * scale + shift);
       vdy += g;
       vdyx += g * ((x[cur.k] - x0) - delta) * invstd;
       cur = advance(cur, dk, dpos);
@@ -173,13 +183,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   if (!inside) {
     return;
   }
-  let scale = scale_of(b, invstd);
   let mdy = sdy / m;
   let mdyx = sdyx / m;
   var cur = start(lid.y, b);
   for (var t = lid.y; t < count; t += {{.BY}}u) {
     let k = cur.k;
-    dx[k] = scale * (dy[k] - mdy - ((x[k] - x0) - delta) * invstd * mdyx);
+    let g = passed(dy[k], ((x[k] - x0) - delta) * scale + shift);
+    dx[k] = scale * (g - mdy - ((x[k] - x0) - delta) * invstd * mdyx);
     cur = advance(cur, dk, dpos);
   }
   if (lid.y == 0u) {

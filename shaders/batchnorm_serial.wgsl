@@ -25,6 +25,7 @@
 //                cache and running statistics.
 //   backward  1: Σdy and Σdy·((x − x₀) − δ) over the chunk;
 //             2: their sums over the chunks, dx, and in chunk 0 dγ and dβ.
+// With ReLU, dy is first taken back through the fused ReLU (see batchnorm).
 // Summing row by row keeps the rounding of long sums to that of a row plus
 // the rows of a chunk.
 struct Params {
@@ -51,7 +52,9 @@ struct Params {
 @group(0) @binding(2) var<storage, read> dy: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read> stats: array<f32>;
-{{else}}@group(0) @binding(1) var<storage, read_write> dx: array<vec4<f32>>;
+{{if and .ReLU .Affine}}@group(0) @binding(5) var<storage, read> gamma: array<f32>;
+@group(0) @binding(6) var<storage, read> beta: array<f32>;
+{{end}}{{else}}@group(0) @binding(1) var<storage, read_write> dx: array<vec4<f32>>;
 {{if .Affine}}@group(0) @binding(2) var<storage, read_write> dgamma: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dbeta: array<f32>;
 @group(0) @binding(4) var<storage, read> dy: array<vec4<f32>>;
@@ -59,12 +62,13 @@ struct Params {
 @group(0) @binding(6) var<storage, read> stats: array<f32>;
 @group(0) @binding(7) var<storage, read> partial: array<f32>;
 @group(0) @binding(8) var<storage, read> gamma: array<f32>;
-{{else}}@group(0) @binding(2) var<storage, read> dy: array<vec4<f32>>;
+{{if .ReLU}}@group(0) @binding(9) var<storage, read> beta: array<f32>;
+{{end}}{{else}}@group(0) @binding(2) var<storage, read> dy: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read> stats: array<f32>;
 @group(0) @binding(5) var<storage, read> partial: array<f32>;
 {{end}}{{end}}{{end}}
-{{if eq .Pass 2}}{{template "bn" .}}{{end}}
+{{if or (eq .Pass 2) (and (eq .Mode "backward") .ReLU)}}{{template "bn" (set (set . "T" "vec4<f32>") "Finish" (eq .Pass 2))}}{{end}}
 
 // inrow masks the components of the q-th vec4 that lie in [lo, hi).
 fn inrow(q: u32, lo: u32, hi: u32) -> vec4<bool> {
@@ -87,10 +91,11 @@ fn count(j: u32) -> f32 {
 }
 {{if eq .Pass 2}}{{if eq .Mode "train"}}
 fn normalise(v: vec4<f32>, x0: f32, delta: f32, scale: f32, shift: f32) -> vec4<f32> {
-  return ((v - x0) - delta) * scale + shift;
+  return act(((v - x0) - delta) * scale + shift);
 }
 {{else}}
-fn grad_in(g: vec4<f32>, v: vec4<f32>, x0: f32, delta: f32, invstd: f32, scale: f32, mdy: f32, mdyx: f32) -> vec4<f32> {
+fn grad_in(gy: vec4<f32>, v: vec4<f32>, x0: f32, delta: f32, invstd: f32, scale: f32, shift: f32, mdy: f32, mdyx: f32) -> vec4<f32> {
+  let g = passed(gy, ((v - x0) - delta) * scale + shift);
   return scale * (g - mdy - ((v - x0) - delta) * invstd * mdyx);
 }
 {{end}}{{end}}
@@ -163,14 +168,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   }
 {{end}}{{else}}  let x0 = stats[b];
   let delta = stats[p.c + b];
-{{if eq .Pass 1}}  var sdy = 0.0;
+  let invstd = stats[2u * p.c + b];
+{{if .ReLU}}  let scale = scale_of(b, invstd);
+  let shift = shift_of(b);
+{{end}}{{if eq .Pass 1}}  var sdy = 0.0;
   var sdyx = 0.0;
   for (var lo = first; lo < last; lo += row) {
     let hi = lo + p.hw;
     var s = vec4<f32>(0.0);
     var sx = vec4<f32>(0.0);
     for (var q = lo / 4u; q < (hi + 3u) / 4u; q++) {
-      let e = select(vec4<f32>(0.0), dy[q], inrow(q, lo, hi));
+{{if .ReLU}}      let e = select(vec4<f32>(0.0), passed(dy[q], ((x[q] - x0) - delta) * scale + shift), inrow(q, lo, hi));
+{{else}}      let e = select(vec4<f32>(0.0), dy[q], inrow(q, lo, hi));
+{{end}}
       s += e;
       sx += e * ((x[q] - x0) - delta);
     }
@@ -179,8 +189,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   }
   partial[2u * g] = sdy;
   partial[2u * g + 1u] = sdyx;
-{{else}}  let invstd = stats[2u * p.c + b];
-  let m = f32(p.n * p.hw);
+{{else}}  let m = f32(p.n * p.hw);
   var sdy = 0.0;
   var sdyx = 0.0;
   for (var i = 0u; i < p.chunks; i++) {
@@ -188,21 +197,22 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     sdyx += partial[2u * (b * p.chunks + i) + 1u];
   }
   sdyx *= invstd;
-  let scale = scale_of(b, invstd);
-  let mdy = sdy / m;
+{{if not .ReLU}}  let scale = scale_of(b, invstd);
+  let shift = 0.0;
+{{end}}  let mdy = sdy / m;
   let mdyx = sdyx / m;
   for (var lo = first; lo < last; lo += row) {
     let hi = lo + p.hw;
     let q0 = (lo + 3u) / 4u;
     let q1 = hi / 4u;
     for (var k = lo; k < min(hi, 4u * q0); k++) {
-      dx[quad(k)][k % 4u] = grad_in(vec4<f32>(dy[quad(k)][k % 4u]), vec4<f32>(x[quad(k)][k % 4u]), x0, delta, invstd, scale, mdy, mdyx).x;
+      dx[quad(k)][k % 4u] = grad_in(vec4<f32>(dy[quad(k)][k % 4u]), vec4<f32>(x[quad(k)][k % 4u]), x0, delta, invstd, scale, shift, mdy, mdyx).x;
     }
     for (var q = q0; q < q1; q++) {
-      dx[q] = grad_in(dy[q], x[q], x0, delta, invstd, scale, mdy, mdyx);
+      dx[q] = grad_in(dy[q], x[q], x0, delta, invstd, scale, shift, mdy, mdyx);
     }
     for (var k = max(4u * q1, 4u * q0); k < hi; k++) {
-      dx[quad(k)][k % 4u] = grad_in(vec4<f32>(dy[quad(k)][k % 4u]), vec4<f32>(x[quad(k)][k % 4u]), x0, delta, invstd, scale, mdy, mdyx).x;
+      dx[quad(k)][k % 4u] = grad_in(vec4<f32>(dy[quad(k)][k % 4u]), vec4<f32>(x[quad(k)][k % 4u]), x0, delta, invstd, scale, shift, mdy, mdyx).x;
     }
   }
   if (j == 0u) {
