@@ -4,7 +4,8 @@
 # scripts/gpu-prepare.sh here, with bin and .gl carried. Each stage's log
 # goes to ${OUT:-runs/gpu}/STAGE.log; BENCHMARKS.md takes its figures.
 #
-# Stages (default: all, in this order; about 8 minutes on an H100):
+# Stages (default: all, in this order; meant to fit one 10-minute call of
+# the device tool, and each can be run alone when they do not):
 #   devices  the adapter report and the kernels' self-check against float64
 #   gemm     bt's GEMM beside PyTorch's float32 matmul with TF32 off
 #   conv     the convolution suite
