@@ -318,6 +318,13 @@ func writeAblation(d *gpu.Device, dir, family string, tf trainFlags, rs []ablati
 	names := make([]string, len(rs))
 	for i, r := range rs {
 		knn[i], lin[i], names[i] = 100*r.KNN20, 100*r.Linear, r.Variant
+		// Runs without figures say why, rather than read as zero accuracy.
+		switch {
+		case r.Unfit != "":
+			names[i] += " (does not fit)"
+		case r.Diverged != "":
+			names[i] += " (diverged)"
+		}
 	}
 	w := vg.Points(14)
 	kb, err := plotter.NewBarChart(knn, w)
