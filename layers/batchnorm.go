@@ -129,7 +129,9 @@ func serialChunks(n, hw int) (rows, chunks int, ok bool) {
 // GPUs get workgroups (shaders/batchnorm.wgsl).
 func (b *BatchNorm) serial(n, hw int) bool {
 	_, _, ok := serialChunks(n, hw)
-	return ok && b.d.IsCPU() && !workgroupBN
+	// The serial backward binds 9 storage buffers with γ, β and a fused
+	// ReLU, one more than WebGPU's default limit.
+	return ok && b.d.IsCPU() && !workgroupBN && b.d.Limits.MaxStorageBuffersPerShaderStage >= 9
 }
 
 // layout is how the workgroup layout splits a channel's work: bx channels
