@@ -127,7 +127,7 @@ func runAblate(args []string) error {
 	tf.register(fs)
 	out := fs.String("out", "", "run directory (default runs/ablate-FAMILY)")
 	only := fs.String("only", "", "comma-separated variant numbers (1-based) to run, e.g. 1,3; default all")
-	minutes := fs.Float64("minutes", 0, "pretraining budget per run in minutes instead of -steps: each run's steps come from timing two of its steps first")
+	minutes := fs.Float64("minutes", 0, "pretraining budget per run in minutes instead of -steps: each run's steps come from timing two of its steps first (the batch family then compares at equal time, not equal pairs)")
 	var ef evalFlags
 	ef.register(fs)
 	if err := fs.Parse(args); err != nil {
