@@ -114,8 +114,9 @@ var workgroupBN = false
 
 // serialChunks is how the serial layout (shaders/batchnorm_serial.wgsl)
 // splits each channel: chunks of rows images, each row of hw values costing
-// at most hw/4 + 10 loop steps (gallivm counts each loop's last, failing test too). ok is false where a single row or the merge
-// over the chunks would not fit the loop limit.
+// at most hw/4 + 10 loop steps (gallivm also counts each loop's last, failing
+// test). ok is false where a single row or the merge over the chunks would
+// not fit the loop limit.
 func serialChunks(n, hw int) (rows, chunks int, ok bool) {
 	perRow := hw/4 + 10
 	rows = max(1, serialSteps/perRow)
