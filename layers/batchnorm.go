@@ -125,7 +125,7 @@ func serialChunks(n, hw int) (rows, chunks int, ok bool) {
 }
 
 // serial reports whether training and backward run in the serial layout:
-// on CPU adapters, where it measured 2–5× faster than workgroups of 256
+// on CPU adapters, where it measured 2.5–6× faster than workgroups of 256
 // threads on lavapipe at the tiny ResNet's shapes (its loads are uniform).
 // GPUs get workgroups (shaders/batchnorm.wgsl).
 func (b *BatchNorm) serial(n, hw int) bool {
