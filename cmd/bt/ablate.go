@@ -54,13 +54,16 @@ var families = map[string][]variant{
 	},
 	// The paper's batch study trains every batch size for the same number
 	// of epochs and sets the weights' learning rate per batch size (0.7 at
-	// 128 … 0.2 at 2048); smaller batches keep 0.7.
+	// 128 … 0.2 at 2048 and 4096); smaller batches keep 0.7.
 	"batch": {
 		batchVariant(32, 0.7, ""),
 		batchVariant(64, 0.7, ""),
 		batchVariant(128, 0.7, "69.7"),
 		batchVariant(256, 0.4, "70.7"),
 		batchVariant(512, 0.3, "71.4"),
+		batchVariant(1024, 0.25, "71.7"),
+		batchVariant(2048, 0.2, "71.4"),
+		batchVariant(4096, 0.2, "70.7"),
 	},
 	"augment": {
 		{"all (paper)", "71.4 (baseline)", func(tf *trainFlags) {}},
