@@ -346,6 +346,7 @@ func writeAblation(d *gpu.Device, dir, family string, tf trainFlags, rs []ablati
 	p.Legend.Top = true
 	p.Y.Min, p.Y.Max = 0, 115 // room for the legend above the bars
 	p.NominalX(names...)
+	p.X.Min, p.X.Max = -0.5, float64(len(rs)) // room on the right for the last, slanted label
 	p.X.Tick.Label.Rotation = 0.4
 	p.X.Tick.Label.XAlign, p.X.Tick.Label.YAlign = -0.9, -0.5
 	return p.Save(vg.Points(float64(220+110*len(rs))), 5*vg.Inch, filepath.Join(dir, "ablation.png"))
