@@ -169,8 +169,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 {{end}}{{else}}  let x0 = stats[b];
   let delta = stats[p.c + b];
   let invstd = stats[2u * p.c + b];
-{{if .ReLU}}  let scale = scale_of(b, invstd);
-  let shift = shift_of(b);
+{{if or .ReLU (eq .Pass 2)}}  let scale = scale_of(b, invstd);
+  let shift = {{if .ReLU}}shift_of(b){{else}}0.0{{end}};
 {{end}}{{if eq .Pass 1}}  var sdy = 0.0;
   var sdyx = 0.0;
   for (var lo = first; lo < last; lo += row) {
@@ -197,9 +197,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     sdyx += partial[2u * (b * p.chunks + i) + 1u];
   }
   sdyx *= invstd;
-{{if not .ReLU}}  let scale = scale_of(b, invstd);
-  let shift = 0.0;
-{{end}}  let mdy = sdy / m;
+  let mdy = sdy / m;
   let mdyx = sdyx / m;
   for (var lo = first; lo < last; lo += row) {
     let hi = lo + p.hw;

@@ -154,20 +154,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   var c2 = k_lo / (s0 * s1);
 {{end}}{{range $j := seq .TN}}  let col_{{$j}} = wid.x * BN + lid.x + {{$j}}u * THREADS;
   let cc_{{$j}} = min(col_{{$j}}, p.n - 1u);
-{{if eq $.B "im2col"}}{{if $.Flat}}  let img_{{$j}} = cc_{{$j}} / (p.oh * p.ow);
-  let pos_{{$j}} = cc_{{$j}} % (p.oh * p.ow);
+{{if or (eq $.B "im2col") (eq $.B "dy_col")}}{{if $.Flat}}  let img_{{$j}} = cc_{{$j}} / plane();
+  let pos_{{$j}} = cc_{{$j}} % plane();
 {{else}}  let img_{{$j}} = z;
   let pos_{{$j}} = cc_{{$j}};
-{{end}}  let iy0_{{$j}} = i32((pos_{{$j}} / p.ow) * STRIDE) - i32(PAD);
+{{end}}{{end}}{{if eq $.B "im2col"}}  let iy0_{{$j}} = i32((pos_{{$j}} / p.ow) * STRIDE) - i32(PAD);
   let ix0_{{$j}} = i32((pos_{{$j}} % p.ow) * STRIDE) - i32(PAD);
 {{else if eq $.B "im2col_t"}}  let ic_{{$j}} = cc_{{$j}} / (KH * KW);
   let ky_{{$j}} = i32((cc_{{$j}} % (KH * KW)) / KW) - i32(PAD);
   let kx_{{$j}} = i32(cc_{{$j}} % KW) - i32(PAD);
-{{else if eq $.B "dy_col"}}{{if $.Flat}}  let img_{{$j}} = cc_{{$j}} / (phase_ny() * nx);
-  let pos_{{$j}} = cc_{{$j}} % (phase_ny() * nx);
-{{else}}  let img_{{$j}} = z;
-  let pos_{{$j}} = cc_{{$j}};
-{{end}}  let yp_{{$j}} = i32(pos_{{$j}} / nx + QY);
+{{else if eq $.B "dy_col"}}  let yp_{{$j}} = i32(pos_{{$j}} / nx + QY);
   let xp_{{$j}} = i32(pos_{{$j}} % nx + QX);
 {{end}}{{end}}{{range $i := seq .TM}}  let row_{{$i}} = min(m0 + {{$i}}u, p.m - 1u);
 {{range $j := seq $.TN}}  var acc_{{$i}}_{{$j}} = 0.0;
@@ -289,17 +285,21 @@ fn store(z: u32, row: u32, col: u32, v: vec4<f32>) {
 // out_index is where C[z, row, col] lives: row-major, or for a data
 // gradient the phase's pixel in dx; with Flat, col also picks the image.
 fn out_index(z: u32, row: u32, col: u32) -> u32 {
-{{if eq .B "dy_col"}}  let nx = phase_nx();
-{{if .Flat}}  let img = z + col / (phase_ny() * nx);
-  let pos = col % (phase_ny() * nx);
+{{if .Flat}}  let img = z + col / plane();
+  let pos = col % plane();
 {{else}}  let img = z;
   let pos = col;
-{{end}}  return img * p.sc + row * p.h * p.w + (PY + STRIDE * (pos / nx)) * p.w + PX + STRIDE * (pos % nx);
-{{else if and .Flat (eq .B "im2col")}}  let per = p.oh * p.ow;
-  return (z + col / per) * p.sc + row * per + col % per;
-{{else}}  return z * p.sc + row * p.n + col;
+{{end}}{{if eq .B "dy_col"}}  let nx = phase_nx();
+  return img * p.sc + row * p.h * p.w + (PY + STRIDE * (pos / nx)) * p.w + PX + STRIDE * (pos % nx);
+{{else}}  return img * p.sc + row * {{if .Flat}}plane(){{else}}p.n{{end}} + pos;
 {{end}}}
-{{if eq .B "dy_col"}}
+{{if .Flat}}
+// plane is how many columns of C one image has.
+fn plane() -> u32 {
+{{if eq .B "dy_col"}}  return phase_ny() * phase_nx();
+{{else}}  return p.oh * p.ow;
+{{end}}}
+{{end}}{{if eq .B "dy_col"}}
 // phase_nx and phase_ny are the phase's columns and rows of dx.
 fn phase_nx() -> u32 {
   return (p.w - PX + STRIDE - 1u) / STRIDE;
