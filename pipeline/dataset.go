@@ -30,10 +30,20 @@ const DefaultDir = "/usr/share/datasets"
 // "cifar100", "folder" (dir is the root, one subfolder per class),
 // "folder-unlabeled" or "synthetic". split is "train" or "test" (for
 // folders, the subdirectory of dir if it exists). An empty dir means
-// DefaultDir/<name> for the named datasets.
-func Open(name, dir, split string) (Dataset, error) {
+// DefaultDir/<name> for the named datasets. opts, at most one, configure a
+// folder (its pixel limit, channels, file list; "folder-unlabeled" sets
+// Unlabeled); the other datasets are stored decoded at a fixed size and
+// ignore them, so a caller can pass its folder settings whatever the name.
+func Open(name, dir, split string, opts ...FolderOptions) (Dataset, error) {
 	if split != "train" && split != "test" {
 		return nil, fmt.Errorf("pipeline: split %q, want \"train\" or \"test\"", split)
+	}
+	if len(opts) > 1 {
+		return nil, fmt.Errorf("pipeline: Open takes at most one FolderOptions, got %d", len(opts))
+	}
+	var fo FolderOptions
+	if len(opts) == 1 {
+		fo = opts[0]
 	}
 	named := func() string {
 		if dir == "" {
@@ -58,7 +68,8 @@ func Open(name, dir, split string) (Dataset, error) {
 		if err != nil {
 			return nil, err
 		}
-		return OpenFolder(root, FolderOptions{Unlabeled: name == "folder-unlabeled"})
+		fo.Unlabeled = fo.Unlabeled || strings.EqualFold(name, "folder-unlabeled")
+		return OpenFolder(root, fo)
 	case "synthetic":
 		cfg := DefaultSynthetic()
 		if split == "test" {

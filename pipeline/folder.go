@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"image"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -35,18 +37,32 @@ type FolderOptions struct {
 	FileList string
 	// Channels is 3 (the default) or 1.
 	Channels int
+	// MaxPixels refuses an image of more than this many pixels (width ×
+	// height), judged from its header before anything is decoded. Decoding
+	// costs about 16 bytes a pixel (8-bit RGBA, then float32 planes that
+	// the worker keeps for the next image), so a 10000×10000 PNG of a few
+	// hundred KB would take 1.6 GB in each worker. 0 means
+	// DefaultMaxPixels; a negative value removes the limit.
+	MaxPixels int
 }
+
+// DefaultMaxPixels is PIL's MAX_IMAGE_PIXELS, the size above which the
+// torchvision readers of the reference implementation warn of a
+// decompression bomb, so a folder they read without warnings reads here.
+const DefaultMaxPixels = 89_478_485
 
 // Folder is a directory of image files, by default one subfolder per class
 // (the ImageFolder layout of ImageNet and Imagenette). Images are decoded on
-// Load; a file that does not decode gives an error naming its path, which
-// the Loader reports and skips unless it is strict.
+// Load; a file that is empty, not an image, truncated or corrupt, or above
+// the pixel limit gives an error naming its path and the fault, which stops
+// the Loader unless it skips bad images (LoaderConfig.SkipBad).
 type Folder struct {
-	root     string
-	files    []string
-	labels   []int32
-	classes  []string
-	channels int
+	root      string
+	files     []string
+	labels    []int32
+	classes   []string
+	channels  int
+	maxPixels int // ≤ 0: no limit
 }
 
 // OpenFolder lists the images under root.
@@ -65,7 +81,10 @@ func OpenFolder(root string, opts FolderOptions) (*Folder, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("pipeline: %s is not a directory", root)
 	}
-	d := &Folder{root: root, channels: ch}
+	d := &Folder{root: root, channels: ch, maxPixels: opts.MaxPixels}
+	if d.maxPixels == 0 {
+		d.maxPixels = DefaultMaxPixels
+	}
 	if !opts.Unlabeled {
 		entries, err := os.ReadDir(root)
 		if err != nil {
@@ -197,21 +216,45 @@ func (d *Folder) Label(i int) int { return int(d.labels[i]) }
 func (d *Folder) Path(i int) string { return d.files[i] }
 
 // Load implements Dataset, honouring EXIF orientation as photo viewers do.
+// It reads the image's header before decoding it, so an image above the
+// pixel limit is refused without allocating its pixels; orientation swaps
+// width and height but keeps their product.
 func (d *Folder) Load(i int, dst *Image) error {
 	if i < 0 || i >= len(d.files) {
 		return fmt.Errorf("pipeline: %s: image %d out of range [0, %d)", d.root, i, len(d.files))
 	}
-	f, err := os.Open(d.files[i])
+	path := d.files[i]
+	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("pipeline: %w", err)
 	}
 	defer f.Close()
-	img, err := imaging.Decode(bufio.NewReader(f), imaging.AutoOrientation(true))
+	// An empty file would otherwise read as "unknown format", which
+	// suggests a wrong extension rather than a failed copy.
+	if fi, err := f.Stat(); err != nil {
+		return fmt.Errorf("pipeline: %w", err)
+	} else if fi.Size() == 0 {
+		return fmt.Errorf("pipeline: %s: empty file (0 bytes)", path)
+	}
+	br := bufio.NewReader(f)
+	hdr, format, err := image.DecodeConfig(br)
 	if err != nil {
-		return fmt.Errorf("pipeline: %s: %w", d.files[i], err)
+		return fmt.Errorf("pipeline: %s: reading the image header: %w", path, err)
+	}
+	if px := int64(hdr.Width) * int64(hdr.Height); d.maxPixels > 0 && px > int64(d.maxPixels) {
+		return fmt.Errorf("pipeline: %s: %s image of %d×%d = %d pixels, above the limit of %d pixels (FolderOptions.MaxPixels)",
+			path, format, hdr.Width, hdr.Height, px, d.maxPixels)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("pipeline: %w", err)
+	}
+	br.Reset(f)
+	img, err := imaging.Decode(br, imaging.AutoOrientation(true))
+	if err != nil {
+		return fmt.Errorf("pipeline: %s: decoding the %s image: %w", path, format, err)
 	}
 	if img.Bounds().Empty() {
-		return fmt.Errorf("pipeline: %s: empty image", d.files[i])
+		return fmt.Errorf("pipeline: %s: empty image", path)
 	}
 	FromImage(dst, img, d.channels)
 	return nil

@@ -1,6 +1,9 @@
 package pipeline
 
 import (
+	"bytes"
+	"encoding/binary"
+	"hash/crc32"
 	"image"
 	"image/color"
 	"image/gif"
@@ -9,6 +12,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -169,36 +174,214 @@ func TestFolderErrors(t *testing.T) {
 	}
 }
 
-func TestFolderCorruptFiles(t *testing.T) {
-	root := makeTree(t)
-	bad := filepath.Join(root, "cat", "broken.jpg")
-	must(t, os.WriteFile(bad, []byte("\xff\xd8\xff\xe0 this is not really a JPEG"), 0o644))
-	d, err := Open("folder", root, "train")
+// pngHeader is a PNG that declares w×h 8-bit gray pixels and ends after its
+// header: a header check can refuse it, while decoding it fails for want of
+// pixel data, before allocating any.
+func pngHeader(w, h uint32) []byte {
+	b := []byte("\x89PNG\r\n\x1a\n")
+	chunk := func(typ string, data []byte) {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(data)))
+		b = append(append(b, typ...), data...)
+		b = binary.BigEndian.AppendUint32(b, crc32.ChecksumIEEE(append([]byte(typ), data...)))
+	}
+	ihdr := binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(nil, w), h)
+	chunk("IHDR", append(ihdr, 8, 0, 0, 0, 0)) // 8-bit gray, deflate, no interlace
+	chunk("IEND", nil)
+	return b
+}
+
+// badFolder writes a flat folder of 8 good images and 4 bad ones and returns
+// its root and the bad files' paths by dataset (lexical) index.
+func badFolder(t *testing.T) (string, map[int]string) {
+	root := t.TempDir()
+	red := solid(color.NRGBA{255, 0, 0, 255})
+	for _, f := range []struct {
+		name string
+		enc  func(io.Writer, image.Image) error
+	}{{"a.png", encPNG}, {"b.jpg", encJPEG}, {"d.png", encPNG}, {"f.gif", encGIF}, {"g.png", encPNG}, {"i.jpg", encJPEG}, {"j.bmp", encBMP}, {"k.png", encPNG}} {
+		writeImage(t, filepath.Join(root, f.name), f.enc, red)
+	}
+	noise := image.NewGray(image.Rect(0, 0, 64, 64))
+	for i := range noise.Pix {
+		noise.Pix[i] = uint8(i * 7919 >> 3)
+	}
+	var jpg bytes.Buffer
+	must(t, encJPEG(&jpg, noise))
+	bad := map[int]string{
+		2:  filepath.Join(root, "c-truncated.jpg"),
+		4:  filepath.Join(root, "e-empty.png"),
+		7:  filepath.Join(root, "h-huge.png"),
+		11: filepath.Join(root, "x.jpg"),
+	}
+	must(t, os.WriteFile(bad[2], jpg.Bytes()[:jpg.Len()/2], 0o644))
+	must(t, os.WriteFile(bad[4], nil, 0o644))
+	must(t, os.WriteFile(bad[7], pngHeader(20000, 20000), 0o644))
+	must(t, os.WriteFile(bad[11], []byte("not a JPEG, whatever the name says\n"), 0o644))
+	return root, bad
+}
+
+func TestFolderBadFiles(t *testing.T) {
+	root, bad := badFolder(t)
+	d, err := OpenFolder(root, FolderOptions{Unlabeled: true})
+	must(t, err)
+	if d.Len() != 12 {
+		t.Fatalf("%d images, want 12", d.Len())
+	}
+	var img Image
+	for i, want := range map[int]string{
+		2:  "decoding the jpeg image: ", // the header is intact; the reason is the decoder's
+		4:  "empty file (0 bytes)",
+		7:  "png image of 20000×20000 = 400000000 pixels, above the limit of 89478485 pixels (FolderOptions.MaxPixels)",
+		11: "reading the image header: image: unknown format",
+	} {
+		if err := d.Load(i, &img); err == nil || !strings.HasPrefix(err.Error(), "pipeline: "+bad[i]+": "+want) {
+			t.Errorf("Load(%d): %v, want pipeline: %s: %s…", i, err, bad[i], want)
+		}
+	}
+}
+
+func TestLoaderOnBadFiles(t *testing.T) {
+	root, bad := badFolder(t)
+	d, err := OpenFolder(root, FolderOptions{Unlabeled: true})
 	must(t, err)
 	aug, _ := Preset("cifar")
-	l, err := NewLoader(d, aug, LoaderConfig{BatchSize: 3, Workers: 2, Shuffle: true, Epochs: 2})
-	must(t, err)
-	n := 0
-	for {
-		b, err := l.Next()
-		if err == io.EOF {
-			break
+	tests := []struct {
+		name string
+		eval bool
+		cfg  LoaderConfig
+		// stop: the error ends the run at the first bad image visited
+		// (errAt < 0), or at batch errAt with this message.
+		errAt int
+		err   string
+	}{
+		{name: "default", cfg: LoaderConfig{BatchSize: 2, Workers: 3, Epochs: 1}, errAt: -1},
+		{name: "default, shuffled", cfg: LoaderConfig{BatchSize: 2, Workers: 3, Seed: 7, Shuffle: true, Epochs: 1}, errAt: -1},
+		{name: "eval", eval: true, cfg: LoaderConfig{BatchSize: 5, Workers: 2, Epochs: 1}, errAt: -1},
+		{name: "skip", cfg: LoaderConfig{BatchSize: 2, Workers: 3, Seed: 7, Shuffle: true, Epochs: 2, SkipBad: true, MaxBadFraction: 0.5}, errAt: 12},
+		{name: "skip, eval", eval: true, cfg: LoaderConfig{BatchSize: 5, Workers: 2, Epochs: 1, SkipBad: true, MaxBadFraction: 0.5}, errAt: 3},
+		// The 4th bad image, in batch 5, is more than a quarter of 12.
+		{name: "skip, above MaxBadFraction", cfg: LoaderConfig{BatchSize: 2, Workers: 3, Epochs: 1, SkipBad: true, MaxBadFraction: 0.25}, errAt: 5,
+			err: "pipeline: 4 of the 12 images tried so far failed to load, more than MaxBadFraction 0.25 of 12 images allows (3); the first: pipeline: " + bad[2]},
+		// The default 0.01 of a 12-image folder allows none.
+		{name: "skip, default MaxBadFraction", cfg: LoaderConfig{BatchSize: 2, Workers: 3, Epochs: 1, SkipBad: true}, errAt: 1,
+			err: "pipeline: 1 of the 4 images tried so far failed to load, more than MaxBadFraction 0.01 of 12 images allows (0); the first: pipeline: " + bad[2]},
+	}
+	for _, tt := range tests {
+		var reported []Skip
+		tt.cfg.OnSkip = func(s Skip) { reported = append(reported, s) }
+		var l *Loader
+		if tt.eval {
+			l, err = NewEvalLoader(d, aug.A, tt.cfg)
+		} else {
+			l, err = NewLoader(d, aug, tt.cfg)
 		}
 		must(t, err)
-		n += b.N
+		var got []Batch
+		for err == nil {
+			var b *Batch
+			if b, err = l.Next(); err == nil {
+				got = append(got, Batch{Index: slices.Clone(b.Index)})
+			}
+		}
+		l.Close()
+		errAt, wantErr := tt.errAt, tt.err
+		if errAt < 0 {
+			// The first bad image in the order the epoch visits the
+			// dataset (index order, lexical by path, without Shuffle),
+			// whichever worker reaches a bad file first.
+			perm := l.Permutation(0)
+			pos := slices.IndexFunc(perm, func(i int) bool { return bad[i] != "" })
+			errAt, wantErr = pos/tt.cfg.BatchSize, "pipeline: "+bad[perm[pos]]+": "
+		}
+		switch {
+		case len(got) != errAt:
+			t.Errorf("%s: %d batches before %v, want %d", tt.name, len(got), err, errAt)
+		case wantErr == "" && err != io.EOF:
+			t.Errorf("%s: %v, want the run to finish", tt.name, err)
+		case wantErr != "" && (err == nil || !strings.HasPrefix(err.Error(), wantErr)):
+			t.Errorf("%s: %v, want an error starting %q", tt.name, err, wantErr)
+		}
+		for _, b := range got {
+			for _, i := range b.Index {
+				if bad[i] != "" {
+					t.Errorf("%s: bad image %s in a batch", tt.name, bad[i])
+				}
+			}
+		}
+		if !tt.cfg.SkipBad {
+			if len(reported) != 0 || len(l.Skipped()) != 0 {
+				t.Errorf("%s: skipped %v without SkipBad", tt.name, l.Skipped())
+			}
+			continue
+		}
+		if wantErr == "" {
+			skipped := l.Skipped()
+			if len(skipped) != len(bad) || len(reported) != len(bad) {
+				t.Errorf("%s: Skipped() = %v, OnSkip %v; want each of the %d bad files once", tt.name, skipped, reported, len(bad))
+			}
+			for _, s := range skipped {
+				if s.Err == nil || !strings.Contains(s.Err.Error(), bad[s.Index]) {
+					t.Errorf("%s: skipped image %d: %v, want an error naming %s", tt.name, s.Index, s.Err, bad[s.Index])
+				}
+			}
+		}
 	}
-	l.Close()
-	skipped := l.Skipped()
-	if n != 12 || len(skipped) != 1 || !strings.Contains(skipped[0].Err.Error(), bad) {
-		t.Fatalf("%d samples, skipped %v; want 12 samples and %s reported", n, skipped, bad)
+
+	// Skipping, the batches are the same with one worker as with three.
+	var ref []Batch
+	for _, workers := range []int{1, 3} {
+		l, err := NewLoader(d, aug, LoaderConfig{BatchSize: 3, Workers: workers, Seed: 7, Shuffle: true, Epochs: 2, SkipBad: true, MaxBadFraction: 0.5})
+		must(t, err)
+		got := collect(t, l, true)
+		l.Close()
+		if ref == nil {
+			ref = got
+		} else {
+			equalBatches(t, "3 workers, skipping", got, ref)
+		}
 	}
-	l, _ = NewLoader(d, aug, LoaderConfig{BatchSize: 3, Workers: 2, Epochs: 1, Strict: true})
-	defer l.Close()
-	for err == nil {
-		_, err = l.Next()
+}
+
+func TestFolderMaxPixels(t *testing.T) {
+	root := t.TempDir()
+	huge := filepath.Join(root, "huge.png")
+	must(t, os.WriteFile(huge, pngHeader(20000, 20000), 0o644))
+	small := filepath.Join(root, "small.png")
+	writeImage(t, small, encPNG, solid(color.NRGBA{0, 255, 0, 255})) // 6×4
+	tests := []struct {
+		name      string
+		maxPixels int
+		file      int    // index: 0 huge.png, 1 small.png
+		err       string // "" to load
+	}{
+		{"huge, default limit", 0, 0, huge + ": png image of 20000×20000 = 400000000 pixels, above the limit of 89478485 pixels"},
+		// Without the limit the decoder runs and finds no pixel data: the
+		// error above came from the header.
+		{"huge, no limit", -1, 0, huge + ": decoding the png image: png: invalid format: chunk out of order"},
+		{"at the limit", 24, 1, ""},
+		{"above the limit", 23, 1, small + ": png image of 6×4 = 24 pixels, above the limit of 23 pixels"},
 	}
-	if !strings.Contains(err.Error(), bad) {
-		t.Errorf("strict: %v, want an error naming %s", err, bad)
+	for _, tt := range tests {
+		d, err := Open("folder-unlabeled", root, "train", FolderOptions{MaxPixels: tt.maxPixels})
+		must(t, err)
+		var img Image
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		err = d.Load(tt.file, &img)
+		runtime.ReadMemStats(&after)
+		switch {
+		case tt.err == "" && err != nil:
+			t.Errorf("%s: %v", tt.name, err)
+		case tt.err != "" && (err == nil || !strings.HasPrefix(err.Error(), "pipeline: "+tt.err)):
+			t.Errorf("%s: %v, want pipeline: %s", tt.name, err, tt.err)
+		}
+		// Decoding 20000×20000 pixels would allocate at least 400 MB.
+		if alloc := after.TotalAlloc - before.TotalAlloc; tt.file == 0 && alloc > 1<<20 {
+			t.Errorf("%s: refusing the image allocated %d bytes", tt.name, alloc)
+		}
+	}
+	if _, err := Open("folder", root, "train", FolderOptions{}, FolderOptions{}); err == nil {
+		t.Error("Open with two FolderOptions succeeded")
 	}
 }
 

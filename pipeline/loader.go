@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"runtime"
 	"slices"
@@ -31,17 +32,41 @@ type LoaderConfig struct {
 	Epoch     int    // first epoch, for resuming
 	Step      int    // first batch within the first epoch, for resuming mid-epoch
 	Epochs    int    // Next returns io.EOF at the end of epoch Epoch+Epochs−1; 0 means never
-	// Strict makes the first image that fails to load end the run. Otherwise
-	// the loader reports it (OnSkip, Skipped) and uses the next loadable
-	// image in the dataset in its place.
-	Strict bool
-	OnSkip func(Skip) // called from worker goroutines; may be nil
+	// SkipBad makes the loader go on past images that fail to load (for a
+	// folder: an empty file, one that is not an image, a truncated or
+	// corrupt one, one above the pixel limit). Each is reported once
+	// (OnSkip, Skipped) and the next loadable image in dataset order takes
+	// its place, so batches keep their size and stay a function of the
+	// seed. Without SkipBad the first image that fails stops the loader:
+	// Next returns that image's error.
+	SkipBad bool
+	// MaxBadFraction, with SkipBad, stops the loader once more than this
+	// fraction of the distinct images tried in the batches returned so far
+	// failed to load: that many is a wrong or damaged copy of the data, not
+	// a few broken downloads. The fraction is taken of at least
+	// min(Len, BadFractionFloor) images, so a bad file or two among the
+	// first images tried does not stop a large dataset, while a small one
+	// is judged against its size. 0 means DefaultMaxBadFraction; 1 never
+	// stops.
+	MaxBadFraction float64
+	// OnSkip, with SkipBad, is called once per bad image by Next, in the
+	// order of the batches it returns, so the reports too do not depend on
+	// the number of workers; may be nil.
+	OnSkip func(Skip)
 }
+
+// DefaultMaxBadFraction tolerates one bad image in a hundred.
+const DefaultMaxBadFraction = 0.01
+
+// BadFractionFloor is the fewest images MaxBadFraction is taken of (or
+// the whole dataset, if smaller): at the default fraction, ten bad images
+// among the first thousand tried.
+const BadFractionFloor = 1000
 
 // Skip records an image that failed to load and was replaced.
 type Skip struct {
-	Index int
-	Err   error
+	Index int   // in the dataset given to the loader
+	Err   error // the dataset's error; a Folder's names the file
 }
 
 // maxSubstitutes bounds the search for a loadable replacement, so a dataset
@@ -73,8 +98,15 @@ type Loader struct {
 	pending map[int]result
 	err     error
 
-	skipMu  sync.Mutex
-	skipped map[int]Skip
+	// Bad-image accounting, done by Next in batch order so that it, and the
+	// batch at which too many bad images stop the loader, do not depend on
+	// which worker finished first. The mutex lets Skipped be called from
+	// another goroutine.
+	skipMu   sync.Mutex
+	skipped  map[int]Skip
+	firstBad Skip     // the first reported, for the error that stops the loader
+	tried    []uint64 // bit i: image i was tried in a returned batch
+	nTried   int
 }
 
 type job struct {
@@ -85,6 +117,7 @@ type job struct {
 type result struct {
 	seq int
 	b   *Batch
+	bad []Skip // images that failed and were replaced, with SkipBad
 	err error
 }
 
@@ -118,6 +151,11 @@ func newLoader(ds Dataset, views []ViewConfig, cfg LoaderConfig) (*Loader, error
 		return nil, fmt.Errorf("pipeline: %d images make no full batch of %d", n, cfg.BatchSize)
 	case cfg.Workers < 0 || cfg.Prefetch < 0 || cfg.Epochs < 0 || cfg.Epoch < 0 || cfg.Step < 0:
 		return nil, errors.New("pipeline: Workers, Prefetch, Epoch, Step and Epochs must be ≥ 0")
+	case !(cfg.MaxBadFraction >= 0 && cfg.MaxBadFraction <= 1):
+		return nil, fmt.Errorf("pipeline: MaxBadFraction = %g, want a fraction in [0, 1]", cfg.MaxBadFraction)
+	}
+	if cfg.MaxBadFraction == 0 {
+		cfg.MaxBadFraction = DefaultMaxBadFraction
 	}
 	if cfg.Workers == 0 {
 		cfg.Workers = runtime.NumCPU()
@@ -138,6 +176,9 @@ func newLoader(ds Dataset, views []ViewConfig, cfg LoaderConfig) (*Loader, error
 		done:    make(chan struct{}),
 		pending: make(map[int]result),
 		skipped: make(map[int]Skip),
+	}
+	if cfg.SkipBad {
+		l.tried = make([]uint64, (n+63)/64)
 	}
 	if !cfg.DropLast && n%cfg.BatchSize != 0 {
 		l.steps++
@@ -217,8 +258,8 @@ func (l *Loader) dispatch() {
 }
 
 // Next returns the next batch in order. It returns io.EOF after the last
-// configured epoch, the error of a batch that failed (and keeps returning
-// it), or ErrClosed after Close.
+// configured epoch, the error of a batch that failed or of too many bad
+// images (and keeps returning it), or ErrClosed after Close.
 func (l *Loader) Next() (*Batch, error) {
 	if l.err != nil {
 		return nil, l.err
@@ -231,7 +272,13 @@ func (l *Loader) Next() (*Batch, error) {
 			delete(l.pending, l.next)
 			l.next++
 			<-l.tokens
+			if r.err == nil {
+				r.err = l.account(r)
+			}
 			if r.err != nil {
+				if r.b != nil {
+					l.Recycle(r.b)
+				}
 				l.err = r.err
 				return nil, r.err
 			}
@@ -255,7 +302,8 @@ func (l *Loader) Recycle(b *Batch) {
 	}
 }
 
-// Skipped lists, by index, the images that failed to load so far.
+// Skipped lists, by index, the bad images found in the batches Next has
+// returned so far (with SkipBad); its length is their count.
 func (l *Loader) Skipped() []Skip {
 	l.skipMu.Lock()
 	defer l.skipMu.Unlock()
@@ -285,6 +333,7 @@ type worker struct {
 	src  Image
 	pcg  rand.PCG
 	rng  *rand.Rand
+	bad  []Skip // of the batch being built; a new slice per batch, as Next keeps it
 }
 
 func (w *worker) run() {
@@ -296,7 +345,7 @@ func (w *worker) run() {
 				return
 			}
 			b, err := w.batch(j)
-			w.l.results <- result{seq: j.seq, b: b, err: err}
+			w.l.results <- result{seq: j.seq, b: b, bad: w.bad, err: err}
 		case <-w.l.done:
 			return
 		}
@@ -337,6 +386,7 @@ func (w *worker) batch(j job) (*Batch, error) {
 	sz := c * s * s
 	b := w.getBatch(len(j.idx), c, s)
 	b.Epoch, b.Step = j.epoch, j.step
+	w.bad = nil
 	for k, idx := range j.idx {
 		idx, err := w.load(idx)
 		if err != nil {
@@ -353,31 +403,72 @@ func (w *worker) batch(j job) (*Batch, error) {
 	return b, nil
 }
 
-// load reads image idx into w.src, or the first loadable image after it
-// when idx is broken and the loader is not strict; it returns the index of
-// the image actually loaded.
+// load reads image idx into w.src, or with SkipBad the first loadable image
+// after it when idx is broken; it returns the index of the image loaded.
 func (w *worker) load(idx int) (int, error) {
 	n := w.l.ds.Len()
-	for try := range min(n, maxSubstitutes) {
+	tries := min(n, maxSubstitutes)
+	var first error
+	for try := range tries {
 		i := (idx + try) % n
 		err := w.l.ds.Load(i, &w.src)
 		if err == nil {
 			return i, nil
 		}
-		if w.l.cfg.Strict {
+		if !w.l.cfg.SkipBad {
 			return 0, err
 		}
-		w.l.skip(Skip{Index: i, Err: err})
+		if first == nil {
+			first = err
+		}
+		w.bad = append(w.bad, Skip{Index: i, Err: err})
 	}
-	return 0, fmt.Errorf("pipeline: %d images in a row from index %d failed to load", min(n, maxSubstitutes), idx)
+	return 0, fmt.Errorf("pipeline: %d images in a row from index %d failed to load; the first: %w", tries, idx, first)
 }
 
-func (l *Loader) skip(s Skip) {
+// account records the images a returned batch tried, reports its bad ones
+// that are new, and fails once more than MaxBadFraction of the images tried
+// are bad.
+func (l *Loader) account(r result) error {
+	if !l.cfg.SkipBad {
+		return nil
+	}
 	l.skipMu.Lock()
-	_, seen := l.skipped[s.Index]
-	l.skipped[s.Index] = s
+	for _, i := range r.b.Index {
+		l.markTried(i)
+	}
+	var fresh []Skip
+	for _, s := range r.bad {
+		l.markTried(s.Index)
+		if _, seen := l.skipped[s.Index]; !seen {
+			if len(l.skipped) == 0 {
+				l.firstBad = s
+			}
+			l.skipped[s.Index] = s
+			fresh = append(fresh, s)
+		}
+	}
+	bad, tried, first := len(l.skipped), l.nTried, l.firstBad
 	l.skipMu.Unlock()
-	if !seen && l.cfg.OnSkip != nil {
-		l.cfg.OnSkip(s)
+	// Called without the lock, so that OnSkip may call Skipped.
+	if l.cfg.OnSkip != nil {
+		for _, s := range fresh {
+			l.cfg.OnSkip(s)
+		}
+	}
+	of := max(tried, min(l.ds.Len(), BadFractionFloor))
+	// The epsilon keeps a product such as 0.29 × 100 = 28.999999999999996
+	// from allowing one image fewer than the fraction says.
+	if allowed := int(math.Floor(l.cfg.MaxBadFraction*float64(of) + 1e-9)); bad > allowed {
+		return fmt.Errorf("pipeline: %d of the %d images tried so far failed to load, more than MaxBadFraction %g of %d images allows (%d); the first: %w",
+			bad, tried, l.cfg.MaxBadFraction, of, allowed, first.Err)
+	}
+	return nil
+}
+
+func (l *Loader) markTried(i int) {
+	if w, bit := &l.tried[i/64], uint64(1)<<(i%64); *w&bit == 0 {
+		*w |= bit
+		l.nTried++
 	}
 }

@@ -4,8 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
-	"sync"
+	"strings"
 	"testing"
 )
 
@@ -222,13 +223,9 @@ func (f flaky) Load(i int, dst *Image) error {
 
 func TestLoaderSkipsBadImages(t *testing.T) {
 	ds := flaky{smallSynthetic(t, 16), map[int]bool{3: true, 4: true, 9: true}}
-	var mu sync.Mutex
-	reported := map[int]int{}
-	cfg := LoaderConfig{BatchSize: 4, Workers: 3, Seed: 2, Shuffle: true, Epochs: 2, OnSkip: func(s Skip) {
-		mu.Lock()
-		reported[s.Index]++
-		mu.Unlock()
-	}}
+	var reported []int // OnSkip runs in Next, on this goroutine
+	cfg := LoaderConfig{BatchSize: 4, Workers: 3, Seed: 2, Shuffle: true, Epochs: 2, SkipBad: true, MaxBadFraction: 0.25,
+		OnSkip: func(s Skip) { reported = append(reported, s.Index) }}
 	l, err := NewLoader(ds, smallConfig(), cfg)
 	must(t, err)
 	batches := collect(t, l, false)
@@ -247,8 +244,18 @@ func TestLoaderSkipsBadImages(t *testing.T) {
 	if len(skipped) != 3 || skipped[0].Index != 3 || skipped[1].Index != 4 || skipped[2].Index != 9 || skipped[2].Err == nil {
 		t.Errorf("Skipped() = %v, want images 3, 4, 9 with their errors", skipped)
 	}
-	if len(reported) != 3 || reported[3] != 1 || reported[4] != 1 || reported[9] != 1 {
-		t.Errorf("OnSkip calls %v, want one per bad image", reported)
+	// Reported once each, in the order the first epoch meets them: a bad
+	// image's substitute is the next index, which may be bad too.
+	var want []int
+	for _, i := range l.Permutation(0) {
+		for ; ds.bad[i]; i = (i + 1) % 16 {
+			if !slices.Contains(want, i) {
+				want = append(want, i)
+			}
+		}
+	}
+	if !slices.Equal(reported, want) {
+		t.Errorf("OnSkip calls %v, want %v: once per bad image, in the order met", reported, want)
 	}
 	// The replacements are deterministic too.
 	cfg.OnSkip, cfg.Workers = nil, 1
@@ -256,24 +263,87 @@ func TestLoaderSkipsBadImages(t *testing.T) {
 	equalBatches(t, "with skips, 1 worker", collect(t, l, false), batches)
 	l.Close()
 
-	cfg.Strict = true
+	// By default the first bad image the epoch visits stops the loader,
+	// after the batches before it.
+	cfg.SkipBad, cfg.Workers = false, 3
 	l, _ = NewLoader(ds, smallConfig(), cfg)
 	defer l.Close()
-	var err2 error
-	for err2 == nil {
-		_, err2 = l.Next()
+	pos := slices.IndexFunc(l.Permutation(0), func(i int) bool { return ds.bad[i] })
+	for range pos / cfg.BatchSize {
+		if _, err := l.Next(); err != nil {
+			t.Fatalf("a batch before the first bad image: %v", err)
+		}
 	}
-	if err2 == io.EOF || err2.Error() != "image 3 is corrupt" && err2.Error() != "image 4 is corrupt" && err2.Error() != "image 9 is corrupt" {
-		t.Errorf("strict loader: %v, want the load error", err2)
+	_, err = l.Next()
+	if wantErr := fmt.Sprintf("image %d is corrupt", l.Permutation(0)[pos]); err == nil || err.Error() != wantErr {
+		t.Errorf("default loader: %v, want %q", err, wantErr)
 	}
-	if _, again := l.Next(); again != err2 {
+	if _, again := l.Next(); again != err {
 		t.Errorf("Next after an error: %v, want the same error", again)
+	}
+	if len(l.Skipped()) != 0 {
+		t.Errorf("default loader skipped %v", l.Skipped())
 	}
 
 	all := flaky{smallSynthetic(t, 4), map[int]bool{0: true, 1: true, 2: true, 3: true}}
-	l2, _ := NewLoader(all, smallConfig(), LoaderConfig{BatchSize: 2, Workers: 1})
+	l2, _ := NewLoader(all, smallConfig(), LoaderConfig{BatchSize: 2, Workers: 1, SkipBad: true, MaxBadFraction: 1})
 	defer l2.Close()
-	if _, err := l2.Next(); err == nil {
-		t.Error("a dataset of broken images gave a batch")
+	if _, err := l2.Next(); err == nil || !strings.Contains(err.Error(), "4 images in a row from index 0 failed to load; the first: image 0 is corrupt") {
+		t.Errorf("a dataset of broken images: %v, want the search for a substitute to give up", err)
+	}
+}
+
+func TestLoaderMaxBadFraction(t *testing.T) {
+	big, small := smallSynthetic(t, 2000), smallSynthetic(t, 100)
+	// every'th image bad, count of them, from index 0
+	badSet := func(every, count int) map[int]bool {
+		bad := map[int]bool{}
+		for i := range count {
+			bad[i*every] = true
+		}
+		return bad
+	}
+	tests := []struct {
+		ds     flaky
+		frac   float64
+		images int    // returned before the error or the end
+		want   string // error, or "" for the whole epoch
+	}{
+		// 1 in 10 bad among the first 100 images of 2000, then none: the
+		// fraction is of at least BadFractionFloor images, so the early
+		// ones do not stop the run unless they exceed it of those.
+		{flaky{big, badSet(10, 10)}, 0, 2000, ""}, // the default 0.01 allows 10 of the first 1000
+		{flaky{big, badSet(10, 10)}, 0.005, 50, "6 of the 60 images tried so far failed to load, more than MaxBadFraction 0.005 of 1000 images allows (5); the first: image 0 is corrupt"},
+		{flaky{big, badSet(10, 10)}, 1, 2000, ""},
+		// A dataset smaller than the floor is judged against its size;
+		// 0.29 × 100 allows 29, not 28.999….
+		{flaky{small, badSet(3, 29)}, 0.29, 100, ""},
+		{flaky{small, badSet(3, 30)}, 0.29, 80, "30 of the 90 images tried so far failed to load, more than MaxBadFraction 0.29 of 100 images allows (29); the first: image 0 is corrupt"},
+	}
+	for _, tt := range tests {
+		l, err := NewLoader(tt.ds, smallConfig(), LoaderConfig{BatchSize: 10, Workers: 2, Epochs: 1, SkipBad: true, MaxBadFraction: tt.frac})
+		must(t, err)
+		n := 0
+		for err == nil {
+			var b *Batch
+			if b, err = l.Next(); err == nil {
+				n += b.N
+			}
+		}
+		l.Close()
+		switch {
+		case n != tt.images:
+			t.Errorf("MaxBadFraction %g, %d of %d bad: %d images before %v, want %d", tt.frac, len(tt.ds.bad), tt.ds.Len(), n, err, tt.images)
+		case tt.want == "" && (err != io.EOF || len(l.Skipped()) != len(tt.ds.bad)):
+			t.Errorf("MaxBadFraction %g, %d of %d bad: %v with %d skipped; want the epoch with all skipped", tt.frac, len(tt.ds.bad), tt.ds.Len(), err, len(l.Skipped()))
+		case tt.want != "" && (err == nil || !strings.HasSuffix(err.Error(), tt.want)):
+			t.Errorf("MaxBadFraction %g, %d of %d bad: %v, want %q", tt.frac, len(tt.ds.bad), tt.ds.Len(), err, tt.want)
+		}
+	}
+	for _, frac := range []float64{-0.1, 1.5, math.NaN()} {
+		if l, err := NewLoader(small, smallConfig(), LoaderConfig{BatchSize: 10, SkipBad: true, MaxBadFraction: frac}); err == nil {
+			l.Close()
+			t.Errorf("MaxBadFraction %g accepted", frac)
+		}
 	}
 }
