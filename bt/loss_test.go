@@ -512,3 +512,32 @@ func lossAblation(t *testing.T, d *gpu.Device, rng *rand.Rand, o ref.BTOptions, 
 		})
 	}
 }
+
+// TestLossNonFinite: a NaN or an infinity anywhere in either view's
+// embeddings gives a non-finite loss on both paths, so the guard sees a
+// diverged network instead of a plausible number.
+func TestLossNonFinite(t *testing.T) {
+	d := gputest.Device(t)
+	const n, dim = 6, 5
+	rng := rand.New(rand.NewPCG(41, 1))
+	for _, bad := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
+		for _, fused := range []bool{false, true} {
+			for _, view := range []int{0, 1} {
+				za, zb := drawViews(rng, n, dim)
+				[][]float64{za, zb}[view][rng.IntN(n*dim)] = bad
+				l, err := NewLoss(d, n, dim, DefaultLambda, fused)
+				if err != nil {
+					t.Fatal(err)
+				}
+				out, _, err := runLoss(d, l, za, zb, n, dim)
+				l.Release()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if v := out[0][0]; !math.IsNaN(v) && !math.IsInf(v, 0) {
+					t.Errorf("%v in view %d, %s path: loss %v, want it non-finite", bad, view, PathName(fused), v)
+				}
+			}
+		}
+	}
+}

@@ -79,7 +79,7 @@ func Add(r *Recorder, y, a, b *Tensor) error {
 // AddReLU writes y = max(a + b, 0): a residual block's sum and its ReLU in
 // one pass.
 func AddReLU(r *Recorder, y, a, b *Tensor) error {
-	return elementwise(r, "AddReLU", "max(a[i] + b[i], 0.0)", []string{"a", "b"}, 0, 0, 0, y, a, b)
+	return elementwise(r, "AddReLU", "relu(a[i] + b[i])", []string{"a", "b"}, 0, 0, 0, y, a, b)
 }
 
 // Scale writes y = alpha·x.
@@ -95,9 +95,9 @@ func Axpy(r *Recorder, y, x *Tensor, alpha float32) error {
 // ReLU writes y = max(x, 0); y may be x, to save the memory of a copy.
 func ReLU(r *Recorder, y, x *Tensor) error {
 	if y != nil && x != nil && y.buf == x.buf && y.buf != nil {
-		return elementwise(r, "ReLU", "max(y[i], 0.0)", nil, 0, 0, 0, y)
+		return elementwise(r, "ReLU", "relu(y[i])", nil, 0, 0, 0, y)
 	}
-	return elementwise(r, "ReLU", "max(x[i], 0.0)", []string{"x"}, 0, 0, 0, y, x)
+	return elementwise(r, "ReLU", "relu(x[i])", []string{"x"}, 0, 0, 0, y, x)
 }
 
 // ReLUBackward writes dx = dy where x > 0 and 0 elsewhere; x is the ReLU's

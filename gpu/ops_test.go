@@ -219,3 +219,42 @@ func TestAccumulateSum(t *testing.T) {
 		})
 	}
 }
+
+// TestReLUPassesNaN: ReLU and the fused add-ReLU keep NaN, as PyTorch's
+// relu does, and still cut negative numbers and -Inf to 0.
+func TestReLUPassesNaN(t *testing.T) {
+	d := gputest.Device(t)
+	nan, inf := float32(math.NaN()), float32(math.Inf(1))
+	in := []float32{nan, -1, 2, inf, -inf}
+	zero := make([]float32, len(in))
+	x, err := d.FromSlice(in, len(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Release()
+	z, err := d.FromSlice(zero, len(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer z.Release()
+	for name, op := range map[string]func(r *gpu.Recorder, y *gpu.Tensor) error{
+		"ReLU":    func(r *gpu.Recorder, y *gpu.Tensor) error { return gpu.ReLU(r, y, x) },
+		"AddReLU": func(r *gpu.Recorder, y *gpu.Tensor) error { return gpu.AddReLU(r, y, x, z) },
+	} {
+		y, err := d.NewTensor(len(in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Run(func(r *gpu.Recorder) error { return op(r, y) }); err != nil {
+			t.Fatal(err)
+		}
+		got, err := y.Download()
+		y.Release()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !math.IsNaN(float64(got[0])) || got[1] != 0 || got[2] != 2 || got[3] != inf || got[4] != 0 {
+			t.Errorf("%s(%v) = %v, want [NaN 0 2 +Inf 0]", name, in, got)
+		}
+	}
+}

@@ -53,7 +53,8 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
   }
   if (lid.x == 0u) {
     let t = red[0];
-{{if .Full}}    let off = max(t.x - red2[0], 0.0);
+{{if .Full}}    // Rounding can take the difference below 0; NaN must pass.
+    let off = select(t.x - red2[0], 0.0, t.x - red2[0] < 0.0);
 {{else}}    let off = t.x;
 {{end}}    let l = p.scale * (p.ondiag * t.z + p.lambda * off);
 {{if .Loss}}    loss[0] = l;

@@ -16,6 +16,12 @@ struct Params {
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;
 {{range $i, $name := .Inputs}}@group(0) @binding({{add $i 2}}) var<storage, read> {{$name}}: array<f32>;
 {{end}}
+// relu passes NaN on, as PyTorch's does: max(v, 0) would turn it into 0
+// and hide a diverged network from the loss and its guard.
+fn relu(v: f32) -> f32 {
+  return select(v, 0.0, v < 0.0);
+}
+
 @compute @workgroup_size({{.WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = gid.x + gid.y * nwg.x * {{.WG}}u;
