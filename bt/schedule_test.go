@@ -10,9 +10,9 @@ func TestScheduleLR(t *testing.T) {
 	short := DefaultSchedule()
 	short.Multiplier = 0.5
 	noWarm := DefaultSchedule()
-	noWarm.WarmupEpochs = 0
-	frac := Schedule{Multiplier: 1, WarmupEpochs: 0.5, EndFactor: 0.01, Weights: 1, Vectors: 0.5}
-	third := Schedule{Multiplier: 1, WarmupEpochs: 1, EndFactor: 0.001, Weights: 1, Vectors: 1}
+	noWarm.Warmup = Warmup{}
+	frac := Schedule{Multiplier: 1, Warmup: Warmup{0.5, WarmupEpochs}, EndFactor: 0.01, Weights: 1, Vectors: 0.5}
+	third := Schedule{Multiplier: 1, Warmup: Warmup{1, WarmupEpochs}, EndFactor: 0.001, Weights: 1, Vectors: 1}
 	// The values are worked out by hand from adjust_learning_rate. The
 	// official run shape: batch 512 (base 2), 100 epochs of 100 steps, so
 	// 1000 warm-up steps and a 9000-step cosine.
@@ -44,7 +44,8 @@ func TestScheduleLR(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			w, v := c.s.LR(c.step, c.spe, c.epochs, c.batch)
+			total := c.spe * c.epochs
+			w, v := c.s.LR(c.step, c.s.Warmup.Steps(total, c.epochs), total, c.batch)
 			for _, x := range []struct {
 				what      string
 				got, want float64
@@ -54,5 +55,60 @@ func TestScheduleLR(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestWarmupText(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want Warmup
+		ok   bool
+	}{
+		{"10", Warmup{10, WarmupEpochs}, true},
+		{"0.5ep", Warmup{0.5, WarmupEpochs}, true},
+		{"10%", Warmup{0.1, WarmupFraction}, true},
+		{"500steps", Warmup{500, WarmupSteps}, true},
+		{"0", Warmup{0, WarmupEpochs}, true},
+		{"-1", Warmup{}, false},
+		{"NaN", Warmup{}, false},
+		{"150%", Warmup{}, false},
+		{"2.5steps", Warmup{}, false},
+		{"ten", Warmup{}, false},
+	} {
+		var w Warmup
+		err := w.UnmarshalText([]byte(c.in))
+		if (err == nil) != c.ok || (c.ok && w != c.want) {
+			t.Errorf("%q: got %+v, %v; want %+v (ok %v)", c.in, w, err, c.want, c.ok)
+			continue
+		}
+		if c.ok {
+			var back Warmup
+			if err := back.UnmarshalText([]byte(w.String())); err != nil || back != w {
+				t.Errorf("%q: %q does not read back (%+v, %v)", c.in, w.String(), back, err)
+			}
+		}
+	}
+}
+
+// TestWarmupSteps: warm-up in epochs is the same share of a budgeted run as
+// of the full schedule; the other units are taken as they are; none is ever
+// longer than the run.
+func TestWarmupSteps(t *testing.T) {
+	for _, c := range []struct {
+		w             Warmup
+		total, epochs int
+		want          int
+	}{
+		{Warmup{10, WarmupEpochs}, 10000, 100, 1000}, // the full official run, 100 steps an epoch
+		{Warmup{10, WarmupEpochs}, 150, 100, 15},     // a 150-step budget of it: a tenth
+		{Warmup{10, WarmupEpochs}, 20, 10, 20},       // warm-up as long as the run
+		{Warmup{20, WarmupEpochs}, 20, 10, 20},       // longer: cut to the run
+		{Warmup{0.25, WarmupFraction}, 40, 100, 10},
+		{Warmup{30, WarmupSteps}, 40, 100, 30},
+		{Warmup{300, WarmupSteps}, 40, 100, 40},
+	} {
+		if got := c.w.Steps(c.total, c.epochs); got != c.want {
+			t.Errorf("%v over %d steps of %d epochs: %d warm-up steps, want %d", c.w, c.total, c.epochs, got, c.want)
+		}
 	}
 }
