@@ -3,17 +3,23 @@ package bt
 import (
 	"encoding/json"
 	"fmt"
+	"hash/crc32"
+	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"unsafe"
 
+	"github.com/bt-org/bt/internal/strictjson"
 	"github.com/nlpodyssey/safetensors"
 )
 
 // checkpointFormat names the layout of bt's checkpoints in their metadata.
-const checkpointFormat = "bt-checkpoint-1"
+// Version 2 added the checksum and strictly decoded settings; version 1
+// files are refused, since nothing in them can be verified.
+const checkpointFormat = "bt-checkpoint-2"
 
 // RunState is everything besides tensors that a resumed run needs to
 // continue exactly: the configuration and the position in the data.
@@ -59,6 +65,11 @@ func shapeOf(s []int) []uint64 {
 // torchvision's names, projector.*), the optimiser's state (optimizer.*)
 // and st into path as safetensors. It writes a temporary file beside path
 // and renames it over path, so a crash never leaves a torn checkpoint.
+//
+// Every value is checked before anything is written: a tensor holding NaN or
+// infinity is an error wrapping ErrNonFinite, and path is left as it was.
+// The check runs on the host over the values the checkpoint downloads
+// anyway, so it costs the device nothing.
 func SaveCheckpoint(path string, m *Model, opt Optimizer, st RunState) error {
 	views := map[string]f32View{}
 	for _, nt := range m.State() {
@@ -80,12 +91,59 @@ func SaveCheckpoint(path string, m *Model, opt Optimizer, st RunState) error {
 		meta["optimizer"] = state.Kind
 		meta["optimizer_step"] = fmt.Sprint(state.Step)
 	}
+	for _, name := range slices.Sorted(maps.Keys(views)) {
+		if bad := countNonFinite(views[name].data); bad > 0 {
+			return fmt.Errorf("bt: checkpoint %s at step %d not written: %s holds %d non-finite values (%w)", path, st.Step, name, bad, ErrNonFinite)
+		}
+	}
 	b, err := json.Marshal(st)
 	if err != nil {
 		return err
 	}
 	meta["run"] = string(b)
+	return writeTensors(path, views, meta)
+}
+
+// writeTensors stores the checksum of views and meta in meta, then writes
+// both atomically.
+func writeTensors(path string, views map[string]f32View, meta map[string]string) error {
+	vs := make(map[string]safetensors.View, len(views))
+	for k, v := range views {
+		vs[k] = v
+	}
+	meta["checksum"] = checksum(vs, meta)
 	return writeAtomic(path, func(f *os.File) error { return safetensors.SerializeToWriter(views, meta, f) })
+}
+
+// checksum is the CRC-32C of a file's metadata (all but the checksum
+// itself) and its tensors' names, types, shapes and bytes, in name order:
+// any change to the settings or the values changes it. CRC-32C rather than
+// a cryptographic hash because it guards against corruption, not forgery,
+// and runs at memory speed on multi-GiB checkpoints.
+func checksum(views map[string]safetensors.View, meta map[string]string) string {
+	h := crc32.New(crc32.MakeTable(crc32.Castagnoli))
+	for _, k := range slices.Sorted(maps.Keys(meta)) {
+		if k != "checksum" {
+			fmt.Fprintf(h, "%q=%q\n", k, meta[k])
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(views)) {
+		v := views[k]
+		fmt.Fprintf(h, "%q %v %v %d\n", k, v.DType(), v.Shape(), v.DataLen())
+		h.Write(v.Data())
+	}
+	return fmt.Sprintf("crc32c:%08x", h.Sum32())
+}
+
+// countNonFinite counts the NaN and infinite values of v.
+func countNonFinite(v []float32) int {
+	n := 0
+	for _, x := range v {
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			n++
+		}
+	}
+	return n
 }
 
 // ExportBackbone writes the backbone alone, with torchvision's names and no
@@ -106,7 +164,7 @@ func ExportBackbone(path string, m *Model) error {
 		views[name] = f32View{shapeOf(nt.Tensor.Shape), v}
 	}
 	meta := map[string]string{"format": "torchvision-resnet-backbone", "arch": m.Config.Arch}
-	return writeAtomic(path, func(f *os.File) error { return safetensors.SerializeToWriter(views, meta, f) })
+	return writeTensors(path, views, meta)
 }
 
 func writeAtomic(path string, write func(f *os.File) error) error {
@@ -137,33 +195,55 @@ func writeAtomic(path string, write func(f *os.File) error) error {
 		os.Remove(tmp)
 		return err
 	}
-	return os.Rename(tmp, path)
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("bt: writing %s: %w", path, err)
+	}
+	return nil
 }
 
 // LoadCheckpoint reads a checkpoint written by SaveCheckpoint, or a
 // backbone alone (ExportBackbone's output, or a torchvision state dict
-// converted to safetensors).
+// converted to safetensors). A file that carries a checksum must match it,
+// and a bt checkpoint must carry one; its settings are decoded strictly
+// (a key that is misspelt or missing is an error), so a damaged file is
+// refused rather than resumed with defaults.
 func LoadCheckpoint(path string) (*Checkpoint, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("bt: %w", err)
 	}
+	return parseCheckpoint(path, b)
+}
+
+func parseCheckpoint(path string, b []byte) (*Checkpoint, error) {
 	st, err := safetensors.Deserialize(b)
 	if err != nil {
 		return nil, fmt.Errorf("bt: %s is not a readable safetensors file: %v", path, err)
 	}
 	c := &Checkpoint{Path: path, tensors: map[string]safetensors.TensorView{}}
+	views := map[string]safetensors.View{}
 	for _, nt := range st.Tensors() {
 		c.tensors[nt.Name] = nt.TensorView
+		views[nt.Name] = nt.TensorView
 	}
 	_, md, err := safetensors.ReadMetadata(b)
 	if err != nil {
 		return nil, fmt.Errorf("bt: %s: %v", path, err)
 	}
 	meta := md.Metadata()
+	sum, hasSum := meta["checksum"]
+	switch {
+	case meta["format"] == "bt-checkpoint-1":
+		return nil, fmt.Errorf("bt: %s was written by an earlier bt (bt-checkpoint-1) with no checksum and loosely read settings; it cannot be verified. Export its backbone with that version, or train again", path)
+	case meta["format"] == checkpointFormat && !hasSum:
+		return nil, fmt.Errorf("bt: %s: a bt checkpoint without its checksum; the file is damaged", path)
+	case hasSum && sum != checksum(views, meta):
+		return nil, fmt.Errorf("bt: %s is damaged: its checksum %s does not match its contents (%s)", path, sum, checksum(views, meta))
+	}
 	if run, ok := meta["run"]; ok {
-		if err := json.Unmarshal([]byte(run), &c.State); err != nil {
-			return nil, fmt.Errorf("bt: %s: its run metadata is not valid: %v", path, err)
+		if err := strictjson.Decode([]byte(run), &c.State); err != nil {
+			return nil, fmt.Errorf("bt: %s: its run settings are not valid: %v", path, err)
 		}
 	}
 	if kind, ok := meta["optimizer"]; ok {
@@ -253,4 +333,90 @@ func (c *Checkpoint) RestoreBackbone(m *Model) error {
 		}
 	}
 	return c.loadInto(ts)
+}
+
+// DefaultKeep is how many checkpoints a run keeps unless told otherwise.
+const DefaultKeep = 3
+
+// Latest is the name under which a run directory's newest checkpoint is
+// always found.
+const Latest = "checkpoint.safetensors"
+
+// Checkpoints is a run directory's checkpoints: each step's own file,
+// checkpoint-<step>.safetensors, with checkpoint.safetensors a hard link to
+// the newest, and only the newest Keep kept. A file is complete before it
+// is linked, and earlier ones stay until a later one is, so the guard can
+// always name a checkpoint that is really there and really finite.
+type Checkpoints struct {
+	Dir  string
+	Keep int // 0: DefaultKeep
+}
+
+// Path is the file of step's checkpoint.
+func (c Checkpoints) Path(step int) string {
+	return filepath.Join(c.Dir, fmt.Sprintf("checkpoint-%d.safetensors", step))
+}
+
+// Save writes st.Step's checkpoint, points Latest at it and removes the
+// oldest beyond Keep; it returns the file written.
+func (c Checkpoints) Save(m *Model, opt Optimizer, st RunState) (string, error) {
+	path := c.Path(st.Step)
+	if err := SaveCheckpoint(path, m, opt, st); err != nil {
+		return "", err
+	}
+	if err := linkAtomic(path, filepath.Join(c.Dir, Latest)); err != nil {
+		return "", err
+	}
+	steps, err := c.Steps()
+	if err != nil {
+		return "", err
+	}
+	keep := c.Keep
+	if keep <= 0 {
+		keep = DefaultKeep
+	}
+	for _, s := range steps[:max(len(steps)-keep, 0)] {
+		if s != st.Step {
+			if err := os.Remove(c.Path(s)); err != nil {
+				return "", err
+			}
+		}
+	}
+	return path, nil
+}
+
+// Steps lists the steps that have a checkpoint file, in order.
+func (c Checkpoints) Steps() ([]int, error) {
+	names, err := filepath.Glob(filepath.Join(c.Dir, "checkpoint-*.safetensors"))
+	if err != nil {
+		return nil, err
+	}
+	var steps []int
+	for _, n := range names {
+		var s int
+		if _, err := fmt.Sscanf(filepath.Base(n), "checkpoint-%d.safetensors", &s); err == nil && c.Path(s) == n {
+			steps = append(steps, s)
+		}
+	}
+	slices.Sort(steps)
+	return steps, nil
+}
+
+// linkAtomic makes dst another name of src, replacing dst in one rename.
+// Where the file system has no hard links it copies instead.
+func linkAtomic(src, dst string) error {
+	tmp := dst + ".link"
+	os.Remove(tmp)
+	if err := os.Link(src, tmp); err != nil {
+		b, rerr := os.ReadFile(src)
+		if rerr != nil {
+			return rerr
+		}
+		return writeAtomic(dst, func(f *os.File) error { _, err := f.Write(b); return err })
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
 }

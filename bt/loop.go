@@ -41,14 +41,16 @@ type Loop struct {
 	Schedule Schedule
 	Epochs   int // the run's length; the schedule spans it
 	// MaxSteps, when positive and shorter, ends the run after that many
-	// steps instead, with the schedule (warm-up in epochs as before)
-	// compressed to span it: a budget for demos and ablations.
+	// steps instead, with the whole schedule compressed to span it (warm-up
+	// the same share of it): a budget for demos and ablations.
 	MaxSteps int
 	Batch    int
-	// CheckpointPath and CheckpointEvery make the loop save every so many
-	// steps and at the end; Run is the state saved beside the tensors.
-	CheckpointPath  string
+	// CheckpointDir and CheckpointEvery make the loop save every so many
+	// steps and at the end (see Checkpoints); Keep is how many it keeps
+	// (0: DefaultKeep). Run is the state saved beside the tensors.
+	CheckpointDir   string
 	CheckpointEvery int
+	Keep            int
 	Run             RunState
 	Hooks           []Hook
 
@@ -67,20 +69,13 @@ func (l *Loop) Steps() int {
 
 // LR is the schedule's learning rates for a step.
 func (l *Loop) LR(step int) (float32, float32) {
-	spe, total := l.Loader.StepsPerEpoch(), l.Steps()
-	if total == l.Epochs*spe {
-		return l.Schedule.LR(step, spe, l.Epochs, l.Batch)
-	}
-	// A budgeted run is one "epoch" of total steps; warm-up keeps its
-	// length in real epochs.
-	s := l.Schedule
-	s.WarmupEpochs *= float64(spe) / float64(total)
-	return s.LR(step, total, 1, l.Batch)
+	total := l.Steps()
+	return l.Schedule.LR(step, l.Schedule.Warmup.Steps(total, l.Epochs), total, l.Batch)
 }
 
-// ErrNonFinite is wrapped by the error Run returns when a loss is NaN or
-// infinite.
-var ErrNonFinite = errors.New("non-finite loss")
+// ErrNonFinite is wrapped by the error Execute returns when a loss, or a
+// tensor about to be checkpointed, is NaN or infinite.
+var ErrNonFinite = errors.New("non-finite values")
 
 // Execute trains until the loader is exhausted or the run's steps are
 // done, starting from the trainer's current step.
@@ -94,12 +89,7 @@ func (l *Loop) Execute() error {
 			return nil
 		}
 		if math.IsNaN(float64(sl.Loss)) || math.IsInf(float64(sl.Loss), 0) {
-			where := "no checkpoint has been written"
-			if l.lastCheckpoint != "" {
-				where = "the last good checkpoint is " + l.lastCheckpoint
-			}
-			return fmt.Errorf("bt: the loss is %v at step %d (%w); %s. Lower the learning rate, check the data for broken images, or resume from the checkpoint",
-				sl.Loss, sl.Step, ErrNonFinite, where)
+			return fmt.Errorf("bt: the loss is %v at step %d (%w); %s", sl.Loss, sl.Step, ErrNonFinite, l.advice())
 		}
 		l.lastGood = sl.Step
 		lrW, lrV := l.LR(sl.Step)
@@ -133,13 +123,13 @@ func (l *Loop) Execute() error {
 		if err := handle(sl, false); err != nil {
 			return err
 		}
-		if l.CheckpointEvery > 0 && l.Trainer.Step%l.CheckpointEvery == 0 && l.Trainer.Step < total {
+		if l.CheckpointDir != "" && l.CheckpointEvery > 0 && l.Trainer.Step%l.CheckpointEvery == 0 && l.Trainer.Step < total {
 			if err := l.checkpoint(handle); err != nil {
 				return err
 			}
 		}
 	}
-	if l.CheckpointPath != "" {
+	if l.CheckpointDir != "" {
 		return l.checkpoint(handle)
 	}
 	sl, err := l.Trainer.Flush()
@@ -149,9 +139,19 @@ func (l *Loop) Execute() error {
 	return handle(sl, true)
 }
 
+// advice is what the guard tells the user to do, naming the newest
+// checkpoint that passed its finite check.
+func (l *Loop) advice() string {
+	where := "no checkpoint has been written"
+	if l.lastCheckpoint != "" {
+		where = "the last good checkpoint is " + l.lastCheckpoint
+	}
+	return where + ". Lower the learning rate, check the data for broken images, or resume from the checkpoint"
+}
+
 // checkpoint waits for the step in flight, checks its loss like any other,
 // and only then saves, so a checkpoint never holds weights from a step whose
-// loss was not finite.
+// loss was not finite; SaveCheckpoint refuses non-finite weights too.
 func (l *Loop) checkpoint(handle func(*StepLoss, bool) error) error {
 	sl, err := l.Trainer.Flush()
 	if err != nil {
@@ -163,9 +163,13 @@ func (l *Loop) checkpoint(handle func(*StepLoss, bool) error) error {
 	}
 	st := l.Run
 	st.Step = l.Trainer.Step
-	if err := SaveCheckpoint(l.CheckpointPath, l.Trainer.Model, l.Trainer.Opt, st); err != nil {
+	path, err := Checkpoints{Dir: l.CheckpointDir, Keep: l.Keep}.Save(l.Trainer.Model, l.Trainer.Opt, st)
+	if errors.Is(err, ErrNonFinite) {
+		return fmt.Errorf("%w; %s", err, l.advice())
+	}
+	if err != nil {
 		return err
 	}
-	l.lastCheckpoint = fmt.Sprintf("%s (step %d)", l.CheckpointPath, st.Step)
+	l.lastCheckpoint = fmt.Sprintf("%s (step %d)", path, st.Step)
 	return nil
 }

@@ -2,8 +2,10 @@ package bt
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -26,7 +28,7 @@ type smallRun struct {
 
 const smallBatch = 32
 
-func newSmallRun(t *testing.T, epochs, startStep int, ckpt string, every int) *smallRun {
+func newSmallRun(t *testing.T, epochs, startStep int, ckptDir string, every int) *smallRun {
 	t.Helper()
 	d := gputest.Device(t)
 	ds, err := pipeline.NewSynthetic(pipeline.SyntheticConfig{Count: 320, Size: 16, Channels: 1, Classes: 10, Seed: 3})
@@ -59,9 +61,9 @@ func newSmallRun(t *testing.T, epochs, startStep int, ckpt string, every int) *s
 		t.Fatal(err)
 	}
 	sched := DefaultSchedule()
-	sched.Multiplier, sched.WarmupEpochs = 8, 1
+	sched.Multiplier, sched.Warmup = 8, Warmup{1, WarmupEpochs}
 	s.loop = &Loop{Trainer: s.tr, Loader: s.loader, Schedule: sched, Epochs: epochs, Batch: smallBatch,
-		CheckpointPath: ckpt, CheckpointEvery: every, Run: RunState{Model: mc}}
+		CheckpointDir: ckptDir, CheckpointEvery: every, Run: RunState{Model: mc}}
 	t.Cleanup(s.release)
 	return s
 }
@@ -135,8 +137,7 @@ func TestResume(t *testing.T) {
 	if err := full.loop.Execute(); err != nil {
 		t.Fatal(err)
 	}
-	ckpt := filepath.Join(dir, "ckpt.safetensors")
-	first := newSmallRun(t, 3, 0, ckpt, 13)
+	first := newSmallRun(t, 3, 0, dir, 13)
 	got := first.record()
 	first.loop.Epochs = 3
 	// Stop right after the checkpoint at step 13, as a crash would.
@@ -150,7 +151,7 @@ func TestResume(t *testing.T) {
 	if err := first.loop.Execute(); !errors.Is(err, stop) {
 		t.Fatalf("first half: %v", err)
 	}
-	c, err := LoadCheckpoint(ckpt)
+	c, err := LoadCheckpoint(filepath.Join(dir, Latest))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,39 +178,44 @@ func TestResume(t *testing.T) {
 	}
 }
 
-// TestNonFiniteGuard stops at the first non-finite loss, names the step
-// and the last good checkpoint, and writes no checkpoint after it.
+// TestNonFiniteGuard stops at the first non-finite loss or weight, names
+// the step and the last good checkpoint, and that checkpoint is there, loads
+// and holds only finite values; no checkpoint is written after it.
 func TestNonFiniteGuard(t *testing.T) {
-	ckpt := filepath.Join(t.TempDir(), "ckpt.safetensors")
-	s := newSmallRun(t, 2, 0, ckpt, 2)
+	dir := t.TempDir()
+	s := newSmallRun(t, 2, 0, dir, 2)
 	// A learning rate this large overflows the weights within a few steps;
 	// the first two steps run at warm-up's lower rates.
 	s.loop.Schedule.Multiplier = 1e30
 	runErr := s.loop.Execute()
 	if !errors.Is(runErr, ErrNonFinite) {
-		t.Fatalf("got %v, want a non-finite loss error", runErr)
-	}
-	if !strings.Contains(runErr.Error(), "at step") || !strings.Contains(runErr.Error(), "checkpoint") {
-		t.Errorf("error does not name the step and the checkpoint: %v", runErr)
-	}
-	c, err := LoadCheckpoint(ckpt)
-	if err != nil {
-		t.Fatalf("no good checkpoint survived: %v", err)
-	}
-	m, err := s.model.Params()[0].Value.Download()
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := c.floats("backbone.conv1.weight", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, v := range w {
-		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			t.Fatalf("the checkpoint holds non-finite weights (model: %v)", m[0])
-		}
+		t.Fatalf("got %v, want a non-finite error", runErr)
 	}
 	t.Log(runErr)
+	named := regexp.MustCompile(`last good checkpoint is (\S+\.safetensors) \(step (\d+)\)`).FindStringSubmatch(runErr.Error())
+	if named == nil || !strings.Contains(runErr.Error(), "at step") {
+		t.Fatalf("error does not name the step and the last good checkpoint: %v", runErr)
+	}
+	c, err := LoadCheckpoint(named[1])
+	if err != nil {
+		t.Fatalf("the named checkpoint does not load: %v", err)
+	}
+	if fmt.Sprint(c.State.Step) != named[2] {
+		t.Errorf("%s holds step %d, the error says %s", named[1], c.State.Step, named[2])
+	}
+	for name, tv := range c.tensors {
+		v, err := c.floats(name, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bad := countNonFinite(v); bad > 0 {
+			t.Errorf("%s: %s holds %d non-finite values (shape %v)", named[1], name, bad, tv.Shape())
+		}
+	}
+	latest, err := LoadCheckpoint(filepath.Join(dir, Latest))
+	if err != nil || latest.State.Step != c.State.Step {
+		t.Errorf("%s is not the named checkpoint: %v", Latest, err)
+	}
 }
 
 // TestCrossCorrelation: identical views correlate perfectly with
@@ -227,24 +233,49 @@ func TestCrossCorrelation(t *testing.T) {
 	}
 }
 
-// TestBudgetSchedule: a budgeted run keeps warm-up in real epochs and ends
-// at the schedule's final rate.
+// TestBudgetSchedule: a budgeted run warms up over the same share of its
+// steps as the full schedule does, reaches the peak rate, and ends at the
+// schedule's final rate.
 func TestBudgetSchedule(t *testing.T) {
 	s := newSmallRun(t, 100, 0, "", 0) // 10 steps per epoch
 	s.loop.MaxSteps = 40
 	s.loop.Schedule = DefaultSchedule()
-	s.loop.Schedule.WarmupEpochs = 2
+	s.loop.Schedule.Warmup = Warmup{20, WarmupEpochs} // a fifth of the schedule: 8 of the 40 steps
 	if s.loop.Steps() != 40 {
 		t.Fatalf("Steps %d, want 40", s.loop.Steps())
 	}
 	base := float64(smallBatch) / 256
+	floor := base * 0.001
+	// q at the last step: ½(1 + cos(π·31/32)).
+	last := 0.5 * (1 + math.Cos(math.Pi*31/32))
 	for _, tc := range []struct {
 		step int
 		want float64
-	}{{0, 0}, {10, base / 2}, {20, base}, {40, base * 0.001}} {
+	}{{0, 0}, {4, base / 2}, {8, base}, {24, (base + floor) / 2}, {39, base*last + floor*(1-last)}, {40, floor}} {
 		w, _ := s.loop.LR(tc.step)
 		if math.Abs(float64(w)-0.2*tc.want) > 1e-6 {
 			t.Errorf("step %d: lr %v, want %v", tc.step, w, 0.2*tc.want)
 		}
+	}
+}
+
+// TestNonFiniteWeights: one NaN weight reaches the loss (ReLU and the fused
+// BatchNorm-ReLU pass NaN on, as PyTorch's do, where max(x, 0) would hide
+// it), so the guard stops at the very first step.
+func TestNonFiniteWeights(t *testing.T) {
+	s := newSmallRun(t, 1, 0, "", 0)
+	w := s.model.Params()[0]
+	v, err := w.Value.Download()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v[0] = float32(math.NaN())
+	if err := w.Value.Upload(v); err != nil {
+		t.Fatal(err)
+	}
+	s.loop.MaxSteps = 3
+	err = s.loop.Execute()
+	if !errors.Is(err, ErrNonFinite) || !strings.Contains(err.Error(), "at step 0 ") {
+		t.Fatalf("a NaN in %s: got %v, want the guard to stop at step 0", w.Name, err)
 	}
 }

@@ -125,7 +125,11 @@ func CheckMemory(d *gpu.Device, mc ModelConfig, batch, c, h, w int, loss LossKin
 		}
 	}
 	if best < 2 {
-		return p, fmt.Errorf("bt: a step at batch %d %w: %s, and no batch of 2 or more would (a narrower projector or the fused loss may)", batch, ErrMemory, why)
+		hint := "a narrower projector may"
+		if loss == MaterialisedLoss {
+			hint = "a narrower projector or the fused loss may"
+		}
+		return p, fmt.Errorf("bt: a step at batch %d %w: %s, and no batch of 2 or more would (%s)", batch, ErrMemory, why, hint)
 	}
 	return p, fmt.Errorf("bt: a step at batch %d %w: %s; the largest batch that fits is %d", batch, ErrMemory, why, best)
 }

@@ -158,6 +158,9 @@ func runAblate(args []string) error {
 	if *out == "" {
 		*out = filepath.Join("runs", "ablate-"+family)
 	}
+	if err := tf.validate(); err != nil {
+		return err
+	}
 	d, err := gpu.Open(gpu.Options{Adapter: *adapter})
 	if err != nil {
 		return err
@@ -185,7 +188,7 @@ func runAblate(args []string) error {
 		tf.Epochs = 10
 	}
 	if !explicit["warmup"] {
-		tf.Warmup = 1
+		tf.Warmup = bt.Warmup{Value: 1, Unit: bt.WarmupEpochs}
 	}
 	if !explicit["lr"] {
 		tf.LR = 2
@@ -243,7 +246,9 @@ func ablate(d *gpu.Device, family string, vs []variant, base trainFlags, ef eval
 		fmt.Fprintf(os.Stderr, "== %s %d/%d: %s\n", family, i+1, len(vs), v.name)
 		r = ablationResult{Variant: v.name, Paper: v.paper}
 		start := time.Now()
-		res, err := pretrain(d, tf, runDir, 0, "", knnMonitor{}, os.Stderr)
+		// A variant's directory without its result.json holds an
+		// unfinished run of this grid's own: it is replaced.
+		res, err := pretrain(d, tf, runOptions{out: runDir, overwrite: true, keep: 1}, os.Stderr)
 		switch {
 		case errors.Is(err, bt.ErrNonFinite):
 			r.Diverged = err.Error()

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bt-org/bt/bt"
 	"github.com/bt-org/bt/internal/gputest"
 )
 
@@ -16,7 +17,7 @@ func TestAblate(t *testing.T) {
 	d := gputest.Device(t)
 	dir := t.TempDir()
 	tf := defaultTrainFlags()
-	tf.MaxSteps, tf.Batch, tf.Epochs, tf.Warmup, tf.Projector = 6, 32, 10, 1, "64-64-64"
+	tf.MaxSteps, tf.Batch, tf.Epochs, tf.Warmup, tf.Projector = 6, 32, 10, bt.Warmup{Value: 1, Unit: bt.WarmupEpochs}, "64-64-64"
 	ef := evalFlags{trainN: 500, testN: 200, batch: 250}
 	ef.probe.Epochs, ef.probe.Batch, ef.probe.LR, ef.probe.Momentum = 3, 100, 0.3, 0.9
 	vs := families["asymmetry"][:2]

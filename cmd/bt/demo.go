@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 // demoOptions size a demo run; zero fields take the adapter's defaults.
 type demoOptions struct {
 	out                 string
+	namedOut, overwrite bool // -out given; replace the run there
 	steps, batch        int
 	evalTrain, evalTest int
 	data                string
@@ -23,7 +25,8 @@ type demoOptions struct {
 func runDemo(args []string) error {
 	fs, adapter := newFlags("demo", "The whole job on whatever adapter there is: pretrain the tiny ResNet with Barlow Twins on Fashion-MNIST\n(the synthetic set when it is not installed), then evaluate it and a randomly initialised twin with kNN and a linear probe.")
 	var o demoOptions
-	fs.StringVar(&o.out, "out", "runs/demo", "run directory")
+	fs.StringVar(&o.out, "out", "runs/demo", "run directory (default: runs/demo, or the next free runs/demo-N)")
+	fs.BoolVar(&o.overwrite, "overwrite", false, "replace the run in -out")
 	fs.IntVar(&o.steps, "steps", 0, "pretraining steps (default: 150 on a CPU adapter, 3000 on a GPU)")
 	fs.IntVar(&o.batch, "batch", 0, "batch size (default: 128 on a CPU adapter, 256 on a GPU)")
 	fs.IntVar(&o.evalTrain, "eval-train", 0, "training images for evaluation (default: 10000 on a CPU adapter, all on a GPU)")
@@ -31,6 +34,18 @@ func runDemo(args []string) error {
 	fs.StringVar(&o.data, "data", "", "dataset (default: fashion-mnist if installed, else synthetic)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q: demo takes only flags", fs.Arg(0))
+	}
+	fs.Visit(func(f *flag.Flag) { o.namedOut = o.namedOut || f.Name == "out" })
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"steps", o.steps}, {"batch", o.batch}, {"eval-train", o.evalTrain}, {"eval-test", o.evalTest}} {
+		if f.v < 0 {
+			return fmt.Errorf("-%s %d: must be 0 (the adapter's default) or more", f.name, f.v)
+		}
 	}
 	d, err := gpu.Open(gpu.Options{Adapter: *adapter})
 	if err != nil {
@@ -75,14 +90,17 @@ func demo(d *gpu.Device, o demoOptions) (string, evalResult, evalResult, error) 
 	tf.Projector = "512-512-512"
 	// The official schedule warms up over 10 epochs of a 1000-epoch run; a
 	// budgeted run warms up over its first tenth and decays over the rest.
-	tf.Epochs, tf.Warmup = 10, 1
+	tf.Epochs, tf.Warmup = 10, bt.Warmup{Value: 1, Unit: bt.WarmupEpochs}
 	tf.LR = 2
 	ef := evalFlags{trainN: o.evalTrain, testN: o.evalTest, batch: 512, probe: bt.DefaultProbeConfig()}
 	ef.probe.Epochs = 30
 
 	start := time.Now()
 	fmt.Fprintf(os.Stderr, "== pretraining (%d steps of %d pairs)\n", tf.MaxSteps, tf.Batch)
-	res, err := pretrain(d, tf, o.out, 0, "", knnMonitor{}, os.Stderr)
+	if err := tf.validate(); err != nil {
+		return "", evalResult{}, evalResult{}, err
+	}
+	res, err := pretrain(d, tf, runOptions{out: o.out, auto: !o.namedOut && !o.overwrite, overwrite: o.overwrite, keep: 1}, os.Stderr)
 	if err != nil {
 		return "", evalResult{}, evalResult{}, err
 	}
@@ -103,7 +121,7 @@ func demo(d *gpu.Device, o demoOptions) (string, evalResult, evalResult, error) 
 		return "", pre, base, err
 	}
 	table := demoTable(d, res, pre, base, ef, time.Since(start))
-	return table, pre, base, os.WriteFile(filepath.Join(o.out, "results.md"), []byte(table), 0o644)
+	return table, pre, base, os.WriteFile(filepath.Join(res.dir, "results.md"), []byte(table), 0o644)
 }
 
 func demoTable(d *gpu.Device, res *pretrainResult, pre, base evalResult, ef evalFlags, took time.Duration) string {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 	"codeberg.org/sbinet/npyio"
 	"github.com/bt-org/bt/bt"
 	"github.com/bt-org/bt/gpu"
+	"github.com/bt-org/bt/internal/strictjson"
 	"github.com/bt-org/bt/pipeline"
 	"gonum.org/v1/gonum/mat"
 )
@@ -61,6 +61,9 @@ func features(d *gpu.Device, m *bt.Model, tf trainFlags, ef evalFlags, split str
 	}
 	if tf.Size > 0 {
 		view.Size = tf.Size
+	}
+	if c := view.Channels(); c != m.Config.InChannels {
+		return nil, 0, fmt.Errorf("the backbone takes %d-channel images, but %s through the %s preset gives %d channels", m.Config.InChannels, tf.Data, tf.augmentPreset(), c)
 	}
 	loader, err := pipeline.NewEvalLoader(ds, view, pipeline.LoaderConfig{BatchSize: ef.batch, Workers: tf.Workers, Epochs: 1})
 	if err != nil {
@@ -116,7 +119,10 @@ func loadModel(d *gpu.Device, ckptPath string, random bool, tf *trainFlags) (*bt
 	if len(c.State.Train) > 0 {
 		// Evaluate on the run's data and preset unless the flags say otherwise.
 		var saved trainFlags
-		if err := json.Unmarshal(c.State.Train, &saved); err == nil && tf.Data == "" {
+		if err := strictjson.Decode(c.State.Train, &saved); err != nil {
+			return nil, fmt.Errorf("%s: its run settings: %v", ckptPath, err)
+		}
+		if tf.Data == "" {
 			*tf = saved
 		}
 	}
