@@ -9,9 +9,10 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/bt-org/bt/gpu"
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas32"
+
+	"github.com/bt-org/bt/gpu"
 )
 
 // GemmShape is one benchmarked product: C[M,N] = A[M,K]·B[K,N].

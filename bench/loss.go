@@ -5,7 +5,7 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/bt-org/bt/bt"
+	"github.com/bt-org/bt/bt/loss"
 	"github.com/bt-org/bt/gpu"
 )
 
@@ -72,7 +72,7 @@ func (r LossResult) String() string {
 
 // LossStep holds a loss and its operands on the device.
 type LossStep struct {
-	Loss             *bt.Loss
+	Loss             *loss.BarlowTwins
 	d                *gpu.Device
 	za, zb, dza, dzb *gpu.Tensor // [N, D]
 	out              *gpu.Tensor // [1]
@@ -95,7 +95,12 @@ func randomTensor(d *gpu.Device, rng *rand.Rand, shape ...int) (*gpu.Tensor, err
 
 // NewLossStep allocates a loss on the given path and random embeddings.
 func NewLossStep(d *gpu.Device, s LossShape, fused bool) (*LossStep, error) {
-	l, err := bt.NewLoss(d, s.N, s.D, bt.DefaultLambda, fused)
+	o := loss.DefaultOptions()
+	o.Path = loss.Materialised
+	if fused {
+		o.Path = loss.Fused
+	}
+	l, err := loss.NewBarlowTwins(d, s.N, s.D, o)
 	if err != nil {
 		return nil, err
 	}

@@ -8,13 +8,15 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/bt-org/bt/bt"
+	"github.com/bt-org/bt/bt/loss"
+	"github.com/bt-org/bt/bt/optim"
+	"github.com/bt-org/bt/bt/train"
 	"github.com/bt-org/bt/gpu"
 )
 
 // TwinResult is a measured Barlow Twins training step: two forward passes
 // of backbone and projector, the loss, the backward pass and LARS, as
-// bt.Trainer submits it.
+// train.Trainer submits it.
 type TwinResult struct {
 	Arch, Projector string
 	Batch, Size     int
@@ -33,10 +35,10 @@ func (r TwinResult) String() string {
 
 // twinRun is a model, loss, LARS and trainer on random grayscale views.
 type twinRun struct {
-	model *bt.Model
-	loss  *bt.Loss
-	opt   bt.Optimizer
-	tr    *bt.Trainer
+	model *train.Model
+	loss  *loss.BarlowTwins
+	opt   optim.Optimizer
+	tr    *train.Trainer
 	a, b  []float32 // [batch, 1, size, size] each
 }
 
@@ -50,19 +52,19 @@ func newTwinRun(d *gpu.Device, arch string, batch, size int, projector string) (
 	}
 	t := &twinRun{}
 	var err error
-	if t.model, err = bt.NewModel(d, bt.ModelConfig{Arch: arch, InChannels: 1, Projector: projector, Seed: 1}); err != nil {
+	if t.model, err = train.NewModel(d, train.ModelConfig{Arch: arch, InChannels: 1, Projector: projector, Seed: 1}); err != nil {
 		return nil, err
 	}
 	dim := t.model.Projector.Out
-	if t.loss, err = bt.NewLoss(d, batch, dim, bt.DefaultLambda, bt.AutoFused(d, batch, dim)); err != nil {
+	if t.loss, err = loss.NewBarlowTwins(d, batch, dim, loss.DefaultOptions()); err != nil {
 		t.release()
 		return nil, err
 	}
-	if t.opt, err = bt.NewOptimizer("lars", d, t.model.Params(), bt.DefaultOptimizerConfig()); err != nil {
+	if t.opt, err = optim.New("lars", d, t.model.Params(), optim.DefaultConfig()); err != nil {
 		t.release()
 		return nil, err
 	}
-	if t.tr, err = bt.NewTrainer(d, t.model, t.loss, t.opt, batch, 1, size, size); err != nil {
+	if t.tr, err = train.NewTrainer(d, t.model, t.loss, t.opt, batch, 1, size, size); err != nil {
 		t.release()
 		return nil, err
 	}

@@ -1,2 +1,20 @@
-// Package bt implements Barlow Twins: the loss, optimisers, trainer and evaluation.
+// Package bt is Barlow Twins, by concern:
+//
+//   - [github.com/bt-org/bt/bt/loss]: the objectives, the Barlow Twins loss
+//     (both paths) and InfoNCE;
+//   - [github.com/bt-org/bt/bt/optim]: LARS, SGD and AdamW, and the
+//     learning-rate schedule;
+//   - [github.com/bt-org/bt/bt/train]: the model, the trainer and its loop,
+//     checkpoints, the memory plan, and Config, which New turns into a run;
+//   - [github.com/bt-org/bt/bt/eval]: kNN, the linear probe and fine-tuning;
+//   - [github.com/bt-org/bt/bt/encoder]: a checkpoint loaded with its
+//     preprocessing, to embed images.
+//
+// A program that trains:
+//
+//	cfg := train.DefaultConfig()
+//	cfg.Steps = 1000
+//	run, err := train.New(dev, cfg, train.Options{CheckpointDir: "runs/mine", CheckpointEvery: 500})
+//	defer run.Release()
+//	err = run.Loop.Execute(ctx)
 package bt

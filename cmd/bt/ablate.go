@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -12,13 +13,15 @@ import (
 	"strings"
 	"time"
 
-	"github.com/bt-org/bt/bench"
-	"github.com/bt-org/bt/bt"
-	"github.com/bt-org/bt/gpu"
-	"github.com/bt-org/bt/pipeline"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
+
+	"github.com/bt-org/bt/bench"
+	"github.com/bt-org/bt/bt/loss"
+	"github.com/bt-org/bt/bt/optim"
+	"github.com/bt-org/bt/bt/train"
+	"github.com/bt-org/bt/gpu"
 )
 
 // variant is one run of an ablation grid: a change to the pretraining
@@ -27,30 +30,30 @@ import (
 type variant struct {
 	name  string
 	paper string
-	apply func(tf *trainFlags)
+	apply func(c *train.Config)
 }
 
 // families are the ablations of the paper that bt can run. Baselines use
 // the family's defaults; every family shares the budget flags.
 var families = map[string][]variant{
 	"lambda": {
-		{"λ 0.0005", "", func(tf *trainFlags) { tf.Lambda = 0.0005 }},
-		{"λ 0.002", "flat between 0.002 and 0.02", func(tf *trainFlags) { tf.Lambda = 0.002 }},
-		{"λ 0.0051", "71.4 (baseline)", func(tf *trainFlags) { tf.Lambda = 0.0051 }},
-		{"λ 0.02", "flat between 0.002 and 0.02", func(tf *trainFlags) { tf.Lambda = 0.02 }},
-		{"λ 0.1", "", func(tf *trainFlags) { tf.Lambda = 0.1 }},
+		{"λ 0.0005", "", func(c *train.Config) { c.Loss.Lambda = 0.0005 }},
+		{"λ 0.002", "flat between 0.002 and 0.02", func(c *train.Config) { c.Loss.Lambda = 0.002 }},
+		{"λ 0.0051", "71.4 (baseline)", func(c *train.Config) { c.Loss.Lambda = 0.0051 }},
+		{"λ 0.02", "flat between 0.002 and 0.02", func(c *train.Config) { c.Loss.Lambda = 0.02 }},
+		{"λ 0.1", "", func(c *train.Config) { c.Loss.Lambda = 0.1 }},
 	},
 	"projector": {
-		{"width 16", "", func(tf *trainFlags) { tf.Projector = "16-16-16" }},
-		{"width 64", "", func(tf *trainFlags) { tf.Projector = "64-64-64" }},
-		{"width 256", "", func(tf *trainFlags) { tf.Projector = "256-256-256" }},
-		{"width 1024", "", func(tf *trainFlags) { tf.Projector = "1024-1024-1024" }},
-		{"width 4096", "", func(tf *trainFlags) { tf.Projector = "4096-4096-4096" }},
-		{"width 16384", "rises with width up to 16384", func(tf *trainFlags) { tf.Projector = "16384-16384-16384" }},
-		{"depth 1", "", func(tf *trainFlags) { tf.Projector = "512" }},
-		{"depth 2", "", func(tf *trainFlags) { tf.Projector = "512-512" }},
-		{"depth 3", "saturates at 3 layers", func(tf *trainFlags) { tf.Projector = "512-512-512" }},
-		{"depth 4", "", func(tf *trainFlags) { tf.Projector = "512-512-512-512" }},
+		{"width 16", "", func(c *train.Config) { c.Model.Projector = "16-16-16" }},
+		{"width 64", "", func(c *train.Config) { c.Model.Projector = "64-64-64" }},
+		{"width 256", "", func(c *train.Config) { c.Model.Projector = "256-256-256" }},
+		{"width 1024", "", func(c *train.Config) { c.Model.Projector = "1024-1024-1024" }},
+		{"width 4096", "", func(c *train.Config) { c.Model.Projector = "4096-4096-4096" }},
+		{"width 16384", "rises with width up to 16384", func(c *train.Config) { c.Model.Projector = "16384-16384-16384" }},
+		{"depth 1", "", func(c *train.Config) { c.Model.Projector = "512" }},
+		{"depth 2", "", func(c *train.Config) { c.Model.Projector = "512-512" }},
+		{"depth 3", "saturates at 3 layers", func(c *train.Config) { c.Model.Projector = "512-512-512" }},
+		{"depth 4", "", func(c *train.Config) { c.Model.Projector = "512-512-512-512" }},
 	},
 	// The paper's batch study trains every batch size for the same number
 	// of epochs and sets the weights' learning rate per batch size (0.7 at
@@ -66,25 +69,25 @@ var families = map[string][]variant{
 		batchVariant(4096, 0.2, "70.7"),
 	},
 	"augment": {
-		{"all (paper)", "71.4 (baseline)", func(tf *trainFlags) {}},
-		{"no grayscale, no colour jitter", "lower", func(tf *trainFlags) { tf.Without = "no-color" }},
-		{"crop + blur only", "lower", func(tf *trainFlags) { tf.Without = "crop+blur" }},
-		{"crop only", "lowest", func(tf *trainFlags) { tf.Without = "crop" }},
+		{"all (paper)", "71.4 (baseline)", func(c *train.Config) {}},
+		{"no grayscale, no colour jitter", "lower", func(c *train.Config) { c.Data.Without = "no-color" }},
+		{"crop + blur only", "lower", func(c *train.Config) { c.Data.Without = "crop+blur" }},
+		{"crop only", "lowest", func(c *train.Config) { c.Data.Without = "crop" }},
 	},
 	"loss": {
-		{"baseline", "71.4", func(tf *trainFlags) {}},
-		{"invariance term only (λ 0)", "57.3", func(tf *trainFlags) { tf.Lambda = 0 }},
-		{"redundancy term only", "0.1", func(tf *trainFlags) { tf.NoInvar = true }},
-		{"normalisation along the feature dimension", "69.8", func(tf *trainFlags) { tf.FeatNorm = true }},
-		{"no BN in the projector", "71.2", func(tf *trainFlags) { tf.NoBN = true }},
-		{"no BN and no normalisation", "53.4", func(tf *trainFlags) { tf.NoBN, tf.NoNorm = true, true }},
-		{"cross-entropy with temperature (InfoNCE, τ 0.1)", "63.3", func(tf *trainFlags) { tf.InfoNCE = 0.1 }},
+		{"baseline", "71.4", func(c *train.Config) {}},
+		{"invariance term only (λ 0)", "57.3", func(c *train.Config) { c.Loss.Lambda = 0 }},
+		{"redundancy term only", "0.1", func(c *train.Config) { c.Loss.RedundancyOnly = true }},
+		{"normalisation along the feature dimension", "69.8", func(c *train.Config) { c.Loss.Norm = loss.FeatureNorm }},
+		{"no BN in the projector", "71.2", func(c *train.Config) { c.Model.NoBN = true }},
+		{"no BN and no normalisation", "53.4", func(c *train.Config) { c.Model.NoBN, c.Loss.Norm = true, loss.NoNorm }},
+		{"cross-entropy with temperature (InfoNCE, τ 0.1)", "63.3", func(c *train.Config) { c.InfoNCE = 0.1 }},
 	},
 	"asymmetry": {
-		{"symmetric (baseline)", "71.4", func(tf *trainFlags) {}},
-		{"stop-gradient on one branch", "70.5", func(tf *trainFlags) { tf.StopGrad = true }},
-		{"predictor on one branch", "70.2", func(tf *trainFlags) { tf.Predictor = true }},
-		{"predictor and stop-gradient", "61.3", func(tf *trainFlags) { tf.Predictor, tf.StopGrad = true, true }},
+		{"symmetric (baseline)", "71.4", func(c *train.Config) {}},
+		{"stop-gradient on one branch", "70.5", func(c *train.Config) { c.StopGradient = true }},
+		{"predictor on one branch", "70.2", func(c *train.Config) { c.Model.Predictor = true }},
+		{"predictor and stop-gradient", "61.3", func(c *train.Config) { c.Model.Predictor, c.StopGradient = true, true }},
 	},
 }
 
@@ -93,10 +96,10 @@ var families = map[string][]variant{
 // every variant sees the same number of pairs, as the paper's equal-epoch
 // comparison does; otherwise larger batches would win by seeing more data.
 func batchVariant(n int, lr float64, paper string) variant {
-	return variant{fmt.Sprintf("batch %d", n), paper, func(tf *trainFlags) {
-		pairs := tf.MaxSteps * tf.Batch
-		tf.Batch, tf.LRWeights = n, lr
-		tf.MaxSteps = max(1, (pairs+n-1)/n)
+	return variant{fmt.Sprintf("batch %d", n), paper, func(c *train.Config) {
+		pairs := c.Steps * c.Batch
+		c.Batch, c.Schedule.Weights = n, lr
+		c.Steps = max(1, (pairs+n-1)/n)
 	}}
 }
 
@@ -126,8 +129,8 @@ type ablationResult struct {
 
 func runAblate(args []string) error {
 	fs, adapter := newFlags("ablate", "Runs one of the paper's ablation studies as a grid of short pretraining runs, evaluates each with kNN and\nthe fast linear probe, and writes a table (ablation.md) and a plot (ablation.png) into -out.\n\nUsage: bt ablate [flags] FAMILY   (FAMILY: "+familyNames()+")")
-	tf := defaultTrainFlags()
-	tf.register(fs)
+	cfg := train.DefaultConfig()
+	setGroups(fs, registerConfig(fs, &cfg))
 	out := fs.String("out", "", "run directory (default runs/ablate-FAMILY)")
 	only := fs.String("only", "", "comma-separated variant numbers (1-based) to run, e.g. 1,3; default all")
 	minutes := fs.Float64("minutes", 0, "pretraining budget per run in minutes instead of -steps: each run's steps come from timing two of its steps first (the batch family then compares at equal time, not equal pairs)")
@@ -158,7 +161,7 @@ func runAblate(args []string) error {
 	if *out == "" {
 		*out = filepath.Join("runs", "ablate-"+family)
 	}
-	if err := tf.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return err
 	}
 	d, err := gpu.Open(gpu.Options{Adapter: *adapter})
@@ -179,19 +182,22 @@ func runAblate(args []string) error {
 			}
 		}
 	}
-	def("steps", &tf.MaxSteps, 100, 2000)
-	def("batch", &tf.Batch, 64, 256)
+	def("steps", &cfg.Steps, 100, 2000)
+	def("batch", &cfg.Batch, 64, 256)
 	def("eval-train", &ef.trainN, 5000, 0)
 	def("eval-test", &ef.testN, 1000, 0)
 	def("probe-epochs", &ef.probe.Epochs, 30, 100)
 	if !explicit["epochs"] {
-		tf.Epochs = 10
+		cfg.Epochs = 10
 	}
 	if !explicit["warmup"] {
-		tf.Warmup = bt.Warmup{Value: 1, Unit: bt.WarmupEpochs}
+		cfg.Schedule.Warmup = optim.Warmup{Value: 1, Unit: optim.WarmupEpochs}
 	}
 	if !explicit["lr"] {
-		tf.LR = 2
+		cfg.Schedule.Multiplier = 2
+	}
+	if !explicit["seed"] {
+		cfg.Model.Seed = cfg.Seed
 	}
 	ef.batch = 512
 	if *minutes > 0 {
@@ -202,35 +208,35 @@ func runAblate(args []string) error {
 		}
 		vs = budgeted
 	}
-	results, err := ablate(d, family, vs, tf, ef, *out)
+	results, err := ablate(d, family, vs, cfg, ef, *out)
 	if err != nil {
 		return err
 	}
-	fmt.Println(ablationTable(d, family, tf, results))
+	fmt.Println(ablationTable(d, family, cfg, results))
 	return nil
 }
 
 // withBudget wraps a variant so that its run gets as many steps as fit in
 // minutes, timed on a grayscale twin step of the same network and batch
 // (random views, no data loading), at least 10.
-func withBudget(d *gpu.Device, apply func(*trainFlags), minutes float64) func(*trainFlags) {
-	return func(tf *trainFlags) {
-		apply(tf)
-		size := tf.Size
-		if c, err := pipeline.Preset(tf.augmentPreset()); err == nil && size == 0 {
-			size = c.A.Size
-		}
-		r, err := bench.MeasureTwinStep(d, tf.Arch, tf.Batch, size, tf.Projector, 0)
+func withBudget(d *gpu.Device, apply func(*train.Config), minutes float64) func(*train.Config) {
+	return func(c *train.Config) {
+		apply(c)
+		views, err := c.Data.Views()
 		if err != nil {
 			return // the run itself reports what does not work
 		}
-		tf.MaxSteps = max(10, int(minutes*60/r.Seconds))
+		r, err := bench.MeasureTwinStep(d, c.Model.Arch, c.Batch, views.A.Size, c.Model.Projector, 0)
+		if err != nil {
+			return
+		}
+		c.Steps = max(10, int(minutes*60/r.Seconds))
 	}
 }
 
 // ablate runs every variant not already done in dir and returns all
 // results in order.
-func ablate(d *gpu.Device, family string, vs []variant, base trainFlags, ef evalFlags, dir string) ([]ablationResult, error) {
+func ablate(d *gpu.Device, family string, vs []variant, base train.Config, ef evalFlags, dir string) ([]ablationResult, error) {
 	var results []ablationResult
 	for i, v := range vs {
 		runDir := filepath.Join(dir, slug(v.name))
@@ -241,24 +247,24 @@ func ablate(d *gpu.Device, family string, vs []variant, base trainFlags, ef eval
 			results = append(results, r)
 			continue
 		}
-		tf := base
-		v.apply(&tf)
+		cfg := base
+		v.apply(&cfg)
 		fmt.Fprintf(os.Stderr, "== %s %d/%d: %s\n", family, i+1, len(vs), v.name)
 		r = ablationResult{Variant: v.name, Paper: v.paper}
 		start := time.Now()
 		// A variant's directory without its result.json holds an
 		// unfinished run of this grid's own: it is replaced.
-		res, err := pretrain(d, tf, runOptions{out: runDir, overwrite: true, keep: 1}, os.Stderr)
+		res, err := pretrain(context.Background(), d, cfg, runOptions{out: runDir, overwrite: true, keep: 1}, os.Stderr)
 		switch {
-		case errors.Is(err, bt.ErrNonFinite):
+		case errors.Is(err, train.ErrNonFinite):
 			r.Diverged = err.Error()
-		case errors.Is(err, bt.ErrMemory):
+		case errors.Is(err, train.ErrMemory):
 			r.Unfit = err.Error()
 		case err != nil:
 			return results, fmt.Errorf("%s: %w", v.name, err)
 		default:
 			r.Steps, r.LossEnd = res.steps, res.lossEnd
-			ev, err := evaluate(d, res.model, res.flags, ef)
+			ev, err := evaluate(d, res.run.Model, res.cfg.Data, ef, res.cfg.Seed)
 			res.release()
 			if err != nil {
 				return results, fmt.Errorf("%s: evaluation: %w", v.name, err)
@@ -295,10 +301,10 @@ func slug(name string) string {
 	return strings.TrimSuffix(b.String(), "-")
 }
 
-func ablationTable(d *gpu.Device, family string, tf trainFlags, rs []ablationResult) string {
+func ablationTable(d *gpu.Device, family string, cfg train.Config, rs []ablationResult) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "## Ablation: %s\n\n%s, %s, batch %d unless varied, %d steps per run; adapter %s.\nPaper: ResNet-50 on ImageNet, 300 epochs, linear top-1 (%%).\n\n",
-		family, tf.Data, tf.Arch, tf.Batch, tf.MaxSteps, d.Info.Name)
+		family, cfg.Data.Name, cfg.Model.Arch, cfg.Batch, cfg.Steps, d.Info.Name)
 	b.WriteString("| variant | kNN k=20 | kNN k=200 | linear top-1 | final loss | paper |\n|---|---|---|---|---|---|\n")
 	for _, r := range rs {
 		if r.Diverged != "" {
@@ -315,8 +321,8 @@ func ablationTable(d *gpu.Device, family string, tf trainFlags, rs []ablationRes
 }
 
 // writeAblation writes the table and a bar chart of accuracy per variant.
-func writeAblation(d *gpu.Device, dir, family string, tf trainFlags, rs []ablationResult) error {
-	if err := os.WriteFile(filepath.Join(dir, "ablation.md"), []byte(ablationTable(d, family, tf, rs)), 0o644); err != nil {
+func writeAblation(d *gpu.Device, dir, family string, cfg train.Config, rs []ablationResult) error {
+	if err := os.WriteFile(filepath.Join(dir, "ablation.md"), []byte(ablationTable(d, family, cfg, rs)), 0o644); err != nil {
 		return err
 	}
 	p := plot.New()

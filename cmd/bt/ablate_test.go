@@ -6,7 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/bt-org/bt/bt"
+	"github.com/bt-org/bt/bt/optim"
+	"github.com/bt-org/bt/bt/train"
 	"github.com/bt-org/bt/internal/gputest"
 )
 
@@ -16,8 +17,8 @@ import (
 func TestAblate(t *testing.T) {
 	d := gputest.Device(t)
 	dir := t.TempDir()
-	tf := defaultTrainFlags()
-	tf.MaxSteps, tf.Batch, tf.Epochs, tf.Warmup, tf.Projector = 6, 32, 10, bt.Warmup{Value: 1, Unit: bt.WarmupEpochs}, "64-64-64"
+	tf := train.DefaultConfig()
+	tf.Steps, tf.Batch, tf.Epochs, tf.Schedule.Warmup, tf.Model.Projector = 6, 32, 10, optim.Warmup{Value: 1, Unit: optim.WarmupEpochs}, "64-64-64"
 	ef := evalFlags{trainN: 500, testN: 200, batch: 250}
 	ef.probe.Epochs, ef.probe.Batch, ef.probe.LR, ef.probe.Momentum = 3, 100, 0.3, 0.9
 	vs := families["asymmetry"][:2]
@@ -63,11 +64,11 @@ func TestBatchVariantPairs(t *testing.T) {
 		batch, steps int
 		lr           float64
 	}{{32, 200, 0.7}, {64, 100, 0.7}, {128, 50, 0.7}, {256, 25, 0.4}, {512, 13, 0.3}} {
-		tf := defaultTrainFlags()
-		tf.MaxSteps, tf.Batch = 100, 64
-		batchVariant(tc.batch, tc.lr, "").apply(&tf)
-		if tf.Batch != tc.batch || tf.MaxSteps != tc.steps || tf.LRWeights != tc.lr {
-			t.Errorf("batch %d: got batch %d, %d steps, lr %g; want %d steps, lr %g", tc.batch, tf.Batch, tf.MaxSteps, tf.LRWeights, tc.steps, tc.lr)
+		c := train.DefaultConfig()
+		c.Steps, c.Batch = 100, 64
+		batchVariant(tc.batch, tc.lr, "").apply(&c)
+		if c.Batch != tc.batch || c.Steps != tc.steps || c.Schedule.Weights != tc.lr {
+			t.Errorf("batch %d: got batch %d, %d steps, lr %g; want %d steps, lr %g", tc.batch, c.Batch, c.Steps, c.Schedule.Weights, tc.steps, tc.lr)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -8,7 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/bt-org/bt/bt"
+	"github.com/bt-org/bt/bt/eval"
+	"github.com/bt-org/bt/bt/optim"
+	"github.com/bt-org/bt/bt/train"
 	"github.com/bt-org/bt/gpu"
 	"github.com/bt-org/bt/pipeline"
 )
@@ -77,46 +80,43 @@ func demo(d *gpu.Device, o demoOptions) (string, evalResult, evalResult, error) 
 	pick(&o.evalTrain, 10000, 0)
 	pick(&o.evalTest, 2000, 0)
 
-	tf := defaultTrainFlags()
-	tf.Data = o.data
-	if tf.Data == "" {
-		tf.Data = "fashion-mnist"
+	cfg := train.DefaultConfig()
+	cfg.Data.Name = o.data
+	if cfg.Data.Name == "" {
+		cfg.Data.Name = "fashion-mnist"
 		if _, err := pipeline.Open("fashion-mnist", "", "train"); err != nil {
 			fmt.Fprintf(os.Stderr, "Fashion-MNIST is not installed (apt-get install -y dataset-fashion-mnist); using the synthetic set\n")
-			tf.Data = "synthetic"
+			cfg.Data.Name = "synthetic"
 		}
 	}
-	tf.Batch, tf.MaxSteps = o.batch, o.steps
-	tf.Projector = "512-512-512"
+	cfg.Batch, cfg.Steps = o.batch, o.steps
 	// The official schedule warms up over 10 epochs of a 1000-epoch run; a
 	// budgeted run warms up over its first tenth and decays over the rest.
-	tf.Epochs, tf.Warmup = 10, bt.Warmup{Value: 1, Unit: bt.WarmupEpochs}
-	tf.LR = 2
-	ef := evalFlags{trainN: o.evalTrain, testN: o.evalTest, batch: 512, probe: bt.DefaultProbeConfig()}
+	cfg.Epochs, cfg.Schedule.Warmup = 10, optim.Warmup{Value: 1, Unit: optim.WarmupEpochs}
+	cfg.Schedule.Multiplier = 2
+	ef := evalFlags{trainN: o.evalTrain, testN: o.evalTest, batch: 512, probe: eval.DefaultProbeConfig()}
 	ef.probe.Epochs = 30
 
 	start := time.Now()
-	fmt.Fprintf(os.Stderr, "== pretraining (%d steps of %d pairs)\n", tf.MaxSteps, tf.Batch)
-	if err := tf.validate(); err != nil {
-		return "", evalResult{}, evalResult{}, err
-	}
-	res, err := pretrain(d, tf, runOptions{out: o.out, auto: !o.namedOut && !o.overwrite, overwrite: o.overwrite, keep: 1}, os.Stderr)
+	fmt.Fprintf(os.Stderr, "== pretraining (%d steps of %d pairs)\n", cfg.Steps, cfg.Batch)
+	ro := runOptions{out: o.out, auto: !o.namedOut && !o.overwrite, overwrite: o.overwrite, keep: 1}
+	res, err := pretrain(context.Background(), d, cfg, ro, os.Stderr)
 	if err != nil {
 		return "", evalResult{}, evalResult{}, err
 	}
 	defer res.release()
 	fmt.Fprintf(os.Stderr, "== evaluating the pretrained backbone\n")
-	pre, err := evaluate(d, res.model, res.flags, ef)
+	pre, err := evaluate(d, res.run.Model, res.cfg.Data, ef, res.cfg.Seed)
 	if err != nil {
 		return "", pre, evalResult{}, err
 	}
 	fmt.Fprintf(os.Stderr, "== evaluating a randomly initialised backbone\n")
-	random, err := bt.NewModel(d, res.model.Config)
+	random, err := train.NewModel(d, res.run.Model.Config)
 	if err != nil {
 		return "", pre, evalResult{}, err
 	}
 	defer random.Release()
-	base, err := evaluate(d, random, res.flags, ef)
+	base, err := evaluate(d, random, res.cfg.Data, ef, res.cfg.Seed)
 	if err != nil {
 		return "", pre, base, err
 	}
@@ -126,11 +126,11 @@ func demo(d *gpu.Device, o demoOptions) (string, evalResult, evalResult, error) 
 
 func demoTable(d *gpu.Device, res *pretrainResult, pre, base evalResult, ef evalFlags, took time.Duration) string {
 	var b strings.Builder
-	tf := res.flags
-	fmt.Fprintf(&b, "\n## bt demo: Barlow Twins on %s\n\n", tf.Data)
+	cfg := res.cfg
+	fmt.Fprintf(&b, "\n## bt demo: Barlow Twins on %s\n\n", cfg.Data.Name)
 	fmt.Fprintf(&b, "- adapter: %s\n", d.Info)
 	fmt.Fprintf(&b, "- pretraining: %s, projector %s, batch %d, %d steps in %s (%.1f pairs/s), loss %.1f → %.1f\n",
-		tf.Arch, tf.Projector, tf.Batch, res.steps, res.elapsed.Round(time.Second), res.pairsPerS, res.lossStart, res.lossEnd)
+		cfg.Model.Arch, cfg.Model.Projector, cfg.Batch, res.steps, res.elapsed.Round(time.Second), res.pairsPerS, res.lossStart, res.lossEnd)
 	fmt.Fprintf(&b, "- evaluation: %s train / %s test images, frozen representations; linear probe %d epochs\n\n",
 		countOrAll(ef.trainN), countOrAll(ef.testN), ef.probe.Epochs)
 	fmt.Fprintf(&b, "| backbone | kNN k=20 | kNN k=200 | linear top-1 | linear top-5 |\n|---|---|---|---|---|\n")

@@ -1,279 +1,365 @@
 package main
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
-	"codeberg.org/sbinet/npyio"
-	"github.com/bt-org/bt/bt"
+	"github.com/bt-org/bt/bt/eval"
+	"github.com/bt-org/bt/bt/train"
 	"github.com/bt-org/bt/gpu"
-	"github.com/bt-org/bt/internal/strictjson"
+	"github.com/bt-org/bt/models"
 	"github.com/bt-org/bt/pipeline"
-	"gonum.org/v1/gonum/mat"
 )
 
 // evalFlags choose what is evaluated and how much of the data.
 type evalFlags struct {
 	trainN, testN int
 	batch         int
-	probe         bt.ProbeConfig
+	probe         eval.ProbeConfig
 }
 
 func (e *evalFlags) register(fs *flag.FlagSet) {
-	fs.IntVar(&e.trainN, "eval-train", 0, "training images for kNN and the probe, sampled (0: all)")
-	fs.IntVar(&e.testN, "eval-test", 0, "test images, sampled (0: all)")
-	fs.IntVar(&e.batch, "eval-batch", 256, "images per feature-extraction batch")
-	e.probe = bt.DefaultProbeConfig()
-	fs.IntVar(&e.probe.Epochs, "probe-epochs", e.probe.Epochs, "linear-probe epochs")
-	fs.Float64Var(&e.probe.LR, "probe-lr", e.probe.LR, "linear-probe learning rate (cosine-decayed)")
+	fs.Var(intFlag{&e.trainN, 0}, "eval-train", "training images for kNN and the probe, sampled (0: all)")
+	fs.Var(intFlag{&e.testN, 0}, "eval-test", "test images, sampled (0: all)")
+	e.batch = 256
+	fs.Var(intFlag{&e.batch, 1}, "eval-batch", "images per feature-extraction batch")
+	e.probe = eval.DefaultProbeConfig()
+	fs.Var(intFlag{&e.probe.Epochs, 1}, "probe-epochs", "linear-probe epochs")
+	fs.Var(floatFlag[float64]{p: &e.probe.LR, min: 0, open: true}, "probe-lr", "linear-probe learning rate (cosine-decayed)")
 }
 
 // evalResult is one backbone's evaluation.
 type evalResult struct {
 	knn    []float64 // at k = 20 and 200
-	linear bt.ProbeResult
+	linear eval.ProbeResult
 }
 
 var knnK = []int{20, 200}
 
-// features extracts the representations of a split of the flags' data,
-// sampled to n images, with the preset's evaluation transform.
-func features(d *gpu.Device, m *bt.Model, tf trainFlags, ef evalFlags, split string, n int) (*bt.Features, int, error) {
-	ds, err := tf.dataset(split)
+// features extracts the representations of a split of data, sampled to n
+// images (0: all), with the preset's evaluation transform. labelled asks
+// for a dataset with classes.
+func features(d *gpu.Device, m *train.Model, data train.DataConfig, ef evalFlags, split string, n int, seed uint64) (*eval.Features, int, error) {
+	f, ds, err := extract(d, m, data, ef, split, n, seed)
 	if err != nil {
 		return nil, 0, err
 	}
 	if ds.NumClasses() < 2 {
-		return nil, 0, fmt.Errorf("evaluation needs labelled data; %s has no classes", tf.Data)
+		return nil, 0, fmt.Errorf("this evaluation needs labelled data; %s has no classes (embed works on unlabelled images)", data.Name)
 	}
-	classes := ds.NumClasses()
-	if ds, err = pipeline.Sample(ds, n, tf.Seed+7); err != nil {
-		return nil, 0, err
-	}
-	view, err := pipeline.EvalPreset(tf.augmentPreset())
+	return f, ds.NumClasses(), nil
+}
+
+// extract is features for any data, labelled or not; it also returns the
+// dataset the features' indices refer to.
+func extract(d *gpu.Device, m *train.Model, data train.DataConfig, ef evalFlags, split string, n int, seed uint64) (*eval.Features, pipeline.Dataset, error) {
+	ds, err := data.Open(split)
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
-	if tf.Size > 0 {
-		view.Size = tf.Size
+	if ds, err = pipeline.Sample(ds, n, seed+7); err != nil {
+		return nil, nil, err
+	}
+	view, err := data.EvalView()
+	if err != nil {
+		return nil, nil, err
 	}
 	if c := view.Channels(); c != m.Config.InChannels {
-		return nil, 0, fmt.Errorf("the backbone takes %d-channel images, but %s through the %s preset gives %d channels", m.Config.InChannels, tf.Data, tf.augmentPreset(), c)
+		return nil, nil, fmt.Errorf("the backbone takes %d-channel images, but %s through the %s preset gives %d channels", m.Config.InChannels, data.Name, data.Preset(), c)
 	}
-	loader, err := pipeline.NewEvalLoader(ds, view, pipeline.LoaderConfig{BatchSize: ef.batch, Workers: tf.Workers, Epochs: 1})
+	loader, err := pipeline.NewEvalLoader(ds, view, pipeline.LoaderConfig{BatchSize: ef.batch, Workers: data.Workers, Epochs: 1})
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	defer loader.Close()
-	f, err := bt.ExtractFeatures(d, m.Backbone, loader)
-	return f, classes, err
+	f, err := eval.ExtractFeatures(d, m.Backbone, loader)
+	return f, ds, err
 }
 
 // evaluate runs kNN and the fast linear probe on a backbone.
-func evaluate(d *gpu.Device, m *bt.Model, tf trainFlags, ef evalFlags) (evalResult, error) {
-	train, classes, err := features(d, m, tf, ef, "train", ef.trainN)
+func evaluate(d *gpu.Device, m *train.Model, data train.DataConfig, ef evalFlags, seed uint64) (evalResult, error) {
+	trainSet, classes, err := features(d, m, data, ef, "train", ef.trainN, seed)
 	if err != nil {
 		return evalResult{}, err
 	}
-	test, _, err := features(d, m, tf, ef, "test", ef.testN)
+	test, _, err := features(d, m, data, ef, "test", ef.testN, seed)
 	if err != nil {
 		return evalResult{}, err
 	}
 	var r evalResult
-	if r.knn, err = bt.KNN(d, train, test, classes, knnK, 0.07); err != nil {
+	if r.knn, err = eval.KNN(d, trainSet, test, classes, knnK, 0.07); err != nil {
 		return r, err
 	}
-	r.linear, err = bt.LinearProbe(d, train, test, classes, ef.probe)
+	r.linear, err = eval.LinearProbe(d, trainSet, test, classes, ef.probe)
 	return r, err
 }
 
-// loadModel builds the model of a checkpoint and loads it, or, with random
-// set, the flags' model at its random initialisation.
-func loadModel(d *gpu.Device, ckptPath string, random bool, tf *trainFlags) (*bt.Model, error) {
-	if random {
-		view, err := pipeline.EvalPreset(tf.augmentPreset())
-		if err != nil {
-			return nil, err
-		}
-		size := view.Size
-		if tf.Size > 0 {
-			size = tf.Size
-		}
-		return bt.NewModel(d, tf.modelConfig(view.Channels(), size))
-	}
-	if ckptPath == "" {
-		return nil, errors.New("give -checkpoint (from bt pretrain) or -random for the random-initialisation baseline")
-	}
-	c, err := bt.LoadCheckpoint(ckptPath)
-	if err != nil {
-		return nil, err
-	}
-	if c.State.Model.Arch == "" {
-		return nil, fmt.Errorf("%s has no model settings; was it written by bt pretrain?", ckptPath)
-	}
-	if len(c.State.Train) > 0 {
-		// Evaluate on the run's data and preset unless the flags say otherwise.
-		var saved trainFlags
-		if err := strictjson.Decode(c.State.Train, &saved); err != nil {
-			return nil, fmt.Errorf("%s: its run settings: %v", ckptPath, err)
-		}
-		if tf.Data == "" {
-			*tf = saved
-		}
-	}
-	m, err := bt.NewModel(d, c.State.Model)
-	if err != nil {
-		return nil, err
-	}
-	if err := c.Restore(m, nil); err != nil {
-		m.Release()
-		return nil, err
-	}
-	return m, nil
-}
+// evalModes are bt eval's modes, in the order they run.
+var evalModes = []string{"knn", "linear", "semi", "embed"}
 
 func runEval(args []string) error {
-	fs, adapter := newFlags("eval", "Evaluates a pretrained backbone (or a randomly initialised one) with weighted kNN and a linear probe on frozen features, or writes its features to .npy.\n\nUsage: bt eval [flags] [knn|linear|semi|all|embed]")
-	var tf trainFlags
-	tf.register(fs)
+	fs, adapter := newFlags("eval", "Evaluates a pretrained backbone (a bt checkpoint or an exported backbone), or a randomly initialised one,\nwith weighted kNN and a linear probe on frozen features, fine-tunes it on a fraction of the labels, or writes its\nfeatures to .npy.\n\nUsage: bt eval [flags] MODE... [flags]   (MODE: knn, linear, semi, embed, or all = knn and linear)")
+	ckpt := fs.String("checkpoint", "", "checkpoint from bt pretrain, or a backbone from bt export")
+	random := fs.Bool("random", false, "evaluate a random initialisation instead (the baseline): of the checkpoint's architecture, else -arch")
+	data := train.DataConfig{MaxBadFraction: pipeline.DefaultMaxBadFraction, MaxPixels: pipeline.DefaultMaxPixels}
+	fs.StringVar(&data.Name, "data", "", "dataset (default: the checkpoint's): fashion-mnist, mnist, cifar10, cifar100, folder, folder-unlabeled (embed only), synthetic")
+	fs.StringVar(&data.Dir, "data-dir", "", "dataset directory (default: the checkpoint's, else /usr/share/datasets/<data>)")
+	fs.Var(choiceFlag[string]{&data.Augment, append([]string{""}, pipeline.PresetNames()...)}, "augment", "preprocessing preset (default: the checkpoint's)")
+	fs.Var(intFlag{&data.Size, 0}, "size", "image size (default: the checkpoint's)")
+	fs.Var(intFlag{&data.Workers, 0}, "workers", "data-loading goroutines (default: the number of CPUs)")
+	fs.Var(intFlag{&data.MaxPixels, -1}, "max-pixels", "refuse images with more pixels than this (-1: no limit)")
+	arch := fs.String("arch", "tiny", "with -random and no -checkpoint: the backbone")
+	seed := fs.Uint64("seed", 1, "seed of the samples and, with -random, of the initialisation")
 	var ef evalFlags
 	ef.register(fs)
 	fast := fs.Bool("fast", false, "linear: train on features extracted once, without augmentation, instead of the paper's protocol (random crops and flips every epoch)")
 	labels := fs.Float64("labels", 1, "semi: percentage of the training labels to fine-tune on (the paper: 1 or 10)")
 	labelFile := fs.String("label-file", "", "semi: file of training-image indices (one per line) to use instead of a random -labels subset")
-	ckpt := fs.String("checkpoint", "", "checkpoint from bt pretrain")
-	random := fs.Bool("random", false, "evaluate the random initialisation instead (the baseline)")
-	out := fs.String("out", "runs/embed", "directory for embed's features.npy and labels.npy")
-	if err := fs.Parse(args); err != nil {
+	out := fs.String("out", "runs/embed", "embed: directory for features_SPLIT.npy, labels_SPLIT.npy and names_SPLIT.txt")
+	setGroups(fs, []flagGroup{
+		{"model", []string{"checkpoint", "random", "arch", "seed"}},
+		{"data", []string{"data", "data-dir", "augment", "size", "workers", "max-pixels"}},
+		{"evaluation", []string{"eval-train", "eval-test", "eval-batch", "probe-epochs", "probe-lr", "fast", "labels", "label-file", "out"}},
+	})
+	modes, err := parseInterleaved(fs, args)
+	if err != nil {
 		return err
 	}
-	mode := "all"
-	if fs.NArg() > 0 {
-		mode = fs.Arg(0)
-	}
-	if mode != "all" && mode != "knn" && mode != "linear" && mode != "semi" && mode != "embed" {
-		return fmt.Errorf("unknown evaluation %q: want knn, linear, semi, all or embed", mode)
-	}
-	// Flags the user set explicitly win over a checkpoint's saved settings.
 	explicit := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
-	if !explicit["data"] {
-		tf.Data = ""
+	for flagName, mode := range map[string]string{"fast": "linear", "labels": "semi", "label-file": "semi", "out": "embed"} {
+		if explicit[flagName] && !slices.Contains(modes, mode) {
+			return fmt.Errorf("-%s applies to the %s mode, which was not asked for", flagName, mode)
+		}
+	}
+	if *random == (*ckpt != "") && !(*random && *ckpt != "") {
+		return errors.New("give -checkpoint (from bt pretrain or bt export), -random for the random-initialisation baseline, or both for a random twin of the checkpoint's network")
+	}
+	if explicit["arch"] && !(*random && *ckpt == "") {
+		return errors.New("-arch chooses the network of -random without -checkpoint; a checkpoint names its own")
 	}
 	d, err := gpu.Open(gpu.Options{Adapter: *adapter})
 	if err != nil {
 		return err
 	}
 	defer d.Release()
-	if tf.Data == "" && *random {
-		tf.Data = "fashion-mnist"
-	}
-	m, err := loadModel(d, *ckpt, *random, &tf)
+	m, data, err := loadModel(d, *ckpt, *random, *arch, *seed, data)
 	if err != nil {
 		return err
 	}
 	defer m.Release()
-	if tf.Data == "" {
-		tf.Data = "fashion-mnist"
+	fmt.Printf("model    %s\ndata     %s (%s preset)\n", m.Describe(), data.Name, data.Preset())
+	for _, mode := range modes {
+		switch mode {
+		case "embed":
+			err = embed(d, m, data, ef, *out, *seed)
+		case "semi":
+			err = supervised(d, m, data, ef, true, *labels, *labelFile, *seed)
+		case "linear":
+			if !*fast {
+				err = supervised(d, m, data, ef, false, 0, "", *seed)
+				break
+			}
+			err = probe(d, m, data, ef, "linear", *seed)
+		case "knn":
+			err = probe(d, m, data, ef, "knn", *seed)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", mode, err)
+		}
 	}
-	fmt.Printf("model    %s\ndata     %s\n", m.Describe(), tf.Data)
-	if mode == "embed" {
-		return embed(d, m, tf, ef, *out)
+	return nil
+}
+
+// parseInterleaved parses flags before, between and after the mode
+// arguments, so that nothing typed after a mode is dropped; "all" is knn
+// and linear. Modes run in evalModes' order, each once.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	asked := map[string]bool{}
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		mode := fs.Arg(0)
+		switch {
+		case mode == "all":
+			asked["knn"], asked["linear"] = true, true
+		case slices.Contains(evalModes, mode):
+			asked[mode] = true
+		default:
+			return nil, fmt.Errorf("unknown evaluation %q%s: want knn, linear, semi, embed or all", mode, suggest(mode, append(evalModes, "all"), ""))
+		}
+		args = fs.Args()[1:]
 	}
-	if mode == "semi" || (mode == "linear" && !*fast) {
-		return supervised(d, m, tf, ef, mode == "semi", *labels, *labelFile)
+	var modes []string
+	for _, m := range evalModes {
+		if asked[m] {
+			modes = append(modes, m)
+		}
 	}
-	train, classes, err := features(d, m, tf, ef, "train", ef.trainN)
+	if len(modes) == 0 {
+		modes = []string{"knn", "linear"}
+	}
+	return modes, nil
+}
+
+// loadModel builds the model of a checkpoint (a run's or an exported
+// backbone) and loads it, or a random initialisation of the checkpoint's
+// network or of arch; data fills what the flags left unset from the
+// checkpoint's data.
+func loadModel(d *gpu.Device, path string, random bool, arch string, seed uint64, data train.DataConfig) (*train.Model, train.DataConfig, error) {
+	var c *train.Checkpoint
+	if path != "" {
+		var err error
+		if c, err = train.LoadCheckpoint(path); err != nil {
+			return nil, data, err
+		}
+		if c.Model.Arch == "" {
+			return nil, data, fmt.Errorf("%s records no model settings: it was not written by bt pretrain or bt export (a converted torchvision state dict starts pretraining with bt pretrain -init)", path)
+		}
+		// The backbone sees images prepared as in its training (preset,
+		// size, normalisation) whatever data it is evaluated on, unless
+		// the flags say otherwise.
+		saved := c.Data
+		if data.Name == "" {
+			data.Name, data.Dir = saved.Name, saved.Dir
+		}
+		if data.Augment == "" {
+			data.Augment = saved.Preset()
+		}
+		if data.Size == 0 {
+			data.Size = saved.Size
+		}
+	}
+	if data.Name == "" {
+		data.Name = "fashion-mnist"
+	}
+	mc := train.ModelConfig{Arch: arch, Projector: "8", Seed: seed}
+	if c != nil {
+		mc = c.Model
+	}
+	if c == nil {
+		view, err := data.EvalView()
+		if err != nil {
+			return nil, data, err
+		}
+		mc.InChannels = view.Channels()
+		if view.Size < 64 {
+			mc.Stem = models.SmallStem
+		}
+	}
+	m, err := train.NewModel(d, mc)
+	if err != nil || random {
+		return m, data, err
+	}
+	if err := c.RestoreBackbone(m); err != nil {
+		m.Release()
+		return nil, data, err
+	}
+	return m, data, nil
+}
+
+// probe runs kNN or the fast linear probe on features extracted once.
+func probe(d *gpu.Device, m *train.Model, data train.DataConfig, ef evalFlags, mode string, seed uint64) error {
+	trainSet, classes, err := features(d, m, data, ef, "train", ef.trainN, seed)
 	if err != nil {
 		return err
 	}
-	test, _, err := features(d, m, tf, ef, "test", ef.testN)
+	test, _, err := features(d, m, data, ef, "test", ef.testN, seed)
 	if err != nil {
 		return err
 	}
-	if mode == "knn" || mode == "all" {
-		acc, err := bt.KNN(d, train, test, classes, knnK, 0.07)
+	if mode == "knn" {
+		acc, err := eval.KNN(d, trainSet, test, classes, knnK, 0.07)
 		if err != nil {
 			return err
 		}
-		fmt.Printf("kNN      k=20 %.2f%%   k=200 %.2f%%   (cosine, temperature 0.07; %d train, %d test)\n", 100*acc[0], 100*acc[1], train.N, test.N)
-	}
-	if mode == "all" || mode == "linear" {
-		r, err := bt.LinearProbe(d, train, test, classes, ef.probe)
-		if err != nil {
-			return err
+		fmt.Printf("kNN      k=20 %.2f%%   k=200 %.2f%%   (cosine, temperature 0.07; %d train, %d test)\n", 100*acc[0], 100*acc[1], trainSet.N, test.N)
+		if trainSet.N < 200 {
+			fmt.Printf("         (k=200 votes with all %d training images: fewer than k)\n", trainSet.N)
 		}
-		fmt.Printf("linear   top-1 %.2f%%   top-5 %.2f%%   (%d epochs on frozen features)\n", 100*r.Top1, 100*r.Top5, ef.probe.Epochs)
+		return nil
 	}
+	r, err := eval.LinearProbe(d, trainSet, test, classes, ef.probe)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("linear   top-1 %.2f%%   top-5 %.2f%%   (%d epochs on frozen features)\n", 100*r.Top1, 100*r.Top5, ef.probe.Epochs)
 	return nil
 }
 
 // supervised runs the paper's linear evaluation (frozen backbone, random
 // crops and flips) or its semi-supervised fine-tuning on a fraction of the
 // labels.
-func supervised(d *gpu.Device, m *bt.Model, tf trainFlags, ef evalFlags, semi bool, percent float64, labelFile string) error {
-	train, err := tf.dataset("train")
+func supervised(d *gpu.Device, m *train.Model, data train.DataConfig, ef evalFlags, semi bool, percent float64, labelFile string, seed uint64) error {
+	trainSet, err := data.Open("train")
 	if err != nil {
 		return err
 	}
-	test, err := tf.dataset("test")
+	test, err := data.Open("test")
 	if err != nil {
 		return err
 	}
-	classes := train.NumClasses()
+	classes := trainSet.NumClasses()
 	if classes < 2 {
-		return fmt.Errorf("evaluation needs labelled data; %s has no classes", tf.Data)
+		return fmt.Errorf("this evaluation needs labelled data; %s has no classes", data.Name)
 	}
-	cfg := bt.LinearConfig()
+	cfg := eval.LinearConfig()
 	what := "linear (frozen backbone, random crops and flips)"
 	if semi {
-		cfg = bt.SemiConfig()
+		cfg = eval.SemiConfig()
 		switch {
 		case labelFile != "":
 			idx, err := readIndices(labelFile)
 			if err != nil {
 				return err
 			}
-			if train, err = pipeline.NewSubset(train, idx); err != nil {
+			if trainSet, err = pipeline.NewSubset(trainSet, idx); err != nil {
 				return fmt.Errorf("%s: %w", labelFile, err)
 			}
 		case percent > 0 && percent <= 100:
-			if train, err = pipeline.Sample(train, int(float64(train.Len())*percent/100), tf.Seed+11); err != nil {
+			if trainSet, err = pipeline.Sample(trainSet, int(float64(trainSet.Len())*percent/100), seed+11); err != nil {
 				return err
 			}
 		default:
 			return fmt.Errorf("-labels %v: want a percentage in (0, 100]", percent)
 		}
-		what = fmt.Sprintf("semi-supervised (fine-tuning on %d labelled images)", train.Len())
+		what = fmt.Sprintf("semi-supervised (fine-tuning on %d labelled images)", trainSet.Len())
 	} else if ef.trainN > 0 {
-		if train, err = pipeline.Sample(train, ef.trainN, tf.Seed+7); err != nil {
+		if trainSet, err = pipeline.Sample(trainSet, ef.trainN, seed+7); err != nil {
 			return err
 		}
 	}
-	if test, err = pipeline.Sample(test, ef.testN, tf.Seed+7); err != nil {
+	if test, err = pipeline.Sample(test, ef.testN, seed+7); err != nil {
 		return err
 	}
-	if ef.probe.Epochs != bt.DefaultProbeConfig().Epochs {
+	if ef.probe.Epochs != eval.DefaultProbeConfig().Epochs {
 		cfg.Epochs = ef.probe.Epochs
 	}
-	cfg.Workers = tf.Workers
-	view, err := pipeline.ProbePreset(tf.augmentPreset())
+	cfg.Workers = data.Workers
+	view, err := pipeline.ProbePreset(data.Preset())
 	if err != nil {
 		return err
 	}
-	testView, err := pipeline.EvalPreset(tf.augmentPreset())
+	testView, err := data.EvalView()
 	if err != nil {
 		return err
 	}
-	if tf.Size > 0 {
-		view.Size, testView.Size = tf.Size, tf.Size
+	if data.Size > 0 {
+		view.Size = data.Size
 	}
-	r, err := bt.TrainClassifier(d, m.Backbone, classes, train, view, test, testView, cfg)
+	r, err := eval.TrainClassifier(d, m.Backbone, classes, trainSet, view, test, testView, cfg)
 	if err != nil {
 		return err
 	}
@@ -305,10 +391,12 @@ func readIndices(path string) ([]int, error) {
 	return idx, nil
 }
 
-// embed writes the representations of both splits: features_SPLIT.npy
-// [N, Dim] (float64: npyio writes 2-D arrays through gonum's mat.Dense) and
-// labels_SPLIT.npy [N] int32, for NumPy and scikit-learn.
-func embed(d *gpu.Device, m *bt.Model, tf trainFlags, ef evalFlags, dir string) error {
+// embed writes the representations of each split there is:
+// features_SPLIT.npy [N, Dim] float32, labels_SPLIT.npy [N] int32 (-1 for
+// unlabelled images) and names_SPLIT.txt, one image per line in row order
+// (its file for folders, else dataset:index), for NumPy and scikit-learn.
+// An unlabelled folder has only a train split.
+func embed(d *gpu.Device, m *train.Model, data train.DataConfig, ef evalFlags, dir string, seed uint64) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -316,34 +404,68 @@ func embed(d *gpu.Device, m *bt.Model, tf trainFlags, ef evalFlags, dir string) 
 		n := ef.trainN
 		if split == "test" {
 			n = ef.testN
+			if strings.EqualFold(data.Name, "folder-unlabeled") {
+				break
+			}
 		}
-		f, _, err := features(d, m, tf, ef, split, n)
+		f, ds, err := extract(d, m, data, ef, split, n, seed)
 		if err != nil {
 			return err
 		}
-		x := make([]float64, len(f.X))
-		for i, v := range f.X {
-			x[i] = float64(v)
+		names := make([]byte, 0, 32*f.N)
+		for _, i := range f.Index {
+			names = append(names, imageName(ds, data.Name, i)...)
+			names = append(names, '\n')
 		}
-		if err := writeNpy(filepath.Join(dir, "features_"+split+".npy"), mat.NewDense(f.N, f.Dim, x)); err != nil {
-			return err
+		for _, w := range []struct {
+			file string
+			err  error
+		}{
+			{"features_" + split + ".npy", writeNpy(filepath.Join(dir, "features_"+split+".npy"), "<f4", []int{f.N, f.Dim}, f.X)},
+			{"labels_" + split + ".npy", writeNpy(filepath.Join(dir, "labels_"+split+".npy"), "<i4", []int{f.N}, f.Labels)},
+			{"names_" + split + ".txt", os.WriteFile(filepath.Join(dir, "names_"+split+".txt"), names, 0o644)},
+		} {
+			if w.err != nil {
+				return fmt.Errorf("writing %s: %w", w.file, w.err)
+			}
 		}
-		if err := writeNpy(filepath.Join(dir, "labels_"+split+".npy"), f.Labels); err != nil {
-			return err
-		}
-		fmt.Printf("wrote    %s/features_%s.npy [%d, %d] and labels_%s.npy\n", dir, split, f.N, f.Dim, split)
+		fmt.Printf("wrote    %s/features_%s.npy [%d, %d] float32, labels_%s.npy and names_%s.txt\n", dir, split, f.N, f.Dim, split, split)
 	}
 	return nil
 }
 
-func writeNpy(path string, v any) error {
-	f, err := os.Create(path)
-	if err != nil {
+// imageName names image i of ds: its file where it has one.
+func imageName(ds pipeline.Dataset, dataset string, i int) string {
+	if s, ok := ds.(*pipeline.Subset); ok {
+		return imageName(s.Dataset, dataset, s.Indices[i])
+	}
+	if f, ok := ds.(interface{ Path(int) string }); ok {
+		return f.Path(i)
+	}
+	return fmt.Sprintf("%s:%d", dataset, i)
+}
+
+// writeNpy writes a little-endian array as NumPy's .npy (format 1.0), for
+// float32 and int32 data: npyio writes 2-D arrays only as float64.
+func writeNpy[T float32 | int32](path, descr string, shape []int, v []T) error {
+	dims := make([]string, len(shape))
+	for i, s := range shape {
+		dims[i] = strconv.Itoa(s)
+	}
+	tuple := strings.Join(dims, ", ")
+	if len(shape) == 1 {
+		tuple += ","
+	}
+	header := fmt.Sprintf("{'descr': '%s', 'fortran_order': False, 'shape': (%s), }", descr, tuple)
+	// The magic, version and length take 10 bytes; the header is padded
+	// with spaces and ends in a newline so the data starts 64-aligned.
+	header += strings.Repeat(" ", 63-(10+len(header))%64) + "\n"
+	var b bytes.Buffer
+	b.WriteString("\x93NUMPY\x01\x00")
+	binary.Write(&b, binary.LittleEndian, uint16(len(header)))
+	b.WriteString(header)
+	if err := binary.Write(&b, binary.LittleEndian, v); err != nil {
 		return err
 	}
-	if err := npyio.Write(f, v); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return f.Close()
+	return os.WriteFile(path, b.Bytes(), 0o644)
 }

@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/bt-org/bt/bt"
+	"github.com/bt-org/bt/bt/train"
 	"github.com/bt-org/bt/gpu"
 )
 
@@ -23,13 +23,22 @@ func runExport(args []string) error {
 		return err
 	}
 	defer d.Release()
-	tf := defaultTrainFlags()
-	m, err := loadModel(d, *ckpt, false, &tf)
+	c, err := train.LoadCheckpoint(*ckpt)
+	if err != nil {
+		return err
+	}
+	if c.Model.Arch == "" {
+		return fmt.Errorf("%s records no model settings: it was not written by bt", *ckpt)
+	}
+	m, err := train.NewModel(d, c.Model)
 	if err != nil {
 		return err
 	}
 	defer m.Release()
-	if err := bt.ExportBackbone(*out, m); err != nil {
+	if err := c.RestoreBackbone(m); err != nil {
+		return err
+	}
+	if err := train.ExportBackbone(*out, m, c.Data); err != nil {
 		return err
 	}
 	fmt.Printf("wrote %s: the %s backbone (%d-dim representation)\n", *out, m.Config.Arch, m.Backbone.Dim)

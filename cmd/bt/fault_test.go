@@ -22,7 +22,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bt-org/bt/bt"
+	"github.com/bt-org/bt/bt/train"
 	"github.com/bt-org/bt/internal/rundir"
 )
 
@@ -53,19 +53,21 @@ func TestBadFlags(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"-steps", "-1"}, "-steps -1"},
-		{[]string{"-size", "-3"}, "-size -3"},
-		{[]string{"-lambda", "-1"}, "-lambda -1"},
-		{[]string{"-memory", "-1"}, "-memory -1"},
-		{[]string{"-lr", "NaN"}, "-lr NaN"},
-		{[]string{"-wd", "Inf"}, "-wd +Inf"},
-		{[]string{"-epochs", "0"}, "-epochs 0"},
-		{[]string{"-batch", "1"}, "-batch 1"},
-		{[]string{"-warmup", "-2"}, "-warmup"},
-		{[]string{"-keep", "0"}, "-keep 0"},
-		{[]string{"-max-bad-fraction", "2"}, "-max-bad-fraction 2"},
-		{[]string{"-arch", "resnet51"}, "-arch"},
-		{[]string{"-no-normalisation", "-feature-normalisation"}, "-no-normalisation"},
+		{[]string{"-steps", "-1"}, "flag -steps"},
+		{[]string{"-size", "-3"}, "flag -size"},
+		{[]string{"-lambda", "-1"}, "flag -lambda"},
+		{[]string{"-memory", "-1"}, "flag -memory"},
+		{[]string{"-lr", "NaN"}, "flag -lr"},
+		{[]string{"-wd", "Inf"}, "flag -wd"},
+		{[]string{"-epochs", "0"}, "flag -epochs"},
+		{[]string{"-batch", "1"}, "flag -batch"},
+		{[]string{"-warmup", "-2"}, "flag -warmup"},
+		{[]string{"-keep", "0"}, "flag -keep"},
+		{[]string{"-max-bad-fraction", "2"}, "flag -max-bad-fraction"},
+		{[]string{"-arch", "resnet51"}, "flag -arch"},
+		{[]string{"-no-normalisation", "-feature-normalisation"}, "-feature-normalisation"},
+		{[]string{"-lambda", "0.01", "-infonce", "0.1"}, "InfoNCE replaces"},
+		{[]string{"-resume", "x", "-overwrite"}, "-overwrite and -resume"},
 		{[]string{"extra"}, `unexpected argument "extra"`},
 	} {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
@@ -124,7 +126,7 @@ func TestOccupiedDir(t *testing.T) {
 	if err := runPretrain(args("-out", out, "-steps", "3", "-overwrite")); err != nil {
 		t.Fatal(err)
 	}
-	if c, err := bt.LoadCheckpoint(filepath.Join(out, bt.Latest)); err != nil || c.State.Step != 3 {
+	if c, err := train.LoadCheckpoint(filepath.Join(out, train.Latest)); err != nil || c.State.Step != 3 {
 		t.Fatalf("after -overwrite: %v, want the new run's step-3 checkpoint", err)
 	}
 	// A run that fails before its first step (here: a batch larger than
@@ -215,7 +217,7 @@ func TestDivergedRunCheckpoint(t *testing.T) {
 	// The warm-up's first steps train at finite rates and checkpoint;
 	// then the weights overflow.
 	err := runPretrain(args("-out", out, "-steps", "20", "-checkpoint-every", "2", "-lr", "1e9"))
-	if !errors.Is(err, bt.ErrNonFinite) {
+	if !errors.Is(err, train.ErrNonFinite) {
 		t.Fatalf("got %v, want the non-finite guard", err)
 	}
 	t.Log(err)
@@ -223,7 +225,7 @@ func TestDivergedRunCheckpoint(t *testing.T) {
 	if m == nil {
 		t.Fatalf("the error names no checkpoint: %v", err)
 	}
-	if _, err := bt.LoadCheckpoint(m[1]); err != nil {
+	if _, err := train.LoadCheckpoint(m[1]); err != nil {
 		t.Fatalf("the named checkpoint: %v", err)
 	}
 	// LoadCheckpoint verifies the checksum; SaveCheckpoint refused
@@ -240,7 +242,7 @@ func TestDamagedCheckpoint(t *testing.T) {
 	if err := runPretrain(args("-out", out, "-steps", "2")); err != nil {
 		t.Fatal(err)
 	}
-	good, err := os.ReadFile(filepath.Join(out, bt.Latest))
+	good, err := os.ReadFile(filepath.Join(out, train.Latest))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,14 +319,14 @@ func TestKillAndResume(t *testing.T) {
 	if err := cmd.Wait(); err == nil {
 		t.Fatal("the run finished before it could be killed; the test proves nothing")
 	}
-	c, err := bt.LoadCheckpoint(filepath.Join(out, bt.Latest))
+	c, err := train.LoadCheckpoint(filepath.Join(out, train.Latest))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.State.Step >= steps {
 		t.Fatalf("killed at the end (checkpoint at step %d)", c.State.Step)
 	}
-	if err := runPretrain([]string{"-resume", filepath.Join(out, bt.Latest), "-workers", "2"}); err != nil {
+	if err := runPretrain([]string{"-resume", filepath.Join(out, train.Latest), "-workers", "2"}); err != nil {
 		t.Fatal(err)
 	}
 	got := metricsRows(t, filepath.Join(out, "metrics.jsonl"))

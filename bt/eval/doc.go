@@ -1,0 +1,5 @@
+// Package eval measures a backbone's representations: weighted cosine kNN
+// (KNN), a linear probe on frozen features (LinearProbe), the paper's
+// linear evaluation and semi-supervised fine-tuning (TrainClassifier), all
+// on features or loaders from the pipeline package.
+package eval

@@ -1,0 +1,133 @@
+package eval
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/bt-org/bt/internal/gputest"
+)
+
+// clusters draws n features of dim around one centre per class, spread
+// apart by sep relative to unit noise; shuffled labels make them useless.
+func clusters(rng *rand.Rand, n, dim, classes int, sep float64, shuffle bool) *Features {
+	centres := make([]float64, classes*dim)
+	for i := range centres {
+		centres[i] = rng.NormFloat64() * sep
+	}
+	f := &Features{N: n, Dim: dim, X: make([]float32, n*dim), Labels: make([]int32, n)}
+	for i := range n {
+		c := i % classes
+		f.Labels[i] = int32(c)
+		for j := range dim {
+			f.X[i*dim+j] = float32(centres[c*dim+j] + rng.NormFloat64())
+		}
+	}
+	if shuffle {
+		rng.Shuffle(n, func(i, j int) { f.Labels[i], f.Labels[j] = f.Labels[j], f.Labels[i] })
+	}
+	return f
+}
+
+func split(rng *rand.Rand, n, dim, classes int, sep float64, shuffle bool) (*Features, *Features) {
+	all := clusters(rng, 2*n, dim, classes, sep, shuffle)
+	train := &Features{N: n, Dim: dim, X: all.X[:n*dim], Labels: all.Labels[:n]}
+	test := &Features{N: n, Dim: dim, X: all.X[n*dim:], Labels: all.Labels[n:]}
+	return train, test
+}
+
+// TestEvaluationKnownAnswers: separable features are classified (almost)
+// perfectly by kNN and the linear probe; features whose labels were shuffled give
+// chance accuracy.
+func TestEvaluationKnownAnswers(t *testing.T) {
+	d := gputest.Device(t)
+	rng := gputest.Rand(t)
+	const n, dim, classes = 600, 17, 7
+	cfg := DefaultProbeConfig()
+	cfg.Epochs = 30
+	for _, tc := range []struct {
+		name     string
+		sep      float64
+		shuffle  bool
+		min, max float64
+	}{
+		// A linear probe trained for 30 epochs can miss a point or two of
+		// 600 on some draws of the centres.
+		{"separable", 8, false, 0.99, 1},
+		{"shuffled labels", 8, true, 0, 0.3}, // chance is 1/7 ≈ 0.14
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			train, test := split(rng, n, dim, classes, tc.sep, tc.shuffle)
+			acc, err := KNN(d, train, test, classes, []int{1, 20, 200}, 0.07)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, a := range acc {
+				if a < tc.min || a > tc.max {
+					t.Errorf("kNN accuracy %d: %.3f outside [%v, %v]", i, a, tc.min, tc.max)
+				}
+			}
+			res, err := LinearProbe(d, train, test, classes, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Top1 < tc.min || res.Top1 > tc.max {
+				t.Errorf("probe top-1 %.3f outside [%v, %v]", res.Top1, tc.min, tc.max)
+			}
+			if res.Top5 < res.Top1 {
+				t.Errorf("top-5 %.3f below top-1 %.3f", res.Top5, res.Top1)
+			}
+		})
+	}
+}
+
+// TestKNNChunks checks the blocked similarity search against a direct one:
+// more training rows than one block, k larger than some blocks.
+func TestKNNChunks(t *testing.T) {
+	d := gputest.Device(t)
+	rng := gputest.Rand(t)
+	train, test := split(rng, knnChunk+123, 5, 3, 1.5, false)
+	test.N, test.X, test.Labels = 300, test.X[:300*5], test.Labels[:300]
+	got, err := KNN(d, train, test, 3, []int{1, 7}, 0.07)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trn, tst := normalised(train.X, train.N, 5), normalised(test.X, test.N, 5)
+	for ki, k := range []int{1, 7} {
+		correct := 0
+		for i := range test.N {
+			type nb struct {
+				s float64
+				l int32
+			}
+			var all []nb
+			for j := range train.N {
+				s := 0.0
+				for c := range 5 {
+					s += float64(tst[i*5+c]) * float64(trn[j*5+c])
+				}
+				all = append(all, nb{s, train.Labels[j]})
+			}
+			votes := make([]float64, 3)
+			for range k {
+				b := 0
+				for j := range all {
+					if all[j].s > all[b].s {
+						b = j
+					}
+				}
+				votes[all[b].l] += expOver(all[b].s, 0.07)
+				all[b].s = -2
+			}
+			if int32(argmax(votes)) == test.Labels[i] {
+				correct++
+			}
+		}
+		want := float64(correct) / float64(test.N)
+		if d := got[ki] - want; d > 0.01 || d < -0.01 {
+			t.Errorf("k=%d: blocked kNN %.4f, direct %.4f", k, got[ki], want)
+		}
+	}
+}
+
+func expOver(s, t float64) float64 { return math.Exp(s / t) }

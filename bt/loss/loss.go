@@ -1,0 +1,600 @@
+package loss
+
+import (
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/bt-org/bt/gpu"
+	"github.com/bt-org/bt/layers"
+	"github.com/bt-org/bt/shaders"
+)
+
+// DefaultLambda is the paper's weight of the redundancy-reduction term
+// (main.py's --lambd).
+const DefaultLambda = 0.0051
+
+// bnEps is BatchNorm1d's default, which the official code's normalisation uses.
+const bnEps = 1e-5
+
+const (
+	// colBX×colBY is the workgroup of the per-column kernels: 32 neighbouring
+	// columns, so that a row's loads coalesce, and 8 threads per column.
+	colBX, colBY = 32, 8
+	// sumWG and maxSumGroups shape btloss_sum: enough workgroups to keep a
+	// GPU's memory busy, few enough for one workgroup to add their partials.
+	sumWG, maxSumGroups = 256, 1024
+	finishWG            = 256
+	statsLen            = 8
+)
+
+// BarlowTwins is the Barlow Twins loss of a batch of N embedding pairs of width D
+// with its backward pass, on the device:
+//
+//	Ẑ = (Z − mean)/√(var + 1e-5)     per view and column, over the batch
+//	C = Ẑ_Aᵀ·Ẑ_B / N                  [D, D]
+//	L = Scale·(Σ_i (1 − C_ii)² + λ·Σ_{i≠j} C_ij²)
+//
+// exactly as the official code (BatchNorm1d without affine parameters in
+// training mode, biased variance). Options choose λ, the scale and the
+// paper's ablations of the loss. It takes one of two paths, chosen at
+// NewBarlowTwins:
+//
+// The materialised path stores C: one GEMM forms it, the two gradient GEMMs
+// dẐ_A = Ẑ_B·Gᵀ/N and dẐ_B = Ẑ_A·G/N read it. It costs 6·N·D² flops and
+// D² floats.
+//
+// The fused path never forms C. Every quantity the loss needs is a trace
+// that can be taken in the batch dimension instead, with the Gram matrices
+// K_A = Ẑ_A·Ẑ_Aᵀ/N and K_B = Ẑ_B·Ẑ_Bᵀ/N [N, N]:
+//
+//	Σ_ij C_ij² = Σ_nm K_A[n,m]·K_B[n,m]
+//	Ẑ_B·Cᵀ = K_B·Ẑ_A    Ẑ_A·C = K_A·Ẑ_B
+//
+// and the diagonal is an O(N·D) reduction. It costs 8·N²·D flops and 2·N²
+// floats: at the paper's N = 2048, D = 8192 a third of the materialised
+// path's work and an eighth of its memory, and D = 32768 needs no more
+// than the embeddings themselves. Recomputing tiles of C in a fused kernel
+// instead would cost more than the three GEMMs it replaces (8 to 10·N·D²);
+// this does less than they do, through the tuned gpu.Gemm. Where D ≤ N
+// (which AutoFused leaves to the materialised path) the fused path takes
+// Σ_{i≠j} C_ij² from tiles of C summed in registers (btloss_tile), which is
+// then the cheaper way and keeps the diagonal out exactly.
+//
+// Both paths share the O(N·D) kernels around the products: the
+// normalisation, which also forms 1 − C_ii without cancellation, and the
+// backward through it, which adds the diagonal's own term of dL/dC. It
+// holds workspaces of 2·N·D floats plus D² (materialised) or 2·N² (fused);
+// Bytes reports them.
+type BarlowTwins struct {
+	opt    Options
+	onDiag float32 // weight of the invariance term: 1, or 0 without it
+
+	// The feature normalisation's workspaces, made on first use: the
+	// normalised embeddings [N, D], their scales [N] and their gradients.
+	fa, fb, finva, finvb, ga, gb *gpu.Tensor
+
+	d      *gpu.Device
+	n, dim int
+	fused  bool
+	ready  bool // a Forward has been recorded
+
+	ha, hb   *gpu.Tensor // [N, D] normalised embeddings Ẑ_A, Ẑ_B
+	inv      *gpu.Tensor // [2, D] 1/√(var + eps) of view A, then view B
+	gap      *gpu.Tensor // [D] 1 − C_ii, computed without cancelling (btloss_norm)
+	c        *gpu.Tensor // [D, D] C, materialised path only
+	ka, kb   *gpu.Tensor // [N, N] Gram matrices, fused path only
+	part     *gpu.Tensor // [sumGroups, 2] partial sums of btloss_sum
+	stats    *gpu.Tensor // [statsLen] loss, Σ(1−C_ii)², Σ_{i≠j}C², ΣC_ii, Σ_{i≠j}|C|
+	tilePart *gpu.Tensor // [tiles, 2] btloss_tile's sums, fused path, made on first use
+	tileStat *gpu.Tensor // [statsLen] Stats' figures from the tiles of C, fused path with D > N
+
+	tile gpu.GemmTile // btloss_tile's tile; zero means GemmTileFor(D, D)
+}
+
+// Norm is how the loss normalises the embeddings before C.
+type Norm string
+
+const (
+	// BatchNorm standardises each feature over the batch: the paper's loss.
+	BatchNorm Norm = "batch"
+	// FeatureNorm standardises each embedding over its features instead:
+	// the paper's "normalisation along the feature dimension" ablation.
+	FeatureNorm Norm = "feature"
+	// NoNorm uses the embeddings as they are, C = Z_Aᵀ Z_B / N: with a
+	// projector without BatchNorm, the "no BN and no normalisation" ablation.
+	NoNorm Norm = "none"
+)
+
+// Path is the way the loss is computed (see BarlowTwins).
+type Path string
+
+const (
+	Auto         Path = "auto" // AutoFused chooses
+	Fused        Path = "fused"
+	Materialised Path = "materialised"
+)
+
+// Options are the loss's settings; DefaultOptions is the paper's loss.
+type Options struct {
+	Lambda float32 `json:"lambda"` // weight of the redundancy-reduction term
+	// Scale multiplies the loss and its gradients (solo-learn's
+	// scale_loss, 0.1 in its CIFAR recipe).
+	Scale float32 `json:"scale"`
+	Norm  Norm    `json:"norm"`
+	// RedundancyOnly drops the invariance term: the paper's ablation.
+	RedundancyOnly bool `json:"redundancy_only,omitempty"`
+	Path           Path `json:"path"`
+}
+
+// DefaultOptions is the official loss: λ = 0.0051, no scale, batch
+// normalisation, the path AutoFused picks.
+func DefaultOptions() Options {
+	return Options{Lambda: DefaultLambda, Scale: 1, Norm: BatchNorm, Path: Auto}
+}
+
+// Validate checks the options' ranges and names.
+func (o Options) Validate() error {
+	finite := func(v float32) bool { return !math.IsNaN(float64(v)) && !math.IsInf(float64(v), 0) }
+	switch {
+	case !finite(o.Lambda) || o.Lambda < 0:
+		return fmt.Errorf("loss: λ %v: must be a finite number ≥ 0", o.Lambda)
+	case !finite(o.Scale) || o.Scale <= 0:
+		return fmt.Errorf("loss: scale %v: must be a finite number > 0", o.Scale)
+	case o.Norm != BatchNorm && o.Norm != FeatureNorm && o.Norm != NoNorm:
+		return fmt.Errorf("loss: normalisation %q: want %s, %s or %s", o.Norm, BatchNorm, FeatureNorm, NoNorm)
+	case o.Path != Auto && o.Path != Fused && o.Path != Materialised:
+		return fmt.Errorf("loss: path %q: want %s, %s or %s", o.Path, Auto, Fused, Materialised)
+	}
+	return nil
+}
+
+// Resolve is the path a loss for N×D embeddings takes on d.
+func (p Path) Resolve(d *gpu.Device, n, dim int) bool {
+	switch p {
+	case Fused:
+		return true
+	case Materialised:
+		return false
+	}
+	return AutoFused(d, n, dim)
+}
+
+// Stats are a batch's figures of the cross-correlation matrix, for logging.
+type Stats struct {
+	Loss       float32 // Scale·(OnDiag + λ·OffDiag), without OnDiag for RedundancyOnly
+	OnDiag     float32 // Σ_i (1 − C_ii)², the invariance term
+	OffDiag    float32 // Σ_{i≠j} C_ij², the redundancy-reduction term before Lambda
+	MeanDiag   float32 // mean of C_ii: 1 when the views agree perfectly
+	MeanAbsOff float32 // mean of |C_ij| over i ≠ j: 0 when decorrelated; 0 when D = 1
+}
+
+func maxBinding(d *gpu.Device) uint64 {
+	return min(d.Limits.MaxStorageBufferBindingSize, d.Limits.MaxBufferSize)
+}
+
+// bindable reports whether a tensor of n floats can be bound on d.
+func bindable(d *gpu.Device, n int) bool { return 4*uint64(n) <= maxBinding(d) }
+
+// AutoFused chooses the path for N×D embeddings: fused where C [D, D]
+// cannot be bound on d, materialised where the Gram matrices [N, N] cannot,
+// else the one with fewer flops: fused when 8·N²·D < 6·N·D², that is when
+// D > 4N/3. That choice also holds the smaller workspace (N² against D²).
+func AutoFused(d *gpu.Device, n, dim int) bool {
+	switch {
+	case !bindable(d, dim*dim):
+		return true
+	case !bindable(d, n*n):
+		return false
+	}
+	return 3*dim > 4*n
+}
+
+// NewBarlowTwins returns the loss for batches of n embedding pairs of width
+// dim. Its workspaces come from d's pool; Release returns them.
+func NewBarlowTwins(d *gpu.Device, n, dim int, o Options) (*BarlowTwins, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	fused := o.Path.Resolve(d, n, dim)
+	if n < 2 {
+		return nil, fmt.Errorf("loss: needs a batch of at least 2 to normalise over, got %d", n)
+	}
+	if dim < 1 {
+		return nil, fmt.Errorf("loss: needs an embedding width ≥ 1, got %d", dim)
+	}
+	limit := maxBinding(d) >> 20
+	if n > (1<<31-1)/dim || !bindable(d, n*dim) {
+		return nil, fmt.Errorf("loss: embeddings [%d, %d] need %d MiB but %s binds at most %d MiB per buffer; use a smaller batch or width",
+			n, dim, 4*uint64(n)*uint64(dim)>>20, d.Info.Name, limit)
+	}
+	if !fused && (dim > (1<<31-1)/dim || !bindable(d, dim*dim)) {
+		return nil, fmt.Errorf("loss: the materialised path stores C [%d, %d], %d MiB, but %s binds at most %d MiB per buffer; use the fused path",
+			dim, dim, 4*uint64(dim)*uint64(dim)>>20, d.Info.Name, limit)
+	}
+	if fused && !bindable(d, n*n) {
+		return nil, fmt.Errorf("loss: the fused path stores two Gram matrices [%d, %d], %d MiB each, but %s binds at most %d MiB per buffer; use the materialised path or a smaller batch",
+			n, n, 4*uint64(n)*uint64(n)>>20, d.Info.Name, limit)
+	}
+	if groups := (dim + colBX - 1) / colBX; groups > int(d.Limits.MaxComputeWorkgroupsPerDimension) {
+		return nil, fmt.Errorf("loss: width %d needs %d workgroups; %s allows %d", dim, groups, d.Info.Name, d.Limits.MaxComputeWorkgroupsPerDimension)
+	}
+	l := &BarlowTwins{opt: o, onDiag: 1, d: d, n: n, dim: dim, fused: fused}
+	if o.RedundancyOnly {
+		l.onDiag = 0
+	}
+	if err := l.alloc(); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// alloc allocates the workspaces, releasing them all on failure.
+func (l *BarlowTwins) alloc() error {
+	var err error
+	get := func(shape ...int) *gpu.Tensor {
+		if err != nil {
+			return nil
+		}
+		var t *gpu.Tensor
+		if t, err = l.d.NewTensor(shape...); err != nil {
+			err = fmt.Errorf("loss: workspace: %w", err)
+		}
+		return t
+	}
+	l.ha, l.hb = get(l.n, l.dim), get(l.n, l.dim)
+	l.inv, l.gap = get(2, l.dim), get(l.dim)
+	if l.fused {
+		l.ka, l.kb = get(l.n, l.n), get(l.n, l.n)
+	} else {
+		l.c = get(l.dim, l.dim)
+	}
+	l.part = get(l.sumGroups(), 2)
+	l.stats = get(statsLen)
+	if err != nil {
+		l.Release()
+	}
+	return err
+}
+
+// sumGroups is the number of workgroups btloss_sum runs with.
+func (l *BarlowTwins) sumGroups() int {
+	return min((l.sumLen()+sumWG-1)/sumWG, maxSumGroups)
+}
+
+// sumLen is the length of the array btloss_sum adds up: C or a Gram matrix.
+func (l *BarlowTwins) sumLen() int {
+	if l.fused {
+		return l.n * l.n
+	}
+	return l.dim * l.dim
+}
+
+// PathName names the loss's path: "fused" or "materialised".
+func PathName(fused bool) string {
+	if fused {
+		return "fused"
+	}
+	return "materialised"
+}
+
+// Size is the batch N and embedding width D the loss is made for.
+func (l *BarlowTwins) Size() (n, dim int) { return l.n, l.dim }
+
+// Fused reports whether the loss takes the fused path.
+func (l *BarlowTwins) Fused() bool { return l.fused }
+
+// Bytes is the device memory the loss's workspaces hold.
+func (l *BarlowTwins) Bytes() uint64 {
+	var b uint64
+	for _, t := range l.tensors() {
+		if t != nil {
+			b += t.Bytes()
+		}
+	}
+	return b
+}
+
+func (l *BarlowTwins) tensors() []*gpu.Tensor {
+	return []*gpu.Tensor{l.ha, l.hb, l.inv, l.gap, l.c, l.ka, l.kb, l.part, l.stats, l.tilePart, l.tileStat,
+		l.fa, l.fb, l.finva, l.finvb, l.ga, l.gb}
+}
+
+// Release returns the workspaces to the pool.
+func (l *BarlowTwins) Release() {
+	for _, t := range l.tensors() {
+		t.Release()
+	}
+	l.ha, l.hb, l.inv, l.gap, l.c, l.ka, l.kb, l.part, l.stats, l.tilePart, l.tileStat = nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil
+	l.fa, l.fb, l.finva, l.finvb, l.ga, l.gb = nil, nil, nil, nil, nil, nil
+	l.ready = false
+}
+
+func (l *BarlowTwins) checkEmbeddings(what string, ts ...*gpu.Tensor) error {
+	if l.ha == nil {
+		return errors.New("loss: use of a released BarlowTwins")
+	}
+	for _, t := range ts {
+		if t == nil {
+			return fmt.Errorf("loss: %s: nil tensor", what)
+		}
+		if t.Len() != l.n*l.dim {
+			return fmt.Errorf("loss: %s: tensor %v has %d elements; the loss was made for [%d, %d]", what, t.Shape, t.Len(), l.n, l.dim)
+		}
+	}
+	return nil
+}
+
+// gramLoss reports whether Forward takes Σ C_ij² from the Gram matrices:
+// on the fused path when D > N. There the rank of C, at most N, keeps
+// Σ_{i≠j} C_ij² = Σ C_ij² − Σ C_ii² from cancelling, and the Gram matrices
+// are what Backward needs anyway. Otherwise the fused path adds C up tile
+// by tile (btloss_tile), which excludes the diagonal exactly and costs
+// 2·N·D², no more than forming the Gram matrices would.
+func (l *BarlowTwins) gramLoss() bool { return l.fused && l.dim > l.n }
+
+// Forward records the loss of the embeddings za and zb [N, D] into loss[0]
+// (loss has at least one element), where it stays on the device until the
+// caller reads it. It keeps what Backward and Stats need in the workspaces,
+// so a later Forward overwrites them.
+func (l *BarlowTwins) Forward(r *gpu.Recorder, loss, za, zb *gpu.Tensor) error {
+	if l.opt.Norm != FeatureNorm {
+		return l.forward(r, loss, za, zb)
+	}
+	if err := l.checkEmbeddings("Forward", za, zb); err != nil {
+		return err
+	}
+	if l.fa == nil {
+		for _, t := range []struct {
+			p     **gpu.Tensor
+			shape []int
+		}{{&l.fa, []int{l.n, l.dim}}, {&l.fb, []int{l.n, l.dim}}, {&l.finva, []int{l.n}}, {&l.finvb, []int{l.n}},
+			{&l.ga, []int{l.n, l.dim}}, {&l.gb, []int{l.n, l.dim}}} {
+			x, err := l.d.NewTensor(t.shape...)
+			if err != nil {
+				return err
+			}
+			*t.p = x
+		}
+	}
+	rn := layers.RowNorm{Mode: "std", Eps: bnEps}
+	if err := rn.Forward(r, l.fa, l.finva, za, l.n, l.dim); err != nil {
+		return err
+	}
+	if err := rn.Forward(r, l.fb, l.finvb, zb, l.n, l.dim); err != nil {
+		return err
+	}
+	return l.forward(r, loss, l.fa, l.fb)
+}
+
+// batchNorm reports whether the loss normalises each feature over the
+// batch itself (the paper's loss), rather than not at all or per row.
+func (l *BarlowTwins) batchNorm() bool { return l.opt.Norm == BatchNorm }
+
+func (l *BarlowTwins) forward(r *gpu.Recorder, loss, za, zb *gpu.Tensor) error {
+	if err := l.checkEmbeddings("Forward", za, zb); err != nil {
+		return err
+	}
+	if loss == nil || loss.Len() < 1 {
+		return errors.New("loss: Forward needs a loss tensor of at least one element")
+	}
+	n, dim := l.n, l.dim
+	k, err := l.d.Kernel("btloss_norm", shaders.Spec{"BX": colBX, "BY": colBY, "Norm": l.batchNorm()})
+	if err != nil {
+		return err
+	}
+	if err := r.Dispatch(k, [3]int{(dim + colBX - 1) / colBX, 1, 1}, gpu.Params{}.U(n).U(dim).F(bnEps),
+		l.ha, l.hb, l.inv, l.gap, za, zb); err != nil {
+		return err
+	}
+	if l.fused && !l.gramLoss() {
+		groups, err := l.tileSums(r)
+		if err != nil {
+			return err
+		}
+		if err := l.finish(r, loss, l.stats, l.tilePart, groups, false); err != nil {
+			return err
+		}
+		l.ready = true
+		return nil
+	}
+	sum := []*gpu.Tensor{l.part}
+	if l.fused {
+		if err := l.gram(r); err != nil {
+			return err
+		}
+		sum = append(sum, l.ka, l.kb)
+	} else {
+		if err := gpu.Gemm(r, l.c, l.ha, l.hb, gpu.GemmOp{M: dim, N: dim, K: n, TransA: true, Alpha: 1 / float32(n)}); err != nil {
+			return err
+		}
+		sum = append(sum, l.c)
+	}
+	if k, err = l.d.Kernel("btloss_sum", shaders.Spec{"WG": sumWG, "Dot": l.fused}); err != nil {
+		return err
+	}
+	if err := r.Dispatch(k, [3]int{l.sumGroups(), 1, 1}, gpu.Params{}.U(l.sumLen()).U(dim), sum...); err != nil {
+		return err
+	}
+	if err := l.finish(r, loss, l.stats, l.part, l.sumGroups(), l.fused); err != nil {
+		return err
+	}
+	l.ready = true
+	return nil
+}
+
+// gram records the Gram matrices K_A = Ẑ_A·Ẑ_Aᵀ/N and K_B = Ẑ_B·Ẑ_Bᵀ/N.
+func (l *BarlowTwins) gram(r *gpu.Recorder) error {
+	for _, g := range [][2]*gpu.Tensor{{l.ka, l.ha}, {l.kb, l.hb}} {
+		op := gpu.GemmOp{M: l.n, N: l.n, K: l.dim, TransB: true, Alpha: 1 / float32(l.n)}
+		if err := gpu.Gemm(r, g[0], g[1], g[1], op); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// finish records btloss_finish over groups partial sums; loss may be nil.
+func (l *BarlowTwins) finish(r *gpu.Recorder, loss, stats, part *gpu.Tensor, groups int, full bool) error {
+	k, err := l.d.Kernel("btloss_finish", shaders.Spec{"WG": finishWG, "Full": full, "Loss": loss != nil})
+	if err != nil {
+		return err
+	}
+	ts := []*gpu.Tensor{stats, part, l.gap}
+	if loss != nil {
+		ts = append([]*gpu.Tensor{loss}, ts...)
+	}
+	return r.Dispatch(k, [3]int{1, 1, 1}, gpu.Params{}.U(groups).U(l.dim).F(l.opt.Lambda).F(l.opt.Scale).F(l.onDiag), ts...)
+}
+
+// Backward records dL/dza and dL/dzb [N, D] (written, not accumulated) for
+// the embeddings of the latest Forward, recorded before it on r or on an
+// earlier submitted recording.
+func (l *BarlowTwins) Backward(r *gpu.Recorder, dza, dzb *gpu.Tensor) error {
+	if l.opt.Norm != FeatureNorm {
+		return l.backward(r, dza, dzb)
+	}
+	if err := l.checkEmbeddings("Backward", dza, dzb); err != nil {
+		return err
+	}
+	if err := l.backward(r, l.ga, l.gb); err != nil {
+		return err
+	}
+	rn := layers.RowNorm{Mode: "std", Eps: bnEps}
+	if err := rn.Backward(r, dza, l.ga, l.fa, l.finva, l.n, l.dim); err != nil {
+		return err
+	}
+	return rn.Backward(r, dzb, l.gb, l.fb, l.finvb, l.n, l.dim)
+}
+
+func (l *BarlowTwins) backward(r *gpu.Recorder, dza, dzb *gpu.Tensor) error {
+	if err := l.checkEmbeddings("Backward", dza, dzb); err != nil {
+		return err
+	}
+	if !l.ready {
+		return errors.New("loss: Backward needs a Forward recorded first")
+	}
+	if dza == dzb {
+		return errors.New("loss: Backward needs separate tensors for the two views' gradients")
+	}
+	n, dim := l.n, l.dim
+	// The GEMMs give dL/dẐ for G = 2·Scale·λ·C; btloss_back adds the
+	// diagonal's difference from that.
+	alpha := 2 * l.opt.Scale * l.opt.Lambda / float32(n)
+	if l.fused {
+		if !l.gramLoss() {
+			if err := l.gram(r); err != nil {
+				return err
+			}
+		}
+		if err := gpu.Gemm(r, dza, l.kb, l.ha, gpu.GemmOp{M: n, N: dim, K: n, Alpha: alpha}); err != nil {
+			return err
+		}
+		if err := gpu.Gemm(r, dzb, l.ka, l.hb, gpu.GemmOp{M: n, N: dim, K: n, Alpha: alpha}); err != nil {
+			return err
+		}
+	} else {
+		if err := gpu.Gemm(r, dza, l.hb, l.c, gpu.GemmOp{M: n, N: dim, K: dim, TransB: true, Alpha: alpha}); err != nil {
+			return err
+		}
+		if err := gpu.Gemm(r, dzb, l.ha, l.c, gpu.GemmOp{M: n, N: dim, K: dim, Alpha: alpha}); err != nil {
+			return err
+		}
+	}
+	k, err := l.d.Kernel("btloss_back", shaders.Spec{"BX": colBX, "BY": colBY, "Norm": l.batchNorm()})
+	if err != nil {
+		return err
+	}
+	return r.Dispatch(k, [3]int{(dim + colBX - 1) / colBX, 1, 1}, gpu.Params{}.U(n).U(dim).F(l.opt.Lambda).F(l.opt.Scale).F(l.onDiag),
+		dza, dzb, l.ha, l.hb, l.inv, l.gap)
+}
+
+// Stats reads back the figures of the latest Forward, waiting for the
+// submitted work. Where the fused path took the loss from its Gram matrices
+// (D > N), which cannot give Σ|C_ij|, it runs one more pass over C's tiles
+// for MeanAbsOff (btloss_tile, the work of one N×D×D GEMM); call it at
+// logging intervals, not every step.
+func (l *BarlowTwins) Stats() (Stats, error) {
+	if l.ha == nil {
+		return Stats{}, errors.New("loss: use of a released BarlowTwins")
+	}
+	if !l.ready {
+		return Stats{}, errors.New("loss: Stats needs a Forward recorded and submitted first")
+	}
+	v, err := l.stats.Download()
+	if err != nil {
+		return Stats{}, err
+	}
+	abs := v[4]
+	if l.gramLoss() {
+		err := l.d.Run(func(r *gpu.Recorder) error {
+			groups, err := l.tileSums(r)
+			if err != nil {
+				return err
+			}
+			return l.finish(r, nil, l.tileStat, l.tilePart, groups, false)
+		})
+		if err != nil {
+			return Stats{}, err
+		}
+		t, err := l.tileStat.Download()
+		if err != nil {
+			return Stats{}, err
+		}
+		abs = t[4]
+	}
+	s := Stats{Loss: v[0], OnDiag: v[1], OffDiag: v[2], MeanDiag: v[3] / float32(l.dim)}
+	if l.dim > 1 {
+		s.MeanAbsOff = abs / float32(l.dim*(l.dim-1))
+	}
+	return s, nil
+}
+
+// statsTile is btloss_tile's tile: GEMM's tile for a D×D product.
+func (l *BarlowTwins) statsTile() (gpu.GemmTile, error) {
+	t := l.tile
+	if t == (gpu.GemmTile{}) {
+		t = l.d.GemmTileFor(l.dim, l.dim)
+	}
+	if t.TM < 4 || t.TN < 4 || t.TM%4 != 0 || t.TN%4 != 0 || t.BM%t.TM != 0 || t.BN%t.TN != 0 || t.BK < 1 {
+		return t, fmt.Errorf("loss: statistics tile %+v: TM and TN must be multiples of 4 dividing BM and BN", t)
+	}
+	threads := (t.BM / t.TM) * (t.BN / t.TN)
+	if threads&(threads-1) != 0 || threads > int(l.d.Limits.MaxComputeInvocationsPerWorkgroup) {
+		return t, fmt.Errorf("loss: statistics tile %+v: %d threads must be a power of two within %s's %d", t, threads, l.d.Info.Name, l.d.Limits.MaxComputeInvocationsPerWorkgroup)
+	}
+	if shared := 4*t.BK*(t.BM+t.BN) + 8*threads; shared > int(l.d.Limits.MaxComputeWorkgroupStorageSize) {
+		return t, fmt.Errorf("loss: statistics tile %+v needs %d bytes of workgroup memory; %s allows %d", t, shared, l.d.Info.Name, l.d.Limits.MaxComputeWorkgroupStorageSize)
+	}
+	return t, nil
+}
+
+// tileSums records btloss_tile: Σ_{i≠j} C_ij² and Σ_{i≠j} |C_ij| of every
+// tile of C into tilePart, from the latest normalisation's Ẑ. It returns
+// the number of tiles.
+func (l *BarlowTwins) tileSums(r *gpu.Recorder) (int, error) {
+	t, err := l.statsTile()
+	if err != nil {
+		return 0, err
+	}
+	gx, gy := (l.dim+t.BN-1)/t.BN, (l.dim+t.BM-1)/t.BM
+	if max(gx, gy) > int(l.d.Limits.MaxComputeWorkgroupsPerDimension) {
+		return 0, fmt.Errorf("loss: width %d needs %d×%d tiles of %+v; %s allows %d per dimension", l.dim, gx, gy, t, l.d.Info.Name, l.d.Limits.MaxComputeWorkgroupsPerDimension)
+	}
+	if l.tilePart == nil || l.tilePart.Len() != 2*gx*gy {
+		l.tilePart.Release()
+		if l.tilePart, err = l.d.NewTensor(gx*gy, 2); err != nil {
+			return 0, err
+		}
+	}
+	if l.tileStat == nil {
+		if l.tileStat, err = l.d.NewTensor(statsLen); err != nil {
+			return 0, err
+		}
+	}
+	k, err := l.d.Kernel("btloss_tile", shaders.Spec{"BM": t.BM, "BN": t.BN, "BK": t.BK, "TM": t.TM, "TN": t.TN})
+	if err != nil {
+		return 0, err
+	}
+	return gx * gy, r.Dispatch(k, [3]int{gx, gy, 1}, gpu.Params{}.U(l.dim).U(l.n).F(1/float32(l.n)), l.tilePart, l.ha, l.hb)
+}

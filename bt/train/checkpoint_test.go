@@ -1,0 +1,110 @@
+package train
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/bt-org/bt/bt/optim"
+	"github.com/bt-org/bt/internal/gputest"
+)
+
+// TestBackboneRoundTrip exports a backbone with torchvision's names and
+// loads it into a differently initialised model, as a torchvision state
+// dict converted to safetensors would be loaded.
+func TestBackboneRoundTrip(t *testing.T) {
+	d := gputest.Device(t)
+	path := filepath.Join(t.TempDir(), "backbone.safetensors")
+	a, err := NewModel(d, ModelConfig{Arch: "resnet18", InChannels: 3, Projector: "16", Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Release()
+	data := DataConfig{Name: "cifar10", Augment: "cifar", Size: 32}
+	if err := ExportBackbone(path, a, data); err != nil {
+		t.Fatal(err)
+	}
+	c, err := LoadCheckpoint(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Model != a.Config || c.Data != data {
+		t.Errorf("the export's settings read back as %+v, %+v; want %+v, %+v", c.Model, c.Data, a.Config, data)
+	}
+	for _, name := range []string{"conv1.weight", "bn1.running_var", "layer4.1.conv2.weight", "layer2.0.downsample.0.weight", "layer2.0.downsample.1.bias"} {
+		if _, ok := c.tensors[name]; !ok {
+			t.Errorf("export lacks torchvision's %q", name)
+		}
+	}
+	b, err := NewModel(d, ModelConfig{Arch: "resnet18", InChannels: 3, Projector: "16", Seed: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Release()
+	if err := c.RestoreBackbone(b); err != nil {
+		t.Fatal(err)
+	}
+	sa, sb := a.State(), b.State()
+	for i := range sa {
+		if !strings.HasPrefix(sa[i].Name, "backbone.") {
+			continue
+		}
+		va, _ := sa[i].Tensor.Download()
+		vb, _ := sb[i].Tensor.Download()
+		if !slices.Equal(va, vb) {
+			t.Fatalf("%s differs after the round trip", sa[i].Name)
+		}
+	}
+	if err := c.Restore(b, nil); err == nil || !strings.Contains(err.Error(), "projector") {
+		t.Errorf("restoring a whole model from a bare backbone: %v", err)
+	}
+}
+
+// TestBadCheckpoints: a file that is not safetensors, and one whose
+// tensors do not fit the model, give errors naming the file and the
+// problem; nothing is half loaded silently.
+func TestBadCheckpoints(t *testing.T) {
+	d := gputest.Device(t)
+	dir := t.TempDir()
+	junk := filepath.Join(dir, "junk.safetensors")
+	if err := os.WriteFile(junk, []byte("not a checkpoint"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadCheckpoint(junk); err == nil || !strings.Contains(err.Error(), junk) {
+		t.Errorf("junk file: %v", err)
+	}
+	if _, err := LoadCheckpoint(filepath.Join(dir, "missing")); err == nil {
+		t.Error("a missing file loaded")
+	}
+	small, err := NewModel(d, ModelConfig{Arch: "tiny", InChannels: 1, Projector: "16", Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer small.Release()
+	path := filepath.Join(dir, "tiny.safetensors")
+	if err := SaveCheckpoint(path, small, nil, RunState{Config: Config{Model: small.Config}}); err != nil {
+		t.Fatal(err)
+	}
+	other, err := NewModel(d, ModelConfig{Arch: "tiny", InChannels: 3, Projector: "16", Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Release()
+	c, err := LoadCheckpoint(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Restore(other, nil); err == nil || !strings.Contains(err.Error(), "conv1.weight") || !strings.Contains(err.Error(), "shape") {
+		t.Errorf("a 1-channel checkpoint into a 3-channel model: %v", err)
+	}
+	opt, err := optim.New("lars", d, small.Params(), optim.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer opt.Release()
+	if err := c.Restore(small, opt); err == nil || !strings.Contains(err.Error(), "optimiser") {
+		t.Errorf("resuming from a checkpoint without optimiser state: %v", err)
+	}
+}

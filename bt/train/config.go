@@ -1,0 +1,201 @@
+package train
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+
+	"github.com/bt-org/bt/bt/loss"
+	"github.com/bt-org/bt/bt/optim"
+	"github.com/bt-org/bt/models"
+	"github.com/bt-org/bt/pipeline"
+)
+
+// Config is a whole pretraining run: its data, network, objective,
+// optimiser, schedule and length. DefaultConfig is the paper's recipe;
+// Validate checks ranges and conflicts; New builds a run from it; every
+// checkpoint stores it, resolved (Resolve), so a resumed run, an
+// evaluation or an Encoder sees exactly what trained.
+type Config struct {
+	Data  DataConfig   `json:"data"`
+	Model ModelConfig  `json:"model"`
+	Loss  loss.Options `json:"loss"`
+	// InfoNCE, when positive, trains with the cross-entropy at this
+	// temperature instead of the Barlow Twins loss: the paper's comparison.
+	InfoNCE float64 `json:"infonce_temperature,omitempty"`
+	// StopGradient stops the gradient at the second branch's embedding:
+	// one of the paper's asymmetry ablations.
+	StopGradient bool `json:"stop_gradient,omitempty"`
+
+	Optimizer   string         `json:"optimizer"` // optim.Names
+	WeightDecay float64        `json:"weight_decay"`
+	Schedule    optim.Schedule `json:"schedule"`
+	Batch       int            `json:"batch"`  // pairs per step
+	Epochs      int            `json:"epochs"` // the schedule spans them
+	// Steps, when positive and shorter than Epochs, ends the run after that
+	// many steps with the whole schedule compressed to fit.
+	Steps int    `json:"steps"`
+	Seed  uint64 `json:"seed"` // initialisation, data order and augmentations
+}
+
+// DataConfig is the data a run trains on and how it is augmented.
+type DataConfig struct {
+	Name string `json:"name"` // pipeline.Open's names: fashion-mnist, cifar10, folder, …
+	Dir  string `json:"dir"`  // "" for the dataset's default directory
+	// Augment is the augmentation preset (pipeline.PresetNames); "" takes
+	// the dataset's. Size, when positive, overrides its view size.
+	Augment string `json:"augment"`
+	Size    int    `json:"size"`
+	// Without drops augmentations: one of pipeline.Ablations.
+	Without string `json:"without,omitempty"`
+	// SkipBad, MaxBadFraction and MaxPixels are the loader's handling of
+	// images that do not decode or are too large (see pipeline).
+	SkipBad        bool    `json:"skip_bad_images,omitempty"`
+	MaxBadFraction float64 `json:"max_bad_fraction"`
+	MaxPixels      int     `json:"max_pixels"`
+	Workers        int     `json:"workers"` // loading goroutines; 0: one per CPU
+}
+
+// DefaultConfig is the paper's recipe (LARS, λ 0.0051, batch 256, 100
+// epochs with 10 of warm-up) on Fashion-MNIST with the tiny ResNet and a
+// 512-wide projector, sizes that train on any adapter.
+func DefaultConfig() Config {
+	return Config{
+		Data:      DataConfig{Name: "fashion-mnist", MaxBadFraction: pipeline.DefaultMaxBadFraction, MaxPixels: pipeline.DefaultMaxPixels},
+		Model:     ModelConfig{Arch: "tiny", Projector: "512-512-512", Seed: 1},
+		Loss:      loss.DefaultOptions(),
+		Optimizer: "lars", WeightDecay: 1.5e-6, Schedule: optim.DefaultSchedule(),
+		Batch: 256, Epochs: 100, Seed: 1,
+	}
+}
+
+// Preset is the augmentation preset the data takes: Augment, or the
+// dataset's own.
+func (d DataConfig) Preset() string {
+	if d.Augment != "" {
+		return d.Augment
+	}
+	switch strings.ToLower(d.Name) {
+	case "fashion-mnist", "fashion_mnist", "fashionmnist":
+		return "fashion-mnist"
+	case "mnist":
+		return "mnist"
+	case "cifar10", "cifar-10", "cifar100", "cifar-100", "synthetic":
+		return "cifar"
+	}
+	return "imagenet"
+}
+
+// Views are the two augmented views pretraining draws.
+func (d DataConfig) Views() (pipeline.Config, error) {
+	views, err := pipeline.Preset(d.Preset())
+	if err != nil {
+		return views, err
+	}
+	if d.Size > 0 {
+		views.A.Size, views.B.Size = d.Size, d.Size
+	}
+	if d.Without != "" {
+		return views.Without(d.Without)
+	}
+	return views, nil
+}
+
+// EvalView is the preprocessing of evaluation and embedding: the preset's
+// resize and centre crop at the run's size, and its normalisation.
+func (d DataConfig) EvalView() (pipeline.ViewConfig, error) {
+	v, err := pipeline.EvalPreset(d.Preset())
+	if d.Size > 0 {
+		v.Size = d.Size
+	}
+	return v, err
+}
+
+// Open opens the data set's train or test split.
+func (d DataConfig) Open(split string) (pipeline.Dataset, error) {
+	return pipeline.Open(d.Name, d.Dir, split, pipeline.FolderOptions{MaxPixels: d.MaxPixels})
+}
+
+// Resolve fills what the data decides: the network's input channels and,
+// where not chosen, its stem (small under 64 px), after validating.
+func (c Config) Resolve() (Config, error) {
+	if err := c.Validate(); err != nil {
+		return c, err
+	}
+	views, err := c.Data.Views()
+	if err != nil {
+		return c, err
+	}
+	c.Model.InChannels = views.A.Channels()
+	if c.Model.Stem == "" && views.A.Size < 64 {
+		c.Model.Stem = models.SmallStem
+	}
+	return c, nil
+}
+
+// Validate checks every setting's range and the ablations' conflicts, so
+// that a bad configuration fails here, naming the setting, and not deep
+// inside a step.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	finite := func(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+	if err := c.Loss.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	s := c.Schedule
+	for _, f := range []struct {
+		name string
+		v    float64
+		open bool // zero is out of range too
+	}{{"schedule multiplier (lr)", s.Multiplier, true}, {"schedule weights share", s.Weights, false},
+		{"schedule biases share", s.Vectors, false}, {"schedule end factor", s.EndFactor, false},
+		{"weight decay", c.WeightDecay, false}, {"InfoNCE temperature", c.InfoNCE, false},
+		{"max bad fraction", c.Data.MaxBadFraction, false}} {
+		if !finite(f.v) || f.v < 0 || (f.open && f.v == 0) {
+			bad("train: %s %v: must be a finite number %s", f.name, f.v, map[bool]string{true: "> 0", false: "≥ 0"}[f.open])
+		}
+	}
+	if c.Data.MaxBadFraction > 1 {
+		bad("train: max bad fraction %v: a share is at most 1", c.Data.MaxBadFraction)
+	}
+	if c.Data.MaxPixels == 0 || c.Data.MaxPixels < -1 {
+		bad("train: max pixels %d: want a positive limit, or -1 for none", c.Data.MaxPixels)
+	}
+	switch {
+	case c.Batch < 2:
+		bad("train: batch %d: at least 2 pairs (BatchNorm and the loss normalise over the batch)", c.Batch)
+	case c.Epochs < 1:
+		bad("train: epochs %d: at least 1", c.Epochs)
+	case c.Steps < 0:
+		bad("train: steps %d: 0 (all epochs) or more", c.Steps)
+	case c.Data.Size < 0 || (c.Data.Size > 0 && c.Data.Size < 8):
+		bad("train: size %d: 0 (the preset's) or at least 8 pixels", c.Data.Size)
+	case c.Data.Workers < 0:
+		bad("train: workers %d: 0 (one per CPU) or more", c.Data.Workers)
+	}
+	if !slices.Contains(models.Archs, c.Model.Arch) {
+		bad("train: architecture %q: choose one of %s", c.Model.Arch, strings.Join(models.Archs, ", "))
+	}
+	if st := c.Model.Stem; st != "" && st != models.ImageNetStem && st != models.SmallStem {
+		bad("train: stem %q: want %s or %s", st, models.ImageNetStem, models.SmallStem)
+	}
+	if _, err := models.ParseSpec(c.Model.Projector); err != nil {
+		bad("train: projector %q: %v", c.Model.Projector, err)
+	}
+	if !slices.Contains(optim.Names, c.Optimizer) {
+		bad("train: optimiser %q: choose one of %s", c.Optimizer, strings.Join(optim.Names, ", "))
+	}
+	if a := c.Data.Augment; a != "" && !slices.Contains(pipeline.PresetNames(), a) {
+		bad("train: augmentation preset %q: choose one of %s", a, strings.Join(pipeline.PresetNames(), ", "))
+	}
+	if w := c.Data.Without; w != "" && !slices.Contains(pipeline.Ablations, w) {
+		bad("train: augmentation ablation %q: choose one of %s", w, strings.Join(pipeline.Ablations, ", "))
+	}
+	if c.InfoNCE > 0 && (c.Loss.RedundancyOnly || c.Loss.Norm != loss.BatchNorm || c.Loss.Lambda != loss.DefaultLambda || c.Loss.Scale != 1) {
+		bad("train: InfoNCE replaces the Barlow Twins loss; its λ, scale, normalisation and redundancy-only settings would be ignored")
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,135 @@
+package train
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/bt-org/bt/gpu"
+	"github.com/bt-org/bt/models"
+)
+
+// MemoryPlan is the device memory a training step needs, worked out from
+// the architecture before anything is allocated.
+type MemoryPlan struct {
+	Batch       int
+	Params      int64 // trainable parameters
+	ParamBytes  int64 // values, gradients and optimiser state
+	Activations int64 // both views' forward passes, kept for backward
+	Scratch     int64 // backward temporaries, views, embeddings and the loss's workspaces
+	Largest     int64 // the largest single tensor, which must fit one binding
+	Total       int64
+}
+
+func (m MemoryPlan) String() string {
+	gib := func(b int64) string { return fmt.Sprintf("%.2f GiB", float64(b)/(1<<30)) }
+	return fmt.Sprintf("batch %d: %s in all (parameters, gradients and optimiser state %s for %.1fM parameters; activations %s; scratch %s); largest tensor %.0f MiB",
+		m.Batch, gib(m.Total), gib(m.ParamBytes), float64(m.Params)/1e6, gib(m.Activations), gib(m.Scratch), float64(m.Largest)/(1<<20))
+}
+
+// ErrMemory is wrapped by CheckMemory's error when a step does not fit.
+var ErrMemory = errors.New("does not fit")
+
+// optimizerStates is how many parameter-sized tensors each optimiser keeps.
+var optimizerStates = map[string]int64{"lars": 1, "sgd": 1, "adamw": 2}
+
+// LossKind is the objective whose workspaces a memory plan counts.
+type LossKind int
+
+const (
+	MaterialisedLoss LossKind = iota // Barlow Twins with C stored: D×D
+	FusedLoss                        // Barlow Twins through two N×N Gram matrices
+	InfoNCELoss                      // four N×N logit and gradient matrices, four N×D embeddings
+)
+
+// LossFor is the Barlow Twins path, fused or materialised.
+func LossFor(fused bool) LossKind {
+	if fused {
+		return FusedLoss
+	}
+	return MaterialisedLoss
+}
+
+// PlanMemory sizes a twin step of batch pairs of c×h×w images.
+func PlanMemory(mc ModelConfig, batch, c, h, w int, loss LossKind, optimizer string) (MemoryPlan, error) {
+	bb, err := models.BackboneFootprint(models.Config{Arch: mc.Arch, Stem: mc.Stem, InChannels: mc.InChannels}, batch, h, w)
+	if err != nil {
+		return MemoryPlan{}, err
+	}
+	pr, err := models.ProjectorFootprint(bb.Dim, mc.Projector, mc.NoBN, batch)
+	if err != nil {
+		return MemoryPlan{}, err
+	}
+	states, ok := optimizerStates[optimizer]
+	if !ok {
+		return MemoryPlan{}, fmt.Errorf("train: unknown optimiser %q", optimizer)
+	}
+	n, dim, emb := int64(batch), int64(bb.Dim), int64(pr.Dim)
+	p := MemoryPlan{Batch: batch, Params: bb.Params + pr.Params}
+	p.Activations = 2 * (bb.Kept + pr.Kept)
+	if mc.Predictor {
+		// On the first branch only, with its output and that gradient.
+		pd, err := models.ProjectorFootprint(pr.Dim, fmt.Sprintf("%d-%d", pr.Dim, pr.Dim), false, batch)
+		if err != nil {
+			return MemoryPlan{}, err
+		}
+		p.Params += pd.Params
+		p.Activations += pd.Kept + 2*4*n*emb
+	}
+	p.ParamBytes = 4 * p.Params * (2 + states)
+	var ws, wsLargest int64
+	switch loss {
+	case MaterialisedLoss:
+		ws, wsLargest = 4*emb*emb, 4*emb*emb // C
+	case FusedLoss:
+		ws, wsLargest = 2*4*n*n, 4*n*n // the Gram matrices
+	case InfoNCELoss:
+		ws, wsLargest = 4*4*n*n+4*4*n*emb, 4*n*n // see loss.NewInfoNCE
+	default:
+		return MemoryPlan{}, fmt.Errorf("train: unknown loss kind %d", loss)
+	}
+	// Backward holds about four activation-sized gradients at once inside
+	// a block; the trainer holds the views, representations and embeddings
+	// with their gradients; the loss its normalised embeddings.
+	p.Scratch = 4*bb.Largest + 2*4*n*int64(c*h*w) + 4*4*n*(dim+emb) + 2*4*n*emb + ws
+	p.Largest = max(bb.Largest, pr.Largest, wsLargest)
+	p.Total = p.ParamBytes + p.Activations + p.Scratch
+	return p, nil
+}
+
+// CheckMemory plans a step on d and returns an error when it cannot run:
+// a tensor beyond the adapter's binding limit, or, when budget (bytes) is
+// positive, a total beyond it. The error names the largest batch that
+// would fit.
+func CheckMemory(d *gpu.Device, mc ModelConfig, batch, c, h, w int, loss LossKind, optimizer string, budget int64) (MemoryPlan, error) {
+	limit := int64(min(d.Limits.MaxStorageBufferBindingSize, d.Limits.MaxBufferSize))
+	fits := func(p MemoryPlan) bool { return p.Largest <= limit && (budget <= 0 || p.Total <= budget) }
+	p, err := PlanMemory(mc, batch, c, h, w, loss, optimizer)
+	if err != nil || fits(p) {
+		return p, err
+	}
+	why := fmt.Sprintf("its largest tensor (%.0f MiB) exceeds %s's binding limit of %d MiB", float64(p.Largest)/(1<<20), d.Info.Name, limit>>20)
+	if p.Largest <= limit {
+		why = fmt.Sprintf("it needs %.2f GiB, more than the %.2f GiB allowed (-memory)", float64(p.Total)/(1<<30), float64(budget)/(1<<30))
+	}
+	best := 0
+	for lo, hi := 1, batch-1; lo <= hi; {
+		mid := (lo + hi) / 2
+		q, err := PlanMemory(mc, mid, c, h, w, loss, optimizer)
+		if err != nil {
+			return p, err
+		}
+		if fits(q) {
+			best, lo = mid, mid+1
+		} else {
+			hi = mid - 1
+		}
+	}
+	if best < 2 {
+		hint := "a narrower projector may"
+		if loss == MaterialisedLoss {
+			hint = "a narrower projector or the fused loss may"
+		}
+		return p, fmt.Errorf("train: a step at batch %d %w: %s, and no batch of 2 or more would (%s)", batch, ErrMemory, why, hint)
+	}
+	return p, fmt.Errorf("train: a step at batch %d %w: %s; the largest batch that fits is %d", batch, ErrMemory, why, best)
+}

@@ -1,0 +1,75 @@
+package train
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/bt-org/bt/internal/gputest"
+)
+
+// TestMemoryPlan sizes the paper's setting, ResNet-50 with an 8192³
+// projector at batch 256: parameters from the architecture, and a clear
+// error on an adapter whose binding limit or budget it exceeds, naming the
+// largest batch that fits.
+func TestMemoryPlan(t *testing.T) {
+	mc := ModelConfig{Arch: "resnet50", InChannels: 3, Projector: "8192-8192-8192"}
+	p, err := PlanMemory(mc, 256, 3, 224, 224, FusedLoss, "lars")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 23,508,032 backbone parameters; the projector 2048·8192 + 2·8192² +
+	// 2·2·8192 (BatchNorm).
+	if want := int64(23508032 + 2048*8192 + 2*8192*8192 + 4*8192); p.Params != want {
+		t.Errorf("%d parameters, want %d", p.Params, want)
+	}
+	if p.Total < p.ParamBytes+p.Activations || p.Activations < 256*2*4*3*224*224 {
+		t.Errorf("implausible plan: %v", p)
+	}
+	t.Log(p)
+	d := gputest.Device(t)
+	_, err = CheckMemory(d, mc, 256, 3, 224, 224, FusedLoss, "lars", 8<<30)
+	if !errors.Is(err, ErrMemory) || !strings.Contains(err.Error(), "largest batch that fits is") && !strings.Contains(err.Error(), "no batch") {
+		t.Fatalf("ResNet-50 at batch 256 in 8 GiB: %v", err)
+	}
+	t.Log(err)
+	small, err := CheckMemory(d, ModelConfig{Arch: "tiny", InChannels: 1, Projector: "512-512-512"}, 256, 1, 28, 28, MaterialisedLoss, "lars", 0)
+	if err != nil {
+		t.Fatalf("the demo's setting does not fit: %v", err)
+	}
+	// A predictor adds its two D×D layers and its BatchNorm.
+	withPred, err := PlanMemory(ModelConfig{Arch: "tiny", InChannels: 1, Projector: "512-512-512", Predictor: true}, 256, 1, 28, 28, MaterialisedLoss, "lars")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := withPred.Params - small.Params; d != 2*512*512+2*512 {
+		t.Errorf("the predictor adds %d parameters, want %d", d, 2*512*512+2*512)
+	}
+	// Halving the batch must roughly halve the activations.
+	half, _ := PlanMemory(ModelConfig{Arch: "tiny", InChannels: 1, Projector: "512-512-512"}, 128, 1, 28, 28, MaterialisedLoss, "lars")
+	if r := float64(small.Activations) / float64(half.Activations); r < 1.9 || r > 2.1 {
+		t.Errorf("activations at batch 256 are %.2f× those at 128", r)
+	}
+	// The loss's workspaces: C (D×D) when materialised, two N×N Gram
+	// matrices when fused, and for InfoNCE four N×N matrices and four N×D
+	// embeddings; at batch 8192 an N×N matrix alone is 256 MiB.
+	tiny := ModelConfig{Arch: "tiny", InChannels: 1, Projector: "512-512-512"}
+	const n, dim = 8192, 512
+	plans := map[LossKind]MemoryPlan{}
+	for _, k := range []LossKind{MaterialisedLoss, FusedLoss, InfoNCELoss} {
+		if plans[k], err = PlanMemory(tiny, n, 1, 28, 28, k, "lars"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, want := plans[FusedLoss].Scratch-plans[MaterialisedLoss].Scratch, int64(2*4*n*n-4*dim*dim); got != want {
+		t.Errorf("fused workspaces exceed materialised by %d bytes, want %d", got, want)
+	}
+	if got, want := plans[InfoNCELoss].Scratch-plans[FusedLoss].Scratch, int64(2*4*n*n+4*4*n*dim); got != want {
+		t.Errorf("InfoNCE workspaces exceed fused by %d bytes, want %d", got, want)
+	}
+	for _, k := range []LossKind{FusedLoss, InfoNCELoss} {
+		if plans[k].Largest < 4*n*n {
+			t.Errorf("loss kind %d: largest tensor %d bytes, below an N×N matrix", k, plans[k].Largest)
+		}
+	}
+}

@@ -1,0 +1,186 @@
+package train
+
+import (
+	"fmt"
+
+	"github.com/bt-org/bt/bt/loss"
+	"github.com/bt-org/bt/bt/optim"
+	"github.com/bt-org/bt/gpu"
+	"github.com/bt-org/bt/models"
+	"github.com/bt-org/bt/pipeline"
+)
+
+// Options are how a run is carried out, as opposed to what it trains
+// (Config): none of them changes a step's result.
+type Options struct {
+	// CheckpointDir, CheckpointEvery and Keep: see Loop. No checkpoints
+	// when CheckpointDir is "".
+	CheckpointDir   string
+	CheckpointEvery int
+	Keep            int
+	// MemoryBudget, in bytes, is checked against the step's memory plan;
+	// 0 checks only the adapter's per-buffer limit.
+	MemoryBudget int64
+	// OnSkip hears of each bad image the loader skips (Config.Data.SkipBad).
+	OnSkip func(pipeline.Skip)
+}
+
+// Run is a pretraining run built from a Config: its data, network,
+// objective, optimiser, trainer and loop, ready for Loop.Execute.
+type Run struct {
+	Config    Config // resolved
+	Plan      MemoryPlan
+	Data      pipeline.Dataset
+	Views     pipeline.Config
+	Loader    *pipeline.Loader
+	Model     *Model
+	Objective loss.Objective
+	Loss      *loss.BarlowTwins // the Barlow Twins objective, for its Stats; nil with InfoNCE
+	Opt       optim.Optimizer
+	Trainer   *Trainer
+	Loop      *Loop
+
+	released []func()
+}
+
+// New builds a run from cfg on d, starting from the initialisation.
+func New(d *gpu.Device, cfg Config, o Options) (*Run, error) {
+	return build(d, cfg, o, nil)
+}
+
+// Resume builds the run a checkpoint belongs to and restores its weights,
+// optimiser state and position, so that Execute continues it exactly.
+// cfg is the checkpoint's configuration, or that configuration extended
+// (more Epochs or Steps, other Data.Workers); anything else that differs
+// is an error, since it would not be the same run.
+func Resume(d *gpu.Device, c *Checkpoint, cfg Config, o Options) (*Run, error) {
+	if c.Opt == nil || c.State.Config.Model.Arch == "" {
+		return nil, fmt.Errorf("train: %s holds no run to resume (no settings or no optimiser state); load it as weights instead", c.Path)
+	}
+	same := c.State.Config
+	same.Epochs, same.Steps, same.Data.Workers = cfg.Epochs, cfg.Steps, cfg.Data.Workers
+	if same != cfg {
+		return nil, fmt.Errorf("train: resuming %s with settings other than its own; only the epochs, steps and workers may change", c.Path)
+	}
+	return build(d, cfg, o, c)
+}
+
+func build(d *gpu.Device, cfg Config, o Options, ckpt *Checkpoint) (_ *Run, err error) {
+	if cfg, err = cfg.Resolve(); err != nil {
+		return nil, err
+	}
+	r := &Run{Config: cfg}
+	defer func() {
+		if err != nil {
+			r.Release()
+		}
+	}()
+	if r.Data, err = cfg.Data.Open("train"); err != nil {
+		return nil, err
+	}
+	views, err := cfg.Data.Views()
+	if err != nil {
+		return nil, err
+	}
+	r.Views = views
+	if cfg.Batch > r.Data.Len() {
+		return nil, fmt.Errorf("train: batch %d: more than the %d images of %s", cfg.Batch, r.Data.Len(), cfg.Data.Name)
+	}
+	size, c := views.A.Size, views.A.Channels()
+	dim := lastWidth(cfg.Model.Projector)
+	fused := cfg.Loss.Path.Resolve(d, cfg.Batch, dim)
+	kind := LossFor(fused)
+	if cfg.InfoNCE > 0 {
+		kind = InfoNCELoss
+	}
+	if r.Plan, err = CheckMemory(d, cfg.Model, cfg.Batch, c, size, size, kind, cfg.Optimizer, o.MemoryBudget); err != nil {
+		return nil, err
+	}
+	if r.Model, err = NewModel(d, cfg.Model); err != nil {
+		return nil, err
+	}
+	r.released = append(r.released, r.Model.Release)
+	if cfg.InfoNCE > 0 {
+		r.Objective, err = loss.NewInfoNCE(d, cfg.Batch, dim, float32(cfg.InfoNCE))
+	} else {
+		lo := cfg.Loss
+		lo.Path = loss.Materialised
+		if fused {
+			lo.Path = loss.Fused
+		}
+		r.Loss, err = loss.NewBarlowTwins(d, cfg.Batch, dim, lo)
+		r.Objective = r.Loss
+	}
+	if err != nil {
+		return nil, err
+	}
+	r.released = append(r.released, r.Objective.Release)
+	oc := optim.DefaultConfig()
+	oc.LARS.WeightDecay, oc.SGD.WeightDecay, oc.AdamW.WeightDecay = cfg.WeightDecay, cfg.WeightDecay, cfg.WeightDecay
+	if r.Opt, err = optim.New(cfg.Optimizer, d, r.Model.Params(), oc); err != nil {
+		return nil, err
+	}
+	r.released = append(r.released, r.Opt.Release)
+	start := 0
+	if ckpt != nil {
+		if err := ckpt.Restore(r.Model, r.Opt); err != nil {
+			return nil, err
+		}
+		start = ckpt.State.Step
+	}
+	spe := r.Data.Len() / cfg.Batch
+	if r.Loader, err = pipeline.NewLoader(r.Data, views, pipeline.LoaderConfig{BatchSize: cfg.Batch, Workers: cfg.Data.Workers,
+		Seed: cfg.Seed, Shuffle: true, DropLast: true, Epoch: start / spe, Step: start % spe,
+		SkipBad: cfg.Data.SkipBad, MaxBadFraction: cfg.Data.MaxBadFraction, OnSkip: o.OnSkip}); err != nil {
+		return nil, err
+	}
+	r.released = append(r.released, func() { r.Loader.Close() })
+	if r.Trainer, err = NewTrainer(d, r.Model, r.Objective, r.Opt, cfg.Batch, c, size, size); err != nil {
+		return nil, err
+	}
+	r.released = append(r.released, r.Trainer.Release)
+	r.Trainer.Step = start
+	r.Trainer.StopGradB = cfg.StopGradient
+	r.Loop = &Loop{Trainer: r.Trainer, Loader: r.Loader, Schedule: cfg.Schedule, Epochs: cfg.Epochs, MaxSteps: cfg.Steps, Batch: cfg.Batch,
+		CheckpointDir: o.CheckpointDir, CheckpointEvery: o.CheckpointEvery, Keep: o.Keep, Run: RunState{Config: cfg}}
+	if start >= r.Loop.Steps() {
+		return nil, fmt.Errorf("train: %s is at step %d, the end of its run of %d steps; give more epochs or steps to extend it", ckpt.Path, start, r.Loop.Steps())
+	}
+	return r, nil
+}
+
+// lastWidth is a projector spec's output width (0 when the spec is bad,
+// which Validate has already reported).
+func lastWidth(spec string) int {
+	ws, err := models.ParseSpec(spec)
+	if err != nil || len(ws) == 0 {
+		return 0
+	}
+	return ws[len(ws)-1]
+}
+
+// Describe is the run's start-up header: adapter, model, data, loss,
+// optimiser and schedule, every setting that shapes it.
+func (r *Run) Describe(d *gpu.Device) string {
+	cfg, views := r.Config, r.Views
+	path := "InfoNCE, temperature " + fmt.Sprint(cfg.InfoNCE)
+	if r.Loss != nil {
+		path = fmt.Sprintf("Barlow Twins, %s path, λ %g, scale %g, %s normalisation", loss.PathName(r.Loss.Fused()), cfg.Loss.Lambda, cfg.Loss.Scale, cfg.Loss.Norm)
+		if cfg.Loss.RedundancyOnly {
+			path += ", redundancy term only"
+		}
+	}
+	total := r.Loop.Steps()
+	return fmt.Sprintf("adapter  %s\nmodel    %s\ndata     %s train, %d images, %dpx %d-channel views (%s preset), batch %d, %d steps (%d per epoch)\nloss     %s\noptimise %s, weight decay %g, seed %d\nschedule %s\nmemory   %s",
+		d.Info, r.Model.Describe(), cfg.Data.Name, r.Data.Len(), views.A.Size, views.A.Channels(), cfg.Data.Preset(), cfg.Batch, total,
+		r.Loader.StepsPerEpoch(), path, cfg.Optimizer, cfg.WeightDecay, cfg.Seed,
+		cfg.Schedule.Describe(cfg.Schedule.Warmup.Steps(total, cfg.Epochs), total, cfg.Batch), r.Plan)
+}
+
+// Release frees everything the run built, in reverse order.
+func (r *Run) Release() {
+	for i := len(r.released) - 1; i >= 0; i-- {
+		r.released[i]()
+	}
+	r.released = nil
+}

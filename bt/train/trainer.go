@@ -1,0 +1,233 @@
+package train
+
+import (
+	"fmt"
+
+	"github.com/bt-org/bt/bt/loss"
+	"github.com/bt-org/bt/bt/optim"
+	"github.com/bt-org/bt/gpu"
+	"github.com/bt-org/bt/layers"
+	"github.com/bt-org/bt/models"
+)
+
+// Trainer performs Barlow Twins steps: two forward passes with shared
+// weights (BatchNorm statistics per view), the loss, the backward pass
+// through both branches and one optimiser update, recorded into one command
+// buffer and submitted at once. The loss comes back through a Readback, so
+// the device is not stalled for it: Step returns the loss of the step
+// before, which keeps at most two steps in flight while the next batch is
+// being prepared.
+type Trainer struct {
+	Model *Model
+	Loss  loss.Objective
+	Opt   optim.Optimizer
+	// Step counts the steps submitted since training began (resumes
+	// included).
+	Step int
+	// StopGradB stops the gradient at view B's embedding, so only branch
+	// A trains the shared weights: one of the paper's asymmetry ablations.
+	StopGradB bool
+
+	d          *gpu.Device
+	n, c, h, w int
+	xa, xb     *gpu.Tensor // [n, c, h, w] the two views
+	ra, rb     *gpu.Tensor // [n, Dim] representations
+	dra, drb   *gpu.Tensor // [n, Dim] their gradients
+	za, zb     *gpu.Tensor // [n, D] embeddings
+	dza, dzb   *gpu.Tensor // [n, D] their gradients
+	qa, dqa    *gpu.Tensor // [n, D] the predictor's output on view A and its gradient, with a predictor
+	loss       *gpu.Tensor // [1]
+	pending    *pendingLoss
+}
+
+type pendingLoss struct {
+	step int
+	rb   *gpu.Readback
+}
+
+// StepLoss is the loss of one step, read back from the device.
+type StepLoss struct {
+	Step int
+	Loss float32
+}
+
+// NewTrainer prepares twin steps of n image pairs of c×h×w for model, with
+// an objective for batches of n (the Barlow Twins Loss, or InfoNCE) and
+// opt over model's parameters.
+func NewTrainer(d *gpu.Device, model *Model, obj loss.Objective, opt optim.Optimizer, n, c, h, w int) (*Trainer, error) {
+	if c != model.Config.InChannels {
+		return nil, fmt.Errorf("train: the data has %d channels but the model takes %d", c, model.Config.InChannels)
+	}
+	if ln, ld := obj.Size(); ln != n || ld != model.Projector.Out {
+		return nil, fmt.Errorf("train: the loss is for %d×%d embeddings, the trainer makes %d×%d", ln, ld, n, model.Projector.Out)
+	}
+	t := &Trainer{Model: model, Loss: obj, Opt: opt, d: d, n: n, c: c, h: h, w: w}
+	dim, out := model.Backbone.Dim, model.Projector.Out
+	for _, a := range []struct {
+		p     **gpu.Tensor
+		shape []int
+	}{
+		{&t.xa, []int{n, c, h, w}}, {&t.xb, []int{n, c, h, w}},
+		{&t.ra, []int{n, dim}}, {&t.rb, []int{n, dim}}, {&t.dra, []int{n, dim}}, {&t.drb, []int{n, dim}},
+		{&t.za, []int{n, out}}, {&t.zb, []int{n, out}}, {&t.dza, []int{n, out}}, {&t.dzb, []int{n, out}},
+		{&t.loss, []int{1}}, {&t.qa, []int{n, out}}, {&t.dqa, []int{n, out}},
+	} {
+		x, err := d.NewTensor(a.shape...)
+		if err != nil {
+			t.Release()
+			return nil, fmt.Errorf("train: trainer buffers for batch %d: %w", n, err)
+		}
+		*a.p = x
+	}
+	return t, nil
+}
+
+// record records the whole twin step into r.
+func (t *Trainer) record(r *gpu.Recorder, lrWeights, lrVectors float32) error {
+	m := t.Model
+	if err := layers.ZeroGrad(r, m.Params()); err != nil {
+		return err
+	}
+	pa, pb := models.NewPass(t.d, true), models.NewPass(t.d, true)
+	// Passes go back to the pool once recorded: whatever reuses their
+	// memory is recorded, and so runs, after the backward pass.
+	defer pa.Release()
+	defer pb.Release()
+	for _, v := range []struct {
+		p       *models.Pass
+		x, r, z *gpu.Tensor
+	}{{pa, t.xa, t.ra, t.za}, {pb, t.xb, t.rb, t.zb}} {
+		if err := m.Backbone.Forward(r, v.p, v.r, v.x, t.n, t.h, t.w); err != nil {
+			return err
+		}
+		if err := m.Projector.Forward(r, v.p, v.z, v.r, t.n); err != nil {
+			return err
+		}
+	}
+	// With a predictor, the loss sees its output on view A instead of the
+	// embedding, and the gradient goes back through it.
+	first, dFirst := t.za, t.dza
+	pq := models.NewPass(t.d, true)
+	defer pq.Release()
+	if m.Predictor != nil {
+		if err := m.Predictor.Forward(r, pq, t.qa, t.za, t.n); err != nil {
+			return err
+		}
+		first, dFirst = t.qa, t.dqa
+	}
+	if err := t.Loss.Forward(r, t.loss, first, t.zb); err != nil {
+		return err
+	}
+	if err := t.Loss.Backward(r, dFirst, t.dzb); err != nil {
+		return err
+	}
+	if m.Predictor != nil {
+		if err := m.Predictor.Backward(r, pq, t.dza, t.dqa); err != nil {
+			return err
+		}
+	}
+	branches := []struct {
+		p      *models.Pass
+		dr, dz *gpu.Tensor
+	}{{pa, t.dra, t.dza}, {pb, t.drb, t.dzb}}
+	if t.StopGradB {
+		branches = branches[:1]
+	}
+	for _, v := range branches {
+		if err := m.Projector.Backward(r, v.p, v.dr, v.dz); err != nil {
+			return err
+		}
+		if err := m.Backbone.Backward(r, v.p, v.dr); err != nil {
+			return err
+		}
+	}
+	return t.Opt.Step(r, lrWeights, lrVectors)
+}
+
+// TwinStep uploads the two views a and b ([n, c, h, w] each), records and
+// submits one step with the given learning rates, and returns the loss of
+// the step before it (nil on the first call), waiting for it if the device
+// has not finished that step yet.
+func (t *Trainer) TwinStep(a, b []float32, lrWeights, lrVectors float32) (*StepLoss, error) {
+	if err := t.xa.Upload(a); err != nil {
+		return nil, fmt.Errorf("train: view A: %w", err)
+	}
+	if err := t.xb.Upload(b); err != nil {
+		return nil, fmt.Errorf("train: view B: %w", err)
+	}
+	r, err := t.d.Record(false)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.record(r, lrWeights, lrVectors); err != nil {
+		r.Discard()
+		return nil, fmt.Errorf("train: step %d: %w", t.Step, err)
+	}
+	rb, err := r.Readback(t.loss)
+	if err != nil {
+		r.Discard()
+		return nil, err
+	}
+	if err := r.Submit(); err != nil {
+		return nil, err
+	}
+	prev, err := t.Flush()
+	t.pending = &pendingLoss{step: t.Step, rb: rb}
+	t.Step++
+	return prev, err
+}
+
+// Flush waits for the loss of the latest submitted step and returns it
+// (nil when none is pending).
+func (t *Trainer) Flush() (*StepLoss, error) {
+	p := t.pending
+	if p == nil {
+		return nil, nil
+	}
+	t.pending = nil
+	v, err := p.rb.Wait()
+	if err != nil {
+		return nil, fmt.Errorf("train: reading the loss of step %d: %w", p.step, err)
+	}
+	return &StepLoss{Step: p.step, Loss: v[0]}, nil
+}
+
+func (t *Trainer) buffers() []*gpu.Tensor {
+	return []*gpu.Tensor{t.xa, t.xb, t.ra, t.rb, t.dra, t.drb, t.za, t.zb, t.dza, t.dzb, t.loss, t.qa, t.dqa}
+}
+
+// Release frees the trainer's buffers (not the model, loss or optimiser).
+func (t *Trainer) Release() {
+	t.Flush()
+	for _, x := range t.buffers() {
+		x.Release()
+	}
+}
+
+// Profile records one twin step with per-kernel device timing and returns
+// the time of every dispatch, in recording order. It changes the model like
+// any step.
+func (t *Trainer) Profile(a, b []float32, lrWeights, lrVectors float32) ([]gpu.Timing, error) {
+	if _, err := t.Flush(); err != nil {
+		return nil, err
+	}
+	if err := t.xa.Upload(a); err != nil {
+		return nil, err
+	}
+	if err := t.xb.Upload(b); err != nil {
+		return nil, err
+	}
+	r, err := t.d.Record(true)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.record(r, lrWeights, lrVectors); err != nil {
+		r.Discard()
+		return nil, err
+	}
+	if err := r.Submit(); err != nil {
+		return nil, err
+	}
+	t.Step++
+	return r.Timings()
+}

@@ -1,0 +1,185 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/bt-org/bt/bt/loss"
+	"github.com/bt-org/bt/bt/optim"
+	"github.com/bt-org/bt/bt/train"
+	"github.com/bt-org/bt/models"
+	"github.com/bt-org/bt/pipeline"
+)
+
+// The CLI only maps flags onto a train.Config; the library validates it.
+// The flag values below refuse what is out of range as they are parsed,
+// so the flag package's error names the flag.
+
+// intFlag is an int flag with a lower bound.
+type intFlag struct {
+	p   *int
+	min int
+}
+
+func (f intFlag) String() string {
+	if f.p == nil {
+		return "0"
+	}
+	return strconv.Itoa(*f.p)
+}
+
+func (f intFlag) Set(s string) error {
+	v, err := strconv.Atoi(s)
+	if err != nil {
+		return fmt.Errorf("not a whole number")
+	}
+	if v < f.min {
+		return fmt.Errorf("must be at least %d", f.min)
+	}
+	*f.p = v
+	return nil
+}
+
+// floatFlag is a finite float flag at least min (above it when open) and,
+// when max > min, at most max.
+type floatFlag[T float32 | float64] struct {
+	p    *T
+	min  float64
+	open bool
+	max  float64
+}
+
+func (f floatFlag[T]) String() string {
+	if f.p == nil {
+		return "0"
+	}
+	return strconv.FormatFloat(float64(*f.p), 'g', -1, 64)
+}
+
+func (f floatFlag[T]) Set(s string) error {
+	v, err := strconv.ParseFloat(s, 64)
+	switch {
+	case err != nil:
+		return fmt.Errorf("not a number")
+	case math.IsNaN(v) || math.IsInf(v, 0):
+		return fmt.Errorf("must be a finite number")
+	case f.open && v <= f.min:
+		return fmt.Errorf("must be more than %g", f.min)
+	case v < f.min:
+		return fmt.Errorf("must be at least %g", f.min)
+	case f.max > f.min && v > f.max:
+		return fmt.Errorf("must be at most %g", f.max)
+	}
+	*f.p = T(v)
+	return nil
+}
+
+// choiceFlag is a string flag that takes one of a list.
+type choiceFlag[T ~string] struct {
+	p       *T
+	choices []T
+}
+
+func (f choiceFlag[T]) String() string {
+	if f.p == nil {
+		return ""
+	}
+	return string(*f.p)
+}
+
+func (f choiceFlag[T]) Set(s string) error {
+	for _, c := range f.choices {
+		if string(c) == s {
+			*f.p = c
+			return nil
+		}
+	}
+	var names []string
+	for _, c := range f.choices {
+		names = append(names, string(c))
+	}
+	return fmt.Errorf("choose one of %s", strings.Join(names, ", "))
+}
+
+// flagGroup is a heading in the help and the flags under it.
+type flagGroup struct {
+	name  string
+	flags []string
+}
+
+// registerConfig binds the pretraining flags to c, which holds their
+// defaults, and returns them grouped for the help. Seed also seeds the
+// initialisation: the CLI sets c.Model.Seed from c.Seed after parsing.
+func registerConfig(fs *flag.FlagSet, c *train.Config) []flagGroup {
+	archs := make([]string, len(models.Archs))
+	copy(archs, models.Archs)
+	fs.Var(choiceFlag[string]{&c.Data.Name, []string{"fashion-mnist", "mnist", "cifar10", "cifar100", "folder", "folder-unlabeled", "synthetic"}},
+		"data", "dataset: fashion-mnist, mnist, cifar10, cifar100, folder (class subfolders), folder-unlabeled, synthetic")
+	fs.StringVar(&c.Data.Dir, "data-dir", c.Data.Dir, "dataset directory (default /usr/share/datasets/<data>)")
+	fs.Var(choiceFlag[string]{&c.Data.Augment, append([]string{""}, pipeline.PresetNames()...)}, "augment", "augmentation preset: imagenet, cifar, fashion-mnist, mnist (default: the dataset's)")
+	fs.Var(intFlag{&c.Data.Size, 0}, "size", "image size of the views (default: the preset's)")
+	fs.Var(choiceFlag[string]{&c.Data.Without, append([]string{""}, pipeline.Ablations...)}, "augment-without", "drop augmentations (an ablation): "+strings.Join(pipeline.Ablations, ", "))
+	fs.Var(intFlag{&c.Data.Workers, 0}, "workers", "data-loading goroutines (default: the number of CPUs)")
+	fs.BoolVar(&c.Data.SkipBad, "skip-bad-images", c.Data.SkipBad, "skip images that do not decode (each logged once and counted) instead of stopping at the first")
+	fs.Var(floatFlag[float64]{p: &c.Data.MaxBadFraction, min: 0, open: false, max: 1}, "max-bad-fraction", "with -skip-bad-images, stop once more than this share of the images tried is bad")
+	fs.Var(intFlag{&c.Data.MaxPixels, -1}, "max-pixels", "refuse images with more pixels than this, read from their header before decoding (-1: no limit)")
+
+	fs.Var(choiceFlag[string]{&c.Model.Arch, archs}, "arch", "backbone: "+strings.Join(models.Archs, ", "))
+	fs.Var(choiceFlag[models.Stem]{&c.Model.Stem, []models.Stem{"", models.ImageNetStem, models.SmallStem}}, "stem", "backbone stem: imagenet or small (default: small for tiny and images under 64 px, else imagenet)")
+	fs.StringVar(&c.Model.Projector, "projector", c.Model.Projector, "projector widths; the paper uses 8192-8192-8192")
+	fs.BoolVar(&c.Model.NoBN, "projector-no-bn", c.Model.NoBN, "drop the projector's BatchNorms (an ablation)")
+	fs.BoolVar(&c.Model.Predictor, "predictor", c.Model.Predictor, "add a predictor (2 layers, BatchNorm and ReLU between) on one branch (an asymmetry ablation)")
+
+	fs.Var(floatFlag[float32]{p: &c.Loss.Lambda, min: 0, open: false}, "lambda", "weight of the redundancy-reduction term")
+	fs.Var(floatFlag[float32]{p: &c.Loss.Scale, min: 0, open: true}, "scale-loss", "multiplies the loss (solo-learn's CIFAR recipe uses 0.1)")
+	fs.Func("fused", "loss path: auto, on (never forms C), off (materialises C)", func(s string) error {
+		p, ok := map[string]loss.Path{"auto": loss.Auto, "on": loss.Fused, "off": loss.Materialised}[s]
+		if !ok {
+			return fmt.Errorf("want auto, on or off")
+		}
+		c.Loss.Path = p
+		return nil
+	})
+	normFlag := func(name string, n loss.Norm, usage string) {
+		fs.BoolFunc(name, usage, func(s string) error {
+			on, err := strconv.ParseBool(s)
+			if err != nil {
+				return err
+			}
+			if on {
+				if c.Loss.Norm != loss.BatchNorm && c.Loss.Norm != n {
+					return fmt.Errorf("the loss normalises one way or not at all: -feature-normalisation and -no-normalisation exclude each other")
+				}
+				c.Loss.Norm = n
+			} else if c.Loss.Norm == n {
+				c.Loss.Norm = loss.BatchNorm
+			}
+			return nil
+		})
+	}
+	normFlag("feature-normalisation", loss.FeatureNorm, "normalise each embedding over its features instead of each feature over the batch (an ablation)")
+	normFlag("no-normalisation", loss.NoNorm, "use the embeddings without batch normalisation in the loss (an ablation, with -projector-no-bn)")
+	fs.BoolVar(&c.Loss.RedundancyOnly, "redundancy-only", c.Loss.RedundancyOnly, "drop the invariance term of the loss (an ablation)")
+	fs.Var(floatFlag[float64]{p: &c.InfoNCE, min: 0, open: false}, "infonce", "train with the cross-entropy at this temperature (InfoNCE) instead of the Barlow Twins loss: the paper's comparison (0: Barlow Twins)")
+	fs.BoolVar(&c.StopGradient, "stop-gradient", c.StopGradient, "stop the gradient through the second branch (an asymmetry ablation)")
+
+	fs.Var(choiceFlag[string]{&c.Optimizer, optim.Names}, "optimizer", "optimiser: "+strings.Join(optim.Names, ", "))
+	fs.Var(floatFlag[float64]{p: &c.Schedule.Multiplier, min: 0, open: true}, "lr", "learning-rate multiplier: the base rate is lr·batch/256")
+	fs.Var(floatFlag[float64]{p: &c.Schedule.Weights, min: 0, open: false}, "lr-weights", "weights' share of the rate")
+	fs.Var(floatFlag[float64]{p: &c.Schedule.Vectors, min: 0, open: false}, "lr-biases", "biases' and BatchNorm's share of the rate")
+	fs.Var(floatFlag[float64]{p: &c.WeightDecay, min: 0, open: false}, "wd", "weight decay")
+	fs.TextVar(&c.Schedule.Warmup, "warmup", c.Schedule.Warmup, "warm-up: epochs of the full schedule (10; a -steps budget warms up over the same share of its steps), a share of the run (10%), or steps (500steps)")
+	fs.Var(intFlag{&c.Batch, 2}, "batch", "batch size (pairs per step)")
+	fs.Var(intFlag{&c.Epochs, 1}, "epochs", "epochs; the schedule spans them")
+	fs.Var(intFlag{&c.Steps, 0}, "steps", "stop after this many steps, with the whole schedule compressed to fit (0: all epochs)")
+	fs.Uint64Var(&c.Seed, "seed", c.Seed, "seed of the initialisation, the data order and the augmentations")
+	return []flagGroup{
+		{"data", []string{"data", "data-dir", "augment", "size", "augment-without", "workers", "skip-bad-images", "max-bad-fraction", "max-pixels"}},
+		{"model", []string{"arch", "stem", "projector", "projector-no-bn", "predictor"}},
+		{"loss", []string{"lambda", "scale-loss", "fused", "feature-normalisation", "no-normalisation", "redundancy-only", "infonce", "stop-gradient"}},
+		{"optimisation", []string{"optimizer", "lr", "lr-weights", "lr-biases", "wd", "warmup", "batch", "epochs", "steps", "seed"}},
+	}
+}
