@@ -128,7 +128,11 @@ func (s Schedule) rate(step, warm, total, batch int) float64 {
 // Describe is the schedule of a run in one line, for the start-up header.
 func (s Schedule) Describe(warm, total, batch int) string {
 	base := s.Multiplier * float64(batch) / 256
+	w := s.Warmup.String()
+	if s.Warmup.Unit == WarmupEpochs {
+		w += " epochs of the full schedule"
+	}
 	return fmt.Sprintf("base %.4g (%g×%d/256), weights ×%g, biases and BatchNorm ×%g: warm-up over %d of %d steps (%s) to %.4g / %.4g, cosine to %.4g / %.4g",
-		base, s.Multiplier, batch, s.Weights, s.Vectors, warm, total, s.Warmup, base*s.Weights, base*s.Vectors,
+		base, s.Multiplier, batch, s.Weights, s.Vectors, warm, total, w, base*s.Weights, base*s.Vectors,
 		base*s.EndFactor*s.Weights, base*s.EndFactor*s.Vectors)
 }

@@ -303,6 +303,16 @@ func parseCheckpoint(path string, b []byte) (*Checkpoint, error) {
 	return c, nil
 }
 
+// Tensor returns the values of the named float32 tensor, or nil when the
+// file holds no such tensor.
+func (c *Checkpoint) Tensor(name string) []float32 {
+	v, err := c.floats(name, nil)
+	if err != nil {
+		return nil
+	}
+	return v
+}
+
 // floats returns the named tensor's values, checking its shape when want is
 // not nil.
 func (c *Checkpoint) floats(name string, want []int) ([]float32, error) {

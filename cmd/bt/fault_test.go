@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -386,5 +387,40 @@ func TestBrokenImages(t *testing.T) {
 	rows := metricsRows(t, filepath.Join(skip, "metrics.jsonl"))
 	if n := rows[len(rows)-1]["bad_images"]; n != 3 {
 		t.Errorf("metrics count %v bad images, want 3", n)
+	}
+}
+
+// TestInit: -init starts a run from an exported backbone: with its one
+// step at warm-up's zero rate, the run's first checkpoint holds the
+// export's convolution weights; a backbone of another network is refused
+// by name.
+func TestInit(t *testing.T) {
+	first := filepath.Join(t.TempDir(), "first")
+	if err := runPretrain(args("-out", first, "-steps", "2")); err != nil {
+		t.Fatal(err)
+	}
+	exported := filepath.Join(t.TempDir(), "backbone.safetensors")
+	if err := runExport([]string{"-checkpoint", filepath.Join(first, train.Latest), "-out", exported}); err != nil {
+		t.Fatal(err)
+	}
+	second := filepath.Join(t.TempDir(), "second")
+	if err := runPretrain(args("-out", second, "-steps", "1", "-warmup", "1steps", "-seed", "9", "-init", exported)); err != nil {
+		t.Fatal(err)
+	}
+	a, err := train.LoadCheckpoint(exported)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := train.LoadCheckpoint(filepath.Join(second, train.Latest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wa, wb := a.Tensor("conv1.weight"), b.Tensor("backbone.conv1.weight")
+	if len(wa) == 0 || !slices.Equal(wa, wb) {
+		t.Errorf("the run did not start from the export's conv1 (%d values, equal %v)", len(wa), slices.Equal(wa, wb))
+	}
+	err = runPretrain(args("-out", filepath.Join(t.TempDir(), "third"), "-steps", "1", "-arch", "resnet18", "-init", exported))
+	if err == nil || !strings.Contains(err.Error(), "holds a tiny backbone") {
+		t.Errorf("a tiny backbone into a resnet18 run: %v", err)
 	}
 }

@@ -104,6 +104,7 @@ type runOptions struct {
 	every     int
 	keep      int
 	resume    string
+	init      string
 	config    string
 	memoryGiB float64
 	ckpt      *train.Checkpoint // the loaded -resume file
@@ -123,12 +124,13 @@ func (ro *runOptions) register(fs *flag.FlagSet) flagGroup {
 	fs.Var(intFlag{&ro.keep, 1}, "keep", "checkpoints to keep (checkpoint-STEP.safetensors; checkpoint.safetensors is always the newest)")
 	ro.keep = train.DefaultKeep
 	fs.StringVar(&ro.resume, "resume", "", "checkpoint to continue from exactly; its settings are the run's (only -epochs, -steps and -workers may change, to extend it)")
+	fs.StringVar(&ro.init, "init", "", "start from this backbone: a bt checkpoint or export, or a torchvision state dict converted by tools/reference/torchvision_to_safetensors.py")
 	fs.StringVar(&ro.config, "config", "", "a run's config.json to start from; flags given beside it override its settings")
 	fs.Var(floatFlag[float64]{p: &ro.memoryGiB, min: 0, open: false}, "memory", "device memory to plan for, in GiB (WebGPU does not report it; 0 checks only the adapter's per-buffer limit)")
 	fs.Var(intFlag{&ro.monitor.every, 0}, "knn-every", "steps between kNN accuracy checks on the test split (0: never); results go to metrics.jsonl")
 	fs.Var(intFlag{&ro.monitor.trainN, 1}, "knn-images", "training images the kNN monitor samples (test images: a fifth of that)")
 	ro.monitor.trainN = 5000
-	return flagGroup{"run", []string{"out", "overwrite", "checkpoint-every", "keep", "resume", "config", "memory", "knn-every", "knn-images", "adapter"}}
+	return flagGroup{"run", []string{"out", "overwrite", "checkpoint-every", "keep", "resume", "init", "config", "memory", "knn-every", "knn-images", "adapter"}}
 }
 
 // resumable are the flags a resumed run may take: they extend it or only
@@ -145,6 +147,9 @@ func (ro *runOptions) resolve(cfg *train.Config, explicit map[string]bool) error
 	}
 	if ro.config != "" && ro.resume != "" {
 		return errors.New("-config and -resume: a resumed run takes its checkpoint's settings")
+	}
+	if ro.init != "" && ro.resume != "" {
+		return errors.New("-init and -resume: a resumed run continues from its checkpoint's weights")
 	}
 	ro.monitor.testN = max(1, ro.monitor.trainN/5)
 	ro.auto = !explicit["out"] && ro.resume == ""
@@ -237,6 +242,11 @@ func pretrain(ctx context.Context, d *gpu.Device, cfg train.Config, ro runOption
 			run.Release()
 		}
 	}()
+	if ro.init != "" {
+		if err := initBackbone(run, ro.init); err != nil {
+			return nil, err
+		}
+	}
 	owner, err := ro.openDir()
 	if err != nil {
 		return nil, err
@@ -275,36 +285,23 @@ func pretrain(ctx context.Context, d *gpu.Device, cfg train.Config, ro runOption
 		return nil, err
 	}
 	defer metrics.Close()
-	var steps []int
+	// What the plots draw, gathered as the metrics are written.
+	var steps, lrW, lossV, knnSteps, knn20, knn200 []float64
 	var losses []float32
 	var lastEv train.Event
+	var knn []float64 // the kNN monitor's result for the step being logged
 	dim := run.Model.Projector.Out
 	progress := newProgress(log, loop.Steps()-start)
-	heat := func(name string) error {
+	heat := func(name string, step int) error {
 		za, zb, err := tr.Embeddings()
 		if err != nil {
 			return err
 		}
 		const dims = 64
-		return report.Heatmap(filepath.Join(dir, name), train.CrossCorrelation(za, zb, cfg.Batch, dim, dims), min(dims, dim), 6)
+		title := fmt.Sprintf("C of the first %d embedding dimensions after step %d", min(dims, dim), step)
+		return report.Heatmap(filepath.Join(dir, name), title, train.CrossCorrelation(za, zb, cfg.Batch, dim, dims), min(dims, dim))
 	}
 	loop.Hooks = []train.Hook{
-		{Name: "metrics", Fn: func(_ *train.Loop, ev train.Event) error {
-			steps, losses, lastEv = append(steps, ev.Step), append(losses, ev.Loss), ev
-			mem := d.MemStats()
-			b, _ := json.Marshal(map[string]any{"step": ev.Step + 1, "epoch": ev.Epoch, "loss": ev.Loss,
-				"lr_weights": ev.LRWeights, "lr_biases": ev.LRVectors, "pairs_per_s": ev.PairsPerS, "elapsed_s": ev.Elapsed.Seconds(),
-				"bad_images": len(run.Loader.Skipped()), "device_bytes": mem.Live + mem.Idle, "rss_bytes": rssBytes()})
-			_, err := metrics.Write(append(b, '\n'))
-			progress.update(ev)
-			return err
-		}},
-		{Name: "cross-correlation at the start", Fn: func(_ *train.Loop, ev train.Event) error {
-			if ev.Step == start {
-				return heat("c_start.png")
-			}
-			return nil
-		}},
 		{Name: "kNN monitor", Every: max(1, ro.monitor.every), AtEnd: true, Fn: func(_ *train.Loop, ev train.Event) error {
 			if ro.monitor.every <= 0 {
 				return nil
@@ -318,20 +315,52 @@ func pretrain(ctx context.Context, d *gpu.Device, cfg train.Config, ro runOption
 			if err != nil {
 				return err
 			}
-			acc, err := eval.KNN(d, trainSet, test, classes, knnK, 0.07)
-			if err != nil {
+			if knn, err = eval.KNN(d, trainSet, test, classes, knnK, 0.07); err != nil {
 				return err
 			}
-			fmt.Fprintf(log, "kNN      step %d: k=20 %.2f%%, k=200 %.2f%%\n", ev.Step+1, 100*acc[0], 100*acc[1])
-			b, _ := json.Marshal(map[string]any{"step": ev.Step + 1, "knn20": acc[0], "knn200": acc[1]})
-			_, err = metrics.Write(append(b, '\n'))
+			fmt.Fprintf(log, "kNN      step %d: k=20 %.2f%%, k=200 %.2f%%\n", ev.Step+1, 100*knn[0], 100*knn[1])
+			knnSteps, knn20, knn200 = append(knnSteps, float64(ev.Step+1)), append(knn20, 100*knn[0]), append(knn200, 100*knn[1])
+			return nil
+		}},
+		{Name: "metrics", Fn: func(_ *train.Loop, ev train.Event) error {
+			lastEv = ev
+			losses = append(losses, ev.Loss)
+			steps, lrW, lossV = append(steps, float64(ev.Step+1)), append(lrW, float64(ev.LRWeights)), append(lossV, float64(ev.Loss))
+			mem := d.MemStats()
+			row := map[string]any{"step": ev.Step + 1, "epoch": ev.Epoch, "loss": ev.Loss,
+				"lr_weights": ev.LRWeights, "lr_biases": ev.LRVectors, "pairs_per_s": ev.PairsPerS, "elapsed_s": ev.Elapsed.Seconds(),
+				"bad_images": len(run.Loader.Skipped()), "device_bytes": mem.Live + mem.Idle, "rss_bytes": rssBytes()}
+			if knn != nil {
+				row["knn20"], row["knn200"] = knn[0], knn[1]
+				knn = nil
+			}
+			b, _ := json.Marshal(row)
+			_, err := metrics.Write(append(b, '\n'))
+			progress.update(ev)
 			return err
 		}},
-		{Name: "loss curve", Every: 200, AtEnd: true, Fn: func(_ *train.Loop, ev train.Event) error {
+		{Name: "cross-correlation at the start", Fn: func(_ *train.Loop, ev train.Event) error {
+			if ev.Step == start {
+				return heat("c_start.png", ev.Step+1)
+			}
+			return nil
+		}},
+		{Name: "plots", Every: 200, AtEnd: true, Fn: func(_ *train.Loop, ev train.Event) error {
 			if len(steps) < 2 {
 				return nil
 			}
-			return report.LossCurve(filepath.Join(dir, "loss.png"), fmt.Sprintf("%s on %s, batch %d", cfg.Model.Arch, cfg.Data.Name, cfg.Batch), steps, losses)
+			what := fmt.Sprintf("%s on %s, batch %d", cfg.Model.Arch, cfg.Data.Name, cfg.Batch)
+			if err := report.Curves(filepath.Join(dir, "loss.png"), what, "step", "Barlow Twins loss", report.Series{Name: "loss", X: steps, Y: lossV}); err != nil {
+				return err
+			}
+			if err := report.Curves(filepath.Join(dir, "lr.png"), what+": the schedule", "step", "learning rate of the weights", report.Series{Name: "weights", X: steps, Y: lrW}); err != nil {
+				return err
+			}
+			if len(knnSteps) == 0 {
+				return nil
+			}
+			return report.Curves(filepath.Join(dir, "knn.png"), what+": kNN on the test split", "step", "top-1 (%)",
+				report.Series{Name: "k = 20", X: knnSteps, Y: knn20}, report.Series{Name: "k = 200", X: knnSteps, Y: knn200})
 		}},
 	}
 	if err := loop.Execute(ctx); err != nil {
@@ -339,7 +368,7 @@ func pretrain(ctx context.Context, d *gpu.Device, cfg train.Config, ro runOption
 		return nil, err
 	}
 	progress.done()
-	if err := heat("c_end.png"); err != nil {
+	if err := heat("c_end.png", tr.Step); err != nil {
 		return nil, err
 	}
 	if run.Loss != nil { // InfoNCE has no cross-correlation figures
@@ -351,13 +380,33 @@ func pretrain(ctx context.Context, d *gpu.Device, cfg train.Config, ro runOption
 	if bad := run.Loader.Skipped(); len(bad) > 0 {
 		fmt.Fprintf(log, "skipped  %d bad images (-skip-bad-images), listed above\n", len(bad))
 	}
-	fmt.Fprintf(log, "wrote    %s: checkpoint.safetensors, config.json, metrics.jsonl, loss.png, c_start.png, c_end.png\n", dir)
+	fmt.Fprintf(log, "wrote    %s: checkpoint.safetensors, config.json, metrics.jsonl, loss.png, lr.png, c_start.png, c_end.png%s\n", dir,
+		map[bool]string{true: ", knn.png"}[len(knnSteps) > 0])
 	tenth := max(1, len(losses)/10)
 	res = &pretrainResult{run: run, cfg: cfg, dir: dir, owner: owner, steps: len(losses), elapsed: lastEv.Elapsed, pairsPerS: lastEv.PairsPerS}
 	if len(losses) > 0 {
 		res.lossStart, res.lossEnd = mean32(losses[:tenth]), mean32(losses[len(losses)-tenth:])
 	}
 	return res, nil
+}
+
+// initBackbone loads a backbone's weights and statistics from path into
+// the run's model before its first step; a file that records its network
+// must record this run's.
+func initBackbone(run *train.Run, path string) error {
+	c, err := train.LoadCheckpoint(path)
+	if err != nil {
+		return err
+	}
+	want := run.Model.Config
+	if got := c.Model; got.Arch != "" && (got.Arch != want.Arch || got.Stem != want.Stem || got.InChannels != want.InChannels) {
+		return fmt.Errorf("-init %s holds a %s backbone (%s stem, %d channels); this run trains a %s (%s stem, %d channels)",
+			path, got.Arch, got.Stem, got.InChannels, want.Arch, want.Stem, want.InChannels)
+	}
+	if err := c.RestoreBackbone(run.Model); err != nil {
+		return fmt.Errorf("-init: %w", err)
+	}
+	return nil
 }
 
 // openDir claims the run directory: the checkpoint's run to resume, -out
