@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -82,7 +83,35 @@ func parsePretrain(args []string) (train.Config, runOptions, error) {
 	if err := ro.resolve(&cfg, explicit); err != nil {
 		return cfg, *ro, err
 	}
+	if ro.resume == "" {
+		if err := folderPreset(&cfg.Data, os.Stderr); err != nil {
+			return cfg, *ro, err
+		}
+	}
 	return cfg, *ro, nil
+}
+
+// folderPreset picks the augmentation preset of an image folder from its
+// images' size when -augment is not given: the ImageNet preset would turn
+// 28-pixel images into 224-pixel views, 60 times the work for nothing. It
+// looks at the first image and says what it chose.
+func folderPreset(data *train.DataConfig, log io.Writer) error {
+	if data.Augment != "" || !strings.HasPrefix(strings.ToLower(data.Name), "folder") {
+		return nil
+	}
+	ds, err := data.Open("train")
+	if err != nil {
+		return err
+	}
+	var img pipeline.Image
+	if err := ds.Load(0, &img); err != nil {
+		return err
+	}
+	if side := min(img.H, img.W); side < 64 {
+		data.Augment = "cifar"
+		fmt.Fprintf(log, "note     the folder's first image is %d×%d: the cifar preset (32-px views, no blur) is used; -augment imagenet gives 224-px views\n", img.W, img.H)
+	}
+	return nil
 }
 
 // pretrainFlags is pretrain's flag set over cfg.
