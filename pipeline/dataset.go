@@ -22,6 +22,21 @@ type Dataset interface {
 	Load(i int, dst *Image) error
 }
 
+// Encoded is implemented by datasets of encoded image files (Folder). For
+// them the loader reads a file's header, draws every view's random choices
+// from the full size, and only then decodes, at the smallest scale that
+// keeps each view's crop at least its output size (DCT-domain scaling with
+// libjpeg-turbo). Random draws therefore depend only on the header, never on
+// the decoder.
+type Encoded interface {
+	Dataset
+	// ReadFile returns the bytes of image i, reusing buf when it is large
+	// enough; errors name the file.
+	ReadFile(i int, buf []byte) ([]byte, error)
+	// Path names image i in decode errors.
+	Path(i int) string
+}
+
 // DefaultDir is where Open looks for a dataset when no directory is given:
 // the Debian dataset packages install there (dataset-fashion-mnist).
 const DefaultDir = "/usr/share/datasets"

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -215,6 +216,32 @@ func (d *Folder) Load(i int, dst *Image) error {
 	}
 	FromImage(dst, img, d.channels)
 	return nil
+}
+
+// ReadFile implements Encoded: the bytes of image i's file, read into buf
+// when it is large enough.
+func (d *Folder) ReadFile(i int, buf []byte) ([]byte, error) {
+	if i < 0 || i >= len(d.files) {
+		return nil, fmt.Errorf("pipeline: %s: image %d out of range [0, %d)", d.root, i, len(d.files))
+	}
+	f, err := os.Open(d.files[i])
+	if err != nil {
+		return nil, fmt.Errorf("pipeline: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("pipeline: %w", err)
+	}
+	n := int(fi.Size())
+	if cap(buf) < n {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
+	if _, err := io.ReadFull(f, buf); err != nil {
+		return nil, fmt.Errorf("pipeline: %s: %w", d.files[i], err)
+	}
+	return buf, nil
 }
 
 // folderSplit picks dir/train for "train" (else dir itself, a folder of
