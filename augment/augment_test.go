@@ -89,16 +89,17 @@ func render(t *testing.T, d *gpu.Device, rng *rand.Rand, v pipeline.ViewConfig, 
 // CPU path on odd output sizes and odd source sizes, in both filters and
 // channel counts. Tolerances (after normalisation by std 0.25, so 4× the
 // pixel-domain error):
-//   - resize: 3e-5. The taps and weights are the CPU's formulas in float32
+//   - resize: 1e-4 (under 1% of an 8-bit level before normalisation). The
+//     taps and weights are the CPU's formulas in float32
 //     instead of float64, summed in the same order.
-//   - jitter: 5e-5. Contrast's mean luma is a float32 tree sum (the CPU sums
+//   - jitter: 2e-4. Contrast's mean luma is a float32 tree sum (the CPU sums
 //     in float64), and the hue round trip runs in different rounding.
-//   - grayscale, blur: 5e-5. Same weights (uploaded from the CPU's), same
+//   - grayscale, blur: 2e-4. Same weights (uploaded from the CPU's), same
 //     order; the error is what resize and jitter leave.
 //   - solarization (and all steps together): 0.016. A value within
 //     rounding of the threshold 128/255 may land on the other side of it,
 //     and v and 1−v differ there by |1−2·128/255| = 1/255, 0.0157 after
-//     normalisation; everything else stays within 5e-5.
+//     normalisation; everything else stays within 2e-4.
 func TestKernelsMatchCPU(t *testing.T) {
 	d := gputest.Device(t)
 	rng := gputest.Rand(t)
@@ -112,10 +113,10 @@ func TestKernelsMatchCPU(t *testing.T) {
 		tol   float64
 		chans []int
 	}{
-		{"resize", on(func(*pipeline.ViewConfig) {}), 3e-5, []int{1, 3}},
-		{"jitter", jitter, 5e-5, []int{1, 3}},
-		{"grayscale", on(func(v *pipeline.ViewConfig) { jitter(v); v.GrayP = 1 }), 5e-5, []int{3}},
-		{"blur", on(func(v *pipeline.ViewConfig) { v.BlurP = 1 }), 5e-5, []int{1, 3}},
+		{"resize", on(func(*pipeline.ViewConfig) {}), 1e-4, []int{1, 3}},
+		{"jitter", jitter, 2e-4, []int{1, 3}},
+		{"grayscale", on(func(v *pipeline.ViewConfig) { jitter(v); v.GrayP = 1 }), 2e-4, []int{3}},
+		{"blur", on(func(v *pipeline.ViewConfig) { v.BlurP = 1 }), 2e-4, []int{1, 3}},
 		{"solarize", on(func(v *pipeline.ViewConfig) { v.SolarizeP = 1 }), 0.016, []int{3}},
 		{"all", on(func(v *pipeline.ViewConfig) { jitter(v); v.GrayP, v.BlurP, v.SolarizeP = 0.2, 0.5, 0.2 }), 0.016, []int{1, 3}},
 	} {
