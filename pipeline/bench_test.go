@@ -11,8 +11,13 @@ import (
 // views, normalisation into the batch) on one worker goroutine, so pairs/s
 // is per core.
 func benchLoader(b *testing.B, ds Dataset, aug Config) {
+	benchLoaderCfg(b, ds, aug, false)
+}
+
+// benchLoaderCfg is benchLoader, raw (decode and draw only) when asked.
+func benchLoaderCfg(b *testing.B, ds Dataset, aug Config, raw bool) {
 	const batch = 32
-	l, err := NewLoader(ds, aug, LoaderConfig{BatchSize: batch, Workers: 1, Prefetch: 2, Seed: 1, Shuffle: true, DropLast: true})
+	l, err := NewLoader(ds, aug, LoaderConfig{BatchSize: batch, Workers: 1, Prefetch: 2, Seed: 1, Shuffle: true, DropLast: true, Raw: raw})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -71,8 +76,25 @@ func BenchmarkPairs28(b *testing.B) {
 }
 
 // BenchmarkPairs224JPEG decodes 500×375 JPEGs (about ImageNet's average
-// size) and draws two 224 px views with the paper's augmentations.
+// size) and draws two 224 px views with the paper's augmentations, with the
+// build's JPEG decoder (JPEGDecoder; -tags nolibjpeg for image/jpeg).
 func BenchmarkPairs224JPEG(b *testing.B) {
+	b.Log("JPEG decoder:", JPEGDecoder)
+	aug, _ := Preset("imagenet")
+	benchLoader(b, jpegFolder(b), aug)
+}
+
+// BenchmarkRaw224JPEG is the CPU's share when a device augments: decode and
+// draw only, what package augment's device path needs from each core.
+func BenchmarkRaw224JPEG(b *testing.B) {
+	b.Log("JPEG decoder:", JPEGDecoder)
+	aug, _ := Preset("imagenet")
+	benchLoaderCfg(b, jpegFolder(b), aug, true)
+}
+
+// jpegFolder writes 32 synthetic 500×375 JPEGs (quality 95) into a class
+// folder tree.
+func jpegFolder(b *testing.B) *Folder {
 	root := b.TempDir()
 	syn, err := NewSynthetic(SyntheticConfig{Count: 32, Size: 500, Channels: 3, Classes: 10, Seed: 1})
 	if err != nil {
@@ -88,6 +110,5 @@ func BenchmarkPairs224JPEG(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	aug, _ := Preset("imagenet")
-	benchLoader(b, d, aug)
+	return d
 }

@@ -147,21 +147,12 @@ type blurrer struct {
 // Taps beyond 4σ are dropped: their total weight is below 1e-4, far under
 // 8-bit precision, and for the usual σ ≈ 1 this halves the kernel.
 func (bl *blurrer) blur(p []float32, c, h, w, size int, sigma float32) {
-	radius := min(size/2, int(math.Ceil(4*float64(sigma))), h-1, w-1)
+	k := BlurKernel(bl.k[:0], h, w, size, sigma)
+	bl.k = k
+	radius := len(k) / 2
 	if radius <= 0 {
 		return
 	}
-	k := bl.k[:0]
-	var sum float32
-	for i := -radius; i <= radius; i++ {
-		v := float32(math.Exp(-float64(i*i) / (2 * float64(sigma) * float64(sigma))))
-		k = append(k, v)
-		sum += v
-	}
-	for i := range k {
-		k[i] /= sum
-	}
-	bl.k = k
 	n := h * w
 	if cap(bl.tmp) < n {
 		bl.tmp = make([]float32, n)
@@ -200,6 +191,28 @@ func (bl *blurrer) blur(p []float32, c, h, w, size int, sigma float32) {
 			}
 		}
 	}
+}
+
+// BlurKernel appends to dst the normalised weights of the Gaussian blur
+// that Apply uses on an h×w image for the kernel size (odd) and σ: 2r+1
+// taps with r = min(size/2, ⌈4σ⌉, h−1, w−1), none when r is 0. The device
+// path uploads these very weights, so both paths blur alike.
+func BlurKernel(dst []float32, h, w, size int, sigma float32) []float32 {
+	radius := min(size/2, int(math.Ceil(4*float64(sigma))), h-1, w-1)
+	if radius <= 0 {
+		return dst
+	}
+	k := dst
+	var sum float32
+	for i := -radius; i <= radius; i++ {
+		v := float32(math.Exp(-float64(i*i) / (2 * float64(sigma) * float64(sigma))))
+		k = append(k, v)
+		sum += v
+	}
+	for i := range k {
+		k[i] /= sum
+	}
+	return k
 }
 
 // reflect mirrors an index into [0, n) without repeating the edge pixel

@@ -22,6 +22,24 @@ type Dataset interface {
 	Load(i int, dst *Image) error
 }
 
+// Encoded is implemented by datasets of encoded image files (Folder). For
+// them the loader reads a file's header, draws every view's random choices
+// from the full size, and only then decodes, at the smallest scale that
+// keeps each view's crop at least its output size (DCT-domain scaling with
+// libjpeg-turbo). Random draws therefore depend only on the header, never on
+// the decoder.
+type Encoded interface {
+	Dataset
+	// ReadFile returns the bytes of image i, reusing buf when it is large
+	// enough, and its header. It refuses, before anything is decoded, what
+	// Load would refuse from the file and its header (for a Folder: an
+	// empty file, an unreadable header, an image above the pixel limit),
+	// with the same errors, naming the file.
+	ReadFile(i int, buf []byte) ([]byte, ImageHeader, error)
+	// Path names image i in decode errors.
+	Path(i int) string
+}
+
 // DefaultDir is where Open looks for a dataset when no directory is given:
 // the Debian dataset packages install there (dataset-fashion-mnist).
 const DefaultDir = "/usr/share/datasets"

@@ -217,33 +217,21 @@ func (d *Folder) Path(i int) string { return d.files[i] }
 
 // Load implements Dataset, honouring EXIF orientation as photo viewers do.
 // It reads the image's header before decoding it, so an image above the
-// pixel limit is refused without allocating its pixels; orientation swaps
-// width and height but keeps their product.
+// pixel limit is refused without allocating its pixels.
 func (d *Folder) Load(i int, dst *Image) error {
-	if i < 0 || i >= len(d.files) {
-		return fmt.Errorf("pipeline: %s: image %d out of range [0, %d)", d.root, i, len(d.files))
-	}
-	path := d.files[i]
-	f, err := os.Open(path)
+	f, _, err := d.open(i)
 	if err != nil {
-		return fmt.Errorf("pipeline: %w", err)
+		return err
 	}
 	defer f.Close()
-	// An empty file would otherwise read as "unknown format", which
-	// suggests a wrong extension rather than a failed copy.
-	if fi, err := f.Stat(); err != nil {
-		return fmt.Errorf("pipeline: %w", err)
-	} else if fi.Size() == 0 {
-		return fmt.Errorf("pipeline: %s: empty file (0 bytes)", path)
-	}
+	path := d.files[i]
 	br := bufio.NewReader(f)
 	hdr, format, err := image.DecodeConfig(br)
 	if err != nil {
 		return fmt.Errorf("pipeline: %s: reading the image header: %w", path, err)
 	}
-	if px := int64(hdr.Width) * int64(hdr.Height); d.maxPixels > 0 && px > int64(d.maxPixels) {
-		return fmt.Errorf("pipeline: %s: %s image of %d×%d = %d pixels, above the limit of %d pixels (FolderOptions.MaxPixels)",
-			path, format, hdr.Width, hdr.Height, px, d.maxPixels)
+	if err := d.checkPixels(path, format, hdr.Width, hdr.Height); err != nil {
+		return err
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return fmt.Errorf("pipeline: %w", err)
@@ -257,6 +245,77 @@ func (d *Folder) Load(i int, dst *Image) error {
 		return fmt.Errorf("pipeline: %s: empty image", path)
 	}
 	FromImage(dst, img, d.channels)
+	return nil
+}
+
+// ReadFile implements Encoded: the bytes of image i's file, read into buf
+// when it is large enough, and its header. The file is judged as Load
+// judges it before decoding, with the same errors: an empty file, an
+// unreadable header, an image above the pixel limit; and an image of no
+// pixels, which the views could not draw a crop from.
+func (d *Folder) ReadFile(i int, buf []byte) ([]byte, ImageHeader, error) {
+	f, n, err := d.open(i)
+	if err != nil {
+		return nil, ImageHeader{}, err
+	}
+	defer f.Close()
+	path := d.files[i]
+	if cap(buf) < n {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
+	if _, err := io.ReadFull(f, buf); err != nil {
+		return nil, ImageHeader{}, fmt.Errorf("pipeline: %s: %w", path, err)
+	}
+	hdr, err := readHeader(buf)
+	if err != nil {
+		return nil, ImageHeader{}, fmt.Errorf("pipeline: %s: reading the image header: %w", path, err)
+	}
+	// The limit is reported in the stored size, as Load reports it.
+	w, h := hdr.W, hdr.H
+	if hdr.Orientation >= 5 {
+		w, h = h, w
+	}
+	if err := d.checkPixels(path, hdr.Format, w, h); err != nil {
+		return nil, ImageHeader{}, err
+	}
+	if hdr.W <= 0 || hdr.H <= 0 {
+		return nil, ImageHeader{}, fmt.Errorf("pipeline: %s: empty image", path)
+	}
+	return buf, hdr, nil
+}
+
+// open opens image i's file and gives its size, refusing an empty file: it
+// would otherwise read as "unknown format", which suggests a wrong
+// extension rather than a failed copy.
+func (d *Folder) open(i int) (*os.File, int, error) {
+	if i < 0 || i >= len(d.files) {
+		return nil, 0, fmt.Errorf("pipeline: %s: image %d out of range [0, %d)", d.root, i, len(d.files))
+	}
+	path := d.files[i]
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, fmt.Errorf("pipeline: %w", err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, fmt.Errorf("pipeline: %w", err)
+	}
+	if fi.Size() == 0 {
+		f.Close()
+		return nil, 0, fmt.Errorf("pipeline: %s: empty file (0 bytes)", path)
+	}
+	return f, int(fi.Size()), nil
+}
+
+// checkPixels refuses an image whose header gives more pixels than the
+// limit. Orientation swaps width and height but keeps their product.
+func (d *Folder) checkPixels(path, format string, w, h int) error {
+	if px := int64(w) * int64(h); d.maxPixels > 0 && px > int64(d.maxPixels) {
+		return fmt.Errorf("pipeline: %s: %s image of %d×%d = %d pixels, above the limit of %d pixels (FolderOptions.MaxPixels)",
+			path, format, w, h, px, d.maxPixels)
+	}
 	return nil
 }
 

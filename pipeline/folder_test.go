@@ -3,6 +3,7 @@ package pipeline
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"hash/crc32"
 	"image"
 	"image/color"
@@ -234,10 +235,38 @@ func TestFolderBadFiles(t *testing.T) {
 		7:  "png image of 20000×20000 = 400000000 pixels, above the limit of 89478485 pixels (FolderOptions.MaxPixels)",
 		11: "reading the image header: image: unknown format",
 	} {
-		if err := d.Load(i, &img); err == nil || !strings.HasPrefix(err.Error(), "pipeline: "+bad[i]+": "+want) {
+		err := d.Load(i, &img)
+		if err == nil || !strings.HasPrefix(err.Error(), "pipeline: "+bad[i]+": "+want) {
 			t.Errorf("Load(%d): %v, want pipeline: %s: %s…", i, err, bad[i], want)
 		}
+		if got := loaderErr(t, bad[i], FolderOptions{}); err != nil && got != err.Error() {
+			t.Errorf("loader on %s: %q, want Load's %q", bad[i], got, err)
+		}
 	}
+}
+
+// loaderErr copies file alone into a new folder and returns the error of an
+// evaluation loader over it, with the copy's path put back to file's, or ""
+// if the image loads. The loader reads a folder through its Encoded methods
+// and decodeScaled, not Load, so this checks that path judges files as Load
+// does.
+func loaderErr(t *testing.T, file string, opts FolderOptions) string {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	must(t, err)
+	cp := filepath.Join(t.TempDir(), filepath.Base(file))
+	must(t, os.WriteFile(cp, data, 0o644))
+	opts.Unlabeled = true
+	d, err := OpenFolder(filepath.Dir(cp), opts)
+	must(t, err)
+	aug, _ := Preset("cifar")
+	l, err := NewEvalLoader(d, aug.A, LoaderConfig{BatchSize: 1, Workers: 1, Epochs: 1})
+	must(t, err)
+	defer l.Close()
+	if _, err := l.Next(); err != nil {
+		return strings.ReplaceAll(err.Error(), cp, file)
+	}
+	return ""
 }
 
 func TestLoaderOnBadFiles(t *testing.T) {
@@ -374,6 +403,10 @@ func TestFolderMaxPixels(t *testing.T) {
 			t.Errorf("%s: %v", tt.name, err)
 		case tt.err != "" && (err == nil || !strings.HasPrefix(err.Error(), "pipeline: "+tt.err)):
 			t.Errorf("%s: %v, want pipeline: %s", tt.name, err, tt.err)
+		}
+		file := []string{huge, small}[tt.file]
+		if got, want := loaderErr(t, file, FolderOptions{MaxPixels: tt.maxPixels}), fmt.Sprint(err); err != nil && got != want || err == nil && got != "" {
+			t.Errorf("%s: the loader says %q, Load %q", tt.name, got, want)
 		}
 		// Decoding 20000×20000 pixels would allocate at least 400 MB.
 		if alloc := after.TotalAlloc - before.TotalAlloc; tt.file == 0 && alloc > 1<<20 {

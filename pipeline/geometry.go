@@ -111,6 +111,15 @@ func cropMatrix(b Box, outH, outW int, flip bool) mgl32.Mat3 {
 	return m
 }
 
+// Affine is the map from output pixel coordinates (centres at k+0.5) of a
+// size×size view to source coordinates, per axis: x_src = ax·x + bx and
+// y_src = ay·y + by, the crop, scale and flip of p exactly as Apply
+// resamples them; the device path resamples with the same numbers.
+func (p *Params) Affine(size int) (ax, bx, ay, by float32) {
+	m := cropMatrix(p.Crop, size, size, p.Flipped)
+	return m[0], m[6], m[4], m[7]
+}
+
 // taps holds one axis of a separable resampling: output k reads taps source
 // samples starting at start[k] with weights w[k*taps:(k+1)*taps].
 type taps struct {

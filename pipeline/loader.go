@@ -19,6 +19,15 @@ type Batch struct {
 	N, C, H, W int
 	Epoch      int // epoch the batch belongs to
 	Step       int // position of the batch within its epoch
+
+	// Images and Params are what a loader with LoaderConfig.Raw hands out
+	// instead of A and B (which it leaves nil): the N decoded sources with
+	// the dataset's channel count (decoded at a reduced scale where the
+	// crops allow), and Params[v][k], view v's draw for sample k with its
+	// crop in Images[k]'s pixels. Augmenting them gives A and B; package
+	// augment does so on a device.
+	Images []Image8
+	Params [][]Params
 }
 
 // LoaderConfig controls batching, ordering and error handling.
@@ -53,6 +62,11 @@ type LoaderConfig struct {
 	// order of the batches it returns, so the reports too do not depend on
 	// the number of workers; may be nil.
 	OnSkip func(Skip)
+	// Raw makes batches carry decoded 8-bit images and the views' random
+	// draws (Batch.Images, Batch.Params) instead of augmented pixels, for
+	// augmentation elsewhere. The draws are those the augmenting loader
+	// makes with the same seed.
+	Raw bool
 }
 
 // DefaultMaxBadFraction tolerates one bad image in a hundred.
@@ -328,12 +342,16 @@ func (l *Loader) Close() error {
 }
 
 type worker struct {
-	l    *Loader
-	augs []*Augmenter
-	src  Image
-	pcg  rand.PCG
-	rng  *rand.Rand
-	bad  []Skip // of the batch being built; a new slice per batch, as Next keeps it
+	l      *Loader
+	augs   []*Augmenter
+	src    Image
+	pcg    rand.PCG
+	rng    *rand.Rand
+	bad    []Skip   // of the batch being built; a new slice per batch, as Next keeps it
+	params []Params // this sample's draw per view
+	data   []byte   // the encoded file
+	img8   Image8   // decoded source of a non-raw loader
+	tmp8   Image8   // decoded source before EXIF orientation
 }
 
 func (w *worker) run() {
@@ -366,11 +384,23 @@ func (w *worker) getBatch(n, c, s int) *Batch {
 		}
 		return p[:sz]
 	}
-	b.A = grow(b.A)
-	if len(w.augs) == 2 {
-		b.B = grow(b.B)
+	if w.l.cfg.Raw {
+		b.A, b.B = nil, nil
+		if cap(b.Images) < n {
+			b.Images = make([]Image8, n)
+		}
+		b.Images = b.Images[:n]
+		b.Params = b.Params[:0]
+		for range w.augs {
+			b.Params = append(b.Params, make([]Params, n))
+		}
 	} else {
-		b.B = nil
+		b.A = grow(b.A)
+		if len(w.augs) == 2 {
+			b.B = grow(b.B)
+		} else {
+			b.B = nil
+		}
 	}
 	if cap(b.Labels) < n {
 		b.Labels, b.Index = make([]int32, n), make([]int, n)
@@ -388,14 +418,23 @@ func (w *worker) batch(j job) (*Batch, error) {
 	b.Epoch, b.Step = j.epoch, j.step
 	w.bad = nil
 	for k, idx := range j.idx {
-		idx, err := w.load(idx)
+		img8 := &w.img8
+		if w.l.cfg.Raw {
+			img8 = &b.Images[k]
+		}
+		idx, err := w.load(idx, j.epoch, img8)
 		if err != nil {
 			return nil, err
 		}
-		w.pcg.Seed(splitmix(w.l.cfg.Seed^splitmix(uint64(j.epoch))), splitmix(uint64(idx)))
-		w.augs[0].View(b.A[k*sz:(k+1)*sz], &w.src, w.rng)
-		if len(w.augs) == 2 {
-			w.augs[1].View(b.B[k*sz:(k+1)*sz], &w.src, w.rng)
+		if w.l.cfg.Raw {
+			for v := range w.augs {
+				b.Params[v][k] = w.params[v]
+			}
+		} else {
+			w.augs[0].Apply(b.A[k*sz:(k+1)*sz], &w.src, &w.params[0])
+			if len(w.augs) == 2 {
+				w.augs[1].Apply(b.B[k*sz:(k+1)*sz], &w.src, &w.params[1])
+			}
 		}
 		b.Labels[k] = int32(w.l.ds.Label(idx))
 		b.Index[k] = idx
@@ -403,15 +442,17 @@ func (w *worker) batch(j job) (*Batch, error) {
 	return b, nil
 }
 
-// load reads image idx into w.src, or with SkipBad the first loadable image
-// after it when idx is broken; it returns the index of the image loaded.
-func (w *worker) load(idx int) (int, error) {
+// load reads image idx, or with SkipBad the first loadable image after it
+// when idx is broken, and draws every view for it into w.params; it returns
+// the index of the image loaded. The image lands in img8 for a raw loader
+// and in w.src otherwise.
+func (w *worker) load(idx, epoch int, img8 *Image8) (int, error) {
 	n := w.l.ds.Len()
 	tries := min(n, maxSubstitutes)
 	var first error
 	for try := range tries {
 		i := (idx + try) % n
-		err := w.l.ds.Load(i, &w.src)
+		err := w.sample(i, epoch, img8)
 		if err == nil {
 			return i, nil
 		}
@@ -424,6 +465,57 @@ func (w *worker) load(idx int) (int, error) {
 		w.bad = append(w.bad, Skip{Index: i, Err: err})
 	}
 	return 0, fmt.Errorf("pipeline: %d images in a row from index %d failed to load; the first: %w", tries, idx, first)
+}
+
+// sample loads image i and draws its views. Every sample draws from its own
+// generator seeded with (seed, epoch, index), views in order, so the draw
+// is the same whichever path decodes the image or augments it.
+func (w *worker) sample(i, epoch int, img8 *Image8) error {
+	w.params = w.params[:0]
+	seed := func() { w.pcg.Seed(splitmix(w.l.cfg.Seed^splitmix(uint64(epoch))), splitmix(uint64(i))) }
+	raw := w.l.cfg.Raw
+	enc, ok := w.l.ds.(Encoded)
+	if !ok {
+		if err := w.l.ds.Load(i, &w.src); err != nil {
+			return err
+		}
+		seed()
+		for _, a := range w.augs {
+			w.params = append(w.params, a.Draw(w.rng, w.src.H, w.src.W))
+		}
+		if raw {
+			img8.FromImage(&w.src)
+		}
+		return nil
+	}
+	// ReadFile refuses what Load would refuse before decoding (an empty
+	// file, an unreadable header, too many pixels), so both paths stop or
+	// skip on the same images with the same errors.
+	data, hdr, err := enc.ReadFile(i, w.data)
+	if err != nil {
+		return err
+	}
+	w.data = data
+	seed()
+	for _, a := range w.augs {
+		w.params = append(w.params, a.Draw(w.rng, hdr.H, hdr.W))
+	}
+	denom := scaleFor(w.params, w.l.views)
+	if err := decodeScaled(data, hdr, denom, img8, &w.tmp8); err != nil {
+		return fmt.Errorf("pipeline: %s: decoding the %s image: %w", enc.Path(i), hdr.Format, err)
+	}
+	for v := range w.params {
+		w.params[v].Crop = w.params[v].Crop.Scaled(denom)
+	}
+	c := w.l.ds.Channels()
+	if raw {
+		if c == 1 {
+			img8.toGray()
+		}
+		return nil
+	}
+	img8.ToImage(&w.src, c)
+	return nil
 }
 
 // account records the images a returned batch tried, reports its bad ones

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what bt needs on a fresh Debian or Ubuntu machine: Go is assumed;
-# a Vulkan driver (the CPU driver lavapipe when no other is present) and the
-# Fashion-MNIST data set come from apt. Sourced by scripts/test.sh and
+# a Vulkan driver (the CPU driver lavapipe when no other is present), the
+# Fashion-MNIST data set and libjpeg-turbo's headers (the loader's JPEG
+# decoder; build with -tags nolibjpeg where it cannot be installed) come
+# from apt. Sourced by scripts/test.sh and
 # scripts/demo.sh; safe to run again.
 set -euo pipefail
 
@@ -11,6 +13,9 @@ if ! compgen -G '/usr/share/vulkan/icd.d/*.json' >/dev/null && ! compgen -G '/et
 fi
 if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
   need+=(dataset-fashion-mnist)
+fi
+if [ ! -f /usr/include/jpeglib.h ]; then
+  need+=(libjpeg62-turbo-dev)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   if ! command -v apt-get >/dev/null; then

@@ -9,6 +9,7 @@ import (
 
 	"github.com/bt-org/bt/bt/loss"
 	"github.com/bt-org/bt/bt/optim"
+	"github.com/bt-org/bt/gpu"
 	"github.com/bt-org/bt/models"
 	"github.com/bt-org/bt/pipeline"
 )
@@ -56,6 +57,27 @@ type DataConfig struct {
 	MaxBadFraction float64 `json:"max_bad_fraction"`
 	MaxPixels      int     `json:"max_pixels"`
 	Workers        int     `json:"workers"` // loading goroutines; 0: one per CPU
+	// AugmentOn is where the views are augmented: "cpu" by the loader's
+	// workers, "device" by package augment from raw batches, inside the
+	// step's recording, or "auto" (also "", as in checkpoints written
+	// before the setting): the device unless the adapter is a CPU, where
+	// the workers are faster (BENCHMARKS.md). Both draw the same
+	// augmentations for a seed; the pixels differ by float rounding.
+	AugmentOn string `json:"augment_on,omitempty"`
+}
+
+// AugmentPlaces are DataConfig.AugmentOn's values.
+var AugmentPlaces = []string{"auto", "cpu", "device"}
+
+// OnDevice reports whether views are augmented on dev.
+func (d DataConfig) OnDevice(dev *gpu.Device) bool {
+	switch d.AugmentOn {
+	case "device":
+		return true
+	case "cpu":
+		return false
+	}
+	return !dev.IsCPU()
 }
 
 // DefaultConfig is the paper's recipe (LARS, λ 0.0051, batch 256, 100
@@ -63,7 +85,7 @@ type DataConfig struct {
 // 512-wide projector, sizes that train on any adapter.
 func DefaultConfig() Config {
 	return Config{
-		Data:      DataConfig{Name: "fashion-mnist", MaxBadFraction: pipeline.DefaultMaxBadFraction, MaxPixels: pipeline.DefaultMaxPixels},
+		Data:      DataConfig{Name: "fashion-mnist", MaxBadFraction: pipeline.DefaultMaxBadFraction, MaxPixels: pipeline.DefaultMaxPixels, AugmentOn: "auto"},
 		Model:     ModelConfig{Arch: "tiny", Projector: "512-512-512", Seed: 1},
 		Loss:      loss.DefaultOptions(),
 		Optimizer: "lars", WeightDecay: 1.5e-6, Schedule: optim.DefaultSchedule(),
@@ -190,6 +212,9 @@ func (c Config) Validate() error {
 	}
 	if a := c.Data.Augment; a != "" && !slices.Contains(pipeline.PresetNames(), a) {
 		bad("train: augmentation preset %q: choose one of %s", a, strings.Join(pipeline.PresetNames(), ", "))
+	}
+	if a := c.Data.AugmentOn; a != "" && !slices.Contains(AugmentPlaces, a) {
+		bad("train: augment on %q: choose one of %s", a, strings.Join(AugmentPlaces, ", "))
 	}
 	if w := c.Data.Without; w != "" && !slices.Contains(pipeline.Ablations, w) {
 		bad("train: augmentation ablation %q: choose one of %s", w, strings.Join(pipeline.Ablations, ", "))

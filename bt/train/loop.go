@@ -8,6 +8,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/bt-org/bt/augment"
 	"github.com/bt-org/bt/bt/optim"
 	"github.com/bt-org/bt/pipeline"
 )
@@ -38,8 +39,12 @@ type Hook struct {
 // that stops at the first non-finite loss, checkpoints, and named hooks for
 // everything else (logging, evaluation, plots).
 type Loop struct {
-	Trainer  *Trainer
-	Loader   *pipeline.Loader
+	Trainer *Trainer
+	Loader  *pipeline.Loader
+	// Augment, for a raw loader (pipeline.LoaderConfig.Raw), renders each
+	// batch's views on the device in the step's recording; nil when the
+	// loader augments.
+	Augment  *augment.Augmenter
 	Schedule optim.Schedule
 	Epochs   int // the run's length; the schedule spans it
 	// MaxSteps, when positive and shorter, ends the run after that many
@@ -127,7 +132,12 @@ func (l *Loop) Execute(ctx context.Context) error {
 			return err
 		}
 		lrW, lrV := l.LR(l.Trainer.Step)
-		sl, err := l.Trainer.TwinStep(b.A, b.B, lrW, lrV)
+		var sl *StepLoss
+		if l.Augment != nil {
+			sl, err = l.Trainer.RawStep(l.Augment, b, lrW, lrV)
+		} else {
+			sl, err = l.Trainer.TwinStep(b.A, b.B, lrW, lrV)
+		}
 		l.Loader.Recycle(b)
 		if err != nil {
 			return err

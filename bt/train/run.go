@@ -3,6 +3,7 @@ package train
 import (
 	"fmt"
 
+	"github.com/bt-org/bt/augment"
 	"github.com/bt-org/bt/bt/loss"
 	"github.com/bt-org/bt/bt/optim"
 	"github.com/bt-org/bt/gpu"
@@ -33,6 +34,7 @@ type Run struct {
 	Data      pipeline.Dataset
 	Views     pipeline.Config
 	Loader    *pipeline.Loader
+	Augment   *augment.Augmenter // renders the views on the device (Data.AugmentOn); nil when the loader does
 	Model     *Model
 	Objective loss.Objective
 	Loss      *loss.BarlowTwins // the Barlow Twins objective, for its Stats; nil with InfoNCE
@@ -51,16 +53,18 @@ func New(d *gpu.Device, cfg Config, o Options) (*Run, error) {
 // Resume builds the run a checkpoint belongs to and restores its weights,
 // optimiser state and position, so that Execute continues it exactly.
 // cfg is the checkpoint's configuration, or that configuration extended
-// (more Epochs or Steps, other Data.Workers); anything else that differs
-// is an error, since it would not be the same run.
+// (more Epochs or Steps, other Data.Workers or Data.AugmentOn: where the
+// views are augmented may follow the adapter, as "auto" does, since the
+// draws are the same); anything else that differs is an error, since it
+// would not be the same run.
 func Resume(d *gpu.Device, c *Checkpoint, cfg Config, o Options) (*Run, error) {
 	if c.Opt == nil || c.State.Config.Model.Arch == "" {
 		return nil, fmt.Errorf("train: %s holds no run to resume (no settings or no optimiser state); load it as weights instead", c.Path)
 	}
 	same := c.State.Config
-	same.Epochs, same.Steps, same.Data.Workers = cfg.Epochs, cfg.Steps, cfg.Data.Workers
+	same.Epochs, same.Steps, same.Data.Workers, same.Data.AugmentOn = cfg.Epochs, cfg.Steps, cfg.Data.Workers, cfg.Data.AugmentOn
 	if same != cfg {
-		return nil, fmt.Errorf("train: resuming %s with settings other than its own; only the epochs, steps and workers may change", c.Path)
+		return nil, fmt.Errorf("train: resuming %s with settings other than its own; only the epochs, steps, workers and augmentation place may change", c.Path)
 	}
 	return build(d, cfg, o, c)
 }
@@ -129,19 +133,26 @@ func build(d *gpu.Device, cfg Config, o Options, ckpt *Checkpoint) (_ *Run, err 
 		start = ckpt.State.Step
 	}
 	spe := r.Data.Len() / cfg.Batch
+	onDevice := cfg.Data.OnDevice(d)
 	if r.Loader, err = pipeline.NewLoader(r.Data, views, pipeline.LoaderConfig{BatchSize: cfg.Batch, Workers: cfg.Data.Workers,
 		Seed: cfg.Seed, Shuffle: true, DropLast: true, Epoch: start / spe, Step: start % spe,
-		SkipBad: cfg.Data.SkipBad, MaxBadFraction: cfg.Data.MaxBadFraction, OnSkip: o.OnSkip}); err != nil {
+		SkipBad: cfg.Data.SkipBad, MaxBadFraction: cfg.Data.MaxBadFraction, OnSkip: o.OnSkip, Raw: onDevice}); err != nil {
 		return nil, err
 	}
 	r.released = append(r.released, func() { r.Loader.Close() })
+	if onDevice {
+		if r.Augment, err = augment.New(d, views); err != nil {
+			return nil, err
+		}
+		r.released = append(r.released, r.Augment.Close)
+	}
 	if r.Trainer, err = NewTrainer(d, r.Model, r.Objective, r.Opt, cfg.Batch, c, size, size); err != nil {
 		return nil, err
 	}
 	r.released = append(r.released, r.Trainer.Release)
 	r.Trainer.Step = start
 	r.Trainer.StopGradB = cfg.StopGradient
-	r.Loop = &Loop{Trainer: r.Trainer, Loader: r.Loader, Schedule: cfg.Schedule, Epochs: cfg.Epochs, MaxSteps: cfg.Steps, Batch: cfg.Batch,
+	r.Loop = &Loop{Trainer: r.Trainer, Loader: r.Loader, Augment: r.Augment, Schedule: cfg.Schedule, Epochs: cfg.Epochs, MaxSteps: cfg.Steps, Batch: cfg.Batch,
 		CheckpointDir: o.CheckpointDir, CheckpointEvery: o.CheckpointEvery, Keep: o.Keep, Run: RunState{Config: cfg}}
 	if start >= r.Loop.Steps() {
 		return nil, fmt.Errorf("train: %s is at step %d, the end of its run of %d steps; give more epochs or steps to extend it", ckpt.Path, start, r.Loop.Steps())
@@ -171,8 +182,12 @@ func (r *Run) Describe(d *gpu.Device) string {
 		}
 	}
 	total := r.Loop.Steps()
-	return fmt.Sprintf("adapter  %s\nmodel    %s\ndata     %s train, %d images, %dpx %d-channel views (%s preset), batch %d, %d steps (%d per epoch)\nloss     %s\noptimise %s, weight decay %g, seed %d\nschedule %s\nmemory   %s",
-		d.Info, r.Model.Describe(), cfg.Data.Name, r.Data.Len(), views.A.Size, views.A.Channels(), cfg.Data.Preset(), cfg.Batch, total,
+	on := "the CPU"
+	if r.Augment != nil {
+		on = "the device"
+	}
+	return fmt.Sprintf("adapter  %s\nmodel    %s\ndata     %s train, %d images, %dpx %d-channel views (%s preset) augmented on %s, batch %d, %d steps (%d per epoch)\nloss     %s\noptimise %s, weight decay %g, seed %d\nschedule %s\nmemory   %s",
+		d.Info, r.Model.Describe(), cfg.Data.Name, r.Data.Len(), views.A.Size, views.A.Channels(), cfg.Data.Preset(), on, cfg.Batch, total,
 		r.Loader.StepsPerEpoch(), path, cfg.Optimizer, cfg.WeightDecay, cfg.Seed,
 		cfg.Schedule.Describe(cfg.Schedule.Warmup.Steps(total, cfg.Epochs), total, cfg.Batch), r.Plan)
 }

@@ -3,11 +3,13 @@ package train
 import (
 	"fmt"
 
+	"github.com/bt-org/bt/augment"
 	"github.com/bt-org/bt/bt/loss"
 	"github.com/bt-org/bt/bt/optim"
 	"github.com/bt-org/bt/gpu"
 	"github.com/bt-org/bt/layers"
 	"github.com/bt-org/bt/models"
+	"github.com/bt-org/bt/pipeline"
 )
 
 // Trainer performs Barlow Twins steps: two forward passes with shared
@@ -155,9 +157,28 @@ func (t *Trainer) TwinStep(a, b []float32, lrWeights, lrVectors float32) (*StepL
 	if err := t.xb.Upload(b); err != nil {
 		return nil, fmt.Errorf("train: view B: %w", err)
 	}
+	return t.submit(nil, lrWeights, lrVectors)
+}
+
+// RawStep is TwinStep for a raw batch (pipeline.LoaderConfig.Raw): aug
+// records b's two views into the step's own recording, ahead of the step,
+// so only the 8-bit images and the draws are uploaded.
+func (t *Trainer) RawStep(aug *augment.Augmenter, b *pipeline.Batch, lrWeights, lrVectors float32) (*StepLoss, error) {
+	return t.submit(func(r *gpu.Recorder) error { return aug.Record(r, b, t.xa, t.xb) }, lrWeights, lrVectors)
+}
+
+// submit records views into xa and xb (unless nil: they were uploaded),
+// then the step, submits it, and returns the loss of the step before.
+func (t *Trainer) submit(views func(*gpu.Recorder) error, lrWeights, lrVectors float32) (*StepLoss, error) {
 	r, err := t.d.Record(false)
 	if err != nil {
 		return nil, err
+	}
+	if views != nil {
+		if err := views(r); err != nil {
+			r.Discard()
+			return nil, fmt.Errorf("train: step %d: %w", t.Step, err)
+		}
 	}
 	if err := t.record(r, lrWeights, lrVectors); err != nil {
 		r.Discard()

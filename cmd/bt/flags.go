@@ -125,6 +125,7 @@ func registerConfig(fs *flag.FlagSet, c *train.Config) []flagGroup {
 	fs.Var(intFlag{&c.Data.Workers, 0}, "workers", "data-loading goroutines (default: the number of CPUs)")
 	fs.BoolVar(&c.Data.SkipBad, "skip-bad-images", c.Data.SkipBad, "skip images that do not decode (each logged once and counted) instead of stopping at the first")
 	fs.Var(floatFlag[float64]{p: &c.Data.MaxBadFraction, min: 0, open: false, max: 1}, "max-bad-fraction", "with -skip-bad-images, stop once more than this share of the images tried is bad")
+	fs.Var(choiceFlag[string]{&c.Data.AugmentOn, train.AugmentPlaces}, "augment-on", "where the views are augmented: cpu (the loader's workers), device (the GPU, from 8-bit images), auto (the device unless the adapter is a CPU)")
 	fs.Var(intFlag{&c.Data.MaxPixels, -1}, "max-pixels", "refuse images with more pixels than this, read from their header before decoding (-1: no limit)")
 
 	fs.Var(choiceFlag[string]{&c.Model.Arch, archs}, "arch", "backbone: "+strings.Join(models.Archs, ", "))
@@ -177,7 +178,7 @@ func registerConfig(fs *flag.FlagSet, c *train.Config) []flagGroup {
 	fs.Var(intFlag{&c.Steps, 0}, "steps", "stop after this many steps, with the whole schedule compressed to fit (0: all epochs)")
 	fs.Uint64Var(&c.Seed, "seed", c.Seed, "seed of the initialisation, the data order and the augmentations")
 	return []flagGroup{
-		{"data", []string{"data", "data-dir", "augment", "size", "augment-without", "workers", "skip-bad-images", "max-bad-fraction", "max-pixels"}},
+		{"data", []string{"data", "data-dir", "augment", "size", "augment-without", "workers", "augment-on", "skip-bad-images", "max-bad-fraction", "max-pixels"}},
 		{"model", []string{"arch", "stem", "projector", "projector-no-bn", "predictor"}},
 		{"loss", []string{"lambda", "scale-loss", "fused", "feature-normalisation", "no-normalisation", "redundancy-only", "infonce", "stop-gradient"}},
 		{"optimisation", []string{"optimizer", "lr", "lr-weights", "lr-biases", "wd", "warmup", "batch", "epochs", "steps", "seed"}},

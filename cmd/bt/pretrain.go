@@ -152,7 +152,7 @@ func (ro *runOptions) register(fs *flag.FlagSet) flagGroup {
 	ro.every = 500
 	fs.Var(intFlag{&ro.keep, 1}, "keep", "checkpoints to keep (checkpoint-STEP.safetensors; checkpoint.safetensors is always the newest)")
 	ro.keep = train.DefaultKeep
-	fs.StringVar(&ro.resume, "resume", "", "checkpoint to continue from exactly; its settings are the run's (only -epochs, -steps and -workers may change, to extend it)")
+	fs.StringVar(&ro.resume, "resume", "", "checkpoint to continue from exactly; its settings are the run's (only -epochs, -steps, -workers and -augment-on may change)")
 	fs.StringVar(&ro.init, "init", "", "start from this backbone: a bt checkpoint or export, or a torchvision state dict converted by tools/reference/torchvision_to_safetensors.py")
 	fs.StringVar(&ro.config, "config", "", "a run's config.json to start from; flags given beside it override its settings")
 	fs.Var(floatFlag[float64]{p: &ro.memoryGiB, min: 0, open: false}, "memory", "device memory to plan for, in GiB (WebGPU does not report it; 0 checks only the adapter's per-buffer limit)")
@@ -164,7 +164,7 @@ func (ro *runOptions) register(fs *flag.FlagSet) flagGroup {
 
 // resumable are the flags a resumed run may take: they extend it or only
 // change how it is computed, not what it trains.
-var resumable = map[string]bool{"epochs": true, "steps": true, "workers": true}
+var resumable = map[string]bool{"epochs": true, "steps": true, "workers": true, "augment-on": true}
 
 // resolve checks the run options against each other and, with -resume,
 // replaces cfg by the checkpoint's configuration (extended by the flags
@@ -195,7 +195,7 @@ func (ro *runOptions) resolve(cfg *train.Config, explicit map[string]bool) error
 	given := *cfg
 	for name := range explicit {
 		if configFlag(name) && !resumable[name] {
-			return fmt.Errorf("-%s: a resumed run keeps its checkpoint's settings; only -epochs, -steps and -workers may be given with -resume", name)
+			return fmt.Errorf("-%s: a resumed run keeps its checkpoint's settings; only -epochs, -steps, -workers and -augment-on may be given with -resume", name)
 		}
 	}
 	*cfg = c.State.Config
@@ -207,6 +207,9 @@ func (ro *runOptions) resolve(cfg *train.Config, explicit map[string]bool) error
 	}
 	if explicit["workers"] {
 		cfg.Data.Workers = given.Data.Workers
+	}
+	if explicit["augment-on"] {
+		cfg.Data.AugmentOn = given.Data.AugmentOn
 	}
 	ro.ckpt = c
 	if !explicit["out"] {
