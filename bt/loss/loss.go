@@ -543,11 +543,30 @@ func (l *BarlowTwins) Stats() (Stats, error) {
 		}
 		abs = t[4]
 	}
+	v[4] = abs
+	return l.statsOf(v, true), nil
+}
+
+// Figures is the tensor in which each Forward leaves its figures: loss,
+// Σ(1−C_ii)², Σ_{i≠j}C², ΣC_ii and Σ_{i≠j}|C_ij|, the last except where
+// the fused path takes the loss from its Gram matrices (D > N). A trainer
+// reads it back with the step in place of the loss alone, so every step's
+// terms arrive with its loss at no extra wait.
+func (l *BarlowTwins) Figures() *gpu.Tensor { return l.stats }
+
+// StatsOf is the Stats of figures read back from Figures; MeanAbsOff is
+// NaN where Figures lacks Σ|C_ij| (Stats computes it there).
+func (l *BarlowTwins) StatsOf(v []float32) Stats { return l.statsOf(v, !l.gramLoss()) }
+
+func (l *BarlowTwins) statsOf(v []float32, absKnown bool) Stats {
 	s := Stats{Loss: v[0], OnDiag: v[1], OffDiag: v[2], MeanDiag: v[3] / float32(l.dim)}
-	if l.dim > 1 {
-		s.MeanAbsOff = abs / float32(l.dim*(l.dim-1))
+	switch {
+	case !absKnown:
+		s.MeanAbsOff = float32(math.NaN())
+	case l.dim > 1:
+		s.MeanAbsOff = v[4] / float32(l.dim*(l.dim-1))
 	}
-	return s, nil
+	return s
 }
 
 // statsTile is btloss_tile's tile: GEMM's tile for a D×D product.

@@ -9,17 +9,19 @@ import (
 	"time"
 
 	"github.com/bt-org/bt/augment"
+	"github.com/bt-org/bt/bt/loss"
 	"github.com/bt-org/bt/bt/optim"
 	"github.com/bt-org/bt/pipeline"
 )
 
 // Event is what the loop tells its hooks after a step's loss has arrived.
 type Event struct {
-	Step       int     // the step whose loss this is, counted from the start of training
-	Steps      int     // steps in the whole run
-	Epoch      int     // epoch of that step
-	Loss       float32 // its loss
-	LRWeights  float32 // learning rates it used
+	Step       int         // the step whose loss this is, counted from the start of training
+	Steps      int         // steps in the whole run
+	Epoch      int         // epoch of that step
+	Loss       float32     // its loss
+	Terms      *loss.Stats // the Barlow Twins loss's terms and C's figures; nil for other objectives
+	LRWeights  float32     // learning rates it used
 	LRVectors  float32
 	PairsPerS  float64 // throughput since the loop started
 	Elapsed    time.Duration
@@ -103,7 +105,7 @@ func (l *Loop) Execute(ctx context.Context) error {
 		l.lastGood = sl.Step
 		lrW, lrV := l.LR(sl.Step)
 		el := time.Since(start)
-		ev := Event{Step: sl.Step, Steps: total, Epoch: sl.Step / l.Loader.StepsPerEpoch(), Loss: sl.Loss,
+		ev := Event{Step: sl.Step, Steps: total, Epoch: sl.Step / l.Loader.StepsPerEpoch(), Loss: sl.Loss, Terms: sl.Terms,
 			LRWeights: lrW, LRVectors: lrV, Elapsed: el, Checkpoint: l.lastCheckpoint,
 			PairsPerS: float64((sl.Step-first+1)*l.Batch) / el.Seconds()}
 		for _, h := range l.Hooks {

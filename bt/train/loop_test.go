@@ -289,3 +289,30 @@ func TestNonFiniteWeights(t *testing.T) {
 		t.Fatalf("a NaN in %s: got %v, want the guard to stop at step 0", w.Name, err)
 	}
 }
+
+// TestStepTerms: every step's event carries the loss's terms and C's
+// figures, read back with its loss: after the run, the last event's are
+// the loss's own Stats of the last step.
+func TestStepTerms(t *testing.T) {
+	s := newSmallRun(t, 1, 0, "", 0)
+	s.loop.MaxSteps = 3
+	var last *loss.Stats
+	n := 0
+	s.loop.Hooks = append(s.loop.Hooks, Hook{Name: "terms", Fn: func(_ *Loop, ev Event) error {
+		if ev.Terms == nil || ev.Terms.Loss != ev.Loss {
+			return fmt.Errorf("step %d: terms %+v for loss %v", ev.Step, ev.Terms, ev.Loss)
+		}
+		last, n = ev.Terms, n+1
+		return nil
+	}})
+	if err := s.loop.Execute(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	want, err := s.loss.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 3 || *last != want {
+		t.Errorf("%d events; the last step's terms %+v, the loss's Stats %+v", n, *last, want)
+	}
+}

@@ -47,10 +47,19 @@ type pendingLoss struct {
 	rb   *gpu.Readback
 }
 
-// StepLoss is the loss of one step, read back from the device.
+// StepLoss is the loss of one step, read back from the device, with the
+// Barlow Twins loss's terms and C's figures (nil for other objectives).
 type StepLoss struct {
-	Step int
-	Loss float32
+	Step  int
+	Loss  float32
+	Terms *loss.Stats
+}
+
+// figured is an objective that leaves more figures than the loss on the
+// device, read back with it (loss.BarlowTwins).
+type figured interface {
+	Figures() *gpu.Tensor
+	StatsOf(v []float32) loss.Stats
 }
 
 // NewTrainer prepares twin steps of n image pairs of c×h×w for model, with
@@ -184,7 +193,11 @@ func (t *Trainer) submit(views func(*gpu.Recorder) error, lrWeights, lrVectors f
 		r.Discard()
 		return nil, fmt.Errorf("train: step %d: %w", t.Step, err)
 	}
-	rb, err := r.Readback(t.loss)
+	out := t.loss
+	if f, ok := t.Loss.(figured); ok {
+		out = f.Figures() // its first figure is the loss
+	}
+	rb, err := r.Readback(out)
 	if err != nil {
 		r.Discard()
 		return nil, err
@@ -210,7 +223,12 @@ func (t *Trainer) Flush() (*StepLoss, error) {
 	if err != nil {
 		return nil, fmt.Errorf("train: reading the loss of step %d: %w", p.step, err)
 	}
-	return &StepLoss{Step: p.step, Loss: v[0]}, nil
+	sl := &StepLoss{Step: p.step, Loss: v[0]}
+	if f, ok := t.Loss.(figured); ok {
+		terms := f.StatsOf(v)
+		sl.Terms = &terms
+	}
+	return sl, nil
 }
 
 func (t *Trainer) buffers() []*gpu.Tensor {

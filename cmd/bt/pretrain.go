@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -365,6 +366,12 @@ func pretrain(ctx context.Context, d *gpu.Device, cfg train.Config, ro runOption
 			if knn != nil {
 				row["knn20"], row["knn200"] = knn[0], knn[1]
 				knn = nil
+			}
+			if t := ev.Terms; t != nil {
+				row["invariance"], row["redundancy"], row["mean_c_ii"] = t.OnDiag, t.OffDiag, t.MeanDiag
+				if !math.IsNaN(float64(t.MeanAbsOff)) {
+					row["mean_abs_c_ij"] = t.MeanAbsOff
+				}
 			}
 			b, _ := json.Marshal(row)
 			_, err := metrics.Write(append(b, '\n'))
