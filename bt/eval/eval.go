@@ -244,6 +244,8 @@ type ProbeResult struct {
 
 // LinearProbe trains a linear classifier on train's features (extracted
 // once: the fast mode of the linear evaluation) and measures it on test's.
+// The features are first standardised with the training set's statistics,
+// so that any backbone's, random or pretrained, is probed on equal terms.
 func LinearProbe(d *gpu.Device, train, test *Features, classes int, cfg ProbeConfig) (ProbeResult, error) {
 	if train.Dim != test.Dim {
 		return ProbeResult{}, fmt.Errorf("eval: probe between %d- and %d-dimensional features", train.Dim, test.Dim)
@@ -254,6 +256,7 @@ func LinearProbe(d *gpu.Device, train, test *Features, classes int, cfg ProbeCon
 	if err := checkLabels("probe", classes, train, test); err != nil {
 		return ProbeResult{}, err
 	}
+	train, test = standardise(train, test)
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x9b))
 	dim := train.Dim
 	bs := min(cfg.Batch, train.N)
@@ -329,6 +332,46 @@ func LinearProbe(d *gpu.Device, train, test *Features, classes int, cfg ProbeCon
 		}
 	}
 	return classify(d, lin, test, classes)
+}
+
+// standardise returns copies of train and test with every dimension
+// shifted and scaled by the training set's mean and standard deviation, as
+// BatchNorm without affine parameters before the classifier does in
+// several SSL codebases. An SGD probe with a fixed learning rate is badly
+// conditioned on features of another scale: without this it scored random
+// features 15 points below kNN on the same features, and the gain of
+// pretraining over them looked larger than it is.
+func standardise(train, test *Features) (*Features, *Features) {
+	dim := train.Dim
+	mean, inv := make([]float64, dim), make([]float64, dim)
+	for i := range train.N {
+		for j, v := range train.X[i*dim : (i+1)*dim] {
+			mean[j] += float64(v)
+		}
+	}
+	for j := range mean {
+		mean[j] /= float64(train.N)
+	}
+	for i := range train.N {
+		for j, v := range train.X[i*dim : (i+1)*dim] {
+			e := float64(v) - mean[j]
+			inv[j] += e * e
+		}
+	}
+	for j := range inv {
+		inv[j] = 1 / math.Sqrt(inv[j]/float64(train.N)+1e-5)
+	}
+	scaled := func(f *Features) *Features {
+		out := *f
+		out.X = make([]float32, len(f.X))
+		for i := range f.N {
+			for j, v := range f.X[i*dim : (i+1)*dim] {
+				out.X[i*dim+j] = float32((float64(v) - mean[j]) * inv[j])
+			}
+		}
+		return &out
+	}
+	return scaled(train), scaled(test)
 }
 
 // classify measures a trained classifier's top-1 and top-5 accuracy.
