@@ -13,8 +13,10 @@ import (
 // TestDemo runs a shortened demo end to end on the real Fashion-MNIST
 // (installed by scripts/setup.sh) and checks that pretraining helps: the
 // pretrained backbone must beat the randomly initialised one by at least 2
-// points of kNN accuracy (k = 20) and 10 points of linear-probe accuracy.
-// A short run already clears both by a wide margin (8 and 30 points seen).
+// points of kNN accuracy (k = 20) and 5 points of linear-probe accuracy.
+// The probe standardises its features, so random ones are no longer
+// handicapped by their scale: this 40-step run leads by 9 and 11 points
+// (it led the old probe by 30).
 func TestDemo(t *testing.T) {
 	if _, err := pipeline.Open("fashion-mnist", "", "train"); err != nil {
 		t.Fatalf("Fashion-MNIST is needed: apt-get install -y dataset-fashion-mnist (%v)", err)
@@ -29,8 +31,8 @@ func TestDemo(t *testing.T) {
 	if pre.knn[0] < base.knn[0]+0.02 {
 		t.Errorf("kNN k=20: pretrained %.3f, random %.3f; want a lead of 2 points", pre.knn[0], base.knn[0])
 	}
-	if pre.linear.Top1 < base.linear.Top1+0.10 {
-		t.Errorf("linear top-1: pretrained %.3f, random %.3f; want a lead of 10 points", pre.linear.Top1, base.linear.Top1)
+	if pre.linear.Top1 < base.linear.Top1+0.05 {
+		t.Errorf("linear top-1: pretrained %.3f, random %.3f; want a lead of 5 points", pre.linear.Top1, base.linear.Top1)
 	}
 	for _, f := range []string{"checkpoint.safetensors", "metrics.jsonl", "loss.png", "c_start.png", "c_end.png", "results.md"} {
 		if st, err := os.Stat(filepath.Join(dir, f)); err != nil || st.Size() == 0 {
