@@ -3,13 +3,14 @@ package gpu
 import (
 	"fmt"
 
-	"github.com/rajveermalviya/go-webgpu/wgpu"
+	"github.com/oliverbestmann/webgpu/wgpu"
 )
 
 const (
-	storageUsage = wgpu.BufferUsage_Storage | wgpu.BufferUsage_CopySrc | wgpu.BufferUsage_CopyDst
-	stagingUsage = wgpu.BufferUsage_MapRead | wgpu.BufferUsage_CopyDst
-	uniformUsage = wgpu.BufferUsage_Uniform | wgpu.BufferUsage_CopyDst
+	storageUsage = wgpu.BufferUsageStorage | wgpu.BufferUsageCopySrc | wgpu.BufferUsageCopyDst
+	stagingUsage = wgpu.BufferUsageMapRead | wgpu.BufferUsageCopyDst
+	uniformUsage = wgpu.BufferUsageUniform | wgpu.BufferUsageCopyDst
+	resolveUsage = wgpu.BufferUsageQueryResolve | wgpu.BufferUsageCopySrc
 )
 
 type poolKey struct {
@@ -43,7 +44,7 @@ func (p *pool) get(size uint64, usage wgpu.BufferUsage) (*wgpu.Buffer, error) {
 	if size > p.d.Limits.MaxBufferSize {
 		return nil, fmt.Errorf("gpu: a buffer of %d MiB exceeds the adapter's limit of %d MiB", size>>20, p.d.Limits.MaxBufferSize>>20)
 	}
-	b, err := p.d.device.CreateBuffer(&wgpu.BufferDescriptor{Size: size, Usage: usage})
+	b, err := p.d.device.TryCreateBuffer(&wgpu.BufferDescriptor{Size: size, Usage: usage})
 	if err != nil {
 		return nil, fmt.Errorf("gpu: allocating %d bytes: %w", size, err)
 	}

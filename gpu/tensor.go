@@ -4,10 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
-	"github.com/rajveermalviya/go-webgpu/wgpu"
+	"github.com/oliverbestmann/webgpu/wgpu"
 )
 
 // Tensor is a dense float32 array in device memory, row-major, with a shape.
@@ -132,7 +133,7 @@ func (t *Tensor) Upload(data []float32) error {
 		return nil
 	}
 	b := unsafe.Slice((*byte)(unsafe.Pointer(&data[0])), len(data)*4)
-	return t.dev.queue.WriteBuffer(t.buf, 0, b)
+	return t.dev.queue.TryWriteBuffer(t.buf, 0, b)
 }
 
 // Download waits for all submitted work and returns the tensor's contents.
@@ -160,38 +161,57 @@ func (d *Device) read(src *wgpu.Buffer, offset uint64, dst []byte) error {
 	}
 	defer d.pool.put(staging, size, stagingUsage)
 
-	enc, err := d.device.CreateCommandEncoder(nil)
+	enc, err := d.device.TryCreateCommandEncoder(nil)
 	if err != nil {
 		return err
 	}
 	defer enc.Release()
-	if err := enc.CopyBufferToBuffer(src, offset, staging, 0, size); err != nil {
+	if err := enc.TryCopyBufferToBuffer(src, offset, staging, 0, size); err != nil {
 		return err
 	}
-	cmd, err := enc.Finish(nil)
+	cmd, err := enc.TryFinish(nil)
 	if err != nil {
 		return err
 	}
 	d.queue.Submit(cmd)
 	cmd.Release()
 
-	status := wgpu.BufferMapAsyncStatus(math.MaxUint32)
-	if err := staging.MapAsync(wgpu.MapMode_Read, 0, size, func(s wgpu.BufferMapAsyncStatus) { status = s }); err != nil {
+	var m mapping
+	if err := m.start(staging, size); err != nil {
 		return err
 	}
-	d.wait(func() bool { return status != wgpu.BufferMapAsyncStatus(math.MaxUint32) })
-	if status != wgpu.BufferMapAsyncStatus_Success {
-		return fmt.Errorf("mapping the staging buffer failed: %s", status)
+	d.wait(m.done)
+	if err := m.err(); err != nil {
+		return err
 	}
 	copy(dst, staging.GetMappedRange(0, uint(size))[:len(dst)])
-	return staging.Unmap()
+	return staging.TryUnmap()
+}
+
+// mapping is a map of a staging buffer for reading, in flight. wgpu-native
+// may run the callback on another thread (its callbacks are registered as
+// "allow spontaneous"), so the status is atomic.
+type mapping struct{ status atomic.Uint32 }
+
+func (m *mapping) start(b *wgpu.Buffer, size uint64) error {
+	return b.TryMapAsync(wgpu.MapModeRead, 0, size, func(s wgpu.MapAsyncStatus) { m.status.Store(uint32(s)) })
+}
+
+// done reports whether the callback has run; no status is zero.
+func (m *mapping) done() bool { return m.status.Load() != 0 }
+
+func (m *mapping) err() error {
+	if s := wgpu.MapAsyncStatus(m.status.Load()); s != wgpu.MapAsyncStatusSuccess {
+		return fmt.Errorf("mapping the staging buffer failed: %s", s)
+	}
+	return nil
 }
 
 // Sync waits until all submitted work has finished.
 func (d *Device) Sync() {
-	done := false
-	d.queue.OnSubmittedWorkDone(func(wgpu.QueueWorkDoneStatus) { done = true })
-	d.wait(func() bool { return done })
+	var done atomic.Bool
+	d.queue.OnSubmittedWorkDone(func(wgpu.QueueWorkDoneStatus) { done.Store(true) })
+	d.wait(done.Load)
 }
 
 // wait polls the device without blocking until done reports true. A
