@@ -70,7 +70,7 @@ func (b *Readback) Wait() ([]float32, error) {
 	if _, err := b.Ready(); err != nil {
 		return nil, err
 	}
-	b.d.wait(b.m.done)
+	b.d.wait(&b.r.index, b.m.done)
 	defer func() {
 		b.d.pool.put(b.staging, b.size, stagingUsage)
 		b.staging = nil

@@ -43,6 +43,7 @@ type Recorder struct {
 	groups []*wgpu.BindGroup
 	chunks []*uniformChunk
 	done   bool
+	index  wgpu.SubmissionIndex // set by Submit; what readbacks wait for
 
 	profile bool
 	queries *wgpu.QuerySet
@@ -266,7 +267,7 @@ func (r *Recorder) Submit() error {
 			return fmt.Errorf("gpu: uploading kernel parameters: %w", err)
 		}
 	}
-	r.d.queue.Submit(cmd)
+	r.index = r.d.queue.Submit(cmd)
 	return nil
 }
 

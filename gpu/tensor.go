@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"sync/atomic"
-	"time"
 	"unsafe"
 
 	"github.com/oliverbestmann/webgpu/wgpu"
@@ -150,9 +149,10 @@ func (t *Tensor) Download() ([]float32, error) {
 
 // read copies len(dst) bytes at offset of src into dst through a mappable
 // staging buffer. The copy is recorded and submitted in its own command
-// buffer after all earlier work, then the map is awaited by polling the
-// device until the map callback has reported; GetMappedRange is only called
-// after a successful map, since calling it otherwise aborts the process.
+// buffer after all earlier work, then the map is awaited by waiting for that
+// submission until the map callback has reported; GetMappedRange is only
+// called after a successful map, since calling it otherwise aborts the
+// process.
 func (d *Device) read(src *wgpu.Buffer, offset uint64, dst []byte) error {
 	size := (uint64(len(dst)) + 15) &^ 15
 	staging, err := d.pool.get(size, stagingUsage)
@@ -173,14 +173,14 @@ func (d *Device) read(src *wgpu.Buffer, offset uint64, dst []byte) error {
 	if err != nil {
 		return err
 	}
-	d.queue.Submit(cmd)
+	idx := d.queue.Submit(cmd)
 	cmd.Release()
 
 	var m mapping
 	if err := m.start(staging, size); err != nil {
 		return err
 	}
-	d.wait(m.done)
+	d.wait(&idx, m.done)
 	if err := m.err(); err != nil {
 		return err
 	}
@@ -211,22 +211,21 @@ func (m *mapping) err() error {
 func (d *Device) Sync() {
 	var done atomic.Bool
 	d.queue.OnSubmittedWorkDone(func(wgpu.QueueWorkDoneStatus) { done.Store(true) })
-	d.wait(done.Load)
+	d.wait(nil, done.Load)
 }
 
-// wait polls the device without blocking until done reports true. A
-// blocking poll would be simpler, but wgpu-native gives up a blocking wait
-// after five seconds and carries on, and lavapipe then crashes in its queue
-// thread when the submission outlives the wait, which large kernels on a CPU
-// do. Polling starts fast for short waits and backs off to a millisecond.
-func (d *Device) wait(done func() bool) {
-	pause := time.Microsecond
-	for {
-		d.device.Poll(false, nil)
-		if done() {
-			return
-		}
-		time.Sleep(pause)
-		pause = min(2*pause, time.Millisecond)
+// wait blocks in wgpu-native until the submission index names (all
+// submitted work when nil) has finished, and again until done reports true:
+// callbacks run during a poll once the work they wait on is complete.
+//
+// wgpu-native 0.17 gave up a blocking wait after five seconds and carried
+// on, and lavapipe then crashed in its queue thread, so bt used to poll
+// without blocking. wgpu-native 29 waits as long as the work takes
+// (TestLongSubmission covers 8 s; a 68 s submission was probed by hand), and
+// a blocking wait wakes when the work is done rather than at the next
+// backed-off poll, which small products on a CPU adapter noticed.
+func (d *Device) wait(index *wgpu.SubmissionIndex, done func() bool) {
+	for !done() {
+		d.device.Poll(true, (*uint64)(index))
 	}
 }
