@@ -66,6 +66,8 @@ type Device struct {
 
 	kernels map[string]*Kernel
 	pool    *pool
+	open    int  // recordings neither submitted nor discarded
+	trim    bool // a Trim waits for the open recordings
 }
 
 // noAdapterHelp is the advice every "no adapter" error carries.

@@ -80,7 +80,7 @@ func (d *Device) compile(k *Kernel, src string) error {
 		WGSLSource: &wgpu.ShaderSourceWGSL{Code: src},
 	})
 	if err != nil {
-		return fmt.Errorf("gpu: compiling kernel %s: %v", k.Name, err)
+		return fmt.Errorf("gpu: compiling kernel %s: %w", k.Name, err)
 	}
 	defer mod.Release()
 	p, err := d.device.TryCreateComputePipeline(&wgpu.ComputePipelineDescriptor{
@@ -88,7 +88,7 @@ func (d *Device) compile(k *Kernel, src string) error {
 		Compute: wgpu.ProgrammableStageDescriptor{Module: mod, EntryPoint: "main"},
 	})
 	if err != nil {
-		return fmt.Errorf("gpu: creating pipeline for kernel %s: %v", k.Name, err)
+		return fmt.Errorf("gpu: creating pipeline for kernel %s: %w", k.Name, err)
 	}
 	// Every kernel declares its parameters at group 0, binding 0 (checked
 	// in Kernel), so group 0 exists: wgpu-native would abort rather than

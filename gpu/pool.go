@@ -84,8 +84,18 @@ func (d *Device) MemStats() MemStats {
 	return MemStats{Live: d.pool.live, Idle: d.pool.idle, Peak: d.pool.peak, Buffers: d.pool.count}
 }
 
-// Trim frees the buffers the pool keeps for reuse.
+// Trim frees the buffers the pool keeps for reuse. A tensor released after
+// it was recorded has its buffer in the pool while the recording is open,
+// and wgpu-native aborts the process on submitting work whose buffer was
+// destroyed; so while recordings are open, the buffers are freed when the
+// last of them is submitted or discarded. Work already submitted is
+// unaffected: wgpu frees a buffer only once the work that uses it is done.
 func (d *Device) Trim() {
+	if d.open > 0 {
+		d.trim = true
+		return
+	}
+	d.trim = false
 	d.pool.release()
 	d.pool.free = map[poolKey][]*wgpu.Buffer{}
 	d.pool.idle = 0

@@ -73,6 +73,7 @@ func (d *Device) Record(profile bool) (*Recorder, error) {
 			return nil, fmt.Errorf("gpu: creating a timestamp query set: %w", err)
 		}
 	}
+	d.open++
 	return r, nil
 }
 
@@ -294,6 +295,9 @@ func (r *Recorder) cleanup() {
 	if r.queries != nil {
 		r.queries.Release()
 		r.queries = nil
+	}
+	if r.d.open--; r.d.open == 0 && r.d.trim {
+		r.d.Trim()
 	}
 }
 
