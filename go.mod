@@ -7,6 +7,12 @@ require (
 	github.com/go-gl/mathgl v1.2.0
 	github.com/gofrs/flock v0.13.2
 	github.com/nlpodyssey/safetensors v0.0.0-20250209183917-bfb01cc25f7c
+	// WebGPU through go-webgpu's maintained continuation (by way of
+	// cogentcore/webgpu): rajveermalviya/go-webgpu stopped at wgpu-native
+	// 0.17, which aborted the process on validation errors, gave up blocking
+	// waits after five seconds and hid the timestamp period. This one wraps
+	// wgpu-native 29, returns those errors from its Try… calls, and pulls the
+	// static libraries in from its libs-<platform> modules.
 	github.com/oliverbestmann/webgpu v1.36.0
 	github.com/schollz/progressbar/v3 v3.19.1
 	golang.org/x/image v0.30.0

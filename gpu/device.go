@@ -3,9 +3,9 @@
 // into command buffers. Calls reach wgpu-native through the binding's
 // error-returning (Try…) forms, and are validated in Go before that, so that
 // misuse comes back as an error that names bt's shapes and kernels rather
-// than wgpu's objects, and so that the few calls the binding does not guard
-// (a queue submit, a poll) never see invalid work: wgpu-native aborts the
-// process on an error it cannot hand back.
+// than wgpu's objects, and so that the calls that cannot return an error (a
+// queue submit, a mapped range) never see invalid work: wgpu-native aborts
+// the process on an error there (TestWgpuAborts).
 package gpu
 
 import (

@@ -135,7 +135,7 @@ func nanSlice(n int) []float32 {
 }
 
 // TestValidation checks that mistakes come back as errors that say what
-// was wrong, before wgpu-native could abort the process.
+// was wrong in bt's terms, before they reach wgpu-native.
 func TestValidation(t *testing.T) {
 	d := gputest.Device(t)
 	a, _ := d.NewTensor(4, 5)
