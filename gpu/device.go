@@ -1,8 +1,11 @@
 // Package gpu opens a WebGPU adapter (Vulkan, Metal or DX12 through
 // wgpu-native), holds tensors in its memory, and records WGSL compute kernels
-// into command buffers. Every call is validated in Go before it reaches
-// wgpu-native, because wgpu-native aborts the whole process on a validation
-// error instead of returning one.
+// into command buffers. Calls reach wgpu-native through the binding's
+// error-returning (Try…) forms, and are validated in Go before that, so that
+// misuse comes back as an error that names bt's shapes and kernels rather
+// than wgpu's objects, and so that the calls that cannot return an error (a
+// queue submit, a mapped range) never see invalid work: wgpu-native aborts
+// the process on an error there (TestWgpuAborts).
 package gpu
 
 import (
@@ -14,7 +17,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/rajveermalviya/go-webgpu/wgpu"
+	"github.com/oliverbestmann/webgpu/wgpu"
 )
 
 // Options chooses and configures the adapter that Open uses.
@@ -63,6 +66,8 @@ type Device struct {
 
 	kernels map[string]*Kernel
 	pool    *pool
+	open    int  // recordings neither submitted nor discarded
+	trim    bool // a Trim waits for the open recordings
 }
 
 // noAdapterHelp is the advice every "no adapter" error carries.
@@ -78,10 +83,10 @@ var quietOnce sync.Once
 func quiet(verbose bool) {
 	quietOnce.Do(func() {
 		if verbose {
-			wgpu.SetLogLevel(wgpu.LogLevel_Warn)
+			wgpu.SetLogLevel(wgpu.LogLevelWarn)
 			return
 		}
-		wgpu.SetLogLevel(wgpu.LogLevel_Off)
+		wgpu.SetLogLevel(wgpu.LogLevelOff)
 		if os.Getenv("XDG_RUNTIME_DIR") == "" {
 			dir := filepath.Join(os.TempDir(), fmt.Sprintf("bt-runtime-%d", os.Getuid()))
 			if err := os.MkdirAll(dir, 0o700); err == nil {
@@ -93,19 +98,39 @@ func quiet(verbose bool) {
 
 // backends are the native APIs bt runs on. OpenGL is left out: its compute
 // support in wgpu lacks the storage-buffer sizes and timestamp queries bt
-// needs, and it would list lavapipe a second time.
-const backends = wgpu.InstanceBackend_Vulkan | wgpu.InstanceBackend_Metal | wgpu.InstanceBackend_DX12
+// needs, and it would list lavapipe a second time. The binding names only
+// "all" of wgpu-native's backend flags, so these are wgpu.h's bits.
+const backends wgpu.InstanceBackend = 1<<0 | 1<<2 | 1<<3 // Vulkan, Metal, DX12
+
+// adapterTypes and backendNames keep the names bt has always printed, which
+// `bt devices` and the benchmark records show, rather than the binding's
+// kebab-case spellings.
+var (
+	adapterTypes = map[wgpu.AdapterType]string{
+		wgpu.AdapterTypeDiscreteGPU: "DiscreteGPU", wgpu.AdapterTypeIntegratedGPU: "IntegratedGPU",
+		wgpu.AdapterTypeCPU: "CPU",
+	}
+	backendNames = map[wgpu.BackendType]string{
+		wgpu.BackendTypeVulkan: "Vulkan", wgpu.BackendTypeMetal: "Metal", wgpu.BackendTypeD3D12: "D3D12",
+	}
+)
 
 func adapterInfo(i int, a *wgpu.Adapter) AdapterInfo {
-	p := a.GetProperties()
-	info := AdapterInfo{Index: i, Name: p.Name, Vendor: p.VendorName, Driver: p.DriverDescription,
-		Type: p.AdapterType.String(), Backend: p.BackendType.String()}
+	p := a.GetInfo()
+	info := AdapterInfo{Index: i, Name: p.Device, Vendor: p.Vendor, Driver: p.Description,
+		Type: adapterTypes[p.AdapterType], Backend: backendNames[p.BackendType]}
+	if info.Type == "" {
+		info.Type = "Unknown"
+	}
+	if info.Backend == "" {
+		info.Backend = p.BackendType.String()
+	}
 	switch p.AdapterType {
-	case wgpu.AdapterType_DiscreteGPU:
+	case wgpu.AdapterTypeDiscreteGPU:
 		info.rank = 0
-	case wgpu.AdapterType_IntegratedGPU:
+	case wgpu.AdapterTypeIntegratedGPU:
 		info.rank = 1
-	case wgpu.AdapterType_CPU:
+	case wgpu.AdapterTypeCPU:
 		info.rank = 3
 	default:
 		info.rank = 2
@@ -113,20 +138,31 @@ func adapterInfo(i int, a *wgpu.Adapter) AdapterInfo {
 	return info
 }
 
-func enumerate(verbose bool) (*wgpu.Instance, []*wgpu.Adapter, []AdapterInfo) {
+// enumerate creates an instance and lists its adapters. The binding panics
+// where wgpu-native returns no instance, which has no error-returning form;
+// that panic comes back as an error.
+func enumerate(verbose bool) (inst *wgpu.Instance, ads []*wgpu.Adapter, infos []AdapterInfo, err error) {
 	quiet(verbose)
-	inst := wgpu.CreateInstance(&wgpu.InstanceDescriptor{Backends: backends})
-	ads := inst.EnumerateAdapters(nil)
-	infos := make([]AdapterInfo, len(ads))
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("gpu: wgpu-native could not create an instance (%v); %s", r, noAdapterHelp)
+		}
+	}()
+	inst = wgpu.CreateInstance(&wgpu.InstanceDescriptor{Backends: backends})
+	ads = inst.EnumerateAdapters(nil)
+	infos = make([]AdapterInfo, len(ads))
 	for i, a := range ads {
 		infos[i] = adapterInfo(i, a)
 	}
-	return inst, ads, infos
+	return inst, ads, infos, nil
 }
 
 // Adapters lists the adapters Open can choose from.
 func Adapters() ([]AdapterInfo, error) {
-	inst, ads, infos := enumerate(false)
+	inst, ads, infos, err := enumerate(false)
+	if err != nil {
+		return nil, err
+	}
 	for _, a := range ads {
 		a.Release()
 	}
@@ -176,7 +212,10 @@ func Open(opts Options) (*Device, error) {
 	if os.Getenv("BT_VERBOSE") != "" {
 		opts.Verbose = true
 	}
-	inst, ads, infos := enumerate(opts.Verbose)
+	inst, ads, infos, err := enumerate(opts.Verbose)
+	if err != nil {
+		return nil, err
+	}
 	if len(ads) == 0 {
 		inst.Release()
 		return nil, errors.New("gpu: no WebGPU adapter found; " + noAdapterHelp)
@@ -196,12 +235,16 @@ func Open(opts Options) (*Device, error) {
 	}
 	adapter := ads[idx]
 
-	limits := adapter.GetLimits().Limits
+	limits := adapter.GetLimits()
 	var features []wgpu.FeatureName
 	var names []string
-	for _, f := range adapter.EnumerateFeatures() {
-		names = append(names, f.String())
-		if f == wgpu.FeatureName_TimestampQuery {
+	for _, f := range adapter.GetFeatures() {
+		// Features newer than the binding's table have no name; the
+		// report lists those it can name.
+		if n := f.String(); n != "" {
+			names = append(names, n)
+		}
+		if f == wgpu.FeatureNameTimestampQuery {
 			features = append(features, f)
 		}
 	}
@@ -210,7 +253,7 @@ func Open(opts Options) (*Device, error) {
 	dev, err := adapter.RequestDevice(&wgpu.DeviceDescriptor{
 		Label:            "bt",
 		RequiredFeatures: features,
-		RequiredLimits:   &wgpu.RequiredLimits{Limits: limits},
+		RequiredLimits:   &limits,
 	})
 	if err != nil {
 		adapter.Release()
@@ -219,13 +262,13 @@ func Open(opts Options) (*Device, error) {
 	}
 	d := &Device{
 		Info:      infos[idx],
-		Limits:    dev.GetLimits().Limits,
+		Limits:    dev.GetLimits(),
 		Features:  names,
 		instance:  inst,
 		adapter:   adapter,
 		device:    dev,
 		queue:     dev.GetQueue(),
-		timestamp: len(features) > 0,
+		timestamp: dev.HasFeature(wgpu.FeatureNameTimestampQuery),
 		kernels:   map[string]*Kernel{},
 	}
 	d.pool = newPool(d)
@@ -237,7 +280,7 @@ func (d *Device) HasTimestamps() bool { return d.timestamp }
 
 // IsCPU reports whether the adapter is a software rasteriser such as
 // lavapipe; kernels choose CPU-friendly specialisations there.
-func (d *Device) IsCPU() bool { return d.Info.Type == wgpu.AdapterType_CPU.String() }
+func (d *Device) IsCPU() bool { return d.Info.Type == adapterTypes[wgpu.AdapterTypeCPU] }
 
 // MaxLoopSteps bounds the loop iterations one invocation may run on a CPU
 // adapter. lavapipe (gallivm) guards against endless loops by ending all of

@@ -135,7 +135,7 @@ func nanSlice(n int) []float32 {
 }
 
 // TestValidation checks that mistakes come back as errors that say what
-// was wrong, before wgpu-native could abort the process.
+// was wrong in bt's terms, before they reach wgpu-native.
 func TestValidation(t *testing.T) {
 	d := gputest.Device(t)
 	a, _ := d.NewTensor(4, 5)
@@ -294,10 +294,12 @@ func a2(t *testing.T, d *gpu.Device, r *gpu.Recorder) *gpu.Tensor {
 }
 
 // TestLongSubmission covers a submission that runs longer than the five
-// seconds after which wgpu-native abandons a blocking wait; with blocking
-// waits, lavapipe then crashed in its queue thread on the next submission
-// (seen with ResNet-sized convolutions). The recording repeats a GEMM until
-// it takes about seven seconds on this adapter, then another kernel runs.
+// seconds after which wgpu-native 0.17 abandoned a blocking wait; lavapipe
+// then crashed in its queue thread on the next submission (seen with
+// ResNet-sized convolutions). bt's waits block in wgpu-native 29: Sync must
+// last as long as the work, and the device must work afterwards. The
+// recording repeats a GEMM until it takes about eight seconds on this
+// adapter, then another kernel runs.
 func TestLongSubmission(t *testing.T) {
 	d := gputest.Device(t)
 	const n = 256

@@ -6,7 +6,7 @@ import (
 	"strconv"
 
 	"github.com/bt-org/bt/shaders"
-	"github.com/rajveermalviya/go-webgpu/wgpu"
+	"github.com/oliverbestmann/webgpu/wgpu"
 )
 
 // Kernel is a compiled compute pipeline. Its binding 0 is a uniform block of
@@ -20,6 +20,7 @@ type Kernel struct {
 }
 
 var (
+	paramsRe    = regexp.MustCompile(`@group\(0\)\s*@binding\(0\)\s*var<uniform>`)
 	bindingRe   = regexp.MustCompile(`@binding\((\d+)\)\s*var<storage,\s*(read|read_write)>`)
 	workgroupRe = regexp.MustCompile(`@workgroup_size\((\d+)(?:,\s*(\d+))?(?:,\s*(\d+))?\)`)
 )
@@ -37,6 +38,9 @@ func (d *Device) Kernel(name string, spec shaders.Spec) (*Kernel, error) {
 		return nil, err
 	}
 	k := &Kernel{Name: key}
+	if !paramsRe.MatchString(src) {
+		return nil, fmt.Errorf("gpu: kernel %s must declare its parameters as @group(0) @binding(0) var<uniform>", key)
+	}
 	for i, m := range bindingRe.FindAllStringSubmatch(src, -1) {
 		if b, _ := strconv.Atoi(m[1]); b != i+1 {
 			return nil, fmt.Errorf("gpu: kernel %s: storage bindings must be numbered 1, 2, … in order; found %d at position %d", key, b, i+1)
@@ -61,25 +65,36 @@ func (d *Device) Kernel(name string, spec shaders.Spec) (*Kernel, error) {
 		return nil, fmt.Errorf("gpu: kernel %s binds %d storage buffers; %s allows %d", key, len(k.writable), d.Info.Name, d.Limits.MaxStorageBuffersPerShaderStage)
 	}
 
-	mod, err := d.device.CreateShaderModule(&wgpu.ShaderModuleDescriptor{
-		Label:          key,
-		WGSLDescriptor: &wgpu.ShaderModuleWGSLDescriptor{Code: src},
+	if err := d.compile(k, src); err != nil {
+		return nil, err
+	}
+	d.kernels[key] = k
+	return k, nil
+}
+
+// compile builds k's pipeline from WGSL source. naga's diagnostics come
+// back as errors, with the kernel's name and specialisation.
+func (d *Device) compile(k *Kernel, src string) error {
+	mod, err := d.device.TryCreateShaderModule(&wgpu.ShaderModuleDescriptor{
+		Label:      k.Name,
+		WGSLSource: &wgpu.ShaderSourceWGSL{Code: src},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("gpu: compiling kernel %s: %v", key, err)
+		return fmt.Errorf("gpu: compiling kernel %s: %w", k.Name, err)
 	}
 	defer mod.Release()
-	p, err := d.device.CreateComputePipeline(&wgpu.ComputePipelineDescriptor{
-		Label:   key,
+	p, err := d.device.TryCreateComputePipeline(&wgpu.ComputePipelineDescriptor{
+		Label:   k.Name,
 		Compute: wgpu.ProgrammableStageDescriptor{Module: mod, EntryPoint: "main"},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("gpu: creating pipeline for kernel %s: %v", key, err)
+		return fmt.Errorf("gpu: creating pipeline for kernel %s: %w", k.Name, err)
 	}
-	k.pipeline = p
-	k.layout = p.GetBindGroupLayout(0)
-	d.kernels[key] = k
-	return k, nil
+	// Every kernel declares its parameters at group 0, binding 0 (checked
+	// in Kernel), so group 0 exists: wgpu-native would abort rather than
+	// return an error where it did not.
+	k.pipeline, k.layout = p, p.GetBindGroupLayout(0)
+	return nil
 }
 
 func (k *Kernel) release() {

@@ -3,13 +3,14 @@ package gpu
 import (
 	"fmt"
 
-	"github.com/rajveermalviya/go-webgpu/wgpu"
+	"github.com/oliverbestmann/webgpu/wgpu"
 )
 
 const (
-	storageUsage = wgpu.BufferUsage_Storage | wgpu.BufferUsage_CopySrc | wgpu.BufferUsage_CopyDst
-	stagingUsage = wgpu.BufferUsage_MapRead | wgpu.BufferUsage_CopyDst
-	uniformUsage = wgpu.BufferUsage_Uniform | wgpu.BufferUsage_CopyDst
+	storageUsage = wgpu.BufferUsageStorage | wgpu.BufferUsageCopySrc | wgpu.BufferUsageCopyDst
+	stagingUsage = wgpu.BufferUsageMapRead | wgpu.BufferUsageCopyDst
+	uniformUsage = wgpu.BufferUsageUniform | wgpu.BufferUsageCopyDst
+	resolveUsage = wgpu.BufferUsageQueryResolve | wgpu.BufferUsageCopySrc
 )
 
 type poolKey struct {
@@ -43,7 +44,7 @@ func (p *pool) get(size uint64, usage wgpu.BufferUsage) (*wgpu.Buffer, error) {
 	if size > p.d.Limits.MaxBufferSize {
 		return nil, fmt.Errorf("gpu: a buffer of %d MiB exceeds the adapter's limit of %d MiB", size>>20, p.d.Limits.MaxBufferSize>>20)
 	}
-	b, err := p.d.device.CreateBuffer(&wgpu.BufferDescriptor{Size: size, Usage: usage})
+	b, err := p.d.device.TryCreateBuffer(&wgpu.BufferDescriptor{Size: size, Usage: usage})
 	if err != nil {
 		return nil, fmt.Errorf("gpu: allocating %d bytes: %w", size, err)
 	}
@@ -83,8 +84,18 @@ func (d *Device) MemStats() MemStats {
 	return MemStats{Live: d.pool.live, Idle: d.pool.idle, Peak: d.pool.peak, Buffers: d.pool.count}
 }
 
-// Trim frees the buffers the pool keeps for reuse.
+// Trim frees the buffers the pool keeps for reuse. A tensor released after
+// it was recorded has its buffer in the pool while the recording is open,
+// and wgpu-native aborts the process on submitting work whose buffer was
+// destroyed; so while recordings are open, the buffers are freed when the
+// last of them is submitted or discarded. Work already submitted is
+// unaffected: wgpu frees a buffer only once the work that uses it is done.
 func (d *Device) Trim() {
+	if d.open > 0 {
+		d.trim = true
+		return
+	}
+	d.trim = false
 	d.pool.release()
 	d.pool.free = map[poolKey][]*wgpu.Buffer{}
 	d.pool.idle = 0

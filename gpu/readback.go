@@ -3,10 +3,9 @@ package gpu
 import (
 	"errors"
 	"fmt"
-	"math"
 	"unsafe"
 
-	"github.com/rajveermalviya/go-webgpu/wgpu"
+	"github.com/oliverbestmann/webgpu/wgpu"
 )
 
 // Readback is a copy of a tensor on its way to the host, recorded into a
@@ -19,11 +18,8 @@ type Readback struct {
 	n       int
 	size    uint64
 	staging *wgpu.Buffer
-	status  wgpu.BufferMapAsyncStatus
-	mapping bool
+	m       *mapping // nil until Ready starts the map
 }
-
-const mapPending = wgpu.BufferMapAsyncStatus(math.MaxUint32)
 
 // Readback records a copy of t into a host-mappable buffer. After Submit,
 // Ready reports without blocking whether it has arrived and Wait collects
@@ -43,11 +39,11 @@ func (r *Recorder) Readback(t *Tensor) (*Readback, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := r.enc.CopyBufferToBuffer(t.buf, 0, staging, 0, size); err != nil {
+	if err := r.enc.TryCopyBufferToBuffer(t.buf, 0, staging, 0, size); err != nil {
 		r.d.pool.put(staging, size, stagingUsage)
 		return nil, err
 	}
-	return &Readback{d: r.d, r: r, n: t.n, size: size, staging: staging, status: mapPending}, nil
+	return &Readback{d: r.d, r: r, n: t.n, size: size, staging: staging}, nil
 }
 
 // Ready reports whether the copy has arrived, polling the device without
@@ -59,14 +55,14 @@ func (b *Readback) Ready() (bool, error) {
 	if !b.r.done {
 		return false, errors.New("gpu: readback's recording has not been submitted")
 	}
-	if !b.mapping {
-		b.mapping = true
-		if err := b.staging.MapAsync(wgpu.MapMode_Read, 0, b.size, func(s wgpu.BufferMapAsyncStatus) { b.status = s }); err != nil {
+	if b.m == nil {
+		b.m = new(mapping)
+		if err := b.m.start(b.staging, b.size); err != nil {
 			return false, err
 		}
 	}
 	b.d.device.Poll(false, nil)
-	return b.status != mapPending, nil
+	return b.m.done(), nil
 }
 
 // Wait blocks until the copy has arrived and returns it.
@@ -74,15 +70,15 @@ func (b *Readback) Wait() ([]float32, error) {
 	if _, err := b.Ready(); err != nil {
 		return nil, err
 	}
-	b.d.wait(func() bool { return b.status != mapPending })
+	b.d.wait(&b.r.index, b.m.done)
 	defer func() {
 		b.d.pool.put(b.staging, b.size, stagingUsage)
 		b.staging = nil
 	}()
-	if b.status != wgpu.BufferMapAsyncStatus_Success {
-		return nil, fmt.Errorf("gpu: readback: mapping failed: %s", b.status)
+	if err := b.m.err(); err != nil {
+		return nil, fmt.Errorf("gpu: readback: %w", err)
 	}
 	out := make([]float32, b.n)
 	copy(unsafe.Slice((*byte)(unsafe.Pointer(&out[0])), 4*b.n), b.staging.GetMappedRange(0, uint(b.size))[:4*b.n])
-	return out, b.staging.Unmap()
+	return out, b.staging.TryUnmap()
 }

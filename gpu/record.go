@@ -6,7 +6,7 @@ import (
 	"math"
 	"unsafe"
 
-	"github.com/rajveermalviya/go-webgpu/wgpu"
+	"github.com/oliverbestmann/webgpu/wgpu"
 )
 
 // Params is a kernel's uniform block: 32-bit words in the order of the
@@ -43,6 +43,7 @@ type Recorder struct {
 	groups []*wgpu.BindGroup
 	chunks []*uniformChunk
 	done   bool
+	index  wgpu.SubmissionIndex // set by Submit; what readbacks wait for
 
 	profile bool
 	queries *wgpu.QuerySet
@@ -52,27 +53,27 @@ type Recorder struct {
 }
 
 // maxTimedDispatches bounds one profiled recording: two timestamps each,
-// within wgpu's 8192 queries per set.
-const maxTimedDispatches = wgpu.QuerySetMaxQueries / 2
+// within the 4096 queries that wgpu allows in a set (the binding's
+// QuerySetMaxQueries still says 8192, wgpu 0.17's figure).
+const maxTimedDispatches = 4096 / 2
 
 // Record starts a recording. With profile set, and where the adapter has
 // timestamp queries, every dispatch is timed on the device; Timings reads the
-// figures after Submit. Timestamps are taken as nanoseconds, which they are
-// on lavapipe and NVIDIA's Vulkan driver; wgpu-native 0.17's Go binding does
-// not expose the queue's timestamp period to correct other adapters.
+// figures after Submit.
 func (d *Device) Record(profile bool) (*Recorder, error) {
-	enc, err := d.device.CreateCommandEncoder(nil)
+	enc, err := d.device.TryCreateCommandEncoder(nil)
 	if err != nil {
 		return nil, fmt.Errorf("gpu: creating a command encoder: %w", err)
 	}
 	r := &Recorder{d: d, enc: enc, profile: profile && d.timestamp}
 	if r.profile {
-		r.queries, err = d.device.CreateQuerySet(&wgpu.QuerySetDescriptor{Type: wgpu.QueryType_Timestamp, Count: 2 * maxTimedDispatches})
+		r.queries, err = d.device.TryCreateQuerySet(&wgpu.QuerySetDescriptor{Type: wgpu.QueryTypeTimestamp, Count: 2 * maxTimedDispatches})
 		if err != nil {
 			enc.Release()
 			return nil, fmt.Errorf("gpu: creating a timestamp query set: %w", err)
 		}
 	}
+	d.open++
 	return r, nil
 }
 
@@ -124,30 +125,37 @@ func (r *Recorder) Dispatch(k *Kernel, grid [3]int, params Params, bufs ...*Tens
 	for i, t := range bufs {
 		entries = append(entries, wgpu.BindGroupEntry{Binding: uint32(i + 1), Buffer: t.buf, Offset: 0, Size: t.bytes})
 	}
-	bg, err := r.d.device.CreateBindGroup(&wgpu.BindGroupDescriptor{Layout: k.layout, Entries: entries})
+	bg, err := r.d.device.TryCreateBindGroup(&wgpu.BindGroupDescriptor{Layout: k.layout, Entries: entries})
 	if err != nil {
 		return fmt.Errorf("gpu: binding buffers for kernel %s: %w", k.Name, err)
 	}
 	r.groups = append(r.groups, bg)
 
 	if r.profile {
+		// A profiled dispatch has a pass of its own, whose start and end
+		// the pass's timestamp writes record: WebGPU times passes, not
+		// commands within one.
 		q := uint32(2 * len(r.names))
 		r.names = append(r.names, k.Name)
-		if err := r.enc.WriteTimestamp(r.queries, q); err != nil {
+		pass, err := beginPass(r.enc, &wgpu.ComputePassDescriptor{TimestampWrites: &wgpu.PassTimestampWrites{
+			QuerySet: r.queries, BeginningOfPassWriteIndex: q, EndOfPassWriteIndex: q + 1}})
+		if err != nil {
 			return err
 		}
-		pass := r.enc.BeginComputePass(nil)
 		pass.SetPipeline(k.pipeline)
 		pass.SetBindGroup(0, bg, nil)
 		pass.DispatchWorkgroups(uint32(grid[0]), uint32(grid[1]), uint32(grid[2]))
-		if err := pass.End(); err != nil {
+		err = pass.TryEnd()
+		pass.Release()
+		if err != nil {
 			return fmt.Errorf("gpu: kernel %s: %w", k.Name, err)
 		}
-		pass.Release()
-		return r.enc.WriteTimestamp(r.queries, q+1)
+		return nil
 	}
 	if r.pass == nil {
-		r.pass = r.enc.BeginComputePass(nil)
+		if r.pass, err = beginPass(r.enc, nil); err != nil {
+			return err
+		}
 	}
 	r.pass.SetPipeline(k.pipeline)
 	r.pass.SetBindGroup(0, bg, nil)
@@ -184,11 +192,23 @@ func (r *Recorder) uniform(params Params) (*uniformChunk, uint64, uint64, error)
 	return c, off, size, nil
 }
 
+// beginPass begins a compute pass. The binding has no error-returning form
+// and panics where wgpu-native hands back no pass; that comes back as an
+// error.
+func beginPass(enc *wgpu.CommandEncoder, desc *wgpu.ComputePassDescriptor) (pass *wgpu.ComputePassEncoder, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("gpu: beginning a compute pass: %v", r)
+		}
+	}()
+	return enc.BeginComputePass(desc), nil
+}
+
 func (r *Recorder) endPass() error {
 	if r.pass == nil {
 		return nil
 	}
-	err := r.pass.End()
+	err := r.pass.TryEnd()
 	r.pass.Release()
 	r.pass = nil
 	return err
@@ -214,7 +234,7 @@ func (r *Recorder) Copy(dst, src *Tensor) error {
 	if err := r.endPass(); err != nil {
 		return err
 	}
-	return r.enc.CopyBufferToBuffer(src.buf, 0, dst.buf, 0, tensorBytes(src.n))
+	return r.enc.TryCopyBufferToBuffer(src.buf, 0, dst.buf, 0, tensorBytes(src.n))
 }
 
 // Submit ends the recording and queues it; it does not wait. The recorder
@@ -230,25 +250,25 @@ func (r *Recorder) Submit() error {
 	if r.profile && len(r.names) > 0 {
 		r.resSize = uint64(16 * len(r.names))
 		var err error
-		r.resolve, err = r.d.pool.get(r.resSize, wgpu.BufferUsage_QueryResolve|wgpu.BufferUsage_CopySrc)
+		r.resolve, err = r.d.pool.get(r.resSize, resolveUsage)
 		if err != nil {
 			return err
 		}
-		if err := r.enc.ResolveQuerySet(r.queries, 0, uint32(2*len(r.names)), r.resolve, 0); err != nil {
+		if err := r.enc.TryResolveQuerySet(r.queries, 0, uint32(2*len(r.names)), r.resolve, 0); err != nil {
 			return fmt.Errorf("gpu: resolving timestamps: %w", err)
 		}
 	}
-	cmd, err := r.enc.Finish(nil)
+	cmd, err := r.enc.TryFinish(nil)
 	if err != nil {
 		return fmt.Errorf("gpu: finishing the command buffer: %w", err)
 	}
 	defer cmd.Release()
 	for _, c := range r.chunks {
-		if err := r.d.queue.WriteBuffer(c.buf, 0, c.data); err != nil {
+		if err := r.d.queue.TryWriteBuffer(c.buf, 0, c.data); err != nil {
 			return fmt.Errorf("gpu: uploading kernel parameters: %w", err)
 		}
 	}
-	r.d.queue.Submit(cmd)
+	r.index = r.d.queue.Submit(cmd)
 	return nil
 }
 
@@ -276,6 +296,9 @@ func (r *Recorder) cleanup() {
 		r.queries.Release()
 		r.queries = nil
 	}
+	if r.d.open--; r.d.open == 0 && r.d.trim {
+		r.d.Trim()
+	}
 }
 
 // Timings waits for the submitted work and returns the device time of every
@@ -290,14 +313,17 @@ func (r *Recorder) Timings() ([]Timing, error) {
 	}
 	raw := make([]uint64, 2*len(r.names))
 	err := r.d.read(r.resolve, 0, unsafe.Slice((*byte)(unsafe.Pointer(&raw[0])), len(raw)*8))
-	r.d.pool.put(r.resolve, r.resSize, wgpu.BufferUsage_QueryResolve|wgpu.BufferUsage_CopySrc)
+	r.d.pool.put(r.resolve, r.resSize, resolveUsage)
 	r.resolve = nil
 	if err != nil {
 		return nil, fmt.Errorf("gpu: reading timestamps: %w", err)
 	}
+	// Timestamps count ticks of the queue's period, which is 1 ns on
+	// lavapipe and NVIDIA but not on every adapter.
+	period := float64(r.d.queue.GetTimestampPeriod())
 	out := make([]Timing, len(r.names))
 	for i, n := range r.names {
-		out[i] = Timing{Kernel: n, Nanos: float64(raw[2*i+1] - raw[2*i])}
+		out[i] = Timing{Kernel: n, Nanos: float64(raw[2*i+1]-raw[2*i]) * period}
 	}
 	return out, nil
 }

@@ -4,10 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"time"
+	"sync/atomic"
 	"unsafe"
 
-	"github.com/rajveermalviya/go-webgpu/wgpu"
+	"github.com/oliverbestmann/webgpu/wgpu"
 )
 
 // Tensor is a dense float32 array in device memory, row-major, with a shape.
@@ -132,7 +132,7 @@ func (t *Tensor) Upload(data []float32) error {
 		return nil
 	}
 	b := unsafe.Slice((*byte)(unsafe.Pointer(&data[0])), len(data)*4)
-	return t.dev.queue.WriteBuffer(t.buf, 0, b)
+	return t.dev.queue.TryWriteBuffer(t.buf, 0, b)
 }
 
 // Download waits for all submitted work and returns the tensor's contents.
@@ -149,9 +149,10 @@ func (t *Tensor) Download() ([]float32, error) {
 
 // read copies len(dst) bytes at offset of src into dst through a mappable
 // staging buffer. The copy is recorded and submitted in its own command
-// buffer after all earlier work, then the map is awaited by polling the
-// device until the map callback has reported; GetMappedRange is only called
-// after a successful map, since calling it otherwise aborts the process.
+// buffer after all earlier work, then the map is awaited by waiting for that
+// submission until the map callback has reported; GetMappedRange is only
+// called after a successful map, since calling it otherwise aborts the
+// process.
 func (d *Device) read(src *wgpu.Buffer, offset uint64, dst []byte) error {
 	size := (uint64(len(dst)) + 15) &^ 15
 	staging, err := d.pool.get(size, stagingUsage)
@@ -160,53 +161,71 @@ func (d *Device) read(src *wgpu.Buffer, offset uint64, dst []byte) error {
 	}
 	defer d.pool.put(staging, size, stagingUsage)
 
-	enc, err := d.device.CreateCommandEncoder(nil)
+	enc, err := d.device.TryCreateCommandEncoder(nil)
 	if err != nil {
 		return err
 	}
 	defer enc.Release()
-	if err := enc.CopyBufferToBuffer(src, offset, staging, 0, size); err != nil {
+	if err := enc.TryCopyBufferToBuffer(src, offset, staging, 0, size); err != nil {
 		return err
 	}
-	cmd, err := enc.Finish(nil)
+	cmd, err := enc.TryFinish(nil)
 	if err != nil {
 		return err
 	}
-	d.queue.Submit(cmd)
+	idx := d.queue.Submit(cmd)
 	cmd.Release()
 
-	status := wgpu.BufferMapAsyncStatus(math.MaxUint32)
-	if err := staging.MapAsync(wgpu.MapMode_Read, 0, size, func(s wgpu.BufferMapAsyncStatus) { status = s }); err != nil {
+	var m mapping
+	if err := m.start(staging, size); err != nil {
 		return err
 	}
-	d.wait(func() bool { return status != wgpu.BufferMapAsyncStatus(math.MaxUint32) })
-	if status != wgpu.BufferMapAsyncStatus_Success {
-		return fmt.Errorf("mapping the staging buffer failed: %s", status)
+	d.wait(&idx, m.done)
+	if err := m.err(); err != nil {
+		return err
 	}
 	copy(dst, staging.GetMappedRange(0, uint(size))[:len(dst)])
-	return staging.Unmap()
+	return staging.TryUnmap()
+}
+
+// mapping is a map of a staging buffer for reading, in flight. wgpu-native
+// may run the callback on another thread (its callbacks are registered as
+// "allow spontaneous"), so the status is atomic.
+type mapping struct{ status atomic.Uint32 }
+
+func (m *mapping) start(b *wgpu.Buffer, size uint64) error {
+	return b.TryMapAsync(wgpu.MapModeRead, 0, size, func(s wgpu.MapAsyncStatus) { m.status.Store(uint32(s)) })
+}
+
+// done reports whether the callback has run; no status is zero.
+func (m *mapping) done() bool { return m.status.Load() != 0 }
+
+func (m *mapping) err() error {
+	if s := wgpu.MapAsyncStatus(m.status.Load()); s != wgpu.MapAsyncStatusSuccess {
+		return fmt.Errorf("mapping the staging buffer failed: %s", s)
+	}
+	return nil
 }
 
 // Sync waits until all submitted work has finished.
 func (d *Device) Sync() {
-	done := false
-	d.queue.OnSubmittedWorkDone(func(wgpu.QueueWorkDoneStatus) { done = true })
-	d.wait(func() bool { return done })
+	var done atomic.Bool
+	d.queue.OnSubmittedWorkDone(func(wgpu.QueueWorkDoneStatus) { done.Store(true) })
+	d.wait(nil, done.Load)
 }
 
-// wait polls the device without blocking until done reports true. A
-// blocking poll would be simpler, but wgpu-native gives up a blocking wait
-// after five seconds and carries on, and lavapipe then crashes in its queue
-// thread when the submission outlives the wait, which large kernels on a CPU
-// do. Polling starts fast for short waits and backs off to a millisecond.
-func (d *Device) wait(done func() bool) {
-	pause := time.Microsecond
-	for {
-		d.device.Poll(false, nil)
-		if done() {
-			return
-		}
-		time.Sleep(pause)
-		pause = min(2*pause, time.Millisecond)
+// wait blocks in wgpu-native until the submission index names (all
+// submitted work when nil) has finished, and again until done reports true:
+// callbacks run during a poll once the work they wait on is complete.
+//
+// wgpu-native 0.17 gave up a blocking wait after five seconds and carried
+// on, and lavapipe then crashed in its queue thread, so bt used to poll
+// without blocking. wgpu-native 29 waits as long as the work takes
+// (TestLongSubmission covers 8 s; a 68 s submission was probed by hand), and
+// a blocking wait wakes when the work is done rather than at the next
+// backed-off poll, which small products on a CPU adapter noticed.
+func (d *Device) wait(index *wgpu.SubmissionIndex, done func() bool) {
+	for !done() {
+		d.device.Poll(true, (*uint64)(index))
 	}
 }

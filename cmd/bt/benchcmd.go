@@ -10,8 +10,8 @@ import (
 )
 
 func runBench(args []string) error {
-	fs, adapter := newFlags("bench", "Measures bt's kernels on the adapter: GEMM beside gonum's CPU BLAS on the same operands, convolutions\nagainst the adapter's GEMM, the Barlow Twins loss (fused against materialised and plain GEMMs) and whole training steps.")
-	suites := fs.String("suites", "gemm,loss,twin", "comma-separated: gemm, conv, loss, twin")
+	fs, adapter := newFlags("bench", "Measures bt's kernels on the adapter: GEMM beside gonum's CPU BLAS on the same operands, convolutions\nagainst the adapter's GEMM, the Barlow Twins loss (fused against materialised and plain GEMMs), whole training steps,\nand the adapter's ceiling: multiply-adds in registers alone.")
+	suites := fs.String("suites", "gemm,loss,twin", "comma-separated: gemm, conv, loss, twin, fma")
 	shapes := fs.String("gemm-shapes", "square-128,square-256,square-512,square-1024,projector-256x2048x8192",
 		"GEMM shapes, from: "+shapeNames())
 	lossShapes := fs.String("loss-shapes", "256x2048", "loss shapes N×D, e.g. 256x2048,2048x8192,512x16384")
@@ -82,8 +82,21 @@ func runBench(args []string) error {
 				}
 				fmt.Println(p)
 			}
+		case "fma":
+			var best bench.FMAResult
+			for _, chains := range bench.FMAChains {
+				r, err := bench.MeasureFMA(d, chains, *minTime)
+				if err != nil {
+					return err
+				}
+				fmt.Println(r)
+				if r.GFLOPS > best.GFLOPS {
+					best = r
+				}
+			}
+			fmt.Printf("fma      peak %.1f GFLOP/s at %d chains\n", best.GFLOPS, best.Chains)
 		default:
-			return fmt.Errorf("unknown suite %q: want gemm, conv, loss or twin", suite)
+			return fmt.Errorf("unknown suite %q: want gemm, conv, loss, twin or fma", suite)
 		}
 	}
 	return nil
