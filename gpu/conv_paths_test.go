@@ -35,13 +35,15 @@ func TestConvPaths(t *testing.T) {
 				defer gpu.StageConvTiles()()
 			}
 			for _, s := range append(append([]gpu.ConvShape{}, convShapes...), vecShapes...) {
-				checkConvPasses(t, d, s)
+				checkConvPasses(t, d, s, kcheck.Reduction)
 			}
 		})
 	}
 }
 
-func checkConvPasses(t *testing.T, d *gpu.Device, s gpu.ConvShape) {
+// checkConvPasses checks the three passes of a convolution against float64
+// within tol.
+func checkConvPasses(t *testing.T, d *gpu.Device, s gpu.ConvShape, tol float64) {
 	oh, ow := s.Out()
 	xs := []int{s.N, s.Cin, s.H, s.W}
 	ws := []int{s.Cout, s.Cin, s.KH, s.KW}
@@ -52,16 +54,16 @@ func checkConvPasses(t *testing.T, d *gpu.Device, s gpu.ConvShape) {
 		pass string
 		op   kcheck.Op
 	}{
-		{"forward", kcheck.Op{Inputs: [][]int{xs, ws}, Outputs: [][]int{ys}, Tol: kcheck.Reduction,
+		{"forward", kcheck.Op{Inputs: [][]int{xs, ws}, Outputs: [][]int{ys}, Tol: tol,
 			GPU: func(r *gpu.Recorder, o, i []*gpu.Tensor) error { return gpu.ConvForward(r, o[0], i[0], i[1], s) },
 			Ref: func(o, i [][]float64) { copy(o[0], ref.ConvForward(rs, i[0], i[1], nil)) }}},
-		{"data", kcheck.Op{Inputs: [][]int{ys, ws, xs}, Outputs: [][]int{xs}, Tol: kcheck.Reduction,
+		{"data", kcheck.Op{Inputs: [][]int{ys, ws, xs}, Outputs: [][]int{xs}, Tol: tol,
 			GPU: func(r *gpu.Recorder, o, i []*gpu.Tensor) error { return gpu.ConvBackwardData(r, o[0], i[0], i[1], s) },
 			Ref: func(o, i [][]float64) {
 				dx, _, _ := ref.ConvBackward(rs, i[2], i[1], nil, i[0])
 				copy(o[0], dx)
 			}}},
-		{"weight", kcheck.Op{Inputs: [][]int{ys, xs}, Outputs: [][]int{ws}, Accumulate: []bool{true}, Tol: kcheck.Reduction,
+		{"weight", kcheck.Op{Inputs: [][]int{ys, xs}, Outputs: [][]int{ws}, Accumulate: []bool{true}, Tol: tol,
 			GPU: func(r *gpu.Recorder, o, i []*gpu.Tensor) error { return gpu.ConvBackwardWeight(r, o[0], i[0], i[1], s) },
 			Ref: func(o, i [][]float64) {
 				_, dw, _ := ref.ConvBackward(rs, i[1], make([]float64, len(o[0])), nil, i[0])
