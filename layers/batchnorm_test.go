@@ -364,8 +364,9 @@ func TestBatchNormZeroGamma(t *testing.T) {
 	}
 }
 
-// TestBatchNormErrors: wrong sizes come back as errors (wgpu-native would
-// abort the process), and so does training on one value per channel.
+// TestBatchNormErrors: wrong sizes come back as errors before they reach
+// wgpu-native (which still aborts on some misuse), and so does training on
+// one value per channel.
 func TestBatchNormErrors(t *testing.T) {
 	d := gputest.Device(t)
 	b, cache := newTestBN(t, d, 3, true)

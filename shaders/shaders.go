@@ -1,7 +1,9 @@
 // Package shaders holds bt's WGSL compute kernels and the one mechanism that
-// specialises them. wgpu-native 0.17's WGSL front end rejects `override`
-// declarations, so tile sizes, workgroup sizes and expressions are written
-// into the source text with text/template before compilation.
+// specialises them: tile sizes, workgroup sizes and expressions are written
+// into the source text with text/template before compilation. The
+// templates carry structure (which bindings exist, which loop a mode runs)
+// that WGSL's override constants cannot; wgpu-native 0.17, which bt used
+// first, rejected those constants anyway.
 package shaders
 
 import (
