@@ -7,6 +7,7 @@
 # Stages (default: all, in this order; meant to fit one 10-minute call of
 # the device tool, and each can be run alone when they do not):
 #   devices  the adapter report and the kernels' self-check against float64
+#   fma      the adapter's arithmetic ceiling (a pure-register FMA kernel)
 #   gemm     bt's GEMM beside PyTorch's float32 matmul with TF32 off
 #   conv     the convolution suite
 #   loss     the fused loss against the GEMMs it replaces, N×D up to 2048×8192
@@ -39,7 +40,7 @@ stage() {
 }
 
 stages=("$@")
-[ ${#stages[@]} -gt 0 ] || stages=(devices gemm conv loss twin demo)
+[ ${#stages[@]} -gt 0 ] || stages=(devices fma gemm conv loss twin demo)
 for s in "${stages[@]}"; do
   case $s in
   devices) stage devices "$bt" devices ;;
@@ -49,6 +50,7 @@ for s in "${stages[@]}"; do
     stage gemm "$python" tools/reference/torch_matmul.py --device "$torch_device" 1024 2048 4096 256x8192x2048 8192x2048x256
     ;;
   conv) stage conv "$bt" bench -suites conv -time 1s ;;
+  fma) stage fma "$bt" bench -suites fma ;; # the adapter's arithmetic ceiling
   loss) stage loss "$bt" bench -suites loss -loss-shapes 256x2048,2048x8192,512x16384 ;;
   twin)
     stage twin "$bt" bench -suites twin -arch resnet50 -size 224 -batch 64 -projector 8192-8192-8192 -profile

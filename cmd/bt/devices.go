@@ -14,6 +14,7 @@ import (
 func runDevices(args []string) error {
 	fs, adapter := newFlags("devices", "Lists the WebGPU adapters, describes the one bt would use, and checks its kernels against float64 references.")
 	check := fs.Bool("check", true, "run the kernel self-check on the chosen adapter")
+	seed := fs.Uint64("seed", uint64(time.Now().UnixNano()), "seed of the self-check's random inputs (default: the clock; printed, to repeat a failure)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -34,9 +35,9 @@ func runDevices(args []string) error {
 	if !*check {
 		return nil
 	}
-	fmt.Println("\nself-check (random inputs, NaN-poisoned outputs, relative error against float64):")
+	fmt.Printf("\nself-check of the core kernels (random inputs with -seed %d, NaN-poisoned outputs, relative error against float64;\nthe loss, optimiser, pooling and row-norm kernels are checked by go test):\n", *seed)
 	failed := 0
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	rng := rand.New(rand.NewPCG(*seed, 1))
 	for _, c := range selfChecks() {
 		start := time.Now()
 		err := kcheck.Run(d, rng, c.op)
@@ -59,7 +60,7 @@ type selfCheck struct {
 	op   kcheck.Op
 }
 
-// selfChecks is a quick pass over every kernel family on shapes that are
+// selfChecks is a quick pass over the core kernel families on shapes that are
 // not multiples of any tile; the tests cover many more shapes.
 func selfChecks() []selfCheck {
 	var cs []selfCheck
