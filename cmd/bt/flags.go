@@ -31,6 +31,8 @@ func (f intFlag) String() string {
 	return strconv.Itoa(*f.p)
 }
 
+func (intFlag) placeholder() string { return "int" }
+
 func (f intFlag) Set(s string) error {
 	v, err := strconv.Atoi(s)
 	if err != nil {
@@ -58,6 +60,8 @@ func (f floatFlag[T]) String() string {
 	}
 	return strconv.FormatFloat(float64(*f.p), 'g', -1, 64)
 }
+
+func (floatFlag[T]) placeholder() string { return "float" }
 
 func (f floatFlag[T]) Set(s string) error {
 	v, err := strconv.ParseFloat(s, 64)
@@ -89,6 +93,8 @@ func (f choiceFlag[T]) String() string {
 	}
 	return string(*f.p)
 }
+
+func (choiceFlag[T]) placeholder() string { return "name" }
 
 func (f choiceFlag[T]) Set(s string) error {
 	for _, c := range f.choices {

@@ -116,6 +116,9 @@ func printHelp(w io.Writer, fs *flag.FlagSet) {
 	show := func(f *flag.Flag) {
 		seen[f.Name] = true
 		name, usage := flag.UnquoteUsage(f)
+		if p, ok := f.Value.(interface{ placeholder() string }); ok {
+			name = p.placeholder() // flag calls every custom Value "value"
+		}
 		line := "  -" + f.Name
 		if name != "" {
 			line += " " + name
