@@ -1,26 +1,33 @@
 package gpu
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
+	"strings"
 
 	"github.com/bt-org/bt/shaders"
 	"github.com/oliverbestmann/webgpu/wgpu"
 )
 
 // Kernel is a compiled compute pipeline. Its binding 0 is a uniform block of
-// parameters; bindings 1… are storage buffers, bound in order.
+// parameters, the WGSL struct Params, whose fields Dispatch checks the
+// packed Params against; bindings 1… are storage buffers, bound in order.
 type Kernel struct {
 	Name      string // kernel name and specialisation, for errors and profiles
 	Workgroup [3]int
-	writable  []bool // per storage binding: declared read_write
+	writable  []bool  // per storage binding: declared read_write
+	params    []field // the fields of struct Params, in order
 	pipeline  *wgpu.ComputePipeline
 	layout    *wgpu.BindGroupLayout
 }
 
 var (
-	paramsRe    = regexp.MustCompile(`@group\(0\)\s*@binding\(0\)\s*var<uniform>`)
+	paramsRe    = regexp.MustCompile(`@group\(0\)\s*@binding\(0\)\s*var<uniform>\s*\w+\s*:\s*Params\s*;`)
+	structRe    = regexp.MustCompile(`\bstruct\s+Params\s*\{([^}]*)\}`)
+	commentRe   = regexp.MustCompile(`//[^\n]*|(?s:/\*.*?\*/)`)
+	fieldRe     = regexp.MustCompile(`^(\w+)\s*:\s*(\w+)$`)
 	bindingRe   = regexp.MustCompile(`@binding\((\d+)\)\s*var<storage,\s*(read|read_write)>`)
 	workgroupRe = regexp.MustCompile(`@workgroup_size\((\d+)(?:,\s*(\d+))?(?:,\s*(\d+))?\)`)
 )
@@ -39,7 +46,10 @@ func (d *Device) Kernel(name string, spec shaders.Spec) (*Kernel, error) {
 	}
 	k := &Kernel{Name: key}
 	if !paramsRe.MatchString(src) {
-		return nil, fmt.Errorf("gpu: kernel %s must declare its parameters as @group(0) @binding(0) var<uniform>", key)
+		return nil, fmt.Errorf("gpu: kernel %s must declare its parameters as @group(0) @binding(0) var<uniform> p: Params", key)
+	}
+	if k.params, err = parseParams(src); err != nil {
+		return nil, fmt.Errorf("gpu: kernel %s: %w", key, err)
 	}
 	for i, m := range bindingRe.FindAllStringSubmatch(src, -1) {
 		if b, _ := strconv.Atoi(m[1]); b != i+1 {
@@ -70,6 +80,73 @@ func (d *Device) Kernel(name string, spec shaders.Spec) (*Kernel, error) {
 	}
 	d.kernels[key] = k
 	return k, nil
+}
+
+// scalar is the type of one 32-bit word of a kernel's parameters.
+type scalar uint8
+
+const (
+	u32 scalar = iota
+	i32
+	f32
+)
+
+func (s scalar) String() string { return [...]string{"u32", "i32", "f32"}[s] }
+
+var scalars = map[string]scalar{"u32": u32, "i32": i32, "f32": f32}
+
+// field is one member of a kernel's struct Params.
+type field struct {
+	name string
+	typ  scalar
+}
+
+// parseParams reads the fields of the WGSL struct Params in src. Only
+// 32-bit scalars are accepted: Params packs one word per field, and any
+// wider or aligned type would put later fields at offsets it does not know.
+func parseParams(src string) ([]field, error) {
+	m := structRe.FindStringSubmatch(commentRe.ReplaceAllString(src, ""))
+	if m == nil {
+		return nil, errors.New("no struct Params")
+	}
+	var fs []field
+	for _, decl := range strings.Split(m[1], ",") {
+		decl = strings.TrimSpace(decl)
+		if decl == "" { // the trailing comma WGSL allows
+			continue
+		}
+		fm := fieldRe.FindStringSubmatch(decl)
+		if fm == nil {
+			return nil, fmt.Errorf("struct Params member %q is not of the form name: u32, i32 or f32", decl)
+		}
+		t, ok := scalars[fm[2]]
+		if !ok {
+			return nil, fmt.Errorf("struct Params field %q has type %s; only u32, i32 and f32 can be packed", fm[1], fm[2])
+		}
+		fs = append(fs, field{fm[1], t})
+	}
+	if len(fs) == 0 {
+		return nil, errors.New("struct Params has no fields")
+	}
+	return fs, nil
+}
+
+// checkParams checks p word by word against k's struct Params: the words
+// are packed by position, so a missing, extra or mistyped word would
+// otherwise be read silently as the wrong value.
+func (k *Kernel) checkParams(p Params) error {
+	for i, f := range k.params {
+		if i == len(p.kinds) {
+			return fmt.Errorf("gpu: kernel %s: Params field %d %q is %s, got no value", k.Name, i+1, f.name, f.typ)
+		}
+		if p.kinds[i] != f.typ {
+			return fmt.Errorf("gpu: kernel %s: Params field %d %q is %s, got %s", k.Name, i+1, f.name, f.typ, p.kinds[i])
+		}
+	}
+	if n := len(k.params); len(p.kinds) > n {
+		return fmt.Errorf("gpu: kernel %s: Params value %d (%s) is beyond struct Params's %d fields", k.Name, n+1, p.kinds[n], n)
+	}
+	return nil
 }
 
 // compile builds k's pipeline from WGSL source. naga's diagnostics come

@@ -10,14 +10,28 @@ import (
 )
 
 // Params is a kernel's uniform block: 32-bit words in the order of the
-// kernel's Params struct.
-type Params []uint32
+// kernel's WGSL struct Params. Each word keeps the kind it was packed as, so
+// that Dispatch can check the words against the struct's fields: a word
+// missing from the end would otherwise read as 0 on the device.
+type Params struct {
+	words []uint32
+	kinds []scalar
+}
 
-// U appends an unsigned integer.
-func (p Params) U(v int) Params { return append(p, uint32(v)) }
+// U appends an unsigned integer, for a u32 field.
+func (p Params) U(v int) Params { return p.add(uint32(v), u32) }
 
-// F appends a float.
-func (p Params) F(v float32) Params { return append(p, math.Float32bits(v)) }
+// I appends a signed integer, for an i32 field.
+func (p Params) I(v int) Params { return p.add(uint32(int32(v)), i32) }
+
+// F appends a float, for an f32 field.
+func (p Params) F(v float32) Params { return p.add(math.Float32bits(v), f32) }
+
+func (p Params) add(w uint32, k scalar) Params {
+	p.words = append(p.words, w)
+	p.kinds = append(p.kinds, k)
+	return p
+}
 
 // uniformChunk holds the parameter blocks of many dispatches, uploaded in one
 // write at submit time so that recording a dispatch allocates no buffer.
@@ -88,6 +102,9 @@ func (r *Recorder) usable() error {
 // parameters and storage buffers (in binding order).
 func (r *Recorder) Dispatch(k *Kernel, grid [3]int, params Params, bufs ...*Tensor) error {
 	if err := r.usable(); err != nil {
+		return err
+	}
+	if err := k.checkParams(params); err != nil {
 		return err
 	}
 	if len(bufs) != len(k.writable) {
@@ -165,7 +182,7 @@ func (r *Recorder) Dispatch(k *Kernel, grid [3]int, params Params, bufs ...*Tens
 
 // uniform places params in the current chunk, starting a new one when full.
 func (r *Recorder) uniform(params Params) (*uniformChunk, uint64, uint64, error) {
-	size := uint64(max(16, (len(params)*4+15)&^15))
+	size := uint64(max(16, (len(params.words)*4+15)&^15))
 	align := uint64(max(16, r.d.Limits.MinUniformBufferOffsetAlignment))
 	var c *uniformChunk
 	if n := len(r.chunks); n > 0 {
@@ -186,7 +203,7 @@ func (r *Recorder) uniform(params Params) (*uniformChunk, uint64, uint64, error)
 	}
 	c.data = c.data[:off+size]
 	clear(c.data[off:])
-	for i, w := range params {
+	for i, w := range params.words {
 		*(*uint32)(unsafe.Pointer(&c.data[off+uint64(4*i)])) = w
 	}
 	return c, off, size, nil
