@@ -135,6 +135,26 @@ func (d DataConfig) EvalView() (pipeline.ViewConfig, error) {
 	return v, err
 }
 
+// fitPreset picks the augmentation preset of an image folder from its
+// images' size when Augment is empty: the ImageNet preset would turn
+// 28-pixel images into 224-pixel views, 60 times the work for nothing. It
+// looks at ds's first image and returns what it chose, for the user ("" when
+// it chose nothing).
+func (d *DataConfig) fitPreset(ds pipeline.Dataset) (string, error) {
+	if d.Augment != "" || !strings.HasPrefix(strings.ToLower(d.Name), "folder") || ds.Len() == 0 {
+		return "", nil
+	}
+	var img pipeline.Image
+	if err := ds.Load(0, &img); err != nil {
+		return "", err
+	}
+	if min(img.H, img.W) >= 64 {
+		return "", nil
+	}
+	d.Augment = "cifar"
+	return fmt.Sprintf("the folder's first image is %d×%d: the cifar preset (32-px views, no blur) is used; -augment imagenet gives 224-px views", img.W, img.H), nil
+}
+
 // Open opens the data set's train or test split.
 func (d DataConfig) Open(split string) (pipeline.Dataset, error) {
 	return pipeline.Open(d.Name, d.Dir, split, pipeline.FolderOptions{MaxPixels: d.MaxPixels})

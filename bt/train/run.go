@@ -30,6 +30,7 @@ type Options struct {
 // objective, optimiser, trainer and loop, ready for Loop.Execute.
 type Run struct {
 	Config    Config // resolved
+	Note      string // what New chose that the Config did not say, for the user; "" if nothing
 	Plan      MemoryPlan
 	Data      pipeline.Dataset
 	Views     pipeline.Config
@@ -70,10 +71,10 @@ func Resume(d *gpu.Device, c *Checkpoint, cfg Config, o Options) (*Run, error) {
 }
 
 func build(d *gpu.Device, cfg Config, o Options, ckpt *Checkpoint) (_ *Run, err error) {
-	if cfg, err = cfg.Resolve(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	r := &Run{Config: cfg}
+	r := &Run{}
 	defer func() {
 		if err != nil {
 			r.Release()
@@ -82,6 +83,15 @@ func build(d *gpu.Device, cfg Config, o Options, ckpt *Checkpoint) (_ *Run, err 
 	if r.Data, err = cfg.Data.Open("train"); err != nil {
 		return nil, err
 	}
+	// The preset decides the view size and so the stem, which Resolve
+	// fills in: it is chosen from the images first.
+	if r.Note, err = cfg.Data.fitPreset(r.Data); err != nil {
+		return nil, err
+	}
+	if cfg, err = cfg.Resolve(); err != nil {
+		return nil, err
+	}
+	r.Config = cfg
 	views, err := cfg.Data.Views()
 	if err != nil {
 		return nil, err
@@ -186,10 +196,14 @@ func (r *Run) Describe(d *gpu.Device) string {
 	if r.Augment != nil {
 		on = "the device"
 	}
+	note := ""
+	if r.Note != "" {
+		note = "\nnote     " + r.Note
+	}
 	return fmt.Sprintf("adapter  %s\nmodel    %s\ndata     %s train, %d images, %dpx %d-channel views (%s preset) augmented on %s, batch %d, %d steps (%d per epoch)\nloss     %s\noptimise %s, weight decay %g, seed %d\nschedule %s\nmemory   %s",
 		d.Info, r.Model.Describe(), cfg.Data.Name, r.Data.Len(), views.A.Size, views.A.Channels(), cfg.Data.Preset(), on, cfg.Batch, total,
 		r.Loader.StepsPerEpoch(), path, cfg.Optimizer, cfg.WeightDecay, cfg.Seed,
-		cfg.Schedule.Describe(cfg.Schedule.Warmup.Steps(total, cfg.Epochs), total, cfg.Batch), r.Plan)
+		cfg.Schedule.Describe(cfg.Schedule.Warmup.Steps(total, cfg.Epochs), total, cfg.Batch), r.Plan) + note
 }
 
 // Release frees everything the run built, in reverse order.

@@ -424,22 +424,3 @@ func TestInit(t *testing.T) {
 		t.Errorf("a tiny backbone into a resnet18 run: %v", err)
 	}
 }
-
-// TestFolderPreset: a folder of small images trains at their scale, not
-// as 224-pixel ImageNet views, unless -augment says so.
-func TestFolderPreset(t *testing.T) {
-	root := t.TempDir()
-	writeImages(t, root, 2)
-	var log bytes.Buffer
-	data := train.DataConfig{Name: "folder-unlabeled", Dir: root, MaxPixels: -1}
-	if err := folderPreset(&data, &log); err != nil {
-		t.Fatal(err)
-	}
-	if data.Augment != "cifar" || !strings.Contains(log.String(), "20×20") {
-		t.Errorf("20-px images: preset %q, note %q; want cifar and a note naming the size", data.Augment, log.String())
-	}
-	data.Augment = "imagenet"
-	if err := folderPreset(&data, &log); err != nil || data.Augment != "imagenet" {
-		t.Errorf("an explicit preset was changed to %q (%v)", data.Augment, err)
-	}
-}

@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -33,7 +32,7 @@ func runPretrain(args []string) error {
 	if err != nil {
 		return err
 	}
-	d, err := gpu.Open(gpu.Options{Adapter: ro.adapter})
+	d, err := gpu.Open(gpu.Options{Adapter: *ro.adapter})
 	if err != nil {
 		return err
 	}
@@ -84,35 +83,7 @@ func parsePretrain(args []string) (train.Config, runOptions, error) {
 	if err := ro.resolve(&cfg, explicit); err != nil {
 		return cfg, *ro, err
 	}
-	if ro.resume == "" {
-		if err := folderPreset(&cfg.Data, os.Stderr); err != nil {
-			return cfg, *ro, err
-		}
-	}
 	return cfg, *ro, nil
-}
-
-// folderPreset picks the augmentation preset of an image folder from its
-// images' size when -augment is not given: the ImageNet preset would turn
-// 28-pixel images into 224-pixel views, 60 times the work for nothing. It
-// looks at the first image and says what it chose.
-func folderPreset(data *train.DataConfig, log io.Writer) error {
-	if data.Augment != "" || !strings.HasPrefix(strings.ToLower(data.Name), "folder") {
-		return nil
-	}
-	ds, err := data.Open("train")
-	if err != nil {
-		return err
-	}
-	var img pipeline.Image
-	if err := ds.Load(0, &img); err != nil {
-		return err
-	}
-	if side := min(img.H, img.W); side < 64 {
-		data.Augment = "cifar"
-		fmt.Fprintf(log, "note     the folder's first image is %d×%d: the cifar preset (32-px views, no blur) is used; -augment imagenet gives 224-px views\n", img.W, img.H)
-	}
-	return nil
 }
 
 // pretrainFlags is pretrain's flag set over cfg.
@@ -122,7 +93,7 @@ func pretrainFlags(cfg *train.Config) (*flag.FlagSet, *runOptions) {
 	ro := &runOptions{}
 	groups = append(groups, ro.register(fs))
 	setGroups(fs, groups)
-	ro.adapterFlag = adapter
+	ro.adapter = adapter
 	return fs, ro
 }
 
@@ -141,9 +112,8 @@ type runOptions struct {
 	monitor   knnMonitor
 	// auto picks the next free directory named after out (runs/pretrain,
 	// runs/pretrain-2, …): the user named none.
-	auto        bool
-	adapter     string
-	adapterFlag *string
+	auto    bool
+	adapter *string // the -adapter flag
 }
 
 func (ro *runOptions) register(fs *flag.FlagSet) flagGroup {
@@ -171,7 +141,6 @@ var resumable = map[string]bool{"epochs": true, "steps": true, "workers": true, 
 // replaces cfg by the checkpoint's configuration (extended by the flags
 // that may extend it), all before anything is opened or written.
 func (ro *runOptions) resolve(cfg *train.Config, explicit map[string]bool) error {
-	ro.adapter = *ro.adapterFlag
 	if ro.overwrite && ro.resume != "" {
 		return errors.New("-overwrite and -resume: a run is either replaced or continued")
 	}
