@@ -393,3 +393,52 @@ func TestReadback(t *testing.T) {
 		}
 	}
 }
+
+// TestRecorderSync: work recorded before a Sync has run when its function
+// reads, and what the function uploads is what the work recorded after it
+// sees, within one recording.
+func TestRecorderSync(t *testing.T) {
+	d := gputest.Device(t)
+	x, err := d.NewTensor(5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Release()
+	y, err := d.NewTensor(5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer y.Release()
+	var seen []float32
+	err = d.Run(func(r *gpu.Recorder) error {
+		if err := gpu.Fill(r, x, 3); err != nil {
+			return err
+		}
+		if err := r.Sync(func() error {
+			v, err := x.Download()
+			if err != nil {
+				return err
+			}
+			seen = append([]float32(nil), v...)
+			for i := range v {
+				v[i] += float32(i)
+			}
+			return x.Upload(v)
+		}); err != nil {
+			return err
+		}
+		return gpu.Scale(r, y, x, 2)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := y.Download()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range got {
+		if seen[i] != 3 || got[i] != 2*(3+float32(i)) {
+			t.Fatalf("element %d: the sync saw %v and the work after it made %v; want 3 and %v", i, seen[i], got[i], 2*(3+float32(i)))
+		}
+	}
+}

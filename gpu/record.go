@@ -289,6 +289,43 @@ func (r *Recorder) Submit() error {
 	return nil
 }
 
+// Sync submits what has been recorded so far, waits until the device has
+// run it, calls fn, and goes on recording into a new command buffer, which
+// runs after whatever fn uploaded. fn may Download and Upload tensors: it is
+// how a step run by several processes exchanges values half-way through
+// (package dist). The device idles while fn runs, so a step syncs only
+// where it must.
+func (r *Recorder) Sync(fn func() error) error {
+	if err := r.usable(); err != nil {
+		return err
+	}
+	if err := r.endPass(); err != nil {
+		return fmt.Errorf("gpu: ending the compute pass: %w", err)
+	}
+	cmd, err := r.enc.TryFinish(nil)
+	if err != nil {
+		return fmt.Errorf("gpu: finishing the command buffer: %w", err)
+	}
+	r.enc.Release()
+	r.enc = nil
+	// The uniform chunks are written whole again at the next submission;
+	// the parameters already in them do not change, and the work that
+	// reads them has finished by then.
+	for _, c := range r.chunks {
+		if err := r.d.queue.TryWriteBuffer(c.buf, 0, c.data); err != nil {
+			cmd.Release()
+			return fmt.Errorf("gpu: uploading kernel parameters: %w", err)
+		}
+	}
+	index := r.d.queue.Submit(cmd)
+	cmd.Release()
+	r.d.device.Poll(true, (*uint64)(&index))
+	if r.enc, err = r.d.device.TryCreateCommandEncoder(nil); err != nil {
+		return fmt.Errorf("gpu: creating a command encoder: %w", err)
+	}
+	return fn()
+}
+
 // Discard abandons a recording that will not be submitted.
 func (r *Recorder) Discard() {
 	if r.done {
@@ -308,7 +345,9 @@ func (r *Recorder) cleanup() {
 		r.d.pool.put(c.buf, uniformChunkSize, uniformUsage)
 	}
 	r.chunks = nil
-	r.enc.Release()
+	if r.enc != nil {
+		r.enc.Release()
+	}
 	if r.queries != nil {
 		r.queries.Release()
 		r.queries = nil

@@ -3,6 +3,7 @@ package layers
 import (
 	"fmt"
 
+	"github.com/bt-org/bt/dist"
 	"github.com/bt-org/bt/gpu"
 	"github.com/bt-org/bt/shaders"
 )
@@ -27,9 +28,15 @@ type BatchNorm struct {
 	Gamma, Beta   *Param      // [C] each: the scale γ (starts at 1) and the shift β (at 0); nil without affine
 	RunningMean   *gpu.Tensor // [C], starts at 0
 	RunningVar    *gpu.Tensor // [C], starts at 1
-	d             *gpu.Device
-	name          string
-	params        []*Param
+	// Sync, a group of several processes, makes training use the
+	// statistics of every rank's batch together and the backward pass the
+	// sums over them (PyTorch's SyncBatchNorm): the layer then computes what
+	// it would over the ranks' batches concatenated. nil (or one rank):
+	// this batch's statistics.
+	Sync   dist.Comm
+	d      *gpu.Device
+	name   string
+	params []*Param
 }
 
 // NewBatchNorm returns a BatchNorm over c channels with PyTorch's defaults:
@@ -224,18 +231,17 @@ func (b *BatchNorm) Forward(r *gpu.Recorder, out, cache, in *gpu.Tensor, n, hw i
 		if err := b.check("eval", n, hw, named{"out", out, size}, named{"in", in, size}); err != nil {
 			return err
 		}
-		k, err := b.d.Kernel("batchnorm", shaders.Spec{"Mode": "eval", "Affine": b.Affine(), "ReLU": b.ReLU, "WG": bnWG})
-		if err != nil {
-			return err
-		}
-		grid, err := spreadGrid(b.d, (size+bnWG-1)/bnWG)
-		if err != nil {
-			return err
-		}
-		return r.Dispatch(k, grid, b.uniforms(n, hw), b.with(out, in, b.RunningMean, b.RunningVar)...)
+		return b.normalise(r, out, in, b.RunningMean, b.RunningVar, n, hw)
 	}
 	if err := b.check("train", n, hw, named{"out", out, size}, named{"cache", cache, 3 * b.C}, named{"in", in, size}); err != nil {
 		return err
+	}
+	if b.synced() {
+		// Every rank has N: the statistics are over ranks·N·HW values.
+		if b.Sync.Size()*n*hw < 2 {
+			return fmt.Errorf("layers: BatchNorm %s: training needs more than one value per channel; got N=%d, HW=%d on %d ranks", b.name, n, hw, b.Sync.Size())
+		}
+		return b.syncForward(r, out, cache, in, n, hw)
 	}
 	if n*hw < 2 {
 		return fmt.Errorf("layers: BatchNorm %s: training needs more than one value per channel; got N=%d, HW=%d", b.name, n, hw)
@@ -260,6 +266,9 @@ func (b *BatchNorm) Backward(r *gpu.Recorder, dIn, dOut, in, cache *gpu.Tensor, 
 	if err := b.check("backward", n, hw, named{"dIn", dIn, size}, named{"dOut", dOut, size},
 		named{"in", in, size}, named{"cache", cache, 3 * b.C}); err != nil {
 		return err
+	}
+	if b.synced() {
+		return b.syncBackward(r, dIn, dOut, in, cache, n, hw)
 	}
 	// Taking the gradient back through a fused ReLU needs γ and β, to work
 	// out the output again.
@@ -288,6 +297,21 @@ func (b *BatchNorm) Backward(r *gpu.Recorder, dIn, dOut, in, cache *gpu.Tensor, 
 		}
 		return ts
 	})
+}
+
+// normalise records y = γ·(x − mean)/√(var + eps) + β over in, [N, C, HW],
+// into out with the given statistics, [C] each: the running ones in
+// evaluation, the batch's over every rank in synchronised training.
+func (b *BatchNorm) normalise(r *gpu.Recorder, out, in, mean, variance *gpu.Tensor, n, hw int) error {
+	k, err := b.d.Kernel("batchnorm", shaders.Spec{"Mode": "eval", "Affine": b.Affine(), "ReLU": b.ReLU, "WG": bnWG})
+	if err != nil {
+		return err
+	}
+	grid, err := spreadGrid(b.d, (n*b.C*hw+bnWG-1)/bnWG)
+	if err != nil {
+		return err
+	}
+	return r.Dispatch(k, grid, b.uniforms(n, hw), b.with(out, in, mean, variance)...)
 }
 
 func (b *BatchNorm) uniforms(n, hw int) gpu.Params {

@@ -1,0 +1,121 @@
+// Package disttest makes a group of ranks inside one process, for tests of
+// what runs over dist.Comm: each rank is a goroutine, and a collective
+// waits until every rank has called it. It is not a transport; bt's ranks
+// talk over MPI.
+package disttest
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/bt-org/bt/dist"
+)
+
+// Group returns the Comms of n ranks that run collectives with each other.
+func Group(n int) []dist.Comm {
+	h := &hub{size: n, slots: make([]any, n)}
+	h.cond = sync.NewCond(&h.mu)
+	cs := make([]dist.Comm, n)
+	for r := range cs {
+		cs[r] = &rank{h: h, rank: r}
+	}
+	return cs
+}
+
+// Run calls fn for every rank of a group of n on its own goroutine and
+// returns the first error by rank.
+func Run(n int, fn func(c dist.Comm) error) error {
+	cs := Group(n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for r, c := range cs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[r] = fn(c)
+		}()
+	}
+	wg.Wait()
+	for r, err := range errs {
+		if err != nil {
+			return fmt.Errorf("rank %d: %w", r, err)
+		}
+	}
+	return nil
+}
+
+type hub struct {
+	mu      sync.Mutex
+	cond    *sync.Cond
+	size    int
+	arrived int
+	gen     int
+	slots   []any
+	result  any
+}
+
+// exchange puts rank's v in and, once every rank has, returns combine of
+// them all (combine runs once, on the last rank to arrive). A rank cannot
+// start the next exchange before it has its result, and the next result
+// needs every rank, so one result field is enough.
+func (h *hub) exchange(rank int, v any, combine func([]any) any) any {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.slots[rank] = v
+	h.arrived++
+	gen := h.gen
+	if h.arrived == h.size {
+		h.result = combine(h.slots)
+		h.arrived = 0
+		h.gen++
+		h.cond.Broadcast()
+	}
+	for h.gen == gen {
+		h.cond.Wait()
+	}
+	return h.result
+}
+
+type rank struct {
+	h    *hub
+	rank int
+}
+
+func (c *rank) Rank() int    { return c.rank }
+func (c *rank) Size() int    { return c.h.size }
+func (c *rank) Close() error { return nil }
+
+func (c *rank) AllReduce(v []float32) error {
+	sum := c.h.exchange(c.rank, append([]float32(nil), v...), func(all []any) any {
+		s := make([]float32, len(v))
+		for _, x := range all {
+			for i, f := range x.([]float32) {
+				s[i] += f
+			}
+		}
+		return s
+	}).([]float32)
+	copy(v, sum)
+	return nil
+}
+
+func (c *rank) AllGather(dst, src []float32) error {
+	if len(dst) != c.h.size*len(src) {
+		return fmt.Errorf("disttest: all-gather of %d values from %d ranks into %d", len(src), c.h.size, len(dst))
+	}
+	all := c.h.exchange(c.rank, append([]float32(nil), src...), func(all []any) any {
+		var s []float32
+		for _, x := range all {
+			s = append(s, x.([]float32)...)
+		}
+		return s
+	}).([]float32)
+	copy(dst, all)
+	return nil
+}
+
+func (c *rank) Broadcast(v []byte, root int) error {
+	got := c.h.exchange(c.rank, append([]byte(nil), v...), func(all []any) any { return all[root] }).([]byte)
+	copy(v, got)
+	return nil
+}
