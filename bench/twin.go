@@ -64,7 +64,7 @@ func newTwinRun(d *gpu.Device, arch string, batch, size int, projector string) (
 		t.release()
 		return nil, err
 	}
-	if t.tr, err = train.NewTrainer(d, t.model, t.loss, t.opt, batch, 1, size, size); err != nil {
+	if t.tr, err = train.NewTrainer(d, t.model, t.loss, t.opt, batch, 1, size, size, nil); err != nil {
 		t.release()
 		return nil, err
 	}

@@ -14,22 +14,6 @@ import (
 	"github.com/bt-org/bt/internal/ref"
 )
 
-// rankDevices opens one device per rank of an in-process group, since a
-// device belongs to one goroutine at a time.
-func rankDevices(t *testing.T, n int) []*gpu.Device {
-	t.Helper()
-	ds := make([]*gpu.Device, n)
-	for i := range ds {
-		d, err := gpu.Open(gpu.Options{})
-		if err != nil {
-			t.Fatalf("no device to test on: %v", err)
-		}
-		t.Cleanup(d.Release)
-		ds[i] = d
-	}
-	return ds
-}
-
 // relErr is ‖got−want‖/‖want‖, or an error naming the first element that
 // is not finite (an element the kernel never wrote stays NaN).
 func relErr(got []float32, want []float64) (float64, error) {
@@ -55,7 +39,7 @@ func relErr(got []float32, want []float64) (float64, error) {
 // over the ranks (each rank holds its share, which the gradients'
 // all-reduce adds up).
 func TestBatchNormSync(t *testing.T) {
-	devs := rankDevices(t, 3)
+	devs := gputest.Devices(t, 3)
 	rng := gputest.Rand(t)
 	cases := []struct {
 		ranks, n, c, hw int

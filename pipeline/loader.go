@@ -67,6 +67,14 @@ type LoaderConfig struct {
 	// augmentation elsewhere. The draws are those the augmenting loader
 	// makes with the same seed.
 	Raw bool
+	// Ranks, when above 1, makes this loader one of Ranks that share every
+	// batch of BatchSize (the global batch of data-parallel training): this
+	// one hands out the Rank-th of its equal, contiguous parts. Each
+	// sample's views depend only on the seed, the epoch and the image, so
+	// the ranks' parts together are the batch one loader would make.
+	// BatchSize must divide by Ranks, and the last incomplete batch is
+	// dropped (DropLast).
+	Rank, Ranks int
 }
 
 // DefaultMaxBadFraction tolerates one bad image in a hundred.
@@ -165,6 +173,8 @@ func newLoader(ds Dataset, views []ViewConfig, cfg LoaderConfig) (*Loader, error
 		return nil, fmt.Errorf("pipeline: %d images make no full batch of %d", n, cfg.BatchSize)
 	case cfg.Workers < 0 || cfg.Prefetch < 0 || cfg.Epochs < 0 || cfg.Epoch < 0 || cfg.Step < 0:
 		return nil, errors.New("pipeline: Workers, Prefetch, Epoch, Step and Epochs must be ≥ 0")
+	case cfg.Ranks > 1 && (cfg.BatchSize%cfg.Ranks != 0 || !cfg.DropLast || cfg.Rank < 0 || cfg.Rank >= cfg.Ranks):
+		return nil, fmt.Errorf("pipeline: rank %d of %d: the batch of %d must divide into equal parts and drop the last incomplete one", cfg.Rank, cfg.Ranks, cfg.BatchSize)
 	case !(cfg.MaxBadFraction >= 0 && cfg.MaxBadFraction <= 1):
 		return nil, fmt.Errorf("pipeline: MaxBadFraction = %g, want a fraction in [0, 1]", cfg.MaxBadFraction)
 	}
@@ -261,7 +271,12 @@ func (l *Loader) dispatch() {
 			case <-l.done:
 				return
 			}
-			j := job{seq: seq, epoch: epoch, step: step, idx: perm[step*bs : min((step+1)*bs, len(perm))]}
+			idx := perm[step*bs : min((step+1)*bs, len(perm))]
+			if l.cfg.Ranks > 1 {
+				per := bs / l.cfg.Ranks
+				idx = idx[l.cfg.Rank*per : (l.cfg.Rank+1)*per]
+			}
+			j := job{seq: seq, epoch: epoch, step: step, idx: idx}
 			select {
 			case l.jobs <- j:
 			case <-l.done:

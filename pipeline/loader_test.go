@@ -347,3 +347,57 @@ func TestLoaderMaxBadFraction(t *testing.T) {
 		}
 	}
 }
+
+// TestLoaderShards: the parts that 2 and 3 ranks' loaders hand out are
+// disjoint, together the whole batch, in order, with the same views as one
+// loader makes (independent of the rank count), through a resume too.
+func TestLoaderShards(t *testing.T) {
+	ds := smallSynthetic(t, 50)
+	cfg := LoaderConfig{BatchSize: 12, Workers: 2, Seed: 5, Shuffle: true, DropLast: true, Epochs: 2}
+	l, err := NewLoader(ds, smallConfig(), cfg)
+	must(t, err)
+	whole := collect(t, l, false)
+	l.Close()
+	for _, ranks := range []int{2, 3} {
+		for _, start := range []int{0, 3} {
+			parts := make([][]Batch, ranks)
+			for r := range parts {
+				c := cfg
+				c.Rank, c.Ranks, c.Step, c.Epochs = r, ranks, start, 2
+				l, err := NewLoader(ds, smallConfig(), c)
+				must(t, err)
+				parts[r] = collect(t, l, true)
+				l.Close()
+			}
+			for k, want := range whole[start:] {
+				var got Batch
+				seen := map[int]bool{}
+				for r := range parts {
+					p := parts[r][k]
+					if len(p.Index) != cfg.BatchSize/ranks {
+						t.Fatalf("%d ranks, batch %d: rank %d has %d samples, want %d", ranks, k, r, len(p.Index), cfg.BatchSize/ranks)
+					}
+					for _, i := range p.Index {
+						if seen[i] {
+							t.Fatalf("%d ranks, batch %d: image %d on two ranks", ranks, k, i)
+						}
+						seen[i] = true
+					}
+					got.Index = append(got.Index, p.Index...)
+					got.A = append(got.A, p.A...)
+					got.B = append(got.B, p.B...)
+				}
+				if !slices.Equal(got.Index, want.Index) || !slices.Equal(got.A, want.A) || !slices.Equal(got.B, want.B) {
+					t.Fatalf("%d ranks from step %d, batch %d: the parts are not the one loader's batch", ranks, start, k)
+				}
+			}
+		}
+	}
+	for _, bad := range []LoaderConfig{
+		{BatchSize: 12, Ranks: 5, DropLast: true}, {BatchSize: 12, Ranks: 2, Rank: 2, DropLast: true}, {BatchSize: 12, Ranks: 2},
+	} {
+		if _, err := NewLoader(ds, smallConfig(), bad); err == nil {
+			t.Errorf("rank %d of %d, batch %d, drop last %v: accepted", bad.Rank, bad.Ranks, bad.BatchSize, bad.DropLast)
+		}
+	}
+}

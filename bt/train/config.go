@@ -29,6 +29,12 @@ type Config struct {
 	// StopGradient stops the gradient at the second branch's embedding:
 	// one of the paper's asymmetry ablations.
 	StopGradient bool `json:"stop_gradient,omitempty"`
+	// PerRankBatchNorm, over several processes (Options.Comm), keeps each
+	// rank's BatchNorm statistics to its own share of the batch, as
+	// PyTorch's DistributedDataParallel does without SyncBatchNorm: a
+	// different model, whose normalisation sees batch/ranks samples. By
+	// default they are synchronised, as in the official code.
+	PerRankBatchNorm bool `json:"per_rank_batchnorm,omitempty"`
 
 	Optimizer   string         `json:"optimizer"` // optim.Names
 	WeightDecay float64        `json:"weight_decay"`

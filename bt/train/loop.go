@@ -11,6 +11,7 @@ import (
 	"github.com/bt-org/bt/augment"
 	"github.com/bt-org/bt/bt/loss"
 	"github.com/bt-org/bt/bt/optim"
+	"github.com/bt-org/bt/dist"
 	"github.com/bt-org/bt/pipeline"
 )
 
@@ -62,6 +63,10 @@ type Loop struct {
 	Keep            int
 	Run             RunState
 	Hooks           []Hook
+	// Comm, over several ranks, makes the ranks stop together: at the
+	// same step when one is asked to, and with the same error when one
+	// fails between steps (loading its share, a hook). nil: one process.
+	Comm dist.Comm
 
 	lastCheckpoint string
 	lastGood       int
@@ -117,20 +122,32 @@ func (l *Loop) Execute(ctx context.Context) error {
 		}
 		return nil
 	}
+	comm := l.Comm
+	if comm == nil {
+		comm = dist.Single{}
+	}
 	for l.Trainer.Step < total {
-		if ctx.Err() != nil {
+		stop, err := dist.Any(comm, ctx.Err() != nil)
+		if err != nil {
+			return err
+		}
+		if stop {
 			if l.CheckpointDir != "" {
 				if err := l.checkpoint(handle); err != nil {
 					return err
 				}
 			}
-			return fmt.Errorf("train: stopped at step %d (%w); %s", l.Trainer.Step, context.Cause(ctx), l.resumeHint())
+			cause := context.Cause(ctx)
+			if cause == nil {
+				cause = errors.New("another rank was stopped")
+			}
+			return fmt.Errorf("train: stopped at step %d (%w); %s", l.Trainer.Step, cause, l.resumeHint())
 		}
 		b, err := l.Loader.Next()
 		if err == io.EOF {
 			break
 		}
-		if err != nil {
+		if err = dist.Agree(comm, err); err != nil {
 			return err
 		}
 		lrW, lrV := l.LR(l.Trainer.Step)
@@ -144,7 +161,7 @@ func (l *Loop) Execute(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := handle(sl, false); err != nil {
+		if err := dist.Agree(comm, handle(sl, false)); err != nil {
 			return err
 		}
 		if l.CheckpointDir != "" && l.CheckpointEvery > 0 && l.Trainer.Step%l.CheckpointEvery == 0 && l.Trainer.Step < total {

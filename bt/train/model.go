@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 
+	"github.com/bt-org/bt/dist"
 	"github.com/bt-org/bt/gpu"
 	"github.com/bt-org/bt/layers"
 	"github.com/bt-org/bt/models"
@@ -71,6 +72,14 @@ func (m *Model) BatchNorms() []*layers.BatchNorm {
 		bs = append(bs, m.Predictor.BatchNorms()...)
 	}
 	return bs
+}
+
+// SyncBatchNorm makes every BatchNorm of the model take its statistics
+// over the ranks of c (layers.BatchNorm.Sync); nil undoes it.
+func (m *Model) SyncBatchNorm(c dist.Comm) {
+	for _, b := range m.BatchNorms() {
+		b.Sync = c
+	}
 }
 
 // StateName is the state-dict name of a parameter or BatchNorm of m.

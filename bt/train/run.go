@@ -6,6 +6,7 @@ import (
 	"github.com/bt-org/bt/augment"
 	"github.com/bt-org/bt/bt/loss"
 	"github.com/bt-org/bt/bt/optim"
+	"github.com/bt-org/bt/dist"
 	"github.com/bt-org/bt/gpu"
 	"github.com/bt-org/bt/models"
 	"github.com/bt-org/bt/pipeline"
@@ -24,6 +25,13 @@ type Options struct {
 	MemoryBudget int64
 	// OnSkip hears of each bad image the loader skips (Config.Data.SkipBad).
 	OnSkip func(pipeline.Skip)
+	// Comm, a group of several processes (package dist), makes this one
+	// rank of a data-parallel run: it trains its share of every global
+	// batch of Config.Batch pairs, and every rank's step equals the one
+	// process's step over the whole batch. Every rank builds the run from
+	// the same Config; only rank 0 should be given a CheckpointDir. nil:
+	// one process.
+	Comm dist.Comm
 }
 
 // Run is a pretraining run built from a Config: its data, network,
@@ -48,7 +56,7 @@ type Run struct {
 
 // New builds a run from cfg on d, starting from the initialisation.
 func New(d *gpu.Device, cfg Config, o Options) (*Run, error) {
-	return build(d, cfg, o, nil)
+	return agreed(build(d, cfg, o, nil))
 }
 
 // Resume builds the run a checkpoint belongs to and restores its weights,
@@ -67,12 +75,68 @@ func Resume(d *gpu.Device, c *Checkpoint, cfg Config, o Options) (*Run, error) {
 	if same != cfg {
 		return nil, fmt.Errorf("train: resuming %s with settings other than its own; only the epochs, steps, workers and augmentation place may change", c.Path)
 	}
-	return build(d, cfg, o, c)
+	return agreed(build(d, cfg, o, c))
 }
 
-func build(d *gpu.Device, cfg Config, o Options, ckpt *Checkpoint) (_ *Run, err error) {
+// agreed makes a rank's failure to build the run every rank's, so that
+// none waits in a step for one that gave up, and checks that every rank
+// starts from the same weights (a resume reads the checkpoint on each).
+func agreed(r *Run, o Options, err error) (*Run, error) {
+	if o.Comm == nil || o.Comm.Size() == 1 {
+		return r, err
+	}
+	if err == nil {
+		err = sameWeights(o.Comm, r.Model)
+	}
+	if err = dist.Agree(o.Comm, err); err != nil {
+		if r != nil {
+			r.Release()
+		}
+		return nil, err
+	}
+	return r, nil
+}
+
+// sameWeights compares a fingerprint of every rank's parameters with rank
+// 0's.
+func sameWeights(c dist.Comm, m *Model) error {
+	var sum, sq float64
+	for _, p := range m.Params() {
+		v, err := p.Value.Download()
+		if err != nil {
+			return err
+		}
+		for i, x := range v {
+			sum += float64(x) * float64(i%7+1)
+			sq += float64(x) * float64(x)
+		}
+	}
+	mine := []float32{float32(sum), float32(sq)}
+	all := make([]float32, 2*c.Size())
+	if err := c.AllGather(all, mine); err != nil {
+		return err
+	}
+	if all[0] != mine[0] || all[1] != mine[1] {
+		return fmt.Errorf("train: rank %d starts from other weights than rank 0: resume every rank from the same checkpoint", c.Rank())
+	}
+	return nil
+}
+
+func build(d *gpu.Device, cfg Config, o Options, ckpt *Checkpoint) (_ *Run, _ Options, err error) {
+	r, err := assemble(d, cfg, o, ckpt)
+	return r, o, err
+}
+
+func assemble(d *gpu.Device, cfg Config, o Options, ckpt *Checkpoint) (_ *Run, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	rank, ranks := 0, 1
+	if o.Comm != nil {
+		rank, ranks = o.Comm.Rank(), o.Comm.Size()
+	}
+	if cfg.Batch%ranks != 0 {
+		return nil, fmt.Errorf("train: batch %d does not divide among %d ranks: the batch is the global one, each rank takes an equal share", cfg.Batch, ranks)
 	}
 	r := &Run{}
 	defer func() {
@@ -107,7 +171,9 @@ func build(d *gpu.Device, cfg Config, o Options, ckpt *Checkpoint) (_ *Run, err 
 	if cfg.InfoNCE > 0 {
 		kind = InfoNCELoss
 	}
-	if r.Plan, err = CheckMemory(d, cfg.Model, cfg.Batch, c, size, size, kind, cfg.Optimizer, o.MemoryBudget); err != nil {
+	// The plan is this rank's share of the batch; over several ranks the
+	// loss's workspaces, for the global batch, are counted at the share.
+	if r.Plan, err = CheckMemory(d, cfg.Model, cfg.Batch/ranks, c, size, size, kind, cfg.Optimizer, o.MemoryBudget); err != nil {
 		return nil, err
 	}
 	if r.Model, err = NewModel(d, cfg.Model); err != nil {
@@ -146,7 +212,8 @@ func build(d *gpu.Device, cfg Config, o Options, ckpt *Checkpoint) (_ *Run, err 
 	onDevice := cfg.Data.OnDevice(d)
 	if r.Loader, err = pipeline.NewLoader(r.Data, views, pipeline.LoaderConfig{BatchSize: cfg.Batch, Workers: cfg.Data.Workers,
 		Seed: cfg.Seed, Shuffle: true, DropLast: true, Epoch: start / spe, Step: start % spe,
-		SkipBad: cfg.Data.SkipBad, MaxBadFraction: cfg.Data.MaxBadFraction, OnSkip: o.OnSkip, Raw: onDevice}); err != nil {
+		SkipBad: cfg.Data.SkipBad, MaxBadFraction: cfg.Data.MaxBadFraction, OnSkip: o.OnSkip, Raw: onDevice,
+		Rank: rank, Ranks: ranks}); err != nil {
 		return nil, err
 	}
 	r.released = append(r.released, func() { r.Loader.Close() })
@@ -156,14 +223,20 @@ func build(d *gpu.Device, cfg Config, o Options, ckpt *Checkpoint) (_ *Run, err 
 		}
 		r.released = append(r.released, r.Augment.Close)
 	}
-	if r.Trainer, err = NewTrainer(d, r.Model, r.Objective, r.Opt, cfg.Batch, c, size, size); err != nil {
+	if r.Trainer, err = NewTrainer(d, r.Model, r.Objective, r.Opt, cfg.Batch/ranks, c, size, size, o.Comm); err != nil {
 		return nil, err
+	}
+	if ranks > 1 && !cfg.PerRankBatchNorm {
+		r.Model.SyncBatchNorm(r.Trainer.Comm())
 	}
 	r.released = append(r.released, r.Trainer.Release)
 	r.Trainer.Step = start
 	r.Trainer.StopGradB = cfg.StopGradient
 	r.Loop = &Loop{Trainer: r.Trainer, Loader: r.Loader, Augment: r.Augment, Schedule: cfg.Schedule, Epochs: cfg.Epochs, MaxSteps: cfg.Steps, Batch: cfg.Batch,
 		CheckpointDir: o.CheckpointDir, CheckpointEvery: o.CheckpointEvery, Keep: o.Keep, Run: RunState{Config: cfg}}
+	if ranks > 1 {
+		r.Loop.Comm = r.Trainer.Comm()
+	}
 	if start >= r.Loop.Steps() {
 		return nil, fmt.Errorf("train: %s is at step %d, the end of its run of %d steps; give more epochs or steps to extend it", ckpt.Path, start, r.Loop.Steps())
 	}

@@ -6,6 +6,7 @@ import (
 	"github.com/bt-org/bt/augment"
 	"github.com/bt-org/bt/bt/loss"
 	"github.com/bt-org/bt/bt/optim"
+	"github.com/bt-org/bt/dist"
 	"github.com/bt-org/bt/gpu"
 	"github.com/bt-org/bt/layers"
 	"github.com/bt-org/bt/models"
@@ -40,6 +41,7 @@ type Trainer struct {
 	qa, dqa    *gpu.Tensor // [n, D] the predictor's output on view A and its gradient, with a predictor
 	loss       *gpu.Tensor // [1]
 	pending    *pendingLoss
+	spread     *spread // nil in one process
 }
 
 type pendingLoss struct {
@@ -64,13 +66,21 @@ type figured interface {
 
 // NewTrainer prepares twin steps of n image pairs of c×h×w for model, with
 // an objective for batches of n (the Barlow Twins Loss, or InfoNCE) and
-// opt over model's parameters.
-func NewTrainer(d *gpu.Device, model *Model, obj loss.Objective, opt optim.Optimizer, n, c, h, w int) (*Trainer, error) {
+// opt over model's parameters. With comm, a group of several ranks, n is
+// this rank's share of the global batch, for which the objective is made
+// (n·ranks): each step is then the step of one process over the global
+// batch (see spread), and the model's BatchNorms should share comm
+// (Model.SyncBatchNorm) for its statistics to be the global batch's too.
+func NewTrainer(d *gpu.Device, model *Model, obj loss.Objective, opt optim.Optimizer, n, c, h, w int, comm dist.Comm) (*Trainer, error) {
 	if c != model.Config.InChannels {
 		return nil, fmt.Errorf("train: the data has %d channels but the model takes %d", c, model.Config.InChannels)
 	}
-	if ln, ld := obj.Size(); ln != n || ld != model.Projector.Out {
-		return nil, fmt.Errorf("train: the loss is for %d×%d embeddings, the trainer makes %d×%d", ln, ld, n, model.Projector.Out)
+	ranks := 1
+	if comm != nil {
+		ranks = comm.Size()
+	}
+	if ln, ld := obj.Size(); ln != n*ranks || ld != model.Projector.Out {
+		return nil, fmt.Errorf("train: the loss is for %d×%d embeddings, the trainer makes %d×%d", ln, ld, n*ranks, model.Projector.Out)
 	}
 	t := &Trainer{Model: model, Loss: obj, Opt: opt, d: d, n: n, c: c, h: h, w: w}
 	dim, out := model.Backbone.Dim, model.Projector.Out
@@ -90,7 +100,23 @@ func NewTrainer(d *gpu.Device, model *Model, obj loss.Objective, opt optim.Optim
 		}
 		*a.p = x
 	}
+	if ranks > 1 {
+		var err error
+		if t.spread, err = newSpread(d, comm, n, out); err != nil {
+			t.Release()
+			return nil, err
+		}
+	}
 	return t, nil
+}
+
+// Comm is what the trainer's steps have exchanged with the other ranks so
+// far; nil in one process.
+func (t *Trainer) Comm() *dist.Meter {
+	if t.spread == nil {
+		return nil
+	}
+	return t.spread.comm
 }
 
 // record records the whole twin step into r.
@@ -126,11 +152,24 @@ func (t *Trainer) record(r *gpu.Recorder, lrWeights, lrVectors float32) error {
 		}
 		first, dFirst = t.qa, t.dqa
 	}
-	if err := t.Loss.Forward(r, t.loss, first, t.zb); err != nil {
+	// Over several ranks the loss is the global batch's, on every rank.
+	la, lb, dla, dlb := first, t.zb, dFirst, t.dzb
+	if t.spread != nil {
+		if err := t.spread.gather(r, first, t.zb); err != nil {
+			return err
+		}
+		la, lb, dla, dlb = t.spread.ga, t.spread.gb, t.spread.dga, t.spread.dgb
+	}
+	if err := t.Loss.Forward(r, t.loss, la, lb); err != nil {
 		return err
 	}
-	if err := t.Loss.Backward(r, dFirst, t.dzb); err != nil {
+	if err := t.Loss.Backward(r, dla, dlb); err != nil {
 		return err
+	}
+	if t.spread != nil {
+		if err := t.spread.scatter(r, dFirst, t.dzb); err != nil {
+			return err
+		}
 	}
 	if m.Predictor != nil {
 		if err := m.Predictor.Backward(r, pq, t.dza, t.dqa); err != nil {
@@ -149,6 +188,11 @@ func (t *Trainer) record(r *gpu.Recorder, lrWeights, lrVectors float32) error {
 			return err
 		}
 		if err := m.Backbone.Backward(r, v.p, v.dr); err != nil {
+			return err
+		}
+	}
+	if t.spread != nil {
+		if err := t.spread.reduceGrads(r, m); err != nil {
 			return err
 		}
 	}
@@ -240,6 +284,9 @@ func (t *Trainer) Release() {
 	t.Flush()
 	for _, x := range t.buffers() {
 		x.Release()
+	}
+	if t.spread != nil {
+		t.spread.release()
 	}
 }
 

@@ -73,7 +73,7 @@ func trainStepTorch(t *testing.T, name string, predictor bool) {
 				t.Fatal(err)
 			}
 			defer opt.Release()
-			tr, err := NewTrainer(d, m, obj, opt, n, 1, size, size)
+			tr, err := NewTrainer(d, m, obj, opt, n, 1, size, size, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -123,7 +123,7 @@ func TestStopGradient(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer opt.Release()
-		tr, err := NewTrainer(d, m, obj, opt, n, 1, size, size)
+		tr, err := NewTrainer(d, m, obj, opt, n, 1, size, size, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -136,3 +136,20 @@ func CheckLayer(t *testing.T, d *gpu.Device, l Layer) {
 		t.Errorf("backward: %v", err)
 	}
 }
+
+// Devices opens n devices on the tests' adapter, released when the test
+// ends: one per rank of an in-process group (internal/disttest), since a
+// device is used by one goroutine at a time.
+func Devices(t testing.TB, n int) []*gpu.Device {
+	t.Helper()
+	ds := make([]*gpu.Device, n)
+	for i := range ds {
+		d, err := gpu.Open(gpu.Options{})
+		if err != nil {
+			t.Fatalf("no device to test on: %v", err)
+		}
+		t.Cleanup(d.Release)
+		ds[i] = d
+	}
+	return ds
+}

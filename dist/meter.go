@@ -1,0 +1,34 @@
+package dist
+
+import "time"
+
+// Meter is a Comm that counts what passes through it: the values its
+// collectives carry (an all-gather counts what it gathers) and the time
+// they take, waiting for the other ranks included.
+type Meter struct {
+	Comm
+	Bytes int64
+	Calls int
+	Time  time.Duration
+}
+
+func (m *Meter) count(values int, start time.Time) {
+	m.Bytes += 4 * int64(values)
+	m.Calls++
+	m.Time += time.Since(start)
+}
+
+func (m *Meter) AllReduce(v []float32) error {
+	defer m.count(len(v), time.Now())
+	return m.Comm.AllReduce(v)
+}
+
+func (m *Meter) AllGather(dst, src []float32) error {
+	defer m.count(len(dst), time.Now())
+	return m.Comm.AllGather(dst, src)
+}
+
+func (m *Meter) Broadcast(v []byte, root int) error {
+	defer m.count((len(v)+3)/4, time.Now())
+	return m.Comm.Broadcast(v, root)
+}
