@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sync/atomic"
 
 	"cogentcore.org/lab/base/mpi"
 )
@@ -20,9 +21,18 @@ type World struct {
 	rank, size int
 }
 
+// opened makes Open once per process: MPI cannot start again once
+// finalised.
+var opened atomic.Bool
+
 // Open initialises MPI and returns the group of every process the
-// launcher started (one, when the binary runs on its own).
+// launcher started (one, when the binary runs on its own). A process opens
+// it once, and Closes it before it exits: mpirun counts a process that
+// exits without finalising MPI as failed.
 func Open() (Comm, error) {
+	if opened.Swap(true) {
+		return nil, errors.New("dist: MPI was already initialised in this process; open it once")
+	}
 	w := &World{calls: make(chan func())}
 	ready := make(chan error)
 	go w.serve(ready)

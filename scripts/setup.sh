@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what bt needs on a fresh Debian or Ubuntu machine: Go is assumed;
 # a Vulkan driver (the CPU driver lavapipe when no other is present), the
-# Fashion-MNIST data set and libjpeg-turbo's headers (the loader's JPEG
-# decoder; build with -tags nolibjpeg where it cannot be installed) come
-# from apt. Sourced by scripts/test.sh and
+# Fashion-MNIST data set, libjpeg-turbo's headers (the loader's JPEG
+# decoder; build with -tags nolibjpeg where it cannot be installed) and
+# Open MPI (for scripts/build-mpi.sh and the tests of runs over several
+# processes; the default build does not need it) come from apt. Sourced by scripts/test.sh and
 # scripts/demo.sh; safe to run again.
 set -euo pipefail
 
@@ -16,6 +17,9 @@ if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
 fi
 if [ ! -f /usr/include/jpeglib.h ]; then
   need+=(libjpeg62-turbo-dev)
+fi
+if ! command -v mpirun >/dev/null || ! pkg-config --exists ompi 2>/dev/null; then
+  need+=(openmpi-bin libopenmpi-dev pkg-config)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   if ! command -v apt-get >/dev/null; then

@@ -303,6 +303,16 @@ func parseCheckpoint(path string, b []byte) (*Checkpoint, error) {
 	return c, nil
 }
 
+// Names lists the file's tensors, sorted.
+func (c *Checkpoint) Names() []string {
+	names := make([]string, 0, len(c.tensors))
+	for n := range c.tensors {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
 // Tensor returns the values of the named float32 tensor, or nil when the
 // file holds no such tensor.
 func (c *Checkpoint) Tensor(name string) []float32 {

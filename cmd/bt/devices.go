@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/bt-org/bt/dist"
 	"github.com/bt-org/bt/gpu"
 	"github.com/bt-org/bt/internal/kcheck"
 	"github.com/bt-org/bt/internal/ref"
@@ -32,6 +33,11 @@ func runDevices(args []string) error {
 	}
 	defer d.Release()
 	fmt.Printf("\nchosen:\n%s", d.Report())
+	if dist.MPI != "" {
+		fmt.Printf("MPI: %s: runs over several processes under mpirun or srun (README: Several GPUs or machines)\n", dist.MPI)
+	} else {
+		fmt.Println("MPI: none in this binary; scripts/build-mpi.sh builds one that runs over several processes")
+	}
 	if !*check {
 		return nil
 	}

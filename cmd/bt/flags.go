@@ -45,6 +45,23 @@ func (f intFlag) Set(s string) error {
 	return nil
 }
 
+// notFlag is a bool flag that sets the negation of what it names, so that
+// the setting's zero value is the default: -sync-bn=false sets
+// Config.PerRankBatchNorm.
+type notFlag struct{ p *bool }
+
+func (f notFlag) String() string   { return strconv.FormatBool(f.p == nil || !*f.p) }
+func (f notFlag) IsBoolFlag() bool { return true }
+
+func (f notFlag) Set(s string) error {
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		return fmt.Errorf("not true or false")
+	}
+	*f.p = !v
+	return nil
+}
+
 // floatFlag is a finite float flag at least min (above it when open) and,
 // when max > min, at most max.
 type floatFlag[T float32 | float64] struct {
@@ -172,6 +189,7 @@ func registerConfig(fs *flag.FlagSet, c *train.Config) []flagGroup {
 	fs.BoolVar(&c.Loss.RedundancyOnly, "redundancy-only", c.Loss.RedundancyOnly, "drop the invariance term of the loss (an ablation)")
 	fs.Var(floatFlag[float64]{p: &c.InfoNCE, min: 0, open: false}, "infonce", "train with the cross-entropy at this temperature (InfoNCE) instead of the Barlow Twins loss: the paper's comparison (0: Barlow Twins)")
 	fs.BoolVar(&c.StopGradient, "stop-gradient", c.StopGradient, "stop the gradient through the second branch (an asymmetry ablation)")
+	fs.Var(notFlag{&c.PerRankBatchNorm}, "sync-bn", "over several processes (mpirun), BatchNorm statistics of the whole global batch, as the official SyncBatchNorm; -sync-bn=false keeps each rank's own, a different model")
 
 	fs.Var(choiceFlag[string]{&c.Optimizer, optim.Names}, "optimizer", "optimiser: "+strings.Join(optim.Names, ", "))
 	fs.Var(floatFlag[float64]{p: &c.Schedule.Multiplier, min: 0, open: true}, "lr", "learning-rate multiplier: the base rate is lr·batch/256")
@@ -185,7 +203,7 @@ func registerConfig(fs *flag.FlagSet, c *train.Config) []flagGroup {
 	fs.Uint64Var(&c.Seed, "seed", c.Seed, "seed of the initialisation, the data order and the augmentations")
 	return []flagGroup{
 		{"data", []string{"data", "data-dir", "augment", "size", "augment-without", "workers", "augment-on", "skip-bad-images", "max-bad-fraction", "max-pixels"}},
-		{"model", []string{"arch", "stem", "projector", "projector-no-bn", "predictor"}},
+		{"model", []string{"arch", "stem", "projector", "projector-no-bn", "predictor", "sync-bn"}},
 		{"loss", []string{"lambda", "scale-loss", "fused", "feature-normalisation", "no-normalisation", "redundancy-only", "infonce", "stop-gradient"}},
 		{"optimisation", []string{"optimizer", "lr", "lr-weights", "lr-biases", "wd", "warmup", "batch", "epochs", "steps", "seed"}},
 	}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 
 	"github.com/bt-org/bt/bt/eval"
 	"github.com/bt-org/bt/bt/train"
+	"github.com/bt-org/bt/dist"
 	"github.com/bt-org/bt/gpu"
 	"github.com/bt-org/bt/internal/report"
 	"github.com/bt-org/bt/internal/rundir"
@@ -32,7 +34,19 @@ func runPretrain(args []string) error {
 	if err != nil {
 		return err
 	}
-	d, err := gpu.Open(gpu.Options{Adapter: *ro.adapter})
+	comm, err := dist.Open()
+	if err != nil {
+		return err
+	}
+	defer comm.Close()
+	if comm.Size() > 1 {
+		ro.comm = comm
+	}
+	adapter, err := rankAdapter(*ro.adapter, comm)
+	if err != nil {
+		return err
+	}
+	d, err := gpu.Open(gpu.Options{Adapter: adapter})
 	if err != nil {
 		return err
 	}
@@ -45,7 +59,9 @@ func runPretrain(args []string) error {
 	if err != nil {
 		return err
 	}
-	res.release()
+	if res != nil { // nil on ranks other than 0, which keep nothing
+		res.release()
+	}
 	return nil
 }
 
@@ -113,7 +129,9 @@ type runOptions struct {
 	// auto picks the next free directory named after out (runs/pretrain,
 	// runs/pretrain-2, …): the user named none.
 	auto    bool
-	adapter *string // the -adapter flag
+	adapter *string   // the -adapter flag
+	comm    dist.Comm // the ranks of a run over several processes; nil for one
+	ready   *bool     // rank 0: set once every rank has heard that the run is set up
 }
 
 func (ro *runOptions) register(fs *flag.FlagSet) flagGroup {
@@ -230,6 +248,7 @@ type knnMonitor struct {
 func pretrain(ctx context.Context, d *gpu.Device, cfg train.Config, ro runOptions, log io.Writer) (res *pretrainResult, err error) {
 	opts := train.Options{CheckpointEvery: ro.every, Keep: ro.keep, MemoryBudget: int64(ro.memoryGiB * (1 << 30)),
 		OnSkip: func(s pipeline.Skip) { fmt.Fprintf(log, "skipped  %v\n", s.Err) }}
+	opts.Comm = ro.comm
 	var run *train.Run
 	if ro.ckpt != nil {
 		run, err = train.Resume(d, ro.ckpt, cfg, opts)
@@ -244,6 +263,21 @@ func pretrain(ctx context.Context, d *gpu.Device, cfg train.Config, ro runOption
 			run.Release()
 		}
 	}()
+	if ro.comm != nil {
+		// Until the ranks train, rank 0 alone sets up the run's directory
+		// and outputs; whatever stops it first stops every rank with its
+		// message, which the others wait for in Agree.
+		ready := false
+		defer func() {
+			if !ready {
+				dist.Agree(ro.comm, err)
+			}
+		}()
+		if ro.comm.Rank() > 0 {
+			return nil, follow(ctx, run, ro, &ready)
+		}
+		ro.ready = &ready
+	}
 	if ro.init != "" {
 		if err := initBackbone(run, ro.init); err != nil {
 			return nil, err
@@ -301,7 +335,8 @@ func pretrain(ctx context.Context, d *gpu.Device, cfg train.Config, ro runOption
 		}
 		const dims = 64
 		title := fmt.Sprintf("C of the first %d embedding dimensions after step %d", min(dims, dim), step)
-		return report.Heatmap(filepath.Join(dir, name), title, train.CrossCorrelation(za, zb, cfg.Batch, dim, dims), min(dims, dim))
+		// Over several ranks these are rank 0's share of the batch.
+		return report.Heatmap(filepath.Join(dir, name), title, train.CrossCorrelation(za, zb, len(za)/dim, dim, dims), min(dims, dim))
 	}
 	loop.Hooks = []train.Hook{
 		{Name: "kNN monitor", Every: max(1, ro.monitor.every), AtEnd: true, Fn: func(_ *train.Loop, ev train.Event) error {
@@ -332,6 +367,9 @@ func pretrain(ctx context.Context, d *gpu.Device, cfg train.Config, ro runOption
 			row := map[string]any{"step": ev.Step + 1, "epoch": ev.Epoch, "loss": ev.Loss,
 				"lr_weights": ev.LRWeights, "lr_biases": ev.LRVectors, "pairs_per_s": ev.PairsPerS, "elapsed_s": ev.Elapsed.Seconds(),
 				"bad_images": len(run.Loader.Skipped()), "device_bytes": mem.Live + mem.Idle, "rss_bytes": rssBytes()}
+			if m := tr.Comm(); m != nil {
+				row["comm_bytes"], row["comm_s"] = m.Bytes, m.Time.Seconds()
+			}
 			if knn != nil {
 				row["knn20"], row["knn200"] = knn[0], knn[1]
 				knn = nil
@@ -371,6 +409,14 @@ func pretrain(ctx context.Context, d *gpu.Device, cfg train.Config, ro runOption
 				report.Series{Name: "k = 20", X: knnSteps, Y: knn20}, report.Series{Name: "k = 200", X: knnSteps, Y: knn200})
 		}},
 	}
+	if ro.comm != nil {
+		*ro.ready = true
+		if err := dist.Agree(ro.comm, nil); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(log, "ranks    %d (%s), batch %d each; BatchNorm %s\n", ro.comm.Size(), dist.MPI, cfg.Batch/ro.comm.Size(),
+			map[bool]string{true: "per rank (-sync-bn=false)", false: "synchronised over the ranks"}[cfg.PerRankBatchNorm])
+	}
 	if err := loop.Execute(ctx); err != nil {
 		progress.done()
 		return nil, err
@@ -396,6 +442,47 @@ func pretrain(ctx context.Context, d *gpu.Device, cfg train.Config, ro runOption
 		res.lossStart, res.lossEnd = mean32(losses[:tenth]), mean32(losses[len(losses)-tenth:])
 	}
 	return res, nil
+}
+
+// follow is a rank other than 0 of a run over several processes: it
+// trains its share of every step and writes nothing; rank 0 keeps the
+// run's directory, checkpoints, metrics and plots.
+func follow(ctx context.Context, run *train.Run, ro runOptions, ready *bool) error {
+	if ro.init != "" {
+		if err := initBackbone(run, ro.init); err != nil {
+			return err
+		}
+	}
+	*ready = true
+	if err := dist.Agree(ro.comm, nil); err != nil {
+		return err
+	}
+	return run.Loop.Execute(ctx)
+}
+
+// rankAdapter is the adapter a process opens: the one -adapter or
+// $BT_ADAPTER names, or, for a rank of several, the local rank's among
+// the machine's GPUs (its CPU adapters when it has none), so that the
+// ranks on one machine spread over its GPUs.
+func rankAdapter(flagged string, comm dist.Comm) (string, error) {
+	if flagged != "" || os.Getenv("BT_ADAPTER") != "" || comm.Size() == 1 {
+		return flagged, nil
+	}
+	infos, err := gpu.Adapters()
+	if err != nil {
+		return "", err
+	}
+	var gpus, all []int
+	for _, a := range infos {
+		all = append(all, a.Index)
+		if a.Type != "CPU" {
+			gpus = append(gpus, a.Index)
+		}
+	}
+	if len(gpus) == 0 {
+		gpus = all
+	}
+	return strconv.Itoa(gpus[dist.LocalRank()%len(gpus)]), nil
 }
 
 // initBackbone loads a backbone's weights and statistics from path into
