@@ -28,6 +28,10 @@ type Comm interface {
 	// AllReduce replaces v on every rank by the element-wise sum of every
 	// rank's v.
 	AllReduce(v []float32) error
+	// StartAllReduce is AllReduce that may run while the caller goes on:
+	// it takes its place among the collectives at the call, and v holds
+	// the sums once wait has returned; v must not be touched before.
+	StartAllReduce(v []float32) (wait func() error)
 	// AllGather writes every rank's src, in rank order, into dst, which
 	// holds Size·len(src) values.
 	AllGather(dst, src []float32) error
@@ -46,6 +50,9 @@ func (Single) Size() int                   { return 1 }
 func (Single) AllReduce([]float32) error   { return nil }
 func (Single) Broadcast([]byte, int) error { return nil }
 func (Single) Close() error                { return nil }
+func (Single) StartAllReduce([]float32) func() error {
+	return func() error { return nil }
+}
 func (Single) AllGather(dst, src []float32) error {
 	if len(dst) != len(src) {
 		return fmt.Errorf("dist: all-gather of %d values into %d", len(src), len(dst))

@@ -23,6 +23,18 @@ func (m *Meter) AllReduce(v []float32) error {
 	return m.Comm.AllReduce(v)
 }
 
+// StartAllReduce counts the payload at the start and, as time, only the
+// wait: the time the caller spends blocked on it.
+func (m *Meter) StartAllReduce(v []float32) func() error {
+	m.Bytes += 4 * int64(len(v))
+	m.Calls++
+	wait := m.Comm.StartAllReduce(v)
+	return func() error {
+		defer func(start time.Time) { m.Time += time.Since(start) }(time.Now())
+		return wait()
+	}
+}
+
 func (m *Meter) AllGather(dst, src []float32) error {
 	defer m.count(len(dst), time.Now())
 	return m.Comm.AllGather(dst, src)

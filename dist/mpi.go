@@ -80,6 +80,18 @@ func (w *World) AllReduce(v []float32) error {
 	return w.do(func() error { return w.comm.AllReduceF32(mpi.OpSum, v, nil) })
 }
 
+// StartAllReduce hands the all-reduce to the MPI thread before it returns,
+// so the collectives called after it run after it, on every rank alike.
+func (w *World) StartAllReduce(v []float32) func() error {
+	done := make(chan error, 1)
+	if len(v) == 0 || w.size == 1 {
+		done <- nil
+	} else {
+		w.calls <- func() { done <- w.comm.AllReduceF32(mpi.OpSum, v, nil) }
+	}
+	return func() error { return <-done }
+}
+
 func (w *World) AllGather(dst, src []float32) error {
 	if len(dst) != w.size*len(src) {
 		return fmt.Errorf("dist: all-gather of %d values from %d ranks into %d", len(src), w.size, len(dst))

@@ -28,11 +28,11 @@ type BatchNorm struct {
 	Gamma, Beta   *Param      // [C] each: the scale γ (starts at 1) and the shift β (at 0); nil without affine
 	RunningMean   *gpu.Tensor // [C], starts at 0
 	RunningVar    *gpu.Tensor // [C], starts at 1
-	// Sync, a group of several processes, makes training use the
-	// statistics of every rank's batch together and the backward pass the
-	// sums over them (PyTorch's SyncBatchNorm): the layer then computes what
-	// it would over the ranks' batches concatenated. nil (or one rank):
-	// this batch's statistics.
+	// Sync, a group of processes, makes training use the statistics of
+	// every rank's batch together and the backward pass the sums over them
+	// (PyTorch's SyncBatchNorm): the layer then computes what it would over
+	// the ranks' batches concatenated, with a host round trip in each pass.
+	// nil: this batch's statistics, in one pass each way.
 	Sync   dist.Comm
 	d      *gpu.Device
 	name   string

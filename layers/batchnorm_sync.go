@@ -8,9 +8,10 @@ import (
 	"github.com/bt-org/bt/shaders"
 )
 
-// synced reports whether the layer's training statistics span several
-// processes (BatchNorm.Sync).
-func (b *BatchNorm) synced() bool { return b.Sync != nil && b.Sync.Size() > 1 }
+// synced reports whether the layer takes its training statistics through
+// Sync. A group of one (dist.Single) runs the synchronised passes over this
+// batch alone, which is how one device checks their kernels.
+func (b *BatchNorm) synced() bool { return b.Sync != nil }
 
 // syncForward is Forward in training mode with the statistics of every
 // rank's batch, as PyTorch's SyncBatchNorm: each rank's mean and M2 are

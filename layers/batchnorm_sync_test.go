@@ -32,7 +32,8 @@ func relErr(got []float32, want []float64) (float64, error) {
 	return math.Sqrt(num / den), nil
 }
 
-// TestBatchNormSync: BatchNorm synchronised over 2 and 3 ranks of an
+// TestBatchNormSync: BatchNorm synchronised over 1 (the passes alone), 2
+// and 3 ranks of an
 // in-process group computes, on each rank's share, what the float64
 // reference computes over the ranks' batches concatenated: the output, the
 // cache, the running statistics on every rank, dx, and dγ and dβ summed
@@ -46,7 +47,7 @@ func TestBatchNormSync(t *testing.T) {
 		affine, relu    bool
 		offset          float64
 	}{
-		{2, 3, 5, 7, true, false, 0}, {2, 1, 17, 3, false, false, 0}, {3, 1, 3, 1, true, true, 0},
+		{1, 3, 5, 7, true, true, 0}, {2, 3, 5, 7, true, false, 0}, {2, 1, 17, 3, false, false, 0}, {3, 1, 3, 1, true, true, 0},
 		{3, 17, 5, 1, true, true, 1000}, {2, 5, 65, 1, false, true, 0}, {3, 2, 3, 49, true, false, 10},
 	}
 	for _, tc := range cases {

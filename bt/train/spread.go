@@ -5,6 +5,7 @@ import (
 
 	"github.com/bt-org/bt/dist"
 	"github.com/bt-org/bt/gpu"
+	"github.com/bt-org/bt/layers"
 )
 
 // spread is what a Trainer needs to run one step over the ranks of a
@@ -83,29 +84,54 @@ func (s *spread) scatter(r *gpu.Recorder, da, db *gpu.Tensor) error {
 	})
 }
 
-// reduceGrads records the all-reduce that sums every rank's parameter
-// gradients, in one vector: the update is then the one process's update
-// on the global batch, and LARS's norms agree on every rank.
-func (s *spread) reduceGrads(r *gpu.Recorder, m *Model) error {
-	return r.Sync(func() error {
-		ps := m.Params()
-		var flat []float32
+// bucket is a group of parameters whose gradients are summed over the
+// ranks in one all-reduce.
+type bucket struct {
+	ps   []*layers.Param
+	flat []float32
+	wait func() error
+}
+
+// startReduce records the exchange that starts summing ps's gradients over
+// the ranks: once the last branch's backward pass has left the projector,
+// its gradients (most of the bytes at the paper's widths) are final and
+// travel while the backbone's backward pass runs.
+func (s *spread) startReduce(r *gpu.Recorder, ps []*layers.Param) (*bucket, error) {
+	b := &bucket{ps: ps}
+	err := r.Sync(func() error {
 		for _, p := range ps {
 			v, err := p.Grad.Download()
 			if err != nil {
 				return err
 			}
-			flat = append(flat, v...)
+			b.flat = append(b.flat, v...)
 		}
-		if err := s.comm.AllReduce(flat); err != nil {
-			return fmt.Errorf("train: summing the gradients: %w", err)
-		}
-		for _, p := range ps {
-			n := p.Grad.Len()
-			if err := p.Grad.Upload(flat[:n]); err != nil {
-				return err
+		b.wait = s.comm.StartAllReduce(b.flat)
+		return nil
+	})
+	return b, err
+}
+
+// finishReduce records the exchange that waits for the buckets' sums and
+// uploads them: the update is then the one process's update on the global
+// batch, and LARS's norms agree on every rank.
+func (s *spread) finishReduce(r *gpu.Recorder, bs ...*bucket) error {
+	return r.Sync(func() error {
+		for _, b := range bs {
+			if b.wait == nil {
+				continue // its start failed, which Sync reported
 			}
-			flat = flat[n:]
+			if err := b.wait(); err != nil {
+				return fmt.Errorf("train: summing the gradients: %w", err)
+			}
+			flat := b.flat
+			for _, p := range b.ps {
+				n := p.Grad.Len()
+				if err := p.Grad.Upload(flat[:n]); err != nil {
+					return err
+				}
+				flat = flat[n:]
+			}
 		}
 		return nil
 	})

@@ -183,16 +183,31 @@ func (t *Trainer) record(r *gpu.Recorder, lrWeights, lrVectors float32) error {
 	if t.StopGradB {
 		branches = branches[:1]
 	}
-	for _, v := range branches {
+	var head *bucket // over several ranks: the projector's and predictor's gradients, on their way
+	for i, v := range branches {
 		if err := m.Projector.Backward(r, v.p, v.dr, v.dz); err != nil {
 			return err
+		}
+		if t.spread != nil && i == len(branches)-1 {
+			ps := m.Projector.Params()
+			if m.Predictor != nil {
+				ps = append(ps, m.Predictor.Params()...)
+			}
+			var err error
+			if head, err = t.spread.startReduce(r, ps); err != nil {
+				return err
+			}
 		}
 		if err := m.Backbone.Backward(r, v.p, v.dr); err != nil {
 			return err
 		}
 	}
 	if t.spread != nil {
-		if err := t.spread.reduceGrads(r, m); err != nil {
+		body, err := t.spread.startReduce(r, m.Backbone.Params())
+		if err != nil {
+			return err
+		}
+		if err := t.spread.finishReduce(r, head, body); err != nil {
 			return err
 		}
 	}

@@ -99,6 +99,13 @@ func (c *rank) AllReduce(v []float32) error {
 	return nil
 }
 
+// StartAllReduce runs at once: a goroutine's exchange could not keep its
+// place among the rank's collectives.
+func (c *rank) StartAllReduce(v []float32) func() error {
+	err := c.AllReduce(v)
+	return func() error { return err }
+}
+
 func (c *rank) AllGather(dst, src []float32) error {
 	if len(dst) != c.h.size*len(src) {
 		return fmt.Errorf("disttest: all-gather of %d values from %d ranks into %d", len(src), c.h.size, len(dst))
