@@ -145,7 +145,7 @@ func reduceKernel(r *Recorder, op string, beta float32, x *Tensor, a, b, c int, 
 	if c == 1 {
 		bx = 32
 	}
-	k, err := r.d.Kernel("reduce", shaders.Spec{"Op": op, "BX": bx, "BY": 256 / bx})
+	k, err := r.d.Kernel("reduce", shaders.Spec{"Op": op, "BX": bx, "BY": 256 / bx, "Subgroups": r.d.Subgroups})
 	if err != nil {
 		return err
 	}

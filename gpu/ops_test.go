@@ -80,51 +80,52 @@ func TestElementwise(t *testing.T) {
 }
 
 func TestReduce(t *testing.T) {
-	d := gputest.Device(t)
-	shapes := [][3]int{{1, 1, 1}, {3, 17, 1}, {65, 129, 1}, {1, 3, 1000}, {1, 65, 17}, {4, 3, 49}, {17, 5, 9}, {2048, 33, 1}}
-	funcs := map[gpu.ReduceOp]func(float64) float64{
-		gpu.Sum:   func(v float64) float64 { return v },
-		gpu.SumSq: func(v float64) float64 { return v * v },
-		gpu.Mean:  func(v float64) float64 { return v },
-	}
-	for _, s := range shapes {
-		a, b, c := s[0], s[1], s[2]
-		for _, op := range []gpu.ReduceOp{gpu.Sum, gpu.SumSq, gpu.Mean} {
-			t.Run(fmt.Sprintf("%s/%dx%dx%d", op, a, b, c), func(t *testing.T) {
-				gputest.Check(t, d, kcheck.Op{
-					Inputs: [][]int{{a, b, c}}, Outputs: [][]int{{b}}, Tol: kcheck.Reduction,
-					GPU: func(r *gpu.Recorder, outs, ins []*gpu.Tensor) error {
-						return gpu.Reduce(r, outs[0], ins[0], a, b, c, op)
-					},
-					Ref: func(outs, ins [][]float64) {
-						ref.Reduce3(outs[0], ins[0], a, b, c, funcs[op])
-						if op == gpu.Mean {
-							for j := range outs[0] {
-								outs[0][j] /= float64(a * c)
+	gputest.SubgroupModes(t, func(t *testing.T, d *gpu.Device) {
+		shapes := [][3]int{{1, 1, 1}, {3, 17, 1}, {65, 129, 1}, {1, 3, 1000}, {1, 65, 17}, {4, 3, 49}, {17, 5, 9}, {2048, 33, 1}}
+		funcs := map[gpu.ReduceOp]func(float64) float64{
+			gpu.Sum:   func(v float64) float64 { return v },
+			gpu.SumSq: func(v float64) float64 { return v * v },
+			gpu.Mean:  func(v float64) float64 { return v },
+		}
+		for _, s := range shapes {
+			a, b, c := s[0], s[1], s[2]
+			for _, op := range []gpu.ReduceOp{gpu.Sum, gpu.SumSq, gpu.Mean} {
+				t.Run(fmt.Sprintf("%s/%dx%dx%d", op, a, b, c), func(t *testing.T) {
+					gputest.Check(t, d, kcheck.Op{
+						Inputs: [][]int{{a, b, c}}, Outputs: [][]int{{b}}, Tol: kcheck.Reduction,
+						GPU: func(r *gpu.Recorder, outs, ins []*gpu.Tensor) error {
+							return gpu.Reduce(r, outs[0], ins[0], a, b, c, op)
+						},
+						Ref: func(outs, ins [][]float64) {
+							ref.Reduce3(outs[0], ins[0], a, b, c, funcs[op])
+							if op == gpu.Mean {
+								for j := range outs[0] {
+									outs[0][j] /= float64(a * c)
+								}
 							}
+						},
+					})
+				})
+			}
+			t.Run(fmt.Sprintf("meanvar/%dx%dx%d", a, b, c), func(t *testing.T) {
+				gputest.Check(t, d, kcheck.Op{
+					Inputs: [][]int{{a, b, c}}, Outputs: [][]int{{b}, {b}}, Tol: kcheck.Reduction,
+					// A large common offset is where E[x²]−E[x]² would fail.
+					Draw: func(r *rand.Rand, _, n int) []float64 {
+						v := kcheck.Normal(r, n)
+						for i := range v {
+							v[i] += 1000
 						}
+						return v
 					},
+					GPU: func(r *gpu.Recorder, outs, ins []*gpu.Tensor) error {
+						return gpu.MeanVar(r, outs[0], outs[1], ins[0], a, b, c)
+					},
+					Ref: func(outs, ins [][]float64) { ref.MeanVar(outs[0], outs[1], ins[0], a, b, c) },
 				})
 			})
 		}
-		t.Run(fmt.Sprintf("meanvar/%dx%dx%d", a, b, c), func(t *testing.T) {
-			gputest.Check(t, d, kcheck.Op{
-				Inputs: [][]int{{a, b, c}}, Outputs: [][]int{{b}, {b}}, Tol: kcheck.Reduction,
-				// A large common offset is where E[x²]−E[x]² would fail.
-				Draw: func(r *rand.Rand, _, n int) []float64 {
-					v := kcheck.Normal(r, n)
-					for i := range v {
-						v[i] += 1000
-					}
-					return v
-				},
-				GPU: func(r *gpu.Recorder, outs, ins []*gpu.Tensor) error {
-					return gpu.MeanVar(r, outs[0], outs[1], ins[0], a, b, c)
-				},
-				Ref: func(outs, ins [][]float64) { ref.MeanVar(outs[0], outs[1], ins[0], a, b, c) },
-			})
-		})
-	}
+	})
 }
 
 func TestGemm(t *testing.T) {
@@ -199,25 +200,26 @@ func TestAddBias(t *testing.T) {
 }
 
 func TestAccumulateSum(t *testing.T) {
-	d := gputest.Device(t)
-	for _, s := range [][3]int{{1, 1, 1}, {65, 17, 1}, {3, 5, 49}} {
-		a, b, c := s[0], s[1], s[2]
-		t.Run(fmt.Sprintf("%dx%dx%d", a, b, c), func(t *testing.T) {
-			gputest.Check(t, d, kcheck.Op{
-				Inputs: [][]int{{a, b, c}}, Outputs: [][]int{{b}}, Accumulate: []bool{true}, Tol: kcheck.Reduction,
-				GPU: func(r *gpu.Recorder, outs, ins []*gpu.Tensor) error {
-					return gpu.AccumulateSum(r, outs[0], ins[0], a, b, c)
-				},
-				Ref: func(outs, ins [][]float64) {
-					sum := make([]float64, b)
-					ref.Reduce3(sum, ins[0], a, b, c, func(v float64) float64 { return v })
-					for j := range sum {
-						outs[0][j] += sum[j]
-					}
-				},
+	gputest.SubgroupModes(t, func(t *testing.T, d *gpu.Device) {
+		for _, s := range [][3]int{{1, 1, 1}, {65, 17, 1}, {3, 5, 49}} {
+			a, b, c := s[0], s[1], s[2]
+			t.Run(fmt.Sprintf("%dx%dx%d", a, b, c), func(t *testing.T) {
+				gputest.Check(t, d, kcheck.Op{
+					Inputs: [][]int{{a, b, c}}, Outputs: [][]int{{b}}, Accumulate: []bool{true}, Tol: kcheck.Reduction,
+					GPU: func(r *gpu.Recorder, outs, ins []*gpu.Tensor) error {
+						return gpu.AccumulateSum(r, outs[0], ins[0], a, b, c)
+					},
+					Ref: func(outs, ins [][]float64) {
+						sum := make([]float64, b)
+						ref.Reduce3(sum, ins[0], a, b, c, func(v float64) float64 { return v })
+						for j := range sum {
+							outs[0][j] += sum[j]
+						}
+					},
+				})
 			})
-		})
-	}
+		}
+	})
 }
 
 // TestReLUPassesNaN: ReLU and the fused add-ReLU keep NaN, as PyTorch's

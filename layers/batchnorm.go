@@ -178,7 +178,7 @@ func (b *BatchNorm) channelPass(r *gpu.Recorder, mode string, n, hw int, bind fu
 		if v == 4 {
 			t = "vec4<f32>"
 		}
-		k, err := b.d.Kernel("batchnorm", shaders.Spec{"Mode": mode, "Affine": b.Affine(), "ReLU": b.ReLU, "BX": bx, "BY": bnWG / bx, "V": v, "T": t})
+		k, err := b.d.Kernel("batchnorm", shaders.Spec{"Mode": mode, "Affine": b.Affine(), "ReLU": b.ReLU, "BX": bx, "BY": bnWG / bx, "V": v, "T": t, "Subgroups": b.d.Subgroups})
 		if err != nil {
 			return err
 		}

@@ -7,7 +7,7 @@ import (
 )
 
 func TestRender(t *testing.T) {
-	src, err := Render("reduce", Spec{"Op": "sum", "BX": 32, "BY": 8})
+	src, err := Render("reduce", Spec{"Op": "sum", "BX": 32, "BY": 8, "Subgroups": false})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -16,7 +16,7 @@ func TestRender(t *testing.T) {
 			t.Errorf("rendered reduce lacks %q", want)
 		}
 	}
-	if _, err := Render("reduce", Spec{"Op": "sum", "BX": 32}); err == nil || !strings.Contains(err.Error(), "BY") {
+	if _, err := Render("reduce", Spec{"Op": "sum", "BX": 32, "Subgroups": false}); err == nil || !strings.Contains(err.Error(), "BY") {
 		t.Errorf("a missing specialisation gave %v", err)
 	}
 	if _, err := Render("nope", Spec{}); err == nil {

@@ -379,7 +379,7 @@ func (l *BarlowTwins) forward(r *gpu.Recorder, loss, za, zb *gpu.Tensor) error {
 		return errors.New("loss: Forward needs a loss tensor of at least one element")
 	}
 	n, dim := l.n, l.dim
-	k, err := l.d.Kernel("btloss_norm", shaders.Spec{"BX": colBX, "BY": colBY, "Norm": l.batchNorm()})
+	k, err := l.d.Kernel("btloss_norm", shaders.Spec{"BX": colBX, "BY": colBY, "Norm": l.batchNorm(), "Subgroups": l.d.Subgroups})
 	if err != nil {
 		return err
 	}
@@ -410,7 +410,7 @@ func (l *BarlowTwins) forward(r *gpu.Recorder, loss, za, zb *gpu.Tensor) error {
 		}
 		sum = append(sum, l.c)
 	}
-	if k, err = l.d.Kernel("btloss_sum", shaders.Spec{"WG": sumWG, "Dot": l.fused}); err != nil {
+	if k, err = l.d.Kernel("btloss_sum", shaders.Spec{"WG": sumWG, "Dot": l.fused, "Subgroups": l.d.Subgroups}); err != nil {
 		return err
 	}
 	if err := r.Dispatch(k, [3]int{l.sumGroups(), 1, 1}, gpu.Params{}.U(l.sumLen()).U(dim), sum...); err != nil {
@@ -501,7 +501,7 @@ func (l *BarlowTwins) backward(r *gpu.Recorder, dza, dzb *gpu.Tensor) error {
 			return err
 		}
 	}
-	k, err := l.d.Kernel("btloss_back", shaders.Spec{"BX": colBX, "BY": colBY, "Norm": l.batchNorm()})
+	k, err := l.d.Kernel("btloss_back", shaders.Spec{"BX": colBX, "BY": colBY, "Norm": l.batchNorm(), "Subgroups": l.d.Subgroups})
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -19,6 +20,10 @@ var (
 	once    sync.Once
 	shared  *gpu.Device
 	openErr error
+
+	plainOnce sync.Once
+	plain     *gpu.Device
+	plainErr  error
 )
 
 // Device returns the adapter the tests run on ($BT_ADAPTER or the best one),
@@ -32,6 +37,43 @@ func Device(t testing.TB) *gpu.Device {
 	}
 	return shared
 }
+
+// SubgroupModes runs f as two subtests: "subgroups" on the shared device,
+// whose reductions use subgroup operations where the adapter has them, and
+// "workgroup" on a second device of the same adapter opened with
+// Options.NoSubgroups, whose reductions take the workgroup-memory fallback.
+// Without subgroups the first is skipped, naming why; lavapipe has them, so
+// there a missing feature fails rather than skips.
+func SubgroupModes(t *testing.T, f func(t *testing.T, d *gpu.Device)) {
+	t.Helper()
+	d := Device(t)
+	t.Run("subgroups", func(t *testing.T) {
+		if !d.Subgroups {
+			switch {
+			case os.Getenv("BT_NO_SUBGROUPS") != "":
+				t.Skip("subgroups are turned off by $BT_NO_SUBGROUPS")
+			case IsLavapipe(d):
+				t.Fatalf("%s (lavapipe) offers subgroups, but the device has none: the feature was not requested", d.Info)
+			}
+			t.Skipf("%s has no subgroups feature; its reductions use workgroup memory only", d.Info)
+		}
+		f(t, d)
+	})
+	t.Run("workgroup", func(t *testing.T) {
+		plainOnce.Do(func() { plain, plainErr = gpu.Open(gpu.Options{NoSubgroups: true}) })
+		if plainErr != nil {
+			t.Fatalf("no device without subgroups to test on: %v", plainErr)
+		}
+		if plain.Subgroups {
+			t.Fatalf("%s opened with NoSubgroups still has subgroups on", plain.Info)
+		}
+		f(t, plain)
+	})
+}
+
+// IsLavapipe reports whether d is Mesa's CPU Vulkan driver (its adapter is
+// named after llvmpipe, the rasteriser it runs on).
+func IsLavapipe(d *gpu.Device) bool { return strings.HasPrefix(d.Info.Name, "llvmpipe") }
 
 // Rand returns a generator seeded afresh, logging the seed so that a
 // failure can be reproduced with BT_SEED.
