@@ -38,16 +38,20 @@ func Device(t testing.TB) *gpu.Device {
 	return shared
 }
 
-// SubgroupModes runs f as two subtests: "subgroups" on the shared device,
-// whose reductions use subgroup operations where the adapter has them, and
-// "workgroup" on a second device of the same adapter opened with
-// Options.NoSubgroups, whose reductions take the workgroup-memory fallback.
-// Without subgroups the first is skipped, naming why; lavapipe has them, so
-// there a missing feature fails rather than skips.
-func SubgroupModes(t *testing.T, f func(t *testing.T, d *gpu.Device)) {
+// SubgroupModes runs f as two subtests (or sub-benchmarks): "subgroups" on
+// the shared device, whose reductions use subgroup operations where the
+// adapter has them, and "workgroup" on a second device of the same adapter
+// opened with Options.NoSubgroups, whose reductions take the
+// workgroup-memory fallback. Without subgroups the first is skipped, naming
+// why; lavapipe has them, so there a missing feature fails rather than
+// skips.
+func SubgroupModes[T interface {
+	testing.TB
+	Run(string, func(T)) bool
+}](t T, f func(t T, d *gpu.Device)) {
 	t.Helper()
 	d := Device(t)
-	t.Run("subgroups", func(t *testing.T) {
+	t.Run("subgroups", func(t T) {
 		if !d.Subgroups {
 			switch {
 			case os.Getenv("BT_NO_SUBGROUPS") != "":
@@ -59,7 +63,7 @@ func SubgroupModes(t *testing.T, f func(t *testing.T, d *gpu.Device)) {
 		}
 		f(t, d)
 	})
-	t.Run("workgroup", func(t *testing.T) {
+	t.Run("workgroup", func(t T) {
 		plainOnce.Do(func() { plain, plainErr = gpu.Open(gpu.Options{NoSubgroups: true}) })
 		if plainErr != nil {
 			t.Fatalf("no device without subgroups to test on: %v", plainErr)
