@@ -587,68 +587,71 @@ func TestGrid(t *testing.T) {
 
 // BenchmarkLARSStep times a LARS step over a ResNet-18's parameter shapes
 // without the classifier (11.2M values in 60 tensors); on lavapipe a step
-// takes about 0.25 s.
+// takes about 0.25 s. It runs with the norms summed in subgroups and in
+// workgroup memory, and reports the norms kernels' device time apart.
 func BenchmarkLARSStep(b *testing.B) {
-	d := gputest.Device(b)
-	var params []*layers.Param
-	add := func(name string, shape ...int) {
-		n := kcheck.Numel(shape)
-		v, err := d.FromSlice(make([]float32, n), shape...)
-		if err != nil {
-			b.Fatal(err)
-		}
-		g, err := d.FromSlice(make([]float32, n), shape...)
-		if err != nil {
-			b.Fatal(err)
-		}
-		params = append(params, &layers.Param{Name: name, Value: v, Grad: g})
-	}
-	add("conv1", 64, 3, 7, 7)
-	add("bn1.weight", 64)
-	add("bn1.bias", 64)
-	in := 64
-	for l, c := range []int{64, 128, 256, 512} {
-		for blk := range 2 {
-			pre := fmt.Sprintf("layer%d.%d.", l+1, blk)
-			add(pre+"conv1", c, in, 3, 3)
-			add(pre+"bn1.weight", c)
-			add(pre+"bn1.bias", c)
-			add(pre+"conv2", c, c, 3, 3)
-			add(pre+"bn2.weight", c)
-			add(pre+"bn2.bias", c)
-			if in != c {
-				add(pre+"downsample.0", c, in, 1, 1)
-				add(pre+"downsample.1.weight", c)
-				add(pre+"downsample.1.bias", c)
+	gputest.SubgroupModes(b, func(b *testing.B, d *gpu.Device) {
+		var params []*layers.Param
+		add := func(name string, shape ...int) {
+			n := kcheck.Numel(shape)
+			v, err := d.FromSlice(make([]float32, n), shape...)
+			if err != nil {
+				b.Fatal(err)
 			}
-			in = c
+			g, err := d.FromSlice(make([]float32, n), shape...)
+			if err != nil {
+				b.Fatal(err)
+			}
+			params = append(params, &layers.Param{Name: name, Value: v, Grad: g})
 		}
-	}
-	defer func() {
-		for _, p := range params {
-			p.Release()
+		add("conv1", 64, 3, 7, 7)
+		add("bn1.weight", 64)
+		add("bn1.bias", 64)
+		in := 64
+		for l, c := range []int{64, 128, 256, 512} {
+			for blk := range 2 {
+				pre := fmt.Sprintf("layer%d.%d.", l+1, blk)
+				add(pre+"conv1", c, in, 3, 3)
+				add(pre+"bn1.weight", c)
+				add(pre+"bn1.bias", c)
+				add(pre+"conv2", c, c, 3, 3)
+				add(pre+"bn2.weight", c)
+				add(pre+"bn2.bias", c)
+				if in != c {
+					add(pre+"downsample.0", c, in, 1, 1)
+					add(pre+"downsample.1.weight", c)
+					add(pre+"downsample.1.bias", c)
+				}
+				in = c
+			}
 		}
-	}()
-	o, err := NewLARS(d, params, DefaultLARSConfig())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer o.Release()
-	values := 0
-	for _, p := range params {
-		values += p.Value.Len()
-	}
-	step := func() {
-		if err := d.Run(func(r *gpu.Recorder) error { return o.Step(r, 0.1, 0.01) }); err != nil {
+		defer func() {
+			for _, p := range params {
+				p.Release()
+			}
+		}()
+		o, err := NewLARS(d, params, DefaultLARSConfig())
+		if err != nil {
 			b.Fatal(err)
 		}
-		d.Sync()
-	}
-	step()
-	for b.Loop() {
+		defer o.Release()
+		values := 0
+		for _, p := range params {
+			values += p.Value.Len()
+		}
+		step := func() {
+			if err := d.Run(func(r *gpu.Recorder) error { return o.Step(r, 0.1, 0.01) }); err != nil {
+				b.Fatal(err)
+			}
+			d.Sync()
+		}
 		step()
-	}
-	sec := b.Elapsed().Seconds() / float64(b.N)
-	b.ReportMetric(float64(values)/sec/1e9, "Gvalues/s")
-	b.ReportMetric(float64(len(params)), "tensors")
+		for b.Loop() {
+			step()
+		}
+		sec := b.Elapsed().Seconds() / float64(b.N)
+		b.ReportMetric(float64(values)/sec/1e9, "Gvalues/s")
+		b.ReportMetric(float64(len(params)), "tensors")
+		b.ReportMetric(gputest.KernelMillis(b, d, func(r *gpu.Recorder) error { return o.Step(r, 0.1, 0.01) }, "optim_norms{"), "norms-ms")
+	})
 }

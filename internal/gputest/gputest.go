@@ -4,6 +4,7 @@
 package gputest
 
 import (
+	"math"
 	"math/rand/v2"
 	"os"
 	"strconv"
@@ -73,6 +74,47 @@ func SubgroupModes[T interface {
 		}
 		f(t, plain)
 	})
+}
+
+// KernelMillis records record with timestamps three times and returns the
+// least device time, in milliseconds, of the dispatches whose kernel name
+// starts with prefix: a benchmark's figure for the kernels it is about,
+// apart from the rest of its step.
+func KernelMillis(tb testing.TB, d *gpu.Device, record func(r *gpu.Recorder) error, prefix string) float64 {
+	tb.Helper()
+	if !d.HasTimestamps() {
+		tb.Fatalf("%s has no timestamp queries to time kernels with", d.Info.Name)
+	}
+	best := math.Inf(1)
+	for range 3 {
+		r, err := d.Record(true)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if err := record(r); err != nil {
+			r.Discard()
+			tb.Fatal(err)
+		}
+		if err := r.Submit(); err != nil {
+			tb.Fatal(err)
+		}
+		ts, err := r.Timings()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		ns, found := 0.0, false
+		for _, t := range ts {
+			if strings.HasPrefix(t.Kernel, prefix) {
+				ns += t.Nanos
+				found = true
+			}
+		}
+		if !found {
+			tb.Fatalf("no dispatch of a kernel named %s… was recorded", prefix)
+		}
+		best = min(best, ns/1e6)
+	}
+	return best
 }
 
 // IsLavapipe reports whether d is Mesa's CPU Vulkan driver (its adapter is
