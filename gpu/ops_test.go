@@ -260,3 +260,33 @@ func TestReLUPassesNaN(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkReduce times a column sum ([rows, cols, 1], 32 columns per
+// workgroup) and a per-channel sum ([N, C, HW], one channel per workgroup)
+// with the sums in subgroups and in workgroup memory.
+func BenchmarkReduce(b *testing.B) {
+	for _, s := range [][3]int{{256, 512, 1}, {256, 64, 49}, {256, 16, 784}} {
+		b.Run(fmt.Sprintf("%dx%dx%d", s[0], s[1], s[2]), func(b *testing.B) {
+			gputest.SubgroupModes(b, func(b *testing.B, d *gpu.Device) {
+				x, err := d.FromSlice(kcheck.To32(kcheck.Normal(rand.New(rand.NewPCG(1, 2)), s[0]*s[1]*s[2])), s[0], s[1], s[2])
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer x.Release()
+				out, err := d.NewTensor(s[1])
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer out.Release()
+				record := func(r *gpu.Recorder) error { return gpu.Reduce(r, out, x, s[0], s[1], s[2], gpu.Sum) }
+				for b.Loop() {
+					if err := d.Run(record); err != nil {
+						b.Fatal(err)
+					}
+					d.Sync()
+				}
+				b.ReportMetric(gputest.KernelMillis(b, d, record, "reduce{"), "kernel-ms")
+			})
+		})
+	}
+}

@@ -13,7 +13,7 @@
 // gradient must have a zero batch mean):
 // a workgroup owns whole columns, and every read of a column precedes the
 // barrier in total(), so writing in place is safe.
-{{template "enable" .}}struct Params {
+struct Params {
   n: u32,
   d: u32,
   lambda: f32,
@@ -30,9 +30,8 @@
 
 {{template "total" (set . "T" "vec4<f32>")}}
 
-@compute @workgroup_size({{mul .BX .BY}})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32{{template "subgroup_args" .}}) {
-{{template "subgroup_init" .}}  let lid = vec2<u32>(li % {{.BX}}u, li / {{.BX}}u);
+@compute @workgroup_size({{.BX}}, {{.BY}})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let col = wid.x * {{.BX}}u + lid.x;
   let inside = col < p.d;
   let fn_ = f32(p.n);

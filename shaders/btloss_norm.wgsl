@@ -12,7 +12,7 @@
 // loads coalesce; its BY threads per column stride over the batch and meet
 // in workgroup memory. Without Norm (the paper's "no normalisation"
 // ablation) the embeddings are used as they are.
-{{template "enable" .}}struct Params {
+struct Params {
   n: u32,
   d: u32,
   eps: f32,
@@ -27,9 +27,8 @@
 
 {{template "total" (set . "T" "vec2<f32>")}}
 
-@compute @workgroup_size({{mul .BX .BY}})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32{{template "subgroup_args" .}}) {
-{{template "subgroup_init" .}}  let lid = vec2<u32>(li % {{.BX}}u, li / {{.BX}}u);
+@compute @workgroup_size({{.BX}}, {{.BY}})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let col = wid.x * {{.BX}}u + lid.x;
   let inside = col < p.d;
   let fn_ = f32(p.n);

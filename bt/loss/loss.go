@@ -379,7 +379,7 @@ func (l *BarlowTwins) forward(r *gpu.Recorder, loss, za, zb *gpu.Tensor) error {
 		return errors.New("loss: Forward needs a loss tensor of at least one element")
 	}
 	n, dim := l.n, l.dim
-	k, err := l.d.Kernel("btloss_norm", shaders.Spec{"BX": colBX, "BY": colBY, "Norm": l.batchNorm(), "Subgroups": l.d.Subgroups})
+	k, err := l.d.Kernel("btloss_norm", shaders.Spec{"BX": colBX, "BY": colBY, "Norm": l.batchNorm()})
 	if err != nil {
 		return err
 	}
@@ -501,7 +501,7 @@ func (l *BarlowTwins) backward(r *gpu.Recorder, dza, dzb *gpu.Tensor) error {
 			return err
 		}
 	}
-	k, err := l.d.Kernel("btloss_back", shaders.Spec{"BX": colBX, "BY": colBY, "Norm": l.batchNorm(), "Subgroups": l.d.Subgroups})
+	k, err := l.d.Kernel("btloss_back", shaders.Spec{"BX": colBX, "BY": colBY, "Norm": l.batchNorm()})
 	if err != nil {
 		return err
 	}
