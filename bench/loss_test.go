@@ -2,9 +2,12 @@ package bench
 
 import (
 	"flag"
+	"fmt"
 	"strings"
 	"testing"
 
+	"github.com/bt-org/bt/bt/loss"
+	"github.com/bt-org/bt/gpu"
 	"github.com/bt-org/bt/internal/gputest"
 )
 
@@ -117,5 +120,41 @@ func TestLossBenchmarkRuns(t *testing.T) {
 	}
 	if _, err := NewLossGEMMs(d, s, 2); err == nil {
 		t.Error("2 panels of a width of 33 were accepted")
+	}
+}
+
+// BenchmarkLossReductions times the loss at 256×2048 on both paths with its
+// reductions (the per-column normalisation and its backward, and the sums
+// over C or the Gram matrices) in subgroups and in workgroup memory, and
+// reports those kernels' device time apart from the step's.
+func BenchmarkLossReductions(b *testing.B) {
+	s := LossShapes[0]
+	for _, fused := range []bool{true, false} {
+		b.Run(fmt.Sprintf("%s/%s", s.Name, loss.PathName(fused)), func(b *testing.B) {
+			gputest.SubgroupModes(b, func(b *testing.B, d *gpu.Device) {
+				st, err := NewLossStep(d, s, fused)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer st.Release()
+				if err := st.Run(); err != nil {
+					b.Fatal(err)
+				}
+				for b.Loop() {
+					if err := st.Run(); err != nil {
+						b.Fatal(err)
+					}
+				}
+				record := func(r *gpu.Recorder) error {
+					if err := st.Loss.Forward(r, st.out, st.za, st.zb); err != nil {
+						return err
+					}
+					return st.Loss.Backward(r, st.dza, st.dzb)
+				}
+				for _, k := range []string{"btloss_norm", "btloss_sum", "btloss_back"} {
+					b.ReportMetric(gputest.KernelMillis(b, d, record, k), k+"-ms")
+				}
+			})
+		})
 	}
 }

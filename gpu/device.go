@@ -13,10 +13,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 
+	"github.com/bt-org/bt/shaders"
 	"github.com/oliverbestmann/webgpu/wgpu"
 )
 
@@ -30,6 +32,11 @@ type Options struct {
 	// Verbose keeps wgpu-native's log messages and the window-system noise
 	// that Vulkan drivers print on start.
 	Verbose bool
+	// NoSubgroups leaves the subgroups feature off where the adapter has it,
+	// so that the reductions take their workgroup-memory fallback: the tests
+	// run both paths on one adapter, and a user can avoid a driver whose
+	// subgroup operations misbehave. $BT_NO_SUBGROUPS set does the same.
+	NoSubgroups bool
 }
 
 // AdapterInfo describes one adapter.
@@ -57,12 +64,20 @@ type Device struct {
 	Info     AdapterInfo
 	Limits   wgpu.Limits
 	Features []string
+	// Subgroups reports whether kernels may use WGSL's subgroup operations
+	// (the adapter has them and Options.NoSubgroups is unset). Their size
+	// may differ from kernel to kernel, so kernels read it from the
+	// subgroup_size builtin; SubgroupSize measures it for the report.
+	Subgroups bool
 
 	instance  *wgpu.Instance
 	adapter   *wgpu.Adapter
 	device    *wgpu.Device
 	queue     *wgpu.Queue
 	timestamp bool
+	// hasSubgroups is whether the adapter offers subgroups, whether or not
+	// Options.NoSubgroups left them off.
+	hasSubgroups bool
 
 	kernels map[string]*Kernel
 	pool    *pool
@@ -202,6 +217,13 @@ func choose(infos []AdapterInfo, sel string) (int, error) {
 	return 0, fmt.Errorf("gpu: no adapter name contains %q; found: %s", sel, strings.Join(names, "; "))
 }
 
+// isSubgroups reports whether f lets WGSL use subgroup operations: WebGPU's
+// "subgroups" feature, or wgpu-native's own, which is what wgpu-native 29
+// offers on Vulkan (lavapipe lists only the native one).
+func isSubgroups(f wgpu.FeatureName) bool {
+	return f == wgpu.FeatureNameSubgroups || f == wgpu.NativeFeatureSubgroup
+}
+
 // Open opens the adapter that opts chooses and creates a device on it with
 // the adapter's own maxima for buffer sizes and workgroup storage, so that
 // an 8192×8192 matrix fits in one binding where the adapter allows it.
@@ -211,6 +233,9 @@ func Open(opts Options) (*Device, error) {
 	}
 	if os.Getenv("BT_VERBOSE") != "" {
 		opts.Verbose = true
+	}
+	if os.Getenv("BT_NO_SUBGROUPS") != "" {
+		opts.NoSubgroups = true
 	}
 	inst, ads, infos, err := enumerate(opts.Verbose)
 	if err != nil {
@@ -244,7 +269,7 @@ func Open(opts Options) (*Device, error) {
 		if n := f.String(); n != "" {
 			names = append(names, n)
 		}
-		if f == wgpu.FeatureNameTimestampQuery {
+		if f == wgpu.FeatureNameTimestampQuery || isSubgroups(f) && !opts.NoSubgroups {
 			features = append(features, f)
 		}
 	}
@@ -261,15 +286,17 @@ func Open(opts Options) (*Device, error) {
 		return nil, fmt.Errorf("gpu: adapter %s refused a device with its own limits: %v", infos[idx], err)
 	}
 	d := &Device{
-		Info:      infos[idx],
-		Limits:    dev.GetLimits(),
-		Features:  names,
-		instance:  inst,
-		adapter:   adapter,
-		device:    dev,
-		queue:     dev.GetQueue(),
-		timestamp: dev.HasFeature(wgpu.FeatureNameTimestampQuery),
-		kernels:   map[string]*Kernel{},
+		Info:         infos[idx],
+		Limits:       dev.GetLimits(),
+		Features:     names,
+		instance:     inst,
+		adapter:      adapter,
+		device:       dev,
+		queue:        dev.GetQueue(),
+		Subgroups:    slices.ContainsFunc(dev.GetFeatures(), isSubgroups),
+		timestamp:    dev.HasFeature(wgpu.FeatureNameTimestampQuery),
+		hasSubgroups: slices.ContainsFunc(adapter.GetFeatures(), isSubgroups),
+		kernels:      map[string]*Kernel{},
 	}
 	d.pool = newPool(d)
 	return d, nil
@@ -318,5 +345,58 @@ func (d *Device) Report() string {
 		l.MaxBufferSize>>20, l.MaxStorageBufferBindingSize>>20, l.MaxComputeWorkgroupStorageSize>>10,
 		l.MaxComputeInvocationsPerWorkgroup, l.MaxComputeWorkgroupsPerDimension)
 	fmt.Fprintf(&b, "features %s\n", strings.Join(d.Features, " "))
+	switch {
+	case d.Subgroups:
+		if lo, hi, err := d.SubgroupSize(); err != nil {
+			fmt.Fprintf(&b, "subgroups on; the size probe failed: %v\n", err)
+		} else if lo == hi {
+			fmt.Fprintf(&b, "subgroups on, %d lanes in a probe kernel (reductions use them)\n", lo)
+		} else {
+			fmt.Fprintf(&b, "subgroups on, %d to %d lanes in a probe kernel (reductions use them)\n", lo, hi)
+		}
+	case d.hasSubgroups:
+		b.WriteString("subgroups off by request (Options.NoSubgroups or $BT_NO_SUBGROUPS); reductions use workgroup memory\n")
+	default:
+		b.WriteString("subgroups none on this adapter; reductions use workgroup memory\n")
+	}
 	return b.String()
+}
+
+// subgroupProbeWG is the workgroup of the subgroup-size probe: the size of
+// bt's reduction workgroups.
+const subgroupProbeWG = 256
+
+// SubgroupSize runs a probe kernel and returns the smallest and largest
+// subgroup size its invocations ran with. The binding does not pass on the
+// adapter's own range (WGPUAdapterInfo's subgroupMinSize and
+// subgroupMaxSize), and an adapter may pick the size per kernel, so this
+// describes one kernel: bt's kernels read the size from the subgroup
+// builtins rather than assume it.
+func (d *Device) SubgroupSize() (lo, hi int, err error) {
+	if !d.Subgroups {
+		return 0, 0, fmt.Errorf("gpu: %s has subgroups off", d.Info.Name)
+	}
+	k, err := d.Kernel("subgroup_size", shaders.Spec{"WG": subgroupProbeWG})
+	if err != nil {
+		return 0, 0, err
+	}
+	out, err := d.NewTensor(subgroupProbeWG)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer out.Release()
+	if err := d.Run(func(r *Recorder) error {
+		return r.Dispatch(k, [3]int{1, 1, 1}, Params{}.U(subgroupProbeWG), out)
+	}); err != nil {
+		return 0, 0, err
+	}
+	sizes, err := out.Download()
+	if err != nil {
+		return 0, 0, err
+	}
+	lo, hi = int(sizes[0]), int(sizes[0])
+	for _, s := range sizes {
+		lo, hi = min(lo, int(s)), max(hi, int(s))
+	}
+	return lo, hi, nil
 }

@@ -1,7 +1,9 @@
 package gpu_test
 
 import (
+	"fmt"
 	"math"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -440,5 +442,42 @@ func TestRecorderSync(t *testing.T) {
 		if seen[i] != 3 || got[i] != 2*(3+float32(i)) {
 			t.Fatalf("element %d: the sync saw %v and the work after it made %v; want 3 and %v", i, seen[i], got[i], 2*(3+float32(i)))
 		}
+
+// TestSubgroups: the device asks for subgroups where the adapter has them
+// (lavapipe does), reports them with the size a probe kernel runs with, and
+// Options.NoSubgroups leaves them off.
+func TestSubgroups(t *testing.T) {
+	d := gputest.Device(t)
+	if gputest.IsLavapipe(d) && os.Getenv("BT_NO_SUBGROUPS") == "" && !d.Subgroups {
+		t.Fatalf("%s offers subgroups, but the device has none", d.Info)
+	}
+	if d.Subgroups {
+		lo, hi, err := d.SubgroupSize()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// WebGPU bounds subgroup sizes to powers of two from 4 to 128.
+		for _, s := range []int{lo, hi} {
+			if s < 4 || s > 128 || s&(s-1) != 0 {
+				t.Errorf("subgroup size %d is not a power of two in [4, 128]", s)
+			}
+		}
+		if want := fmt.Sprintf("subgroups on, %d", lo); !strings.Contains(d.Report(), want) {
+			t.Errorf("report lacks %q:\n%s", want, d.Report())
+		}
+	}
+	off, err := gpu.Open(gpu.Options{NoSubgroups: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer off.Release()
+	if off.Subgroups {
+		t.Error("NoSubgroups left subgroups on")
+	}
+	if _, _, err := off.SubgroupSize(); err == nil {
+		t.Error("SubgroupSize without subgroups gave no error")
+	}
+	if rep := off.Report(); !strings.Contains(rep, "subgroups off") && !strings.Contains(rep, "subgroups none") {
+		t.Errorf("report does not say subgroups are off:\n%s", rep)
 	}
 }

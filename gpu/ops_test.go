@@ -80,51 +80,52 @@ func TestElementwise(t *testing.T) {
 }
 
 func TestReduce(t *testing.T) {
-	d := gputest.Device(t)
-	shapes := [][3]int{{1, 1, 1}, {3, 17, 1}, {65, 129, 1}, {1, 3, 1000}, {1, 65, 17}, {4, 3, 49}, {17, 5, 9}, {2048, 33, 1}}
-	funcs := map[gpu.ReduceOp]func(float64) float64{
-		gpu.Sum:   func(v float64) float64 { return v },
-		gpu.SumSq: func(v float64) float64 { return v * v },
-		gpu.Mean:  func(v float64) float64 { return v },
-	}
-	for _, s := range shapes {
-		a, b, c := s[0], s[1], s[2]
-		for _, op := range []gpu.ReduceOp{gpu.Sum, gpu.SumSq, gpu.Mean} {
-			t.Run(fmt.Sprintf("%s/%dx%dx%d", op, a, b, c), func(t *testing.T) {
-				gputest.Check(t, d, kcheck.Op{
-					Inputs: [][]int{{a, b, c}}, Outputs: [][]int{{b}}, Tol: kcheck.Reduction,
-					GPU: func(r *gpu.Recorder, outs, ins []*gpu.Tensor) error {
-						return gpu.Reduce(r, outs[0], ins[0], a, b, c, op)
-					},
-					Ref: func(outs, ins [][]float64) {
-						ref.Reduce3(outs[0], ins[0], a, b, c, funcs[op])
-						if op == gpu.Mean {
-							for j := range outs[0] {
-								outs[0][j] /= float64(a * c)
+	gputest.SubgroupModes(t, func(t *testing.T, d *gpu.Device) {
+		shapes := [][3]int{{1, 1, 1}, {3, 17, 1}, {65, 129, 1}, {1, 3, 1000}, {1, 65, 17}, {4, 3, 49}, {17, 5, 9}, {2048, 33, 1}}
+		funcs := map[gpu.ReduceOp]func(float64) float64{
+			gpu.Sum:   func(v float64) float64 { return v },
+			gpu.SumSq: func(v float64) float64 { return v * v },
+			gpu.Mean:  func(v float64) float64 { return v },
+		}
+		for _, s := range shapes {
+			a, b, c := s[0], s[1], s[2]
+			for _, op := range []gpu.ReduceOp{gpu.Sum, gpu.SumSq, gpu.Mean} {
+				t.Run(fmt.Sprintf("%s/%dx%dx%d", op, a, b, c), func(t *testing.T) {
+					gputest.Check(t, d, kcheck.Op{
+						Inputs: [][]int{{a, b, c}}, Outputs: [][]int{{b}}, Tol: kcheck.Reduction,
+						GPU: func(r *gpu.Recorder, outs, ins []*gpu.Tensor) error {
+							return gpu.Reduce(r, outs[0], ins[0], a, b, c, op)
+						},
+						Ref: func(outs, ins [][]float64) {
+							ref.Reduce3(outs[0], ins[0], a, b, c, funcs[op])
+							if op == gpu.Mean {
+								for j := range outs[0] {
+									outs[0][j] /= float64(a * c)
+								}
 							}
+						},
+					})
+				})
+			}
+			t.Run(fmt.Sprintf("meanvar/%dx%dx%d", a, b, c), func(t *testing.T) {
+				gputest.Check(t, d, kcheck.Op{
+					Inputs: [][]int{{a, b, c}}, Outputs: [][]int{{b}, {b}}, Tol: kcheck.Reduction,
+					// A large common offset is where E[x²]−E[x]² would fail.
+					Draw: func(r *rand.Rand, _, n int) []float64 {
+						v := kcheck.Normal(r, n)
+						for i := range v {
+							v[i] += 1000
 						}
+						return v
 					},
+					GPU: func(r *gpu.Recorder, outs, ins []*gpu.Tensor) error {
+						return gpu.MeanVar(r, outs[0], outs[1], ins[0], a, b, c)
+					},
+					Ref: func(outs, ins [][]float64) { ref.MeanVar(outs[0], outs[1], ins[0], a, b, c) },
 				})
 			})
 		}
-		t.Run(fmt.Sprintf("meanvar/%dx%dx%d", a, b, c), func(t *testing.T) {
-			gputest.Check(t, d, kcheck.Op{
-				Inputs: [][]int{{a, b, c}}, Outputs: [][]int{{b}, {b}}, Tol: kcheck.Reduction,
-				// A large common offset is where E[x²]−E[x]² would fail.
-				Draw: func(r *rand.Rand, _, n int) []float64 {
-					v := kcheck.Normal(r, n)
-					for i := range v {
-						v[i] += 1000
-					}
-					return v
-				},
-				GPU: func(r *gpu.Recorder, outs, ins []*gpu.Tensor) error {
-					return gpu.MeanVar(r, outs[0], outs[1], ins[0], a, b, c)
-				},
-				Ref: func(outs, ins [][]float64) { ref.MeanVar(outs[0], outs[1], ins[0], a, b, c) },
-			})
-		})
-	}
+	})
 }
 
 func TestGemm(t *testing.T) {
@@ -199,25 +200,26 @@ func TestAddBias(t *testing.T) {
 }
 
 func TestAccumulateSum(t *testing.T) {
-	d := gputest.Device(t)
-	for _, s := range [][3]int{{1, 1, 1}, {65, 17, 1}, {3, 5, 49}} {
-		a, b, c := s[0], s[1], s[2]
-		t.Run(fmt.Sprintf("%dx%dx%d", a, b, c), func(t *testing.T) {
-			gputest.Check(t, d, kcheck.Op{
-				Inputs: [][]int{{a, b, c}}, Outputs: [][]int{{b}}, Accumulate: []bool{true}, Tol: kcheck.Reduction,
-				GPU: func(r *gpu.Recorder, outs, ins []*gpu.Tensor) error {
-					return gpu.AccumulateSum(r, outs[0], ins[0], a, b, c)
-				},
-				Ref: func(outs, ins [][]float64) {
-					sum := make([]float64, b)
-					ref.Reduce3(sum, ins[0], a, b, c, func(v float64) float64 { return v })
-					for j := range sum {
-						outs[0][j] += sum[j]
-					}
-				},
+	gputest.SubgroupModes(t, func(t *testing.T, d *gpu.Device) {
+		for _, s := range [][3]int{{1, 1, 1}, {65, 17, 1}, {3, 5, 49}} {
+			a, b, c := s[0], s[1], s[2]
+			t.Run(fmt.Sprintf("%dx%dx%d", a, b, c), func(t *testing.T) {
+				gputest.Check(t, d, kcheck.Op{
+					Inputs: [][]int{{a, b, c}}, Outputs: [][]int{{b}}, Accumulate: []bool{true}, Tol: kcheck.Reduction,
+					GPU: func(r *gpu.Recorder, outs, ins []*gpu.Tensor) error {
+						return gpu.AccumulateSum(r, outs[0], ins[0], a, b, c)
+					},
+					Ref: func(outs, ins [][]float64) {
+						sum := make([]float64, b)
+						ref.Reduce3(sum, ins[0], a, b, c, func(v float64) float64 { return v })
+						for j := range sum {
+							outs[0][j] += sum[j]
+						}
+					},
+				})
 			})
-		})
-	}
+		}
+	})
 }
 
 // TestReLUPassesNaN: ReLU and the fused add-ReLU keep NaN, as PyTorch's
@@ -256,5 +258,35 @@ func TestReLUPassesNaN(t *testing.T) {
 		if !math.IsNaN(float64(got[0])) || got[1] != 0 || got[2] != 2 || got[3] != inf || got[4] != 0 {
 			t.Errorf("%s(%v) = %v, want [NaN 0 2 +Inf 0]", name, in, got)
 		}
+	}
+}
+
+// BenchmarkReduce times a column sum ([rows, cols, 1], 32 columns per
+// workgroup) and a per-channel sum ([N, C, HW], one channel per workgroup)
+// with the sums in subgroups and in workgroup memory.
+func BenchmarkReduce(b *testing.B) {
+	for _, s := range [][3]int{{256, 512, 1}, {256, 64, 49}, {256, 16, 784}} {
+		b.Run(fmt.Sprintf("%dx%dx%d", s[0], s[1], s[2]), func(b *testing.B) {
+			gputest.SubgroupModes(b, func(b *testing.B, d *gpu.Device) {
+				x, err := d.FromSlice(kcheck.To32(kcheck.Normal(rand.New(rand.NewPCG(1, 2)), s[0]*s[1]*s[2])), s[0], s[1], s[2])
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer x.Release()
+				out, err := d.NewTensor(s[1])
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer out.Release()
+				record := func(r *gpu.Recorder) error { return gpu.Reduce(r, out, x, s[0], s[1], s[2], gpu.Sum) }
+				for b.Loop() {
+					if err := d.Run(record); err != nil {
+						b.Fatal(err)
+					}
+					d.Sync()
+				}
+				b.ReportMetric(gputest.KernelMillis(b, d, record, "reduce{"), "kernel-ms")
+			})
+		})
 	}
 }

@@ -185,7 +185,10 @@ func (b *BatchNorm) channelPass(r *gpu.Recorder, mode string, n, hw int, bind fu
 		if v == 4 {
 			t = "vec4<f32>"
 		}
-		k, err := b.d.Kernel("batchnorm", shaders.Spec{"Mode": mode, "Affine": b.Affine(), "ReLU": b.ReLU, "BX": bx, "BY": bnWG / bx, "V": v, "T": t})
+		// Subgroups sum a channel's values where a workgroup holds one
+		// channel (shaders/lib.tmpl's total).
+		k, err := b.d.Kernel("batchnorm", shaders.Spec{"Mode": mode, "Affine": b.Affine(), "ReLU": b.ReLU, "BX": bx, "BY": bnWG / bx, "V": v, "T": t,
+			"Subgroups": b.d.Subgroups && bx == 1})
 		if err != nil {
 			return err
 		}

@@ -83,6 +83,21 @@ func borrow(t *testing.T, b *BatchNorm, gamma, beta, dgamma, dbeta *gpu.Tensor) 
 	}
 }
 
+// bnDevice is the device TestBatchNormTrain and TestBatchNormStats run on:
+// the tests' shared one, or each reduction path's in bnSubgroupModes.
+var bnDevice = gputest.Device
+
+// bnSubgroupModes runs run on the devices of both reduction paths
+// (gputest.SubgroupModes): the workgroup layout's statistics and backward
+// sums take subgroup operations on one and workgroup memory on the other.
+func bnSubgroupModes(t *testing.T, run func(t *testing.T)) {
+	gputest.SubgroupModes(t, func(t *testing.T, d *gpu.Device) {
+		bnDevice = func(testing.TB) *gpu.Device { return d }
+		defer func() { bnDevice = gputest.Device }()
+		run(t)
+	})
+}
+
 // bnReLU makes the tests' BatchNorms fuse the ReLU (TestBatchNormReLU).
 var bnReLU = false
 
@@ -125,7 +140,7 @@ func refBN(s bnShape, ins [][]float64) (y, mean, invstd []float64) {
 }
 
 func TestBatchNormTrain(t *testing.T) {
-	d := gputest.Device(t)
+	d := bnDevice(t)
 	for _, s := range bnShapes {
 		t.Run(s.String(), func(t *testing.T) {
 			b, cache := newTestBN(t, d, s.c, s.affine)
@@ -187,7 +202,7 @@ func TestBatchNormTrain(t *testing.T) {
 // cache's means (as x₀ + δ) and inverse standard deviations, and the running statistics
 // moved from random values by momentum towards the unbiased variance.
 func TestBatchNormStats(t *testing.T) {
-	d := gputest.Device(t)
+	d := bnDevice(t)
 	for _, s := range append(bnShapes[:len(bnShapes):len(bnShapes)], bnLarge) {
 		t.Run(s.String(), func(t *testing.T) {
 			b, _ := newTestBN(t, d, s.c, s.affine)

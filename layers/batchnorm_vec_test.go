@@ -21,15 +21,18 @@ func TestBatchNormVec(t *testing.T) {
 }
 
 // TestBatchNormWorkgroups runs the same checks on all shapes with the
-// workgroup layout that GPUs get (on a GPU, the default layout again).
+// workgroup layout that GPUs get (on a GPU, the default layout again), with
+// its sums in subgroups and in workgroup memory.
 func TestBatchNormWorkgroups(t *testing.T) {
 	workgroupBN = true
 	defer func() { workgroupBN = false }()
-	t.Run("shapes", func(t *testing.T) {
-		t.Run("train", TestBatchNormTrain)
-		t.Run("stats", TestBatchNormStats)
+	bnSubgroupModes(t, func(t *testing.T) {
+		t.Run("shapes", func(t *testing.T) {
+			t.Run("train", TestBatchNormTrain)
+			t.Run("stats", TestBatchNormStats)
+		})
+		t.Run("vec", TestBatchNormVec)
 	})
-	t.Run("vec", TestBatchNormVec)
 }
 
 // TestBatchNormReLU runs the training, statistics, evaluation and backward
@@ -47,6 +50,6 @@ func TestBatchNormReLU(t *testing.T) {
 	t.Run("workgroups", func(t *testing.T) {
 		workgroupBN = true
 		defer func() { workgroupBN = false }()
-		run(t)
+		bnSubgroupModes(t, run)
 	})
 }

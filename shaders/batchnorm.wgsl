@@ -31,7 +31,7 @@
 // Params count vec4s along HW: CPU adapters load storage lane by lane, so
 // each vec4 costs one such load instead of four.
 // Without Affine, γ = 1 and β = 0 and their buffers are not bound.
-struct Params {
+{{if ne .Mode "eval"}}{{template "enable" .}}{{end}}struct Params {
   n: u32,
   c: u32,
   hw: u32,
@@ -113,9 +113,10 @@ fn advance(cur: Cursor, dk: u32, dpos: u32) -> Cursor {
   return Cursor(cur.k + dk, pos);
 }
 
-@compute @workgroup_size({{.BX}}, {{.BY}})
+@compute @workgroup_size({{mul .BX .BY}})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_id) lid: vec3<u32>) {
+        @builtin(local_invocation_index) li: u32{{template "subgroup_args" .}}) {
+{{template "subgroup_init" .}}  let lid = vec2<u32>(li % {{.BX}}u, li / {{.BX}}u);
   let b = (wid.x + wid.y * nwg.x) * {{.BX}}u + lid.x;
   let inside = b < p.c;
   let count = p.n * p.hw;

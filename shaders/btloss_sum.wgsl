@@ -6,7 +6,7 @@
 // Ẑ_B·Ẑ_Bᵀ/N, and the sums are Σ x∘y = Σ_ij C_ij² (the trace of their
 // product, diagonal included) and 0. Without, x is C [D, D] and the sums are
 // Σ_{i≠j} C_ij² and Σ_{i≠j} |C_ij|.
-struct Params {
+{{template "enable" .}}struct Params {
   len: u32,
   d: u32,
 }
@@ -15,12 +15,12 @@ struct Params {
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 {{if .Dot}}@group(0) @binding(3) var<storage, read> y: array<f32>;
 {{end}}
-var<workgroup> red: array<vec2<f32>, {{.WG}}>;
+{{template "total" (set (set (set . "T" "vec2<f32>") "BX" 1) "BY" .WG)}}
 
 @compute @workgroup_size({{.WG}})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_id) lid: vec3<u32>) {
-  var s = vec2<f32>(0.0);
+        @builtin(local_invocation_id) lid: vec3<u32>{{template "subgroup_args" .}}) {
+{{template "subgroup_init" .}}  var s = vec2<f32>(0.0);
   for (var i = wid.x * {{.WG}}u + lid.x; i < p.len; i += nwg.x * {{.WG}}u) {
 {{if .Dot}}    s.x += x[i] * y[i];
 {{else}}    let v = x[i];
@@ -28,16 +28,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       s += vec2<f32>(v * v, abs(v));
     }
 {{end}}  }
-  red[lid.x] = s;
-  workgroupBarrier();
-  for (var h = {{div .WG 2}}u; h > 0u; h = h >> 1u) {
-    if (lid.x < h) {
-      red[lid.x] += red[lid.x + h];
-    }
-    workgroupBarrier();
-  }
+  let t = total(s, 0u, lid.x);
   if (lid.x == 0u) {
-    part[2u * wid.x] = red[0].x;
-    part[2u * wid.x + 1u] = red[0].y;
+    part[2u * wid.x] = t.x;
+    part[2u * wid.x + 1u] = t.y;
   }
 }

@@ -12,7 +12,7 @@
 // m = β1·m + c1·grad, v = β2·v + c2·grad² (c = 1 − β), and
 // w −= step·m / (√v / bc2 + eps) with step = lr/(1−β1ᵗ) and bc2 = √(1−β2ᵗ)
 // computed in float64 on the host.
-struct Params {
+{{template "enable" .}}struct Params {
   n: u32,
   groups: u32,
   off: u32,
@@ -40,8 +40,8 @@ struct Params {
 {{end}}{{end}}
 @compute @workgroup_size({{.WG}})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_id) lid: vec3<u32>) {
-{{if and (ne .Rule "adamw") .Trust}}  var sw = 0.0;
+        @builtin(local_invocation_id) lid: vec3<u32>{{template "subgroup_args" .}}) {
+{{template "subgroup_init" .}}{{if and (ne .Rule "adamw") .Trust}}  var sw = 0.0;
   var sg = 0.0;
   for (var k = lid.x; k < p.groups; k += {{.WG}}u) {
     sw += part[p.off + 2u * k];

@@ -4,7 +4,7 @@
 // cover the parameter once. optim then sums the G pairs into the two norms
 // of the trust ratio on the device, without a float atomic or a read-back.
 // Many parameters share one part buffer, each at its own offset.
-struct Params {
+{{template "enable" .}}struct Params {
   n: u32,
   groups: u32,
   off: u32,
@@ -18,8 +18,8 @@ struct Params {
 {{template "total" (set (set (set . "T" "vec2<f32>") "BX" 1) "BY" .WG)}}
 
 @compute @workgroup_size({{.WG}})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  var sw = 0.0;
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>{{template "subgroup_args" .}}) {
+{{template "subgroup_init" .}}  var sw = 0.0;
   var sg = 0.0;
   for (var i = wid.x * {{.WG}}u + lid.x; i < p.n; i += p.groups * {{.WG}}u) {
     let v = w[i];

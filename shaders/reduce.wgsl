@@ -6,7 +6,7 @@
 // With C = 1, BX = 32 makes neighbouring threads read neighbouring b, so the
 // loads coalesce. MeanVar is two-pass (mean first, then the mean of squared
 // deviations), which stays accurate where E[x²]−E[x]² cancels.
-struct Params {
+{{template "enable" .}}struct Params {
   a: u32,
   b: u32,
   c: u32,
@@ -20,9 +20,10 @@ struct Params {
 {{end}}
 {{template "total" (set . "T" "f32")}}
 
-@compute @workgroup_size({{.BX}}, {{.BY}})
+@compute @workgroup_size({{mul .BX .BY}})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_id) lid: vec3<u32>) {
+        @builtin(local_invocation_index) li: u32{{template "subgroup_args" .}}) {
+{{template "subgroup_init" .}}  let lid = vec2<u32>(li % {{.BX}}u, li / {{.BX}}u);
   let b = (wid.x + wid.y * nwg.x) * {{.BX}}u + lid.x;
   let inside = b < p.b;
   let count = p.a * p.c;

@@ -7,7 +7,7 @@
 //   l2:  dx = inv·(dy − y·Σ(dy·y))
 //   std: dx = inv·(dy − mean(dy) − y·mean(dy·y))
 // One workgroup per row; its threads stride over the features.
-struct Params {
+{{template "enable" .}}struct Params {
   n: u32,
   d: u32,
   eps: f32,
@@ -25,8 +25,8 @@ struct Params {
 
 @compute @workgroup_size({{.WG}})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_id) lid: vec3<u32>) {
-  let row = wid.x + wid.y * nwg.x;
+        @builtin(local_invocation_id) lid: vec3<u32>{{template "subgroup_args" .}}) {
+{{template "subgroup_init" .}}  let row = wid.x + wid.y * nwg.x;
   // Every thread takes part in the reductions; a row past the end reads
   // the last row and writes nothing.
   let inside = row < p.n;

@@ -7,16 +7,30 @@ import (
 )
 
 func TestRender(t *testing.T) {
-	src, err := Render("reduce", Spec{"Op": "sum", "BX": 32, "BY": 8})
+	src, err := Render("reduce", Spec{"Op": "sum", "BX": 32, "BY": 8, "Subgroups": false})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"fn total(v: f32, lx: u32, ly: u32) -> f32", "array<f32, 256>", "@workgroup_size(32, 8)"} {
+	for _, want := range []string{"fn total(v: f32, lx: u32, ly: u32) -> f32", "array<f32, 256>", "@workgroup_size(256)"} {
 		if !strings.Contains(src, want) {
 			t.Errorf("rendered reduce lacks %q", want)
 		}
 	}
-	if _, err := Render("reduce", Spec{"Op": "sum", "BX": 32}); err == nil || !strings.Contains(err.Error(), "BY") {
+	// With Subgroups, a workgroup of one column sums in subgroups; the
+	// tree's loop is gone.
+	src, err = Render("reduce", Spec{"Op": "sum", "BX": 1, "BY": 256, "Subgroups": true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"subgroupAdd(v)", "@builtin(subgroup_id)", "@workgroup_size(256)"} {
+		if !strings.Contains(src, want) {
+			t.Errorf("reduce with subgroups lacks %q", want)
+		}
+	}
+	if strings.Contains(src, "s >> 1u") {
+		t.Error("reduce with subgroups still has the tree")
+	}
+	if _, err := Render("reduce", Spec{"Op": "sum", "BX": 32, "Subgroups": false}); err == nil || !strings.Contains(err.Error(), "BY") {
 		t.Errorf("a missing specialisation gave %v", err)
 	}
 	if _, err := Render("nope", Spec{}); err == nil {

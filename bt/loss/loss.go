@@ -410,7 +410,7 @@ func (l *BarlowTwins) forward(r *gpu.Recorder, loss, za, zb *gpu.Tensor) error {
 		}
 		sum = append(sum, l.c)
 	}
-	if k, err = l.d.Kernel("btloss_sum", shaders.Spec{"WG": sumWG, "Dot": l.fused}); err != nil {
+	if k, err = l.d.Kernel("btloss_sum", shaders.Spec{"WG": sumWG, "Dot": l.fused, "Subgroups": l.d.Subgroups}); err != nil {
 		return err
 	}
 	if err := r.Dispatch(k, [3]int{l.sumGroups(), 1, 1}, gpu.Params{}.U(l.sumLen()).U(dim), sum...); err != nil {

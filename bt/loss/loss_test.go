@@ -166,50 +166,52 @@ func TestLossGradCheck(t *testing.T) {
 }
 
 // TestLoss checks both paths' loss, gradients and statistics against the
-// float64 reference on fresh inputs, with NaN-poisoned outputs.
+// float64 reference on fresh inputs, with NaN-poisoned outputs, with the
+// sums in subgroups and in workgroup memory.
 func TestLoss(t *testing.T) {
-	d := gputest.Device(t)
-	for _, fused := range []bool{false, true} {
-		for _, s := range lossShapes {
-			for i, p := range lossParams(s[0]) {
-				n, dim := s[0], s[1]
-				t.Run(fmt.Sprintf("%s/%dx%d/lambda=%g,scale=%g", PathName(fused), n, dim, p[0], p[1]), func(t *testing.T) {
-					l, err := NewBarlowTwins(d, n, dim, options(p[0], p[1], fused))
-					if err != nil {
-						t.Fatal(err)
-					}
-					defer l.Release()
-					// Small tiles make btloss_tile cover C with several,
-					// the last ones partly outside it; the other is what
-					// GemmTileFor gives GPUs, which lavapipe does not get.
-					l.tile = []gpu.GemmTile{{BM: 16, BN: 32, BK: 4, TM: 4, TN: 8}, {BM: 128, BN: 128, BK: 16, TM: 8, TN: 8}}[i]
-					lambda, scale := float64(p[0]), float64(p[1])
-					var want ref.BTTerms
-					gputest.Check(t, d, lossOp(l, n, dim, func(outs, ins [][]float64) {
-						want = ref.BTLoss(ins[0], ins[1], n, dim, lambda, scale)
-						outs[0][0] = want.Loss
-						ref.BTLossBackward(outs[1], outs[2], ins[0], ins[1], n, dim, lambda, scale)
-					}))
-					got, err := l.Stats()
-					if err != nil {
-						t.Fatal(err)
-					}
-					checkStats(t, got, want)
-					if l.gramLoss() {
-						// Where the loss came from the Gram matrices, the
-						// tiles' own Σ_{i≠j} C² is not otherwise checked.
-						v, err := l.tileStat.Download()
+	gputest.SubgroupModes(t, func(t *testing.T, d *gpu.Device) {
+		for _, fused := range []bool{false, true} {
+			for _, s := range lossShapes {
+				for i, p := range lossParams(s[0]) {
+					n, dim := s[0], s[1]
+					t.Run(fmt.Sprintf("%s/%dx%d/lambda=%g,scale=%g", PathName(fused), n, dim, p[0], p[1]), func(t *testing.T) {
+						l, err := NewBarlowTwins(d, n, dim, options(p[0], p[1], fused))
 						if err != nil {
 							t.Fatal(err)
 						}
-						if !near(v[2], want.OffDiag, kcheck.Reduction) {
-							t.Errorf("btloss_tile's Σ_{i≠j} C² = %.7g, want %.7g", v[2], want.OffDiag)
+						defer l.Release()
+						// Small tiles make btloss_tile cover C with several,
+						// the last ones partly outside it; the other is what
+						// GemmTileFor gives GPUs, which lavapipe does not get.
+						l.tile = []gpu.GemmTile{{BM: 16, BN: 32, BK: 4, TM: 4, TN: 8}, {BM: 128, BN: 128, BK: 16, TM: 8, TN: 8}}[i]
+						lambda, scale := float64(p[0]), float64(p[1])
+						var want ref.BTTerms
+						gputest.Check(t, d, lossOp(l, n, dim, func(outs, ins [][]float64) {
+							want = ref.BTLoss(ins[0], ins[1], n, dim, lambda, scale)
+							outs[0][0] = want.Loss
+							ref.BTLossBackward(outs[1], outs[2], ins[0], ins[1], n, dim, lambda, scale)
+						}))
+						got, err := l.Stats()
+						if err != nil {
+							t.Fatal(err)
 						}
-					}
-				})
+						checkStats(t, got, want)
+						if l.gramLoss() {
+							// Where the loss came from the Gram matrices, the
+							// tiles' own Σ_{i≠j} C² is not otherwise checked.
+							v, err := l.tileStat.Download()
+							if err != nil {
+								t.Fatal(err)
+							}
+							if !near(v[2], want.OffDiag, kcheck.Reduction) {
+								t.Errorf("btloss_tile's Σ_{i≠j} C² = %.7g, want %.7g", v[2], want.OffDiag)
+							}
+						}
+					})
+				}
 			}
 		}
-	}
+	})
 }
 
 // lossOp checks l's forward and backward on two correlated views drawn
@@ -484,16 +486,17 @@ func TestAutoFused(t *testing.T) {
 // the redundancy term only (invariance weight 0), no normalisation of the
 // embeddings, normalisation along the features — the float64 gradient
 // against finite differences, then the GPU loss and gradients against
-// float64.
+// float64, with the sums in subgroups and in workgroup memory.
 func TestLossAblations(t *testing.T) {
-	d := gputest.Device(t)
-	rng := gputest.Rand(t)
-	for _, o := range []ref.BTOptions{{OnDiag: 0, Lambda: 0.3, Scale: 1}, {OnDiag: 1, Lambda: 0.3, Scale: 1, NoNorm: true},
-		{OnDiag: 1, Lambda: 0.3, Scale: 1, FeatureNorm: true}} {
-		for _, s := range [][2]int{{17, 5}, {5, 17}, {65, 33}} {
-			lossAblation(t, d, rng, o, s[0], s[1])
+	gputest.SubgroupModes(t, func(t *testing.T, d *gpu.Device) {
+		rng := gputest.Rand(t)
+		for _, o := range []ref.BTOptions{{OnDiag: 0, Lambda: 0.3, Scale: 1}, {OnDiag: 1, Lambda: 0.3, Scale: 1, NoNorm: true},
+			{OnDiag: 1, Lambda: 0.3, Scale: 1, FeatureNorm: true}} {
+			for _, s := range [][2]int{{17, 5}, {5, 17}, {65, 33}} {
+				lossAblation(t, d, rng, o, s[0], s[1])
+			}
 		}
-	}
+	})
 }
 
 func lossAblation(t *testing.T, d *gpu.Device, rng *rand.Rand, o ref.BTOptions, n, dim int) {

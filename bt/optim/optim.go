@@ -321,7 +321,7 @@ func (o *optimizer) Step(r *gpu.Recorder, lrWeights, lrVectors float32) error {
 			return fmt.Errorf("optim: %s learning rates %g (weights), %g (vectors) must be ≥ 0 and finite", o.kind, lrWeights, lrVectors)
 		}
 	}
-	norms, err := o.d.Kernel("optim_norms", shaders.Spec{"WG": optimWG})
+	norms, err := o.d.Kernel("optim_norms", shaders.Spec{"WG": optimWG, "Subgroups": o.d.Subgroups})
 	if err != nil {
 		return err
 	}
@@ -343,7 +343,7 @@ func (o *optimizer) Step(r *gpu.Recorder, lrWeights, lrVectors float32) error {
 				return fmt.Errorf("optim: %s norms of %s: %w", o.kind, p.Name, err)
 			}
 		}
-		k, err := o.d.Kernel("optim", shaders.Spec{"WG": optimWG, "E": o.elems, "Rule": o.rule, "Trust": o.trust[i]})
+		k, err := o.d.Kernel("optim", shaders.Spec{"WG": optimWG, "E": o.elems, "Rule": o.rule, "Trust": o.trust[i], "Subgroups": o.d.Subgroups})
 		if err != nil {
 			return err
 		}

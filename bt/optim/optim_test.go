@@ -99,136 +99,140 @@ var optimParams = []struct {
 	{"big", []int{1031, 521}, false, false},
 }
 
+// TestOptimizersRandom checks every rule against its float64 reference over
+// several steps; LARS's norms are summed in subgroups and in workgroup
+// memory.
 func TestOptimizersRandom(t *testing.T) {
-	d := gputest.Device(t)
-	lars := DefaultConfig()
-	// η and the rates are large enough for every step to move the weights
-	// by several percent, far above float32 rounding of the weights. They
-	// are also chosen not to conspire: a 1-element weight's LARS step is
-	// η·|w|·sign(d), and with lr·η = 1 − momentum two steps of opposite
-	// sign cancel the momentum exactly, leaving only rounding to compare.
-	lars.LARS = LARSConfig{WeightDecay: 0.05, Momentum: 0.9, Eta: 0.13}
-	larsNoWD := lars
-	larsNoWD.LARS.WeightDecay = 0
-	sgd := DefaultConfig()
-	sgd.SGD = SGDConfig{WeightDecay: 0.1, Momentum: 0.9}
-	sgdEx := sgd
-	sgdEx.SGD.ExcludeVectors = true
-	adam := DefaultConfig()
-	adam.AdamW = AdamWConfig{WeightDecay: 0.1, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8}
-	adamEx := adam
-	adamEx.AdamW.ExcludeVectors = true
-	cases := []struct {
-		name     string
-		kind     string
-		cfg      Config
-		lrW, lrV []float64 // per step
-		resume   bool      // start from a random state at step 5 through SetState
-		maxX     int       // lowers the workgroups along x, to split grids over y
-		elems    int       // overrides optim's elements per thread (GPUs' 4 where lavapipe has 16)
-	}{
-		{"lars", "lars", lars, []float64{1.1, 0.7, 1.7}, []float64{0.1, 0.05, 0.2}, false, 0, 0},
-		{"lars resumed", "lars", lars, []float64{1.1, 0.7, 1.7}, []float64{0.1, 0.05, 0.2}, true, 0, 0},
-		{"lars without weight decay", "lars", larsNoWD, []float64{1.1, 0.7, 1.7}, []float64{0.1, 0.05, 0.2}, true, 0, 0},
-		{"lars split grid", "lars", lars, []float64{1.1, 0.7, 1.7}, []float64{0.1, 0.05, 0.2}, true, 3, 4},
-		{"sgd", "sgd", sgd, []float64{0.1, 0.05, 0.2}, []float64{0.05, 0.1, 0.02}, false, 0, 4},
-		{"sgd resumed, vectors undecayed, split grid", "sgd", sgdEx, []float64{0.1, 0.05, 0.2}, []float64{0.05, 0.1, 0.02}, true, 5, 0},
-		{"adamw", "adamw", adam, []float64{0.01, 0.02, 0.03}, []float64{0.03, 0.02, 0.01}, false, 0, 0},
-		{"adamw resumed, vectors undecayed", "adamw", adamEx, []float64{0.01, 0.02, 0.03}, []float64{0.03, 0.02, 0.01}, true, 0, 0},
-		{"adamw split grid", "adamw", adam, []float64{0.01, 0.02, 0.03}, []float64{0.03, 0.02, 0.01}, true, 2, 4},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			rng := gputest.Rand(t)
-			ro := &refOpt{kind: c.kind, cfg: c.cfg, p: map[string][]float64{}, state: map[string][]float64{}}
-			init := map[string][]float64{}
-			var params []*layers.Param
-			for _, sp := range optimParams {
-				n := kcheck.Numel(sp.shape)
-				v := kcheck.To64(kcheck.To32(kcheck.Normal(rng, n)))
-				if sp.zero {
-					v = make([]float64, n)
-				}
-				init[sp.name] = v
-				ro.p[sp.name] = slices.Clone(v)
-				p := newTestParam(t, d, sp.name, v, sp.shape)
-				defer p.Release()
-				params = append(params, p)
-				for _, s := range slotsOf(c.kind) {
-					ro.state[sp.name+"/"+s] = make([]float64, n)
-				}
-			}
-			o, err := New(c.kind, d, params, c.cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer o.Release()
-			opt := o.(*optimizer)
-			if c.maxX > 0 {
-				opt.maxX = c.maxX
-			}
-			if c.elems > 0 {
-				opt.elems = c.elems
-			}
-			if c.resume {
-				st := &State{Kind: c.kind, Step: 5, Tensors: map[string][]float32{}}
-				// Sorted, so that BT_SEED repeats the draw.
-				for _, name := range slices.Sorted(maps.Keys(ro.state)) {
-					v := kcheck.Normal(rng, len(ro.state[name]))
-					if strings.HasSuffix(name, "/exp_avg_sq") {
-						for i := range v {
-							v[i] *= v[i]
-						}
+	gputest.SubgroupModes(t, func(t *testing.T, d *gpu.Device) {
+		lars := DefaultConfig()
+		// η and the rates are large enough for every step to move the weights
+		// by several percent, far above float32 rounding of the weights. They
+		// are also chosen not to conspire: a 1-element weight's LARS step is
+		// η·|w|·sign(d), and with lr·η = 1 − momentum two steps of opposite
+		// sign cancel the momentum exactly, leaving only rounding to compare.
+		lars.LARS = LARSConfig{WeightDecay: 0.05, Momentum: 0.9, Eta: 0.13}
+		larsNoWD := lars
+		larsNoWD.LARS.WeightDecay = 0
+		sgd := DefaultConfig()
+		sgd.SGD = SGDConfig{WeightDecay: 0.1, Momentum: 0.9}
+		sgdEx := sgd
+		sgdEx.SGD.ExcludeVectors = true
+		adam := DefaultConfig()
+		adam.AdamW = AdamWConfig{WeightDecay: 0.1, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8}
+		adamEx := adam
+		adamEx.AdamW.ExcludeVectors = true
+		cases := []struct {
+			name     string
+			kind     string
+			cfg      Config
+			lrW, lrV []float64 // per step
+			resume   bool      // start from a random state at step 5 through SetState
+			maxX     int       // lowers the workgroups along x, to split grids over y
+			elems    int       // overrides optim's elements per thread (GPUs' 4 where lavapipe has 16)
+		}{
+			{"lars", "lars", lars, []float64{1.1, 0.7, 1.7}, []float64{0.1, 0.05, 0.2}, false, 0, 0},
+			{"lars resumed", "lars", lars, []float64{1.1, 0.7, 1.7}, []float64{0.1, 0.05, 0.2}, true, 0, 0},
+			{"lars without weight decay", "lars", larsNoWD, []float64{1.1, 0.7, 1.7}, []float64{0.1, 0.05, 0.2}, true, 0, 0},
+			{"lars split grid", "lars", lars, []float64{1.1, 0.7, 1.7}, []float64{0.1, 0.05, 0.2}, true, 3, 4},
+			{"sgd", "sgd", sgd, []float64{0.1, 0.05, 0.2}, []float64{0.05, 0.1, 0.02}, false, 0, 4},
+			{"sgd resumed, vectors undecayed, split grid", "sgd", sgdEx, []float64{0.1, 0.05, 0.2}, []float64{0.05, 0.1, 0.02}, true, 5, 0},
+			{"adamw", "adamw", adam, []float64{0.01, 0.02, 0.03}, []float64{0.03, 0.02, 0.01}, false, 0, 0},
+			{"adamw resumed, vectors undecayed", "adamw", adamEx, []float64{0.01, 0.02, 0.03}, []float64{0.03, 0.02, 0.01}, true, 0, 0},
+			{"adamw split grid", "adamw", adam, []float64{0.01, 0.02, 0.03}, []float64{0.03, 0.02, 0.01}, true, 2, 4},
+		}
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				rng := gputest.Rand(t)
+				ro := &refOpt{kind: c.kind, cfg: c.cfg, p: map[string][]float64{}, state: map[string][]float64{}}
+				init := map[string][]float64{}
+				var params []*layers.Param
+				for _, sp := range optimParams {
+					n := kcheck.Numel(sp.shape)
+					v := kcheck.To64(kcheck.To32(kcheck.Normal(rng, n)))
+					if sp.zero {
+						v = make([]float64, n)
 					}
-					st.Tensors[name] = kcheck.To32(v)
-					ro.state[name] = kcheck.To64(st.Tensors[name])
+					init[sp.name] = v
+					ro.p[sp.name] = slices.Clone(v)
+					p := newTestParam(t, d, sp.name, v, sp.shape)
+					defer p.Release()
+					params = append(params, p)
+					for _, s := range slotsOf(c.kind) {
+						ro.state[sp.name+"/"+s] = make([]float64, n)
+					}
 				}
-				ro.steps = st.Step
-				if err := o.SetState(st); err != nil {
-					t.Fatal(err)
-				}
-				back, err := o.State()
+				o, err := New(c.kind, d, params, c.cfg)
 				if err != nil {
 					t.Fatal(err)
 				}
-				if back.Kind != st.Kind || back.Step != st.Step || len(back.Tensors) != len(st.Tensors) {
-					t.Fatalf("State after SetState: kind %q step %d with %d tensors, want %q %d %d", back.Kind, back.Step, len(back.Tensors), st.Kind, st.Step, len(st.Tensors))
+				defer o.Release()
+				opt := o.(*optimizer)
+				if c.maxX > 0 {
+					opt.maxX = c.maxX
 				}
-				for name, v := range st.Tensors {
-					if !slices.Equal(back.Tensors[name], v) {
-						t.Fatalf("State after SetState: %s differs from what was set", name)
-					}
+				if c.elems > 0 {
+					opt.elems = c.elems
 				}
-			}
-			for s := range c.lrW {
-				ro.steps++
-				for i, sp := range optimParams {
-					g := make([]float64, kcheck.Numel(sp.shape))
-					if !sp.noGrad {
-						g = kcheck.To64(kcheck.To32(kcheck.Normal(rng, len(g))))
+				if c.resume {
+					st := &State{Kind: c.kind, Step: 5, Tensors: map[string][]float32{}}
+					// Sorted, so that BT_SEED repeats the draw.
+					for _, name := range slices.Sorted(maps.Keys(ro.state)) {
+						v := kcheck.Normal(rng, len(ro.state[name]))
+						if strings.HasSuffix(name, "/exp_avg_sq") {
+							for i := range v {
+								v[i] *= v[i]
+							}
+						}
+						st.Tensors[name] = kcheck.To32(v)
+						ro.state[name] = kcheck.To64(st.Tensors[name])
 					}
-					if err := params[i].Grad.Upload(kcheck.To32(g)); err != nil {
+					ro.steps = st.Step
+					if err := o.SetState(st); err != nil {
 						t.Fatal(err)
 					}
-					ro.step(sp.name, params[i].IsVector(), g, float64(float32(c.lrW[s])), float64(float32(c.lrV[s])))
-				}
-				err := d.Run(func(r *gpu.Recorder) error {
-					// Unwritten partial sums would make the trust ratio NaN.
-					if opt.part != nil {
-						if err := gpu.Fill(r, opt.part, float32(math.NaN())); err != nil {
-							return err
+					back, err := o.State()
+					if err != nil {
+						t.Fatal(err)
+					}
+					if back.Kind != st.Kind || back.Step != st.Step || len(back.Tensors) != len(st.Tensors) {
+						t.Fatalf("State after SetState: kind %q step %d with %d tensors, want %q %d %d", back.Kind, back.Step, len(back.Tensors), st.Kind, st.Step, len(st.Tensors))
+					}
+					for name, v := range st.Tensors {
+						if !slices.Equal(back.Tensors[name], v) {
+							t.Fatalf("State after SetState: %s differs from what was set", name)
 						}
 					}
-					return o.Step(r, float32(c.lrW[s]), float32(c.lrV[s]))
-				})
-				if err != nil {
-					t.Fatal(err)
 				}
-				checkOptim(t, fmt.Sprintf("step %d", s+1), o, params, init, ro)
-				resync(t, o, params, ro)
-			}
-		})
-	}
+				for s := range c.lrW {
+					ro.steps++
+					for i, sp := range optimParams {
+						g := make([]float64, kcheck.Numel(sp.shape))
+						if !sp.noGrad {
+							g = kcheck.To64(kcheck.To32(kcheck.Normal(rng, len(g))))
+						}
+						if err := params[i].Grad.Upload(kcheck.To32(g)); err != nil {
+							t.Fatal(err)
+						}
+						ro.step(sp.name, params[i].IsVector(), g, float64(float32(c.lrW[s])), float64(float32(c.lrV[s])))
+					}
+					err := d.Run(func(r *gpu.Recorder) error {
+						// Unwritten partial sums would make the trust ratio NaN.
+						if opt.part != nil {
+							if err := gpu.Fill(r, opt.part, float32(math.NaN())); err != nil {
+								return err
+							}
+						}
+						return o.Step(r, float32(c.lrW[s]), float32(c.lrV[s]))
+					})
+					if err != nil {
+						t.Fatal(err)
+					}
+					checkOptim(t, fmt.Sprintf("step %d", s+1), o, params, init, ro)
+					resync(t, o, params, ro)
+				}
+			})
+		}
+	})
 }
 
 // resync starts the reference's next step from the device's float32
@@ -583,68 +587,71 @@ func TestGrid(t *testing.T) {
 
 // BenchmarkLARSStep times a LARS step over a ResNet-18's parameter shapes
 // without the classifier (11.2M values in 60 tensors); on lavapipe a step
-// takes about 0.25 s.
+// takes about 0.25 s. It runs with the norms summed in subgroups and in
+// workgroup memory, and reports the norms kernels' device time apart.
 func BenchmarkLARSStep(b *testing.B) {
-	d := gputest.Device(b)
-	var params []*layers.Param
-	add := func(name string, shape ...int) {
-		n := kcheck.Numel(shape)
-		v, err := d.FromSlice(make([]float32, n), shape...)
-		if err != nil {
-			b.Fatal(err)
-		}
-		g, err := d.FromSlice(make([]float32, n), shape...)
-		if err != nil {
-			b.Fatal(err)
-		}
-		params = append(params, &layers.Param{Name: name, Value: v, Grad: g})
-	}
-	add("conv1", 64, 3, 7, 7)
-	add("bn1.weight", 64)
-	add("bn1.bias", 64)
-	in := 64
-	for l, c := range []int{64, 128, 256, 512} {
-		for blk := range 2 {
-			pre := fmt.Sprintf("layer%d.%d.", l+1, blk)
-			add(pre+"conv1", c, in, 3, 3)
-			add(pre+"bn1.weight", c)
-			add(pre+"bn1.bias", c)
-			add(pre+"conv2", c, c, 3, 3)
-			add(pre+"bn2.weight", c)
-			add(pre+"bn2.bias", c)
-			if in != c {
-				add(pre+"downsample.0", c, in, 1, 1)
-				add(pre+"downsample.1.weight", c)
-				add(pre+"downsample.1.bias", c)
+	gputest.SubgroupModes(b, func(b *testing.B, d *gpu.Device) {
+		var params []*layers.Param
+		add := func(name string, shape ...int) {
+			n := kcheck.Numel(shape)
+			v, err := d.FromSlice(make([]float32, n), shape...)
+			if err != nil {
+				b.Fatal(err)
 			}
-			in = c
+			g, err := d.FromSlice(make([]float32, n), shape...)
+			if err != nil {
+				b.Fatal(err)
+			}
+			params = append(params, &layers.Param{Name: name, Value: v, Grad: g})
 		}
-	}
-	defer func() {
-		for _, p := range params {
-			p.Release()
+		add("conv1", 64, 3, 7, 7)
+		add("bn1.weight", 64)
+		add("bn1.bias", 64)
+		in := 64
+		for l, c := range []int{64, 128, 256, 512} {
+			for blk := range 2 {
+				pre := fmt.Sprintf("layer%d.%d.", l+1, blk)
+				add(pre+"conv1", c, in, 3, 3)
+				add(pre+"bn1.weight", c)
+				add(pre+"bn1.bias", c)
+				add(pre+"conv2", c, c, 3, 3)
+				add(pre+"bn2.weight", c)
+				add(pre+"bn2.bias", c)
+				if in != c {
+					add(pre+"downsample.0", c, in, 1, 1)
+					add(pre+"downsample.1.weight", c)
+					add(pre+"downsample.1.bias", c)
+				}
+				in = c
+			}
 		}
-	}()
-	o, err := NewLARS(d, params, DefaultLARSConfig())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer o.Release()
-	values := 0
-	for _, p := range params {
-		values += p.Value.Len()
-	}
-	step := func() {
-		if err := d.Run(func(r *gpu.Recorder) error { return o.Step(r, 0.1, 0.01) }); err != nil {
+		defer func() {
+			for _, p := range params {
+				p.Release()
+			}
+		}()
+		o, err := NewLARS(d, params, DefaultLARSConfig())
+		if err != nil {
 			b.Fatal(err)
 		}
-		d.Sync()
-	}
-	step()
-	for b.Loop() {
+		defer o.Release()
+		values := 0
+		for _, p := range params {
+			values += p.Value.Len()
+		}
+		step := func() {
+			if err := d.Run(func(r *gpu.Recorder) error { return o.Step(r, 0.1, 0.01) }); err != nil {
+				b.Fatal(err)
+			}
+			d.Sync()
+		}
 		step()
-	}
-	sec := b.Elapsed().Seconds() / float64(b.N)
-	b.ReportMetric(float64(values)/sec/1e9, "Gvalues/s")
-	b.ReportMetric(float64(len(params)), "tensors")
+		for b.Loop() {
+			step()
+		}
+		sec := b.Elapsed().Seconds() / float64(b.N)
+		b.ReportMetric(float64(values)/sec/1e9, "Gvalues/s")
+		b.ReportMetric(float64(len(params)), "tensors")
+		b.ReportMetric(gputest.KernelMillis(b, d, func(r *gpu.Recorder) error { return o.Step(r, 0.1, 0.01) }, "optim_norms{"), "norms-ms")
+	})
 }

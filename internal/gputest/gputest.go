@@ -4,9 +4,11 @@
 package gputest
 
 import (
+	"math"
 	"math/rand/v2"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -19,6 +21,10 @@ var (
 	once    sync.Once
 	shared  *gpu.Device
 	openErr error
+
+	plainOnce sync.Once
+	plain     *gpu.Device
+	plainErr  error
 )
 
 // Device returns the adapter the tests run on ($BT_ADAPTER or the best one),
@@ -32,6 +38,88 @@ func Device(t testing.TB) *gpu.Device {
 	}
 	return shared
 }
+
+// SubgroupModes runs f as two subtests (or sub-benchmarks): "subgroups" on
+// the shared device, whose reductions use subgroup operations where the
+// adapter has them, and "workgroup" on a second device of the same adapter
+// opened with Options.NoSubgroups, whose reductions take the
+// workgroup-memory fallback. Without subgroups the first is skipped, naming
+// why; lavapipe has them, so there a missing feature fails rather than
+// skips.
+func SubgroupModes[T interface {
+	testing.TB
+	Run(string, func(T)) bool
+}](t T, f func(t T, d *gpu.Device)) {
+	t.Helper()
+	d := Device(t)
+	t.Run("subgroups", func(t T) {
+		if !d.Subgroups {
+			switch {
+			case os.Getenv("BT_NO_SUBGROUPS") != "":
+				t.Skip("subgroups are turned off by $BT_NO_SUBGROUPS")
+			case IsLavapipe(d):
+				t.Fatalf("%s (lavapipe) offers subgroups, but the device has none: the feature was not requested", d.Info)
+			}
+			t.Skipf("%s has no subgroups feature; its reductions use workgroup memory only", d.Info)
+		}
+		f(t, d)
+	})
+	t.Run("workgroup", func(t T) {
+		plainOnce.Do(func() { plain, plainErr = gpu.Open(gpu.Options{NoSubgroups: true}) })
+		if plainErr != nil {
+			t.Fatalf("no device without subgroups to test on: %v", plainErr)
+		}
+		if plain.Subgroups {
+			t.Fatalf("%s opened with NoSubgroups still has subgroups on", plain.Info)
+		}
+		f(t, plain)
+	})
+}
+
+// KernelMillis records record with timestamps three times and returns the
+// least device time, in milliseconds, of the dispatches whose kernel name
+// starts with prefix: a benchmark's figure for the kernels it is about,
+// apart from the rest of its step.
+func KernelMillis(tb testing.TB, d *gpu.Device, record func(r *gpu.Recorder) error, prefix string) float64 {
+	tb.Helper()
+	if !d.HasTimestamps() {
+		tb.Fatalf("%s has no timestamp queries to time kernels with", d.Info.Name)
+	}
+	best := math.Inf(1)
+	for range 3 {
+		r, err := d.Record(true)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if err := record(r); err != nil {
+			r.Discard()
+			tb.Fatal(err)
+		}
+		if err := r.Submit(); err != nil {
+			tb.Fatal(err)
+		}
+		ts, err := r.Timings()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		ns, found := 0.0, false
+		for _, t := range ts {
+			if strings.HasPrefix(t.Kernel, prefix) {
+				ns += t.Nanos
+				found = true
+			}
+		}
+		if !found {
+			tb.Fatalf("no dispatch of a kernel named %s… was recorded", prefix)
+		}
+		best = min(best, ns/1e6)
+	}
+	return best
+}
+
+// IsLavapipe reports whether d is Mesa's CPU Vulkan driver (its adapter is
+// named after llvmpipe, the rasteriser it runs on).
+func IsLavapipe(d *gpu.Device) bool { return strings.HasPrefix(d.Info.Name, "llvmpipe") }
 
 // Rand returns a generator seeded afresh, logging the seed so that a
 // failure can be reproduced with BT_SEED.
