@@ -270,7 +270,7 @@ func TestTimings(t *testing.T) {
 	if len(ts) != 3 {
 		t.Fatalf("got %d timings, want 3", len(ts))
 	}
-	if !strings.HasPrefix(ts[2].Kernel, "gemm{") {
+	if !strings.HasPrefix(ts[2].Kernel, "gemm_staged{") {
 		t.Errorf("third kernel is %q", ts[2].Kernel)
 	}
 	for _, x := range ts {

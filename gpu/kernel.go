@@ -7,8 +7,9 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/bt-org/bt/shaders"
 	"github.com/oliverbestmann/webgpu/wgpu"
+
+	"github.com/bt-org/bt/shaders"
 )
 
 // Kernel is a compiled compute pipeline. Its binding 0 is a uniform block of
@@ -35,7 +36,7 @@ var (
 // Kernel returns the kernel name specialised with spec, compiling it on
 // first use and caching it for the device's lifetime. A WGSL error comes
 // back with naga's message, the kernel's name and its specialisation.
-func (d *Device) Kernel(name string, spec shaders.Spec) (*Kernel, error) {
+func (d *Device) Kernel(name string, spec shaders.Specialisation) (*Kernel, error) {
 	key := name + "{" + spec.Key() + "}"
 	if k, ok := d.kernels[key]; ok {
 		return k, nil
