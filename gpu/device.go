@@ -11,6 +11,7 @@ package gpu
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -64,10 +65,11 @@ type Device struct {
 	queue     *wgpu.Queue
 	timestamp bool
 
-	kernels map[string]*Kernel
-	pool    *pool
-	open    int  // recordings neither submitted nor discarded
-	trim    bool // a Trim waits for the open recordings
+	kernels    map[string]*Kernel
+	dispatches map[string]int // per shader file, recorded so far
+	pool       *pool
+	open       int  // recordings neither submitted nor discarded
+	trim       bool // a Trim waits for the open recordings
 }
 
 // noAdapterHelp is the advice every "no adapter" error carries.
@@ -261,19 +263,25 @@ func Open(opts Options) (*Device, error) {
 		return nil, fmt.Errorf("gpu: adapter %s refused a device with its own limits: %v", infos[idx], err)
 	}
 	d := &Device{
-		Info:      infos[idx],
-		Limits:    dev.GetLimits(),
-		Features:  names,
-		instance:  inst,
-		adapter:   adapter,
-		device:    dev,
-		queue:     dev.GetQueue(),
-		timestamp: dev.HasFeature(wgpu.FeatureNameTimestampQuery),
-		kernels:   map[string]*Kernel{},
+		Info:       infos[idx],
+		Limits:     dev.GetLimits(),
+		Features:   names,
+		instance:   inst,
+		adapter:    adapter,
+		device:     dev,
+		queue:      dev.GetQueue(),
+		timestamp:  dev.HasFeature(wgpu.FeatureNameTimestampQuery),
+		kernels:    map[string]*Kernel{},
+		dispatches: map[string]int{},
 	}
 	d.pool = newPool(d)
 	return d, nil
 }
+
+// Dispatches returns how many dispatches of each shader file (the name
+// given to Kernel) have been recorded on d, so that a check can tell which
+// kernels a piece of work ran.
+func (d *Device) Dispatches() map[string]int { return maps.Clone(d.dispatches) }
 
 // HasTimestamps reports whether per-kernel timing is available.
 func (d *Device) HasTimestamps() bool { return d.timestamp }

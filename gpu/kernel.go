@@ -17,6 +17,7 @@ import (
 // packed Params against; bindings 1… are storage buffers, bound in order.
 type Kernel struct {
 	Name      string // kernel name and specialisation, for errors and profiles
+	shader    string // the shader file, counted by Device.Dispatches
 	Workgroup [3]int
 	writable  []bool  // per storage binding: declared read_write
 	params    []field // the fields of struct Params, in order
@@ -45,7 +46,7 @@ func (d *Device) Kernel(name string, spec shaders.Specialisation) (*Kernel, erro
 	if err != nil {
 		return nil, err
 	}
-	k := &Kernel{Name: key}
+	k := &Kernel{Name: key, shader: name}
 	if !paramsRe.MatchString(src) {
 		return nil, fmt.Errorf("gpu: kernel %s must declare its parameters as @group(0) @binding(0) var<uniform> p: Params", key)
 	}
