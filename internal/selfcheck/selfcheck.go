@@ -513,36 +513,29 @@ func rowNormChecks() []Check {
 	var cs []Check
 	for _, mode := range []string{"l2", "std"} {
 		m := layers.RowNorm{Mode: mode, Eps: 1e-5}
-		// temp allocates a tensor released once the recording is made: work
-		// recorded later that reuses its memory runs after.
-		temp := func(d *gpu.Device, shape ...int) (*gpu.Tensor, func(), error) {
-			t, err := d.NewTensor(shape...)
-			if err != nil {
-				return nil, nil, err
-			}
-			return t, t.Release, nil
-		}
 		cs = append(cs, layer(fmt.Sprintf("row norm %s %dx%d", mode, n, dim), kcheck.Layer{
 			Inputs: [][]int{{n, dim}}, Output: []int{n, dim},
+			// The temporaries go back to the pool once recorded: work
+			// recorded later that reuses their memory runs after.
 			Forward: func(r *gpu.Recorder, out *gpu.Tensor, ins []*gpu.Tensor) error {
-				inv, release, err := temp(r.Device(), n)
+				inv, err := r.Device().NewTensor(n)
 				if err != nil {
 					return err
 				}
-				defer release()
+				defer inv.Release()
 				return m.Forward(r, out, inv, ins[0], n, dim)
 			},
 			Backward: func(r *gpu.Recorder, grads []*gpu.Tensor, dout *gpu.Tensor, ins []*gpu.Tensor) error {
-				y, release, err := temp(r.Device(), n, dim)
+				y, err := r.Device().NewTensor(n, dim)
 				if err != nil {
 					return err
 				}
-				defer release()
-				inv, release2, err := temp(r.Device(), n)
+				defer y.Release()
+				inv, err := r.Device().NewTensor(n)
 				if err != nil {
 					return err
 				}
-				defer release2()
+				defer inv.Release()
 				if err := m.Forward(r, y, inv, ins[0], n, dim); err != nil {
 					return err
 				}
