@@ -31,13 +31,13 @@ func (s ConvShape) validate() error {
 	return nil
 }
 
-func (s ConvShape) spec(a, b string, akFast, bkFast bool) shaders.Spec {
-	return shaders.Spec{"A": a, "B": b, "AKFast": akFast, "BKFast": bkFast, "TransA": false, "TransB": false,
-		"Conv": true, "KH": s.KH, "KW": s.KW, "Stride": s.Stride, "Pad": s.Pad}
+// operands are the operands of one of s's implicit GEMMs.
+func (s ConvShape) operands(a shaders.AOperand, b shaders.BOperand) shaders.GemmOperands {
+	return shaders.GemmOperands{A: a, B: b, Conv: shaders.Conv{KH: s.KH, KW: s.KW, Stride: s.Stride, Pad: s.Pad}}
 }
 
 // convTile is the tile of a convolution's implicit GEMM with m rows and n
-// columns. CPU adapters get direct tiles (see shaders/gemm.wgsl) of one
+// columns. CPU adapters get direct tiles (shaders/gemm_direct.wgsl) of one
 // SIMD row of 8 threads, each with 16 rows × 8 columns of accumulators:
 // measured on lavapipe (2-core EPYC, AVX2) against 4 or 16 columns, 8 or 32
 // rows and 16 or 32 threads over the tiny ResNet's layers at batch 64, it
@@ -71,7 +71,7 @@ func ConvForward(r *Recorder, out, x, w *Tensor, s ConvShape) error {
 		return err
 	}
 	tile := r.d.convTile(s.Cout, oh*ow)
-	call := gemmCall{spec: s.spec("dense", "im2col", true, false),
+	call := gemmCall{ops: s.operands(shaders.ADense, shaders.BIm2col),
 		m: s.Cout, n: oh * ow, k: kk, batch: s.N, sa: 0, sb: s.Cin * s.H * s.W, sc: s.Cout * oh * ow,
 		alpha: 1, conv: s, tile: tile, kstep: vecStep(tile, kk)}
 	r.d.flatten(&call)
@@ -80,7 +80,7 @@ func ConvForward(r *Recorder, out, x, w *Tensor, s ConvShape) error {
 
 // flatten turns a direct-tile convolution product that runs once per image
 // (over z) into one product over every image's positions side by side
-// (Flat in shaders/gemm.wgsl), where a plane would leave over a tenth of its
+// (Flat in shaders/gemm_direct.wgsl), where a plane would leave over a tenth of its
 // tiles' columns idle and the grid has room: 7×7 and 4×4 planes then fill
 // whole tiles. Planes that fill their tiles stay per image: there the
 // workgroups of one image run together and share its data in the CPU's
@@ -93,7 +93,7 @@ func (d *Device) flatten(g *gemmCall) {
 		return
 	}
 	g.n, g.batch = cols, 1
-	g.spec["Flat"] = true
+	g.ops.Flat = true
 }
 
 // perImageConv makes direct tiles run convolutions image by image, as
@@ -174,13 +174,11 @@ func convBackwardDataPhase(r *Recorder, dx, dy, w *Tensor, s ConvShape, ph convP
 	if err := gather(r, "ConvBackwardData", expr, "w", wt, w); err != nil {
 		return err
 	}
-	spec := s.spec("dense", "dy_col", true, false)
-	for key, v := range map[string]int{"PY": ph.py, "PX": ph.px, "TY": ph.ty, "TX": ph.tx, "QY": ph.qy, "QX": ph.qx} {
-		spec[key] = v
-	}
+	ops := s.operands(shaders.ADense, shaders.BDyCol)
+	ops.Phase = shaders.Phase{PY: ph.py, PX: ph.px, TY: ph.ty, TX: ph.tx, QY: ph.qy, QX: ph.qx}
 	n := ph.ny * ph.nx
 	tile := r.d.convTile(s.Cin, n)
-	call := gemmCall{spec: spec, m: s.Cin, n: n, k: k, batch: s.N, sc: s.Cin * s.H * s.W,
+	call := gemmCall{ops: ops, m: s.Cin, n: n, k: k, batch: s.N, sc: s.Cin * s.H * s.W,
 		alpha: 1, conv: s, tile: tile, kstep: vecStep(tile, k)}
 	r.d.flatten(&call)
 	return gemm(r, dx, wt, dy, call)
@@ -226,10 +224,10 @@ func ConvBackwardWeight(r *Recorder, dw, dy, x *Tensor, s ConvShape) error {
 	}
 	chunk := ((red+splits-1)/splits + tile.BK - 1) / tile.BK * tile.BK
 	splits = (red + chunk - 1) / chunk
-	call := gemmCall{spec: s.spec("dy", "im2col_t", true, true),
+	call := gemmCall{ops: s.operands(shaders.ADy, shaders.BIm2colT),
 		m: s.Cout, n: kk, k: red, batch: splits, sc: s.Cout * kk, alpha: 1, conv: s, kchunk: chunk, tile: tile,
 		kstep: vecStep(tile, oh*ow)}
-	call.spec["SplitK"] = true
+	call.ops.SplitK = true
 	if splits == 1 {
 		call.beta = 1
 		return gemm(r, dw, dy, x, call)

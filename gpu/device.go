@@ -11,6 +11,7 @@ package gpu
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -79,10 +80,11 @@ type Device struct {
 	// Options.NoSubgroups left them off.
 	hasSubgroups bool
 
-	kernels map[string]*Kernel
-	pool    *pool
-	open    int  // recordings neither submitted nor discarded
-	trim    bool // a Trim waits for the open recordings
+	kernels    map[string]*Kernel
+	dispatches map[string]int // per shader file, recorded so far
+	pool       *pool
+	open       int  // recordings neither submitted nor discarded
+	trim       bool // a Trim waits for the open recordings
 }
 
 // noAdapterHelp is the advice every "no adapter" error carries.
@@ -297,10 +299,16 @@ func Open(opts Options) (*Device, error) {
 		timestamp:    dev.HasFeature(wgpu.FeatureNameTimestampQuery),
 		hasSubgroups: slices.ContainsFunc(adapter.GetFeatures(), isSubgroups),
 		kernels:      map[string]*Kernel{},
+		dispatches:   map[string]int{},
 	}
 	d.pool = newPool(d)
 	return d, nil
 }
+
+// Dispatches returns how many dispatches of each shader file (the name
+// given to Kernel) have been recorded on d, so that a check can tell which
+// kernels a piece of work ran.
+func (d *Device) Dispatches() map[string]int { return maps.Clone(d.dispatches) }
 
 // HasTimestamps reports whether per-kernel timing is available.
 func (d *Device) HasTimestamps() bool { return d.timestamp }

@@ -272,7 +272,7 @@ func TestTimings(t *testing.T) {
 	if len(ts) != 3 {
 		t.Fatalf("got %d timings, want 3", len(ts))
 	}
-	if !strings.HasPrefix(ts[2].Kernel, "gemm{") {
+	if !strings.HasPrefix(ts[2].Kernel, "gemm_staged{") {
 		t.Errorf("third kernel is %q", ts[2].Kernel)
 	}
 	for _, x := range ts {
@@ -442,6 +442,8 @@ func TestRecorderSync(t *testing.T) {
 		if seen[i] != 3 || got[i] != 2*(3+float32(i)) {
 			t.Fatalf("element %d: the sync saw %v and the work after it made %v; want 3 and %v", i, seen[i], got[i], 2*(3+float32(i)))
 		}
+	}
+}
 
 // TestSubgroups: the device asks for subgroups where the adapter has them
 // (lavapipe does), reports them with the size a probe kernel runs with, and

@@ -7,8 +7,9 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/bt-org/bt/shaders"
 	"github.com/oliverbestmann/webgpu/wgpu"
+
+	"github.com/bt-org/bt/shaders"
 )
 
 // Kernel is a compiled compute pipeline. Its binding 0 is a uniform block of
@@ -16,6 +17,7 @@ import (
 // packed Params against; bindings 1… are storage buffers, bound in order.
 type Kernel struct {
 	Name      string // kernel name and specialisation, for errors and profiles
+	shader    string // the shader file, counted by Device.Dispatches
 	Workgroup [3]int
 	writable  []bool  // per storage binding: declared read_write
 	params    []field // the fields of struct Params, in order
@@ -35,7 +37,7 @@ var (
 // Kernel returns the kernel name specialised with spec, compiling it on
 // first use and caching it for the device's lifetime. A WGSL error comes
 // back with naga's message, the kernel's name and its specialisation.
-func (d *Device) Kernel(name string, spec shaders.Spec) (*Kernel, error) {
+func (d *Device) Kernel(name string, spec shaders.Specialisation) (*Kernel, error) {
 	key := name + "{" + spec.Key() + "}"
 	if k, ok := d.kernels[key]; ok {
 		return k, nil
@@ -44,7 +46,7 @@ func (d *Device) Kernel(name string, spec shaders.Spec) (*Kernel, error) {
 	if err != nil {
 		return nil, err
 	}
-	k := &Kernel{Name: key}
+	k := &Kernel{Name: key, shader: name}
 	if !paramsRe.MatchString(src) {
 		return nil, fmt.Errorf("gpu: kernel %s must declare its parameters as @group(0) @binding(0) var<uniform> p: Params", key)
 	}

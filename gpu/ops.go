@@ -186,9 +186,10 @@ func MeanVar(r *Recorder, mean, variance, x *Tensor, a, b, c int) error {
 }
 
 // GemmTile is GEMM's specialisation: each workgroup computes a BM×BN tile of
-// C in steps of BK, each thread a TM×TN block. Direct tiles stage nothing in
-// workgroup memory (for CPU adapters; see shaders/gemm.wgsl): BM = TM, a
-// thread's TN columns lie BN/TN apart, and BK is unused.
+// C in steps of BK, each thread a TM×TN block (shaders/gemm_staged.wgsl).
+// Direct tiles stage nothing in workgroup memory (for CPU adapters;
+// shaders/gemm_direct.wgsl): BM = TM, a thread's TN columns lie BN/TN
+// apart, and BK is unused.
 type GemmTile struct {
 	BM, BN, BK, TM, TN int
 	Direct             bool
@@ -204,17 +205,22 @@ func (t GemmTile) validate(d *Device) error {
 		}
 		return nil
 	}
-	if t.TM%4 != 0 || t.TN%4 != 0 || t.BM%t.TM != 0 || t.BN%t.TN != 0 || t.BK < 1 || t.BM%4 != 0 || t.BN%4 != 0 {
-		return fmt.Errorf("gpu: GEMM tile %+v: TM and TN must be multiples of 4 dividing BM and BN", t)
+	st := t.staged(false, false)
+	if err := st.Validate(); err != nil {
+		return fmt.Errorf("gpu: GEMM %w", err)
 	}
-	threads := (t.BM / t.TM) * (t.BN / t.TN)
-	if threads > int(d.Limits.MaxComputeInvocationsPerWorkgroup) {
+	if threads := st.Threads(); threads > int(d.Limits.MaxComputeInvocationsPerWorkgroup) {
 		return fmt.Errorf("gpu: GEMM tile %+v needs %d threads per workgroup; %s allows %d", t, threads, d.Info.Name, d.Limits.MaxComputeInvocationsPerWorkgroup)
 	}
 	if shared := 4 * t.BK * (t.BM + t.BN); shared > int(d.Limits.MaxComputeWorkgroupStorageSize) {
 		return fmt.Errorf("gpu: GEMM tile %+v needs %d bytes of workgroup memory; %s allows %d", t, shared, d.Info.Name, d.Limits.MaxComputeWorkgroupStorageSize)
 	}
 	return nil
+}
+
+// staged is the shaders' form of a staged tile, with its staging order.
+func (t GemmTile) staged(akFast, bkFast bool) shaders.Tile {
+	return shaders.Tile{BM: t.BM, BN: t.BN, BK: t.BK, TM: t.TM, TN: t.TN, AKFast: akFast, BKFast: bkFast}
 }
 
 // GemmTileFor is the tile GEMM uses for an M×N product unless told
@@ -260,9 +266,8 @@ func Gemm(r *Recorder, c, a, b *Tensor, op GemmOp) error {
 		return err
 	}
 	return gemm(r, c, a, b, gemmCall{
-		spec: shaders.Spec{"A": "dense", "B": "dense", "TransA": op.TransA, "TransB": op.TransB,
-			"AKFast": !op.TransA, "BKFast": op.TransB},
-		m: op.M, n: op.N, k: op.K, batch: batch, sa: op.M * op.K, sb: op.K * op.N, sc: op.M * op.N,
+		ops: shaders.GemmOperands{A: shaders.ADense, B: shaders.BDense, TransA: op.TransA, TransB: op.TransB},
+		m:   op.M, n: op.N, k: op.K, batch: batch, sa: op.M * op.K, sb: op.K * op.N, sc: op.M * op.N,
 		alpha: op.Alpha, beta: op.Beta, tile: op.Tile,
 	})
 }
@@ -286,10 +291,10 @@ func checkOperands(op string, ts ...operand) error {
 	return nil
 }
 
-// gemmCall is one dispatch of the gemm template: a plain product or a
+// gemmCall is one dispatch of a GEMM kernel: a plain product or a
 // convolution in implicit-GEMM form.
 type gemmCall struct {
-	spec        shaders.Spec // operand modes and staging order
+	ops         shaders.GemmOperands
 	m, n, k     int
 	batch       int // workgroups in z: batch entries, or reduction chunks with SplitK
 	sa, sb, sc  int // per-batch element strides
@@ -319,12 +324,14 @@ func gemm(r *Recorder, c, a, b *Tensor, g gemmCall) error {
 			return fmt.Errorf("gpu: a reduction of %d steps per invocation exceeds the %d that %s runs in one loop; split it (Gemm: smaller K per call)", steps, MaxLoopSteps, r.d.Info.Name)
 		}
 	}
-	spec := shaders.Spec{"BM": tile.BM, "BN": tile.BN, "BK": tile.BK, "TM": tile.TM, "TN": tile.TN,
-		"Conv": false, "SplitK": false, "Flat": false, "Direct": tile.Direct, "KStep": max(g.kstep, 1)}
-	for key, v := range g.spec {
-		spec[key] = v
+	var k *Kernel
+	var err error
+	if tile.Direct {
+		k, err = r.d.Kernel("gemm_direct", shaders.GemmDirect{TM: tile.TM, TN: tile.TN, Threads: tile.BN / tile.TN,
+			KStep: max(g.kstep, 1), GemmOperands: g.ops})
+	} else {
+		k, err = r.d.Kernel("gemm_staged", shaders.GemmStaged{Tile: tile.staged(g.ops.AAlongK(), g.ops.BAlongK()), GemmOperands: g.ops})
 	}
-	k, err := r.d.Kernel("gemm", spec)
 	if err != nil {
 		return err
 	}

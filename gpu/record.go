@@ -147,6 +147,7 @@ func (r *Recorder) Dispatch(k *Kernel, grid [3]int, params Params, bufs ...*Tens
 		return fmt.Errorf("gpu: binding buffers for kernel %s: %w", k.Name, err)
 	}
 	r.groups = append(r.groups, bg)
+	r.d.dispatches[k.shader]++
 
 	if r.profile {
 		// A profiled dispatch has a pass of its own, whose start and end

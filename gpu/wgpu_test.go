@@ -9,8 +9,9 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/bt-org/bt/shaders"
 	"github.com/oliverbestmann/webgpu/wgpu"
+
+	"github.com/bt-org/bt/shaders"
 )
 
 // These tests reach below bt's own checks to record what wgpu-native 29

@@ -1,9 +1,12 @@
 // Package shaders holds bt's WGSL compute kernels and the one mechanism that
 // specialises them: tile sizes, workgroup sizes and expressions are written
-// into the source text with text/template before compilation. The
-// templates carry structure (which bindings exist, which loop a mode runs)
-// that WGSL's override constants cannot; wgpu-native 0.17, which bt used
-// first, rejected those constants anyway.
+// into the source text with text/template before compilation, from a Spec
+// map or, for the kernels with many knobs (the GEMMs), a typed struct that
+// validates its fields. The templates carry structure that WGSL's override
+// constants cannot: which bindings exist, which loop a mode runs, and the
+// register tiles they unroll; and each specialisation is compiled to its
+// own pipeline either way, so the few plain numbers (a convolution's kernel
+// size) gain nothing from overrides either.
 package shaders
 
 import (
@@ -18,8 +21,13 @@ import (
 //go:embed *.wgsl lib.tmpl
 var files embed.FS
 
-// Spec holds the values a kernel is specialised with.
+// Spec holds the values a kernel is specialised with, by template key.
+// Kernels with many keys take a typed Specialisation instead (gemm.go).
 type Spec map[string]any
+
+// Validate accepts every map: a key the template uses but the map lacks is
+// an error when it is rendered.
+func (s Spec) Validate() error { return nil }
 
 // Key is a stable text form of the spec, used to cache compiled kernels.
 func (s Spec) Key() string {
@@ -66,8 +74,12 @@ var funcs = template.FuncMap{
 }
 
 // Render returns the source of kernel name (the file name.wgsl) with spec
-// filled in. A key the template uses but spec lacks is an error.
-func Render(name string, spec Spec) (string, error) {
+// filled in, once spec is valid. A key or field the template uses but spec
+// lacks is an error.
+func Render(name string, spec Specialisation) (string, error) {
+	if err := spec.Validate(); err != nil {
+		return "", fmt.Errorf("shaders: %s: %w", name, err)
+	}
 	src, err := files.ReadFile(name + ".wgsl")
 	if err != nil {
 		return "", fmt.Errorf("shaders: no kernel %q", name)
@@ -84,7 +96,11 @@ func Render(name string, spec Spec) (string, error) {
 		return "", fmt.Errorf("shaders: %s: %v", name, err)
 	}
 	var b bytes.Buffer
-	if err := t.Execute(&b, map[string]any(spec)); err != nil {
+	var data any = spec
+	if m, ok := spec.(Spec); ok {
+		data = map[string]any(m) // what the lib's set function takes
+	}
+	if err := t.Execute(&b, data); err != nil {
 		return "", fmt.Errorf("shaders: %s with %s: %v", name, spec.Key(), err)
 	}
 	return b.String(), nil

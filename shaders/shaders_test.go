@@ -40,7 +40,84 @@ func TestRender(t *testing.T) {
 		t.Errorf("Key %q is not sorted", k)
 	}
 	names := Names()
-	if !slices.Contains(names, "gemm") || slices.Contains(names, "lib") {
+	if !slices.Contains(names, "gemm_staged") || slices.Contains(names, "lib") {
 		t.Errorf("Names %v", names)
+	}
+}
+
+// TestGemmSpecs renders both GEMM kernels and btloss_tile in every operand
+// mode they take, and checks that invalid specs are refused before
+// rendering, naming what is wrong.
+func TestGemmSpecs(t *testing.T) {
+	conv := Conv{KH: 3, KW: 3, Stride: 2, Pad: 1}
+	phase := Phase{PY: 1, PX: 0, TY: 1, TX: 2, QY: 1, QX: 0}
+	modes := []GemmOperands{
+		{A: ADense, B: BDense}, {A: ADense, B: BDense, TransA: true, TransB: true},
+		{A: ADense, B: BIm2col, Conv: conv}, {A: ADense, B: BDyCol, Conv: conv, Phase: phase},
+		{A: ADy, B: BIm2colT, SplitK: true, Conv: conv},
+	}
+	tile := Tile{BM: 32, BN: 64, BK: 8, TM: 4, TN: 8}
+	for _, ops := range modes {
+		staged := GemmStaged{Tile: tile, GemmOperands: ops}
+		staged.AKFast, staged.BKFast = ops.AAlongK(), ops.BAlongK()
+		src, err := Render("gemm_staged", staged)
+		if err != nil {
+			t.Fatalf("%+v: %v", ops, err)
+		}
+		for _, want := range []string{"@workgroup_size(8, 8)", "const THREADS = 64u;", "fn tile_a(", "acc_3_1"} {
+			if !strings.Contains(src, want) {
+				t.Errorf("gemm_staged %s lacks %q", staged.Key(), want)
+			}
+		}
+		for _, flat := range []bool{false, true} {
+			direct := GemmDirect{TM: 16, TN: 8, Threads: 8, KStep: 4, GemmOperands: ops}
+			direct.Flat = flat && (ops.B == BIm2col || ops.B == BDyCol)
+			if ops.TransA {
+				direct.KStep = 1
+			}
+			src, err := Render("gemm_direct", direct)
+			if err != nil {
+				t.Fatalf("%+v: %v", direct, err)
+			}
+			for _, want := range []string{"@workgroup_size(8)", "acc_15_7", "fn out_index("} {
+				if !strings.Contains(src, want) {
+					t.Errorf("gemm_direct %s lacks %q", direct.Key(), want)
+				}
+			}
+			if direct.Flat != strings.Contains(src, "fn plane()") {
+				t.Errorf("gemm_direct %s: Flat %v but plane() present %v", direct.Key(), direct.Flat, !direct.Flat)
+			}
+		}
+	}
+	if src, err := Render("btloss_tile", tile); err != nil || !strings.Contains(src, "fn tile_a(") {
+		t.Errorf("btloss_tile: %v", err)
+	}
+	if k := (GemmStaged{Tile: tile, GemmOperands: modes[0]}).Key(); k != "A=dense,B=dense,BK=8,BM=32,BN=64,TM=4,TN=8" {
+		t.Errorf("Key %q: want sorted key=value pairs without zero values", k)
+	}
+
+	for _, c := range []struct {
+		name string
+		spec Specialisation
+		want string
+	}{
+		{"tile", Tile{BM: 32, BN: 64, BK: 8, TM: 6, TN: 8}, "multiples of 4"},
+		{"no BK", Tile{BM: 32, BN: 64, TM: 4, TN: 8}, "BK ≥ 1"},
+		{"unknown B", GemmStaged{Tile: tile, GemmOperands: GemmOperands{A: ADense, B: "im2row", Conv: conv}}, "unknown B operand"},
+		{"dense with geometry", GemmStaged{Tile: tile, GemmOperands: GemmOperands{A: ADense, B: BDense, Conv: conv}}, "without convolution geometry"},
+		{"transposed gather", GemmStaged{Tile: tile, GemmOperands: GemmOperands{A: ADense, B: BIm2col, TransA: true, Conv: conv}}, "only dense operands"},
+		{"no kernel size", GemmStaged{Tile: tile, GemmOperands: GemmOperands{A: ADense, B: BIm2col}}, "convolution sizes"},
+		{"unsplit wgrad", GemmStaged{Tile: tile, GemmOperands: GemmOperands{A: ADy, B: BIm2colT, Conv: conv}}, "splits its reduction"},
+		{"phase outside stride", GemmStaged{Tile: tile, GemmOperands: GemmOperands{A: ADense, B: BDyCol, Conv: conv, Phase: Phase{PY: 2, TY: 1, TX: 1}}}, "phase offsets"},
+		{"phase without dgrad", GemmStaged{Tile: tile, GemmOperands: GemmOperands{A: ADense, B: BIm2col, Conv: conv, Phase: phase}}, "only a data gradient"},
+		{"staged flat", GemmStaged{Tile: tile, GemmOperands: GemmOperands{A: ADense, B: BIm2col, Conv: conv, Flat: true}}, "Flat is the direct kernel's"},
+		{"direct step", GemmDirect{TM: 16, TN: 8, Threads: 8, KStep: 2, GemmOperands: modes[0]}, "KStep must be 1 or 4"},
+		{"direct vec4 transposed", GemmDirect{TM: 16, TN: 8, Threads: 8, KStep: 4, GemmOperands: modes[1]}, "transposed A"},
+		{"direct flat wgrad", GemmDirect{TM: 16, TN: 8, Threads: 8, KStep: 1, GemmOperands: GemmOperands{A: ADy, B: BIm2colT, SplitK: true, Flat: true, Conv: conv}}, "flattened"},
+		{"direct threads", GemmDirect{TM: 16, TN: 8, KStep: 1, GemmOperands: modes[0]}, "Threads must be ≥ 1"},
+	} {
+		if _, err := Render("gemm_staged", c.spec); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got %v, want an error with %q", c.name, err, c.want)
+		}
 	}
 }

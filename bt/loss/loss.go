@@ -575,10 +575,10 @@ func (l *BarlowTwins) statsTile() (gpu.GemmTile, error) {
 	if t == (gpu.GemmTile{}) {
 		t = l.d.GemmTileFor(l.dim, l.dim)
 	}
-	if t.TM < 4 || t.TN < 4 || t.TM%4 != 0 || t.TN%4 != 0 || t.BM%t.TM != 0 || t.BN%t.TN != 0 || t.BK < 1 {
-		return t, fmt.Errorf("loss: statistics tile %+v: TM and TN must be multiples of 4 dividing BM and BN", t)
+	if err := statsSpec(t).Validate(); err != nil {
+		return t, fmt.Errorf("loss: statistics %w", err)
 	}
-	threads := (t.BM / t.TM) * (t.BN / t.TN)
+	threads := statsSpec(t).Threads()
 	if threads&(threads-1) != 0 || threads > int(l.d.Limits.MaxComputeInvocationsPerWorkgroup) {
 		return t, fmt.Errorf("loss: statistics tile %+v: %d threads must be a power of two within %s's %d", t, threads, l.d.Info.Name, l.d.Limits.MaxComputeInvocationsPerWorkgroup)
 	}
@@ -586,6 +586,12 @@ func (l *BarlowTwins) statsTile() (gpu.GemmTile, error) {
 		return t, fmt.Errorf("loss: statistics tile %+v needs %d bytes of workgroup memory; %s allows %d", t, shared, l.d.Info.Name, l.d.Limits.MaxComputeWorkgroupStorageSize)
 	}
 	return t, nil
+}
+
+// statsSpec is btloss_tile's specialisation with tile t: both operands
+// are [N, D], stored along m and n, so the staging loads run along them.
+func statsSpec(t gpu.GemmTile) shaders.Tile {
+	return shaders.Tile{BM: t.BM, BN: t.BN, BK: t.BK, TM: t.TM, TN: t.TN}
 }
 
 // tileSums records btloss_tile: Σ_{i≠j} C_ij² and Σ_{i≠j} |C_ij| of every
@@ -611,7 +617,7 @@ func (l *BarlowTwins) tileSums(r *gpu.Recorder) (int, error) {
 			return 0, err
 		}
 	}
-	k, err := l.d.Kernel("btloss_tile", shaders.Spec{"BM": t.BM, "BN": t.BN, "BK": t.BK, "TM": t.TM, "TN": t.TN})
+	k, err := l.d.Kernel("btloss_tile", statsSpec(t))
 	if err != nil {
 		return 0, err
 	}

@@ -54,56 +54,6 @@ func lossParams(n int) [][2]float32 {
 	return [][2]float32{{DefaultLambda, 1}, {0.7, 0.1}}
 }
 
-// drawViews draws two views' embeddings [n, d] the way a network gives them:
-// columns with their own offsets and spreads, the second view correlated
-// with the first. With n = 2 a normalised column is ±1 whatever the input,
-// up to ε, so the true gradient is a rounding residue unless the columns
-// are small enough for ε to matter; they are drawn so. With n = 3 a
-// column's two views often correlate almost perfectly by chance; dL/dz is
-// then a difference of nearly equal vectors that float32 rounding alone
-// takes beyond kcheck.Reduction, whatever computes it, so such columns are
-// drawn again.
-func drawViews(rng *rand.Rand, n, d int) (za, zb []float64) {
-	size := 1.0
-	if n == 2 {
-		size = 0.004
-	}
-	za, zb = make([]float64, n*d), make([]float64, n*d)
-	for j := range d {
-		for {
-			off, spread := 3*rng.NormFloat64(), 0.2+2*rng.Float64()
-			for i := range n {
-				a := rng.NormFloat64()*spread + off
-				za[i*d+j] = size * a
-				zb[i*d+j] = size * (0.8*a + 0.6*rng.NormFloat64()*spread - off/2)
-			}
-			if n != 3 || math.Abs(correlation(za[j:], zb[j:], n, d)) < 0.99 {
-				break
-			}
-		}
-	}
-	return za, zb
-}
-
-// correlation is the sample correlation of a[i·stride] and b[i·stride].
-func correlation(a, b []float64, n, stride int) float64 {
-	var ma, mb float64
-	for i := range n {
-		ma += a[i*stride]
-		mb += b[i*stride]
-	}
-	ma /= float64(n)
-	mb /= float64(n)
-	var sab, saa, sbb float64
-	for i := range n {
-		x, y := a[i*stride]-ma, b[i*stride]-mb
-		sab += x * y
-		saa += x * x
-		sbb += y * y
-	}
-	return sab / math.Sqrt(saa*sbb)
-}
-
 // near reports whether got is within tol of want, relative to max(|want|, 1):
 // sums of squares that should be 0 come out as rounding residues.
 func near(got float32, want, tol float64) bool {
@@ -153,7 +103,7 @@ func TestLossGradCheck(t *testing.T) {
 		for _, p := range [][2]float32{{DefaultLambda, 1}, {0.7, 0.1}} {
 			n, d, lambda, scale := s[0], s[1], float64(p[0]), float64(p[1])
 			t.Run(fmt.Sprintf("%dx%d/lambda=%g", n, d, p[0]), func(t *testing.T) {
-				za, zb := drawViews(rng, n, d)
+				za, zb := ref.BTViews(rng, n, d)
 				err := gradCheckPair(rng, za, zb,
 					func(za, zb []float64) float64 { return ref.BTLoss(za, zb, n, d, lambda, scale).Loss },
 					func(dza, dzb, za, zb []float64) { ref.BTLossBackward(dza, dzb, za, zb, n, d, lambda, scale) })
@@ -227,7 +177,7 @@ func lossOp(l *BarlowTwins, n, dim int, reference func(outs, ins [][]float64)) k
 				return zb
 			}
 			var za []float64
-			za, zb = drawViews(rng, n, dim)
+			za, zb = ref.BTViews(rng, n, dim)
 			return za
 		},
 		GPU: func(r *gpu.Recorder, outs, ins []*gpu.Tensor) error {
@@ -294,7 +244,7 @@ func TestLossPathsAgree(t *testing.T) {
 	for _, s := range [][2]int{{17, 65}, {65, 17}, {3, 129}, {2, 3}} {
 		n, dim := s[0], s[1]
 		t.Run(fmt.Sprintf("%dx%d", n, dim), func(t *testing.T) {
-			za, zb := drawViews(rng, n, dim)
+			za, zb := ref.BTViews(rng, n, dim)
 			var outs [2][3][]float64
 			var stats [2]Stats
 			for i, fused := range []bool{false, true} {
@@ -500,7 +450,7 @@ func TestLossAblations(t *testing.T) {
 }
 
 func lossAblation(t *testing.T, d *gpu.Device, rng *rand.Rand, o ref.BTOptions, n, dim int) {
-	za, zb := drawViews(rng, n, dim)
+	za, zb := ref.BTViews(rng, n, dim)
 	err := gradCheckPair(rng, za, zb,
 		func(za, zb []float64) float64 { return ref.BTLossWith(za, zb, n, dim, o).Loss },
 		func(dza, dzb, za, zb []float64) { ref.BTLossWithBackward(dza, dzb, za, zb, n, dim, o) })
@@ -540,7 +490,7 @@ func TestLossNonFinite(t *testing.T) {
 	for _, bad := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
 		for _, fused := range []bool{false, true} {
 			for _, view := range []int{0, 1} {
-				za, zb := drawViews(rng, n, dim)
+				za, zb := ref.BTViews(rng, n, dim)
 				[][]float64{za, zb}[view][rng.IntN(n*dim)] = bad
 				l, err := NewBarlowTwins(d, n, dim, options(DefaultLambda, 1, fused))
 				if err != nil {

@@ -14,7 +14,6 @@ import (
 
 	"github.com/bt-org/bt/gpu"
 	"github.com/bt-org/bt/internal/kcheck"
-	"github.com/bt-org/bt/internal/ref"
 )
 
 var (
@@ -141,87 +140,17 @@ func Check(t testing.TB, d *gpu.Device, op kcheck.Op) {
 	}
 }
 
-// Layer describes a layer for CheckLayer: its forward and backward passes
-// on the GPU and in float64.
-type Layer struct {
-	// Inputs are the forward inputs: activations first, then parameters.
-	Inputs [][]int
-	// Output is the forward output's shape.
-	Output []int
-	// Params marks the inputs whose gradients accumulate (+=), as parameter
-	// gradients do; the others are written (=).
-	Params []bool
-	// Draw, if set, draws input i's values instead of N(0, 1).
-	Draw func(r *rand.Rand, i, n int) []float64
+// Layer describes a layer for CheckLayer (see kcheck.Layer).
+type Layer = kcheck.Layer
 
-	Forward func(r *gpu.Recorder, out *gpu.Tensor, ins []*gpu.Tensor) error
-	// Backward writes or accumulates every input's gradient given dout; it
-	// may rerun the forward pass in r for what it needs.
-	Backward func(r *gpu.Recorder, grads []*gpu.Tensor, dout *gpu.Tensor, ins []*gpu.Tensor) error
-
-	RefForward  func(ins [][]float64) []float64
-	RefBackward func(ins [][]float64, dout []float64) [][]float64
-
-	// Tol bounds the GPU's relative error (kcheck.Reduction if zero).
-	Tol float64
-}
-
-// CheckLayer checks a layer three ways: the float64 backward against finite
-// differences of the float64 forward, then the GPU forward and the GPU
-// backward against the float64 ones, all on fresh random inputs.
+// CheckLayer checks a layer three ways (kcheck.RunLayer): the float64
+// backward against finite differences of the float64 forward, then the GPU
+// forward and the GPU backward against the float64 ones, all on fresh
+// random inputs.
 func CheckLayer(t *testing.T, d *gpu.Device, l Layer) {
 	t.Helper()
-	tol := l.Tol
-	if tol == 0 {
-		tol = kcheck.Reduction
-	}
-	rng := Rand(t)
-	draw := func(i, n int) []float64 {
-		if l.Draw != nil {
-			return l.Draw(rng, i, n)
-		}
-		return kcheck.Normal(rng, n)
-	}
-	ins := make([][]float64, len(l.Inputs))
-	for i, s := range l.Inputs {
-		ins[i] = draw(i, kcheck.Numel(s))
-	}
-	if err := ref.GradCheck(rng, ins, l.RefForward, l.RefBackward, 12, 1e-5); err != nil {
-		t.Errorf("float64 backward disagrees with finite differences: %v", err)
-	}
-	if err := kcheck.Run(d, rng, kcheck.Op{
-		Inputs: l.Inputs, Outputs: [][]int{l.Output}, Tol: tol,
-		Draw: func(_ *rand.Rand, i, n int) []float64 { return draw(i, n) },
-		GPU:  func(r *gpu.Recorder, outs, gins []*gpu.Tensor) error { return l.Forward(r, outs[0], gins) },
-		Ref:  func(outs, rins [][]float64) { copy(outs[0], l.RefForward(rins)) },
-	}); err != nil {
-		t.Errorf("forward: %v", err)
-	}
-	n := len(l.Inputs)
-	if err := kcheck.Run(d, rng, kcheck.Op{
-		Inputs: append(append([][]int{}, l.Inputs...), l.Output), Outputs: l.Inputs, Accumulate: l.Params, Tol: tol,
-		Draw: func(_ *rand.Rand, i, m int) []float64 {
-			if i == n {
-				return kcheck.Normal(rng, m)
-			}
-			return draw(i, m)
-		},
-		GPU: func(r *gpu.Recorder, grads, gins []*gpu.Tensor) error {
-			return l.Backward(r, grads, gins[n], gins[:n])
-		},
-		Ref: func(grads, rins [][]float64) {
-			for i, g := range l.RefBackward(rins[:n], rins[n]) {
-				for j := range g {
-					if i < len(l.Params) && l.Params[i] {
-						grads[i][j] += g[j]
-					} else {
-						grads[i][j] = g[j]
-					}
-				}
-			}
-		},
-	}); err != nil {
-		t.Errorf("backward: %v", err)
+	if err := kcheck.RunLayer(d, Rand(t), l); err != nil {
+		t.Error(err)
 	}
 }
 

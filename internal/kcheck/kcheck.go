@@ -2,10 +2,12 @@
 // fresh random inputs and compares them: outputs are poisoned with NaN
 // before the kernel runs, every element must have been written, and the
 // relative error ‖out−ref‖/‖ref‖ must stay within a stated tolerance. The
-// tests use it through gputest, and `bt devices` for its self-check.
+// tests use it through gputest, and the self-check suite that the tests
+// and `bt devices` share (internal/selfcheck).
 package kcheck
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -109,6 +111,91 @@ func Run(d *gpu.Device, rng *rand.Rand, op Op) (err error) {
 		}
 	}
 	return nil
+}
+
+// Layer describes a layer for RunLayer: its forward and backward passes
+// on the GPU and in float64.
+type Layer struct {
+	// Inputs are the forward inputs: activations first, then parameters.
+	Inputs [][]int
+	// Output is the forward output's shape.
+	Output []int
+	// Params marks the inputs whose gradients accumulate (+=), as parameter
+	// gradients do; the others are written (=).
+	Params []bool
+	// Draw, if set, draws input i's values instead of N(0, 1).
+	Draw func(r *rand.Rand, i, n int) []float64
+
+	Forward func(r *gpu.Recorder, out *gpu.Tensor, ins []*gpu.Tensor) error
+	// Backward writes or accumulates every input's gradient given dout; it
+	// may rerun the forward pass in r for what it needs.
+	Backward func(r *gpu.Recorder, grads []*gpu.Tensor, dout *gpu.Tensor, ins []*gpu.Tensor) error
+
+	RefForward  func(ins [][]float64) []float64
+	RefBackward func(ins [][]float64, dout []float64) [][]float64
+
+	// Tol bounds the GPU's relative error (Reduction if zero).
+	Tol float64
+}
+
+// RunLayer checks a layer three ways: the float64 backward against finite
+// differences of the float64 forward, then the GPU forward and the GPU
+// backward against the float64 ones, all on fresh random inputs from rng.
+// It returns every disagreement it finds.
+func RunLayer(d *gpu.Device, rng *rand.Rand, l Layer) error {
+	tol := l.Tol
+	if tol == 0 {
+		tol = Reduction
+	}
+	draw := func(i, n int) []float64 {
+		if l.Draw != nil {
+			return l.Draw(rng, i, n)
+		}
+		return Normal(rng, n)
+	}
+	var errs []error
+	ins := make([][]float64, len(l.Inputs))
+	for i, s := range l.Inputs {
+		ins[i] = draw(i, Numel(s))
+	}
+	if err := ref.GradCheck(rng, ins, l.RefForward, l.RefBackward, 12, 1e-5); err != nil {
+		errs = append(errs, fmt.Errorf("float64 backward disagrees with finite differences: %w", err))
+	}
+	if err := Run(d, rng, Op{
+		Inputs: l.Inputs, Outputs: [][]int{l.Output}, Tol: tol,
+		Draw: func(_ *rand.Rand, i, n int) []float64 { return draw(i, n) },
+		GPU:  func(r *gpu.Recorder, outs, gins []*gpu.Tensor) error { return l.Forward(r, outs[0], gins) },
+		Ref:  func(outs, rins [][]float64) { copy(outs[0], l.RefForward(rins)) },
+	}); err != nil {
+		errs = append(errs, fmt.Errorf("forward: %w", err))
+	}
+	n := len(l.Inputs)
+	if err := Run(d, rng, Op{
+		Inputs: append(append([][]int{}, l.Inputs...), l.Output), Outputs: l.Inputs, Accumulate: l.Params, Tol: tol,
+		Draw: func(_ *rand.Rand, i, m int) []float64 {
+			if i == n {
+				return Normal(rng, m)
+			}
+			return draw(i, m)
+		},
+		GPU: func(r *gpu.Recorder, grads, gins []*gpu.Tensor) error {
+			return l.Backward(r, grads, gins[n], gins[:n])
+		},
+		Ref: func(grads, rins [][]float64) {
+			for i, g := range l.RefBackward(rins[:n], rins[n]) {
+				for j := range g {
+					if i < len(l.Params) && l.Params[i] {
+						grads[i][j] += g[j]
+					} else {
+						grads[i][j] = g[j]
+					}
+				}
+			}
+		},
+	}); err != nil {
+		errs = append(errs, fmt.Errorf("backward: %w", err))
+	}
+	return errors.Join(errs...)
 }
 
 // Numel is the number of elements of a shape.

@@ -1,6 +1,9 @@
 package ref
 
-import "math"
+import (
+	"math"
+	"math/rand/v2"
+)
 
 // BTEps is the epsilon of the Barlow Twins loss's batch normalisation, as in
 // PyTorch's BatchNorm1d.
@@ -157,4 +160,54 @@ func btNormaliseBackward(dz, zh, inv []float64, n, d int) {
 			dz[i*d+j] = inv[j] * (dz[i*d+j] - m - zh[i*d+j]*mz)
 		}
 	}
+}
+
+// BTViews draws two views' embeddings [n, d] the way a network gives them:
+// columns with their own offsets and spreads, the second view correlated
+// with the first. With n = 2 a normalised column is ±1 whatever the input,
+// up to ε, so the true gradient is a rounding residue unless the columns
+// are small enough for ε to matter; they are drawn so. With n = 3 a
+// column's two views often correlate almost perfectly by chance; dL/dz is
+// then a difference of nearly equal vectors that float32 rounding alone
+// takes beyond a 1e-4 relative error, whatever computes it, so such
+// columns are drawn again.
+func BTViews(rng *rand.Rand, n, d int) (za, zb []float64) {
+	size := 1.0
+	if n == 2 {
+		size = 0.004
+	}
+	za, zb = make([]float64, n*d), make([]float64, n*d)
+	for j := range d {
+		for {
+			off, spread := 3*rng.NormFloat64(), 0.2+2*rng.Float64()
+			for i := range n {
+				a := rng.NormFloat64()*spread + off
+				za[i*d+j] = size * a
+				zb[i*d+j] = size * (0.8*a + 0.6*rng.NormFloat64()*spread - off/2)
+			}
+			if n != 3 || math.Abs(correlation(za[j:], zb[j:], n, d)) < 0.99 {
+				break
+			}
+		}
+	}
+	return za, zb
+}
+
+// correlation is the sample correlation of a[i·stride] and b[i·stride].
+func correlation(a, b []float64, n, stride int) float64 {
+	var ma, mb float64
+	for i := range n {
+		ma += a[i*stride]
+		mb += b[i*stride]
+	}
+	ma /= float64(n)
+	mb /= float64(n)
+	var sab, saa, sbb float64
+	for i := range n {
+		x, y := a[i*stride]-ma, b[i*stride]-mb
+		sab += x * y
+		saa += x * x
+		sbb += y * y
+	}
+	return sab / math.Sqrt(saa*sbb)
 }

@@ -1,0 +1,215 @@
+package shaders
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"sort"
+	"strings"
+)
+
+// Specialisation is what a kernel's template is executed with: a Spec map,
+// or one of the typed specs below, whose fields the template reads by name
+// and whose Validate rejects values the kernel cannot run with.
+type Specialisation interface {
+	// Key is a stable text form, used to cache compiled kernels.
+	Key() string
+	// Validate reports values the kernel cannot be specialised with.
+	Validate() error
+}
+
+// AOperand is how a GEMM reads its A operand.
+type AOperand string
+
+// BOperand is how a GEMM reads its B operand.
+type BOperand string
+
+// The operand modes: dense matrices, or a convolution's tensors gathered on
+// the fly (implicit GEMM; see gemm_staged.wgsl).
+const (
+	ADense AOperand = "dense" // stored M×K, or K×M with TransA
+	ADy    AOperand = "dy"    // a weight gradient's dy [N, Cout, OH·OW] as Cout × N·OH·OW
+
+	BDense   BOperand = "dense"    // stored K×N, or N×K with TransB
+	BIm2col  BOperand = "im2col"   // forward: x's patches, Cin·KH·KW × OH·OW
+	BIm2colT BOperand = "im2col_t" // weight gradient: x's patches, N·OH·OW × Cin·KH·KW
+	BDyCol   BOperand = "dy_col"   // data gradient: one phase's dy gather, Cout·TY·TX × pixels
+)
+
+// Conv is the geometry of a convolution that a GEMM gathers its operands
+// from; constants in the kernel, so that its index arithmetic divides by
+// constants.
+type Conv struct {
+	KH, KW, Stride, Pad int
+}
+
+// Phase is the input pixels (PY + Stride·i, PX + Stride·j) of a strided
+// convolution's data gradient, read through its TY×TX taps, pixel (i, j)
+// reaching output (i + QY − a, j + QX − b) through tap (a, b).
+type Phase struct {
+	PY, PX, TY, TX, QY, QX int
+}
+
+// GemmOperands is what a GEMM kernel computes, shared by its staged and
+// direct forms: which operands it reads and how, and how C is laid out.
+type GemmOperands struct {
+	A              AOperand
+	B              BOperand
+	TransA, TransB bool // dense operands stored transposed
+	// SplitK makes workgroup z a chunk of p.kchunk of the reduction, each
+	// writing its own slice of C, instead of a batch entry.
+	SplitK bool
+	// Flat lays every image's output positions side by side as the
+	// columns of one product, instead of one product per image in z
+	// (direct kernel, forward and data gradient).
+	Flat  bool
+	Conv  Conv  // for every B but dense
+	Phase Phase // for B = dy_col
+}
+
+// IsConv reports whether the operands are gathered from a convolution.
+func (o GemmOperands) IsConv() bool { return o.B != BDense }
+
+// AAlongK reports whether op(A) is contiguous along k, as its storage is;
+// a staged tile loads it in that order (Tile.AKFast) to coalesce.
+func (o GemmOperands) AAlongK() bool { return o.A == ADy || !o.TransA }
+
+// BAlongK reports whether op(B) is contiguous along k.
+func (o GemmOperands) BAlongK() bool { return o.B == BIm2colT || o.B == BDense && o.TransB }
+
+// Validate checks that the modes exist, go together, and have the
+// geometry they need.
+func (o GemmOperands) Validate() error {
+	switch o.B {
+	case BDense:
+		if o.A != ADense || o.SplitK || o.Flat || o.Conv != (Conv{}) || o.Phase != (Phase{}) {
+			return fmt.Errorf("a dense GEMM %+v reads a dense A, unsplit and unflattened, without convolution geometry", o)
+		}
+		return nil
+	case BIm2col, BDyCol:
+		if o.A != ADense || o.SplitK {
+			return fmt.Errorf("GEMM %+v: a convolution's forward and data gradient read dense weights and are not split", o)
+		}
+	case BIm2colT:
+		if o.A != ADy || !o.SplitK || o.Flat {
+			return fmt.Errorf("GEMM %+v: a weight gradient reads dy as A and splits its reduction", o)
+		}
+	default:
+		return fmt.Errorf("GEMM %+v: unknown B operand %q", o, o.B)
+	}
+	if o.TransA || o.TransB {
+		return fmt.Errorf("GEMM %+v: only dense operands are transposed", o)
+	}
+	if c := o.Conv; c.KH < 1 || c.KW < 1 || c.Stride < 1 || c.Pad < 0 {
+		return fmt.Errorf("GEMM %+v: convolution sizes must be ≥ 1 and padding ≥ 0", o)
+	}
+	ph := o.Phase
+	if o.B != BDyCol {
+		if ph != (Phase{}) {
+			return fmt.Errorf("GEMM %+v: only a data gradient has a phase", o)
+		}
+		return nil
+	}
+	if ph.PY < 0 || ph.PX < 0 || ph.PY >= o.Conv.Stride || ph.PX >= o.Conv.Stride || ph.TY < 1 || ph.TX < 1 || ph.QY < 0 || ph.QX < 0 {
+		return fmt.Errorf("GEMM %+v: phase offsets must lie in [0, stride), its taps be ≥ 1 and its output shifts ≥ 0", o)
+	}
+	return nil
+}
+
+// Tile is a staged tile loop (lib.tmpl's tile_mma): each workgroup computes
+// a BM×BN tile in steps of BK staged in workgroup memory, each thread a
+// TM×TN block in vec4 registers. AKFast and BKFast order the staging loads
+// along k (for operands contiguous along k), so that neighbouring threads
+// read neighbouring addresses; any order gives the same result.
+type Tile struct {
+	BM, BN, BK, TM, TN int
+	AKFast, BKFast     bool
+}
+
+// Threads is the number of invocations in a workgroup.
+func (t Tile) Threads() int { return (t.BM / t.TM) * (t.BN / t.TN) }
+
+// Key implements Specialisation.
+func (t Tile) Key() string { return structKey(t) }
+
+// Validate checks the tile's geometry: the register blocks are whole vec4s
+// and tile the workgroup's tile.
+func (t Tile) Validate() error {
+	if t.TM < 4 || t.TN < 4 || t.TM%4 != 0 || t.TN%4 != 0 || t.BM%t.TM != 0 || t.BN%t.TN != 0 || t.BK < 1 {
+		return fmt.Errorf("tile %+v: TM and TN must be multiples of 4 dividing BM and BN, and BK ≥ 1", t)
+	}
+	return nil
+}
+
+// GemmStaged specialises gemm_staged.wgsl, the kernel for GPUs.
+type GemmStaged struct {
+	Tile
+	GemmOperands
+}
+
+// Key implements Specialisation.
+func (s GemmStaged) Key() string { return structKey(s) }
+
+// Validate checks the tile and the operands; staged tiles compute one
+// product per image (no Flat).
+func (s GemmStaged) Validate() error {
+	if err := s.Tile.Validate(); err != nil {
+		return err
+	}
+	if s.Flat {
+		return errors.New("the staged GEMM computes one product per image; Flat is the direct kernel's")
+	}
+	return s.GemmOperands.Validate()
+}
+
+// GemmDirect specialises gemm_direct.wgsl, the kernel for CPU adapters: a
+// workgroup is one row of Threads invocations over TM rows of C, each
+// keeping TM×TN accumulators for TN columns Threads apart, with nothing
+// staged. KStep 4 reads A as vec4 along k, four steps at a time.
+type GemmDirect struct {
+	TM, TN, Threads int
+	KStep           int
+	GemmOperands
+}
+
+// Key implements Specialisation.
+func (s GemmDirect) Key() string { return structKey(s) }
+
+// Validate checks the tile, the step and the operands.
+func (s GemmDirect) Validate() error {
+	if s.TM < 1 || s.TN < 1 || s.Threads < 1 {
+		return fmt.Errorf("direct GEMM %+v: TM, TN and Threads must be ≥ 1", s)
+	}
+	switch {
+	case s.KStep == 4 && s.TransA:
+		return fmt.Errorf("direct GEMM %+v: vec4 steps read A along k, which a transposed A is not", s)
+	case s.KStep != 1 && s.KStep != 4:
+		return fmt.Errorf("direct GEMM %+v: KStep must be 1 or 4", s)
+	}
+	if s.Flat && s.B != BIm2col && s.B != BDyCol {
+		return fmt.Errorf("direct GEMM %+v: only a convolution's forward and data gradient are flattened", s)
+	}
+	return s.GemmOperands.Validate()
+}
+
+// structKey is a typed spec's Key in Spec.Key's form, key=value sorted by
+// key, with embedded structs' fields flattened and zero values left out, so
+// that names stay short and profiles can pick out the operand modes.
+func structKey(spec any) string {
+	var kvs []string
+	var walk func(v reflect.Value)
+	walk = func(v reflect.Value) {
+		for i := range v.NumField() {
+			f, fv := v.Type().Field(i), v.Field(i)
+			switch {
+			case f.Anonymous:
+				walk(fv)
+			case !fv.IsZero():
+				kvs = append(kvs, fmt.Sprintf("%s=%+v", f.Name, fv.Interface()))
+			}
+		}
+	}
+	walk(reflect.ValueOf(spec))
+	sort.Strings(kvs)
+	return strings.Join(kvs, ",")
+}
