@@ -92,6 +92,34 @@ func BenchmarkRaw224JPEG(b *testing.B) {
 	benchLoaderCfg(b, jpegFolder(b), aug, true)
 }
 
+// BenchmarkPairs224JPEGSubset is BenchmarkPairs224JPEG on a subset of the
+// folder (its images in another order), as bt eval's -labels and
+// -eval-train make: the same fast path, so the same pairs/s.
+func BenchmarkPairs224JPEGSubset(b *testing.B) {
+	aug, _ := Preset("imagenet")
+	benchLoader(b, jpegSubset(b), aug)
+}
+
+// BenchmarkRaw224JPEGSubset is BenchmarkRaw224JPEG on the same subset.
+func BenchmarkRaw224JPEGSubset(b *testing.B) {
+	aug, _ := Preset("imagenet")
+	benchLoaderCfg(b, jpegSubset(b), aug, true)
+}
+
+// jpegSubset is jpegFolder's images in reverse order, as a Subset.
+func jpegSubset(b *testing.B) Dataset {
+	d := jpegFolder(b)
+	idx := make([]int, d.Len())
+	for i := range idx {
+		idx[i] = d.Len() - 1 - i
+	}
+	s, err := NewSubset(d, idx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
 // jpegFolder writes 32 synthetic 500×375 JPEGs (quality 95) into a class
 // folder tree.
 func jpegFolder(b *testing.B) *Folder {

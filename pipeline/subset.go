@@ -13,8 +13,11 @@ type Subset struct {
 	Indices []int
 }
 
-// NewSubset returns the images of ds at indices.
-func NewSubset(ds Dataset, indices []int) (*Subset, error) {
+// NewSubset returns the images of ds at indices: a *Subset, or for an
+// Encoded ds (a Folder) a subset that is Encoded too, so that the loader
+// reads its files, draws from their headers and decodes them scaled, for
+// the CPU and for the device, as it does the whole folder's.
+func NewSubset(ds Dataset, indices []int) (Dataset, error) {
 	for _, i := range indices {
 		if i < 0 || i >= ds.Len() {
 			return nil, fmt.Errorf("pipeline: subset index %d outside the dataset's %d images", i, ds.Len())
@@ -23,7 +26,11 @@ func NewSubset(ds Dataset, indices []int) (*Subset, error) {
 	if len(indices) == 0 {
 		return nil, fmt.Errorf("pipeline: empty subset")
 	}
-	return &Subset{Dataset: ds, Indices: indices}, nil
+	s := &Subset{Dataset: ds, Indices: indices}
+	if enc, ok := ds.(Encoded); ok {
+		return &encodedSubset{Subset: s, enc: enc}, nil
+	}
+	return s, nil
 }
 
 // Sample returns n images of ds drawn without replacement by seed, or ds
@@ -44,3 +51,18 @@ func (s *Subset) Label(i int) int { return s.Dataset.Label(s.Indices[i]) }
 
 // Load decodes image i.
 func (s *Subset) Load(i int, dst *Image) error { return s.Dataset.Load(s.Indices[i], dst) }
+
+// encodedSubset is a Subset of an Encoded dataset. Subset's embedded
+// Dataset hides the methods of what it holds, so these pass Encoded's on.
+type encodedSubset struct {
+	*Subset
+	enc Encoded
+}
+
+// ReadFile reads image i's file.
+func (s *encodedSubset) ReadFile(i int, buf []byte) ([]byte, ImageHeader, error) {
+	return s.enc.ReadFile(s.Indices[i], buf)
+}
+
+// Path names image i's file.
+func (s *encodedSubset) Path(i int) string { return s.enc.Path(s.Indices[i]) }

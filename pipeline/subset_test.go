@@ -1,6 +1,12 @@
 package pipeline
 
-import "testing"
+import (
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"testing"
+)
 
 func TestSubset(t *testing.T) {
 	ds, err := NewSynthetic(SyntheticConfig{Count: 50, Size: 8, Channels: 1, Classes: 5, Seed: 2})
@@ -67,5 +73,68 @@ func TestWithout(t *testing.T) {
 	}
 	if _, err := c.Without("rotate"); err == nil {
 		t.Error("an unknown ablation was accepted")
+	}
+}
+
+// TestSubsetOfFolderIsEncoded: a subset of a folder keeps the loader's fast
+// path (header first, scaled decoding, 8-bit images for the device). A
+// subset of every image in order is the folder itself to the loader, so
+// its raw and augmented batches must be the folder's exactly, with images
+// decoded below full size; a permuted subset reads the files it names.
+func TestSubsetOfFolderIsEncoded(t *testing.T) {
+	root := t.TempDir()
+	const n = 4
+	for i := range n {
+		writeImage(t, filepath.Join(root, SyntheticClasses[i%2], strconv.Itoa(i)+".jpg"), encJPEG, photo(t, 300+20*i, 200, false))
+	}
+	d, err := OpenFolder(root, FolderOptions{})
+	must(t, err)
+	all, err := NewSubset(d, []int{0, 1, 2, 3})
+	must(t, err)
+	if _, ok := all.(Encoded); !ok {
+		t.Fatal("a subset of a folder is not Encoded: the loader would decode its images at full size through Load")
+	}
+	syn := smallSynthetic(t, 10)
+	s, err := NewSubset(syn, []int{1})
+	must(t, err)
+	if _, ok := s.(Encoded); ok {
+		t.Fatal("a subset of a synthetic dataset claims to be Encoded")
+	}
+	aug := smallConfig()
+	for _, raw := range []bool{false, true} {
+		cfg := LoaderConfig{BatchSize: 2, Workers: 2, Seed: 3, Shuffle: true, Epochs: 2, Raw: raw}
+		run := func(ds Dataset) []Batch {
+			l, err := NewLoader(ds, aug, cfg)
+			must(t, err)
+			defer l.Close()
+			return collect(t, l, false)
+		}
+		got, want := run(all), run(d)
+		equalBatches(t, fmt.Sprintf("raw=%v", raw), got, want)
+		if !raw {
+			continue
+		}
+		scaled := false
+		for i := range got {
+			for k := range got[i].N {
+				g, w := &got[i].Images[k], &want[i].Images[k]
+				if g.H != w.H || g.W != w.W || !slices.Equal(g.Pix, w.Pix) || got[i].Params[0][k] != want[i].Params[0][k] || got[i].Params[1][k] != want[i].Params[1][k] {
+					t.Fatalf("batch %d sample %d: the subset's raw image or draws differ from the folder's", i, k)
+				}
+				scaled = scaled || g.W < 300
+			}
+		}
+		if !scaled {
+			t.Error("no image of the subset was decoded below full size")
+		}
+	}
+
+	perm, err := NewSubset(d, []int{3, 1})
+	must(t, err)
+	enc := perm.(Encoded)
+	_, hdr, err := enc.ReadFile(0, nil)
+	must(t, err)
+	if hdr.W != 360 || enc.Path(0) != d.Path(3) || enc.Path(1) != d.Path(1) {
+		t.Errorf("subset image 0 is %s, %d px wide; want %s, 360 px", enc.Path(0), hdr.W, d.Path(3))
 	}
 }

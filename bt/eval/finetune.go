@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 
+	"github.com/bt-org/bt/augment"
 	"github.com/bt-org/bt/bt/optim"
 	"github.com/bt-org/bt/gpu"
 	"github.com/bt-org/bt/layers"
@@ -25,6 +26,12 @@ type SupervisedConfig struct {
 	WeightDecay float64
 	Seed        uint64
 	Workers     int
+	// AugmentOnDevice renders the training views (the random crops and
+	// flips) on the device, package augment, from a raw loader's 8-bit
+	// images, instead of in the loader's workers: the same draws for a
+	// seed, the pixels within float rounding (bt/train's
+	// DataConfig.AugmentOn chooses).
+	AugmentOnDevice bool
 }
 
 // LinearConfig is the paper's linear evaluation: 100 epochs, batch 256,
@@ -69,12 +76,6 @@ func TrainClassifier(d *gpu.Device, backbone *models.ResNet, classes int, train 
 		}
 		defer bbOpt.Release()
 	}
-	loader, err := pipeline.NewEvalLoader(train, view, pipeline.LoaderConfig{BatchSize: bs, Workers: cfg.Workers, Seed: cfg.Seed,
-		Shuffle: true, DropLast: true, Epochs: cfg.Epochs})
-	if err != nil {
-		return ProbeResult{}, err
-	}
-	defer loader.Close()
 	c, size := view.Channels(), view.Size
 	var tensors []*gpu.Tensor
 	defer func() {
@@ -96,9 +97,15 @@ func TrainClassifier(d *gpu.Device, backbone *models.ResNet, classes int, train 
 	if err != nil {
 		return ProbeResult{}, err
 	}
+	in, err := newInputs(d, train, view, pipeline.LoaderConfig{BatchSize: bs, Workers: cfg.Workers, Seed: cfg.Seed,
+		Shuffle: true, DropLast: true, Epochs: cfg.Epochs}, cfg.AugmentOnDevice, x)
+	if err != nil {
+		return ProbeResult{}, err
+	}
+	defer in.close()
 	labels := make([]float32, bs)
 	for {
-		b, err := loader.Next()
+		b, err := in.next()
 		if err == io.EOF {
 			break
 		}
@@ -113,15 +120,14 @@ func TrainClassifier(d *gpu.Device, backbone *models.ResNet, classes int, train 
 		}
 		q := 0.5 * (1 + math.Cos(math.Pi*float64(b.Epoch)/float64(cfg.Epochs)))
 		lrHead, lrBackbone := float32(cfg.LRHead*q), float32(cfg.LRBackbone*q)
-		if err := x.Upload(b.A); err != nil {
-			return ProbeResult{}, err
-		}
 		if err := y.Upload(labels); err != nil {
 			return ProbeResult{}, err
 		}
-		loader.Recycle(b)
 		p := models.NewPass(d, finetune)
 		err = d.Run(func(r *gpu.Recorder) error {
+			if err := in.record(r, b); err != nil {
+				return err
+			}
 			ps := head.Params()
 			if finetune {
 				ps = append(ps, backbone.Params()...)
@@ -156,10 +162,14 @@ func TrainClassifier(d *gpu.Device, backbone *models.ResNet, classes int, train 
 			return headOpt.Step(r, lrHead, lrHead)
 		})
 		p.Release()
+		in.recycle(b)
 		if err != nil {
 			return ProbeResult{}, err
 		}
 	}
+	// The test images go through the evaluation transform, a resize and
+	// centre crop with nothing random, so they stay with the loader's
+	// workers whatever AugmentOnDevice says.
 	tl, err := pipeline.NewEvalLoader(test, testView, pipeline.LoaderConfig{BatchSize: bs, Workers: cfg.Workers, Epochs: 1})
 	if err != nil {
 		return ProbeResult{}, err
@@ -204,4 +214,62 @@ func newHead(d *gpu.Device, rng *rand.Rand, dim, classes int) (*layers.Linear, e
 		return nil, err
 	}
 	return lin, nil
+}
+
+// inputs feeds a classifier's training batches into x [bs, C, Size, Size]:
+// the loader's augmented views, uploaded, or with onDevice a raw loader's
+// 8-bit images and draws, rendered by package augment inside the step's
+// recording.
+type inputs struct {
+	loader *pipeline.Loader
+	aug    *augment.Augmenter // nil: the loader augments
+	x      *gpu.Tensor
+}
+
+func newInputs(d *gpu.Device, ds pipeline.Dataset, view pipeline.ViewConfig, lc pipeline.LoaderConfig, onDevice bool, x *gpu.Tensor) (*inputs, error) {
+	lc.Raw = onDevice
+	l, err := pipeline.NewEvalLoader(ds, view, lc)
+	if err != nil {
+		return nil, err
+	}
+	in := &inputs{loader: l, x: x}
+	if onDevice {
+		if in.aug, err = augment.NewEval(d, view); err != nil {
+			l.Close()
+			return nil, err
+		}
+	}
+	return in, nil
+}
+
+// next returns the next batch, its views already in x unless they are
+// rendered on the device (record).
+func (in *inputs) next() (*pipeline.Batch, error) {
+	b, err := in.loader.Next()
+	if err != nil || in.aug != nil {
+		return b, err
+	}
+	if err := in.x.Upload(b.A); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// record renders b's views into x, on the device path; the recording must
+// be submitted before the next call.
+func (in *inputs) record(r *gpu.Recorder, b *pipeline.Batch) error {
+	if in.aug == nil {
+		return nil
+	}
+	return in.aug.Record(r, b, in.x)
+}
+
+// recycle hands b back to the loader once its views are in x or recorded.
+func (in *inputs) recycle(b *pipeline.Batch) { in.loader.Recycle(b) }
+
+func (in *inputs) close() {
+	in.loader.Close()
+	if in.aug != nil {
+		in.aug.Close()
+	}
 }

@@ -75,6 +75,9 @@ func extract(d *gpu.Device, m *train.Model, data train.DataConfig, ef evalFlags,
 	if c := view.Channels(); c != m.Config.InChannels {
 		return nil, nil, fmt.Errorf("the backbone takes %d-channel images, but %s through the %s preset gives %d channels", m.Config.InChannels, data.Name, data.Preset(), c)
 	}
+	// The evaluation transform only resizes and centre-crops, nothing
+	// random, so it stays with the loader's workers whatever -augment-on
+	// says: the device path is for the training views' random crops.
 	loader, err := pipeline.NewEvalLoader(ds, view, pipeline.LoaderConfig{BatchSize: ef.batch, Workers: data.Workers, Epochs: 1})
 	if err != nil {
 		return nil, nil, err
@@ -109,13 +112,14 @@ func runEval(args []string) error {
 	fs, adapter := newFlags("eval", "Evaluates a pretrained backbone (a bt checkpoint or an exported backbone), or a randomly initialised one,\nwith weighted kNN and a linear probe on frozen features, fine-tunes it on a fraction of the labels, or writes its\nfeatures to .npy.\n\nUsage: bt eval [flags] MODE... [flags]   (MODE: knn, linear, semi, embed, or all = knn and linear)")
 	ckpt := fs.String("checkpoint", "", "checkpoint from bt pretrain, or a backbone from bt export")
 	random := fs.Bool("random", false, "evaluate a random initialisation instead (the baseline): of the checkpoint's architecture, else -arch")
-	data := train.DataConfig{MaxBadFraction: pipeline.DefaultMaxBadFraction, MaxPixels: pipeline.DefaultMaxPixels}
+	data := train.DataConfig{MaxBadFraction: pipeline.DefaultMaxBadFraction, MaxPixels: pipeline.DefaultMaxPixels, AugmentOn: "auto"}
 	fs.StringVar(&data.Name, "data", "", "dataset (default: the checkpoint's): fashion-mnist, mnist, cifar10, cifar100, folder, folder-unlabeled (embed only), synthetic")
 	fs.StringVar(&data.Dir, "data-dir", "", "dataset directory (default: the checkpoint's, else /usr/share/datasets/<data>)")
 	fs.Var(choiceFlag[string]{&data.Augment, append([]string{""}, pipeline.PresetNames()...)}, "augment", "preprocessing preset (default: the checkpoint's)")
 	fs.Var(intFlag{&data.Size, 0}, "size", "image size (default: the checkpoint's)")
 	fs.Var(intFlag{&data.Workers, 0}, "workers", "data-loading goroutines (default: the number of CPUs)")
 	fs.Var(intFlag{&data.MaxPixels, -1}, "max-pixels", "refuse images with more pixels than this (-1: no limit)")
+	fs.Var(choiceFlag[string]{&data.AugmentOn, train.AugmentPlaces}, "augment-on", "linear and semi: where the training views' random crops and flips are made: cpu (the loader's workers), device (the GPU, from 8-bit images), auto (the device unless the adapter is a CPU)")
 	arch := fs.String("arch", "tiny", "with -random and no -checkpoint: the backbone")
 	seed := fs.Uint64("seed", 1, "seed of the samples and, with -random, of the initialisation")
 	var ef evalFlags
@@ -126,7 +130,7 @@ func runEval(args []string) error {
 	out := fs.String("out", "runs/embed", "embed: directory for features_SPLIT.npy, labels_SPLIT.npy and names_SPLIT.txt")
 	setGroups(fs, []flagGroup{
 		{"model", []string{"checkpoint", "random", "arch", "seed"}},
-		{"data", []string{"data", "data-dir", "augment", "size", "workers", "max-pixels"}},
+		{"data", []string{"data", "data-dir", "augment", "size", "workers", "max-pixels", "augment-on"}},
 		{"evaluation", []string{"eval-train", "eval-test", "eval-batch", "probe-epochs", "probe-lr", "fast", "labels", "label-file", "out"}},
 	})
 	modes, err := parseInterleaved(fs, args)
@@ -348,6 +352,7 @@ func supervised(d *gpu.Device, m *train.Model, data train.DataConfig, ef evalFla
 		cfg.Epochs = ef.probe.Epochs
 	}
 	cfg.Workers = data.Workers
+	cfg.AugmentOnDevice = data.OnDevice(d)
 	view, err := pipeline.ProbePreset(data.Preset())
 	if err != nil {
 		return err
@@ -363,7 +368,11 @@ func supervised(d *gpu.Device, m *train.Model, data train.DataConfig, ef evalFla
 	if err != nil {
 		return err
 	}
-	fmt.Printf("%s: top-1 %.2f%%   top-5 %.2f%%   (%d epochs, %d test images)\n", what, 100*r.Top1, 100*r.Top5, cfg.Epochs, test.Len())
+	on := "the CPU"
+	if cfg.AugmentOnDevice {
+		on = "the device"
+	}
+	fmt.Printf("%s: top-1 %.2f%%   top-5 %.2f%%   (%d epochs, %d test images, training views augmented on %s)\n", what, 100*r.Top1, 100*r.Top5, cfg.Epochs, test.Len(), on)
 	return nil
 }
 
