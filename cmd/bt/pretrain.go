@@ -414,8 +414,10 @@ func pretrain(ctx context.Context, d *gpu.Device, cfg train.Config, ro runOption
 		if err := dist.Agree(ro.comm, nil); err != nil {
 			return nil, err
 		}
-		fmt.Fprintf(log, "ranks    %d (%s), batch %d each; BatchNorm %s\n", ro.comm.Size(), dist.MPI, cfg.Batch/ro.comm.Size(),
-			map[bool]string{true: "per rank (-sync-bn=false)", false: "synchronised over the ranks"}[cfg.PerRankBatchNorm])
+		fmt.Fprintf(log, "ranks    %d (%s), batch %d each; BatchNorm %s; the loss gathers the embeddings, %.1f MiB per step (an all-reduce of C would carry %.1f MiB)\n",
+			ro.comm.Size(), dist.MPI, cfg.Batch/ro.comm.Size(),
+			map[bool]string{true: "per rank (-sync-bn=false)", false: "synchronised over the ranks"}[cfg.PerRankBatchNorm],
+			float64(2*cfg.Batch*dim*4)/(1<<20), float64(dim*dim*4)/(1<<20))
 	}
 	if err := loop.Execute(ctx); err != nil {
 		progress.done()
