@@ -134,8 +134,16 @@ func serialChunks(n, hw int) (rows, chunks int, ok bool) {
 // serial reports whether training and backward run in the serial layout:
 // on CPU adapters, where it measured 2.5–6× faster than workgroups of 256
 // threads on lavapipe at the tiny ResNet's shapes (its loads are uniform).
-// GPUs get workgroups (shaders/batchnorm.wgsl).
+// GPUs get workgroups (shaders/batchnorm.wgsl), and so does BatchNorm1d
+// (HW = 1) on CPU adapters wherever the workgroup layout's three loops of
+// N/8 steps fit gpu.MaxLoopSteps (N up to about 87,000): its workgroups
+// read 32 neighbouring channels of a row together, 3.9–4.4 ms against the
+// serial layout's 25.3 ms for the projector's [256, 512] on lavapipe
+// (BENCHMARKS.md).
 func (b *BatchNorm) serial(n, hw int) bool {
+	if bx, _ := layout(hw); hw == 1 && 3*n/(bnWG/bx)+64 <= gpu.MaxLoopSteps {
+		return false
+	}
 	_, _, ok := serialChunks(n, hw)
 	// The serial backward binds 9 storage buffers with γ, β and a fused
 	// ReLU, one more than WebGPU's default limit.
