@@ -273,6 +273,10 @@ func ablate(d *gpu.Device, family string, vs []variant, base train.Config, ef ev
 		}
 		r.Seconds = time.Since(start).Seconds()
 		b, _ := json.MarshalIndent(r, "", "  ")
+		// A run refused before it started (does not fit) made no directory.
+		if err := os.MkdirAll(runDir, 0o755); err != nil {
+			return results, err
+		}
 		if err := os.WriteFile(resultPath, append(b, '\n'), 0o644); err != nil {
 			return results, err
 		}

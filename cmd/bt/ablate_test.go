@@ -57,6 +57,37 @@ func TestAblate(t *testing.T) {
 	}
 }
 
+// TestAblateUnfit records a variant that fits no adapter (a 65536-wide
+// projector: 16 GiB per weight) as not fitting, in the table and in its
+// result.json, which a rerun reads back instead of trying again.
+func TestAblateUnfit(t *testing.T) {
+	d := gputest.Device(t)
+	dir := t.TempDir()
+	tf := train.DefaultConfig()
+	tf.Steps, tf.Batch = 2, 32
+	ef := evalFlags{trainN: 100, testN: 50, batch: 50}
+	vs := []variant{{"too wide", "", func(c *train.Config) { c.Model.Projector = "65536-65536" }}}
+	for run := range 2 {
+		rs, err := ablate(d, "projector", vs, tf, ef, dir)
+		if err != nil {
+			t.Fatalf("run %d: %v", run, err)
+		}
+		if len(rs) != 1 || rs[0].Unfit == "" {
+			t.Fatalf("run %d: got %+v, want the variant reported as not fitting", run, rs)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "too-wide", "result.json")); err != nil {
+		t.Errorf("no saved result: %v", err)
+	}
+	table, err := os.ReadFile(filepath.Join(dir, "ablation.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(table), "| too wide | does not fit this adapter |") {
+		t.Errorf("table does not say the variant does not fit:\n%s", table)
+	}
+}
+
 // TestBatchVariantPairs checks that the batch family compares batch sizes
 // at an equal number of pairs, not an equal number of steps.
 func TestBatchVariantPairs(t *testing.T) {

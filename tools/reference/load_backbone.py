@@ -62,19 +62,29 @@ def build(meta):
     return net
 
 
-path = sys.argv[1]
-state, meta = read(path)
-state = {k: v for k, v in state.items() if not k.startswith(("projector.", "predictor.", "optimizer."))}
-net = build(meta)
-result = net.load_state_dict(state, strict=False)
-missing = [k for k in result.missing_keys if not k.startswith("fc.") and not k.endswith("num_batches_tracked")]
-assert not missing and not result.unexpected_keys, (missing, result.unexpected_keys)
-net.eval()
-print(f"{meta['arch']} ({meta.get('stem', 'imagenet')} stem, {meta['in_channels']} channels): all {len(state)} tensors loaded;"
-      f" preprocessing: size {meta.get('size', '?')}, mean {meta.get('mean', '?')}, std {meta.get('std', '?')}")
-if len(sys.argv) > 3:
-    x = torch.from_numpy(np.load(sys.argv[2]).astype(np.float32))
-    with torch.no_grad():
-        y = net(x).flatten(1)
-    np.save(sys.argv[3], y.numpy())
-    print("wrote", sys.argv[3], tuple(y.shape))
+def load(path):
+    """The backbone in path, strictly loaded and in evaluation mode, its
+    metadata and how many tensors it took."""
+    state, meta = read(path)
+    state = {k: v for k, v in state.items() if not k.startswith(("projector.", "predictor.", "optimizer."))}
+    net = build(meta)
+    result = net.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if not k.startswith("fc.") and not k.endswith("num_batches_tracked")]
+    assert not missing and not result.unexpected_keys, (missing, result.unexpected_keys)
+    return net.eval(), meta, len(state)
+
+
+def main():
+    net, meta, n = load(sys.argv[1])
+    print(f"{meta['arch']} ({meta.get('stem', 'imagenet')} stem, {meta['in_channels']} channels): all {n} tensors loaded;"
+          f" preprocessing: size {meta.get('size', '?')}, mean {meta.get('mean', '?')}, std {meta.get('std', '?')}")
+    if len(sys.argv) > 3:
+        x = torch.from_numpy(np.load(sys.argv[2]).astype(np.float32))
+        with torch.no_grad():
+            y = net(x).flatten(1)
+        np.save(sys.argv[3], y.numpy())
+        print("wrote", sys.argv[3], tuple(y.shape))
+
+
+if __name__ == "__main__":  # same_recipe.py imports load
+    main()
