@@ -88,10 +88,20 @@ func LocalRank() int {
 // maxMessage bounds the error text Agree sends from the failing rank.
 const maxMessage = 2048
 
+// RankError is an error every rank agreed on (see Agree): that of rank
+// Rank. On that rank Err is its own error; on the others, its text.
+type RankError struct {
+	Rank int
+	Err  error
+}
+
+func (e *RankError) Error() string { return fmt.Sprintf("rank %d: %v", e.Rank, e.Err) }
+func (e *RankError) Unwrap() error { return e.Err }
+
 // Agree is a collective that makes one rank's error every rank's: each
 // passes its own (nil when it is fine) and every rank returns nil when all
-// were, or else the same error, that of the lowest failing rank, named by
-// rank. The failing rank's own error stays wrapped in what it returns.
+// were, or else the same *RankError, that of the lowest failing rank. The
+// failing rank's own error stays wrapped in what it returns.
 func Agree(c Comm, err error) error {
 	if c.Size() == 1 {
 		return err
@@ -121,13 +131,13 @@ func Agree(c Comm, err error) error {
 		return e
 	}
 	if c.Rank() == from {
-		return fmt.Errorf("rank %d: %w", from, err)
+		return &RankError{Rank: from, Err: err}
 	}
 	n := 0
 	for n < len(msg) && msg[n] != 0 {
 		n++
 	}
-	return fmt.Errorf("rank %d: %w", from, errors.New(string(msg[:n])))
+	return &RankError{Rank: from, Err: errors.New(string(msg[:n]))}
 }
 
 // Any is a collective that reports to every rank whether any rank's v was

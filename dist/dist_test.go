@@ -2,6 +2,7 @@ package dist_test
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -30,6 +31,10 @@ func TestAgree(t *testing.T) {
 				}
 				if e := dist.Agree(c, mine); e != nil {
 					got[c.Rank()] = e.Error()
+					var re *dist.RankError
+					if !errors.As(e, &re) || re.Rank != slices.Min(tc.failing) {
+						t.Errorf("rank %d: %v is not a RankError naming rank %d", c.Rank(), e, slices.Min(tc.failing))
+					}
 					if mine != nil && strings.HasPrefix(tc.want, "rank "+string(rune('0'+c.Rank()))) && !errors.Is(e, mine) {
 						t.Errorf("rank %d: its own error is not wrapped: %v", c.Rank(), e)
 					}

@@ -71,6 +71,8 @@ func main() {
 	switch {
 	case errors.Is(err, flag.ErrHelp):
 		printHelp(os.Stdout, lastFlags)
+	case errors.Is(err, errReported):
+		os.Exit(1)
 	case err != nil:
 		fmt.Fprintf(os.Stderr, "bt %s: %v%s\n", os.Args[1], err, flagHint(err))
 		if lastFlags != nil && isParseError(err) {
@@ -79,6 +81,9 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// errReported is the error of a command that has printed its error itself.
+var errReported = errors.New("reported")
 
 // lastFlags is the flag set of the command being run, for its help and
 // for hints after a mistyped flag; groups orders its help.

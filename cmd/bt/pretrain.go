@@ -57,7 +57,7 @@ func runPretrain(args []string) error {
 	defer stop()
 	res, err := pretrain(ctx, d, cfg, ro, os.Stderr)
 	if err != nil {
-		return err
+		return reportOnce(comm, err)
 	}
 	if res != nil { // nil on ranks other than 0, which keep nothing
 		res.release()
@@ -444,6 +444,24 @@ func pretrain(ctx context.Context, d *gpu.Device, cfg train.Config, ro runOption
 		res.lossStart, res.lossEnd = mean32(losses[:tenth]), mean32(losses[len(losses)-tenth:])
 	}
 	return res, nil
+}
+
+// reportOnce prints an error the ranks agreed on from rank 0 alone and
+// holds every rank until it has: mpirun ends the job when the first rank
+// exits with an error, so a rank that printed after that could be lost,
+// and three copies of one message help nobody.
+func reportOnce(comm dist.Comm, err error) error {
+	var agreed *dist.RankError
+	if comm.Size() == 1 || !errors.As(err, &agreed) {
+		return err
+	}
+	if comm.Rank() == 0 {
+		fmt.Fprintf(os.Stderr, "bt pretrain: %v\n", err)
+	}
+	if e := comm.AllReduce(make([]float32, 1)); e != nil {
+		return e
+	}
+	return errReported
 }
 
 // follow is a rank other than 0 of a run over several processes: it
