@@ -11,20 +11,26 @@
 // positive terms. Each workgroup owns BX neighbouring columns, so a row's
 // loads coalesce; its BY threads per column stride over the batch and meet
 // in workgroup memory. Without Norm (the paper's "no normalisation"
-// ablation) the embeddings are used as they are.
+// ablation) the embeddings are used as they are. With Given, Ẑ has been
+// normalised over several ranks' batches (synchronised BatchNorm) and only
+// this rank's Σ (ẑ_a − ẑ_b)² is wanted, in gap[i], for the host to sum
+// over the ranks and finish 1 − C_ii as above.
 struct Params {
   n: u32,
   d: u32,
   eps: f32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> h_a: array<f32>;
+{{if .Given}}@group(0) @binding(1) var<storage, read_write> gap: array<f32>;
+@group(0) @binding(2) var<storage, read> h_a: array<f32>;
+@group(0) @binding(3) var<storage, read> h_b: array<f32>;
+{{else}}@group(0) @binding(1) var<storage, read_write> h_a: array<f32>;
 @group(0) @binding(2) var<storage, read_write> h_b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> inv: array<f32>;
 @group(0) @binding(4) var<storage, read_write> gap: array<f32>;
 @group(0) @binding(5) var<storage, read> z_a: array<f32>;
 @group(0) @binding(6) var<storage, read> z_b: array<f32>;
-
+{{end}}
 {{template "total" (set . "T" "vec2<f32>")}}
 
 @compute @workgroup_size({{.BX}}, {{.BY}})
@@ -32,7 +38,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let col = wid.x * {{.BX}}u + lid.x;
   let inside = col < p.d;
   let fn_ = f32(p.n);
-{{if .Norm}}  var s = vec2<f32>(0.0);
+{{if .Given}}  var dd = 0.0;
+  if (inside) {
+    for (var r = lid.y; r < p.n; r += {{.BY}}u) {
+      let e = h_a[r * p.d + col] - h_b[r * p.d + col];
+      dd += e * e;
+    }
+  }
+  let t = total(vec2<f32>(dd, 0.0), lid.x, lid.y).x;
+  if (inside && lid.y == 0u) {
+    gap[col] = t;
+  }
+{{else if .Norm}}  var s = vec2<f32>(0.0);
   if (inside) {
     for (var r = lid.y; r < p.n; r += {{.BY}}u) {
       s += vec2<f32>(z_a[r * p.d + col], z_b[r * p.d + col]);

@@ -66,6 +66,13 @@ const (
 // backward through it, which adds the diagonal's own term of dL/dC. It
 // holds workspaces of 2·N·D floats plus D² (materialised) or 2·N² (fused);
 // Bytes reports them.
+//
+// Over several ranks, each holding n of the N pairs, the loss of the
+// global batch is had in one of two ways: every rank gathers all the
+// embeddings (2·N·D values) and runs either path over them, or, with
+// NewSharded, the ranks normalise with the global statistics and
+// all-reduce their shares of C (D² values): fewer bytes where N > D/2,
+// and each rank forms only its n/N of C.
 type BarlowTwins struct {
 	opt    Options
 	onDiag float32 // weight of the invariance term: 1, or 0 without it
@@ -90,6 +97,12 @@ type BarlowTwins struct {
 	tileStat *gpu.Tensor // [statsLen] Stats' figures from the tiles of C, fused path with D > N
 
 	tile gpu.GemmTile // btloss_tile's tile; zero means GemmTileFor(D, D)
+
+	// Over several ranks (NewSharded): the ranks and the workspaces of
+	// the all-reduce of C, and the embeddings of the latest Forward, which
+	// the normalisation's backward reads.
+	shard  *shard
+	za, zb *gpu.Tensor
 }
 
 // Norm is how the loss normalises the embeddings before C.
@@ -196,12 +209,17 @@ func NewBarlowTwins(d *gpu.Device, n, dim int, o Options) (*BarlowTwins, error) 
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	fused := o.Path.Resolve(d, n, dim)
 	if n < 2 {
 		return nil, fmt.Errorf("loss: needs a batch of at least 2 to normalise over, got %d", n)
 	}
-	if dim < 1 {
-		return nil, fmt.Errorf("loss: needs an embedding width ≥ 1, got %d", dim)
+	return newBarlowTwins(d, n, dim, o, o.Path.Resolve(d, n, dim))
+}
+
+// newBarlowTwins checks that the workspaces for n rows of width dim on the
+// chosen path can be bound on d, and allocates them.
+func newBarlowTwins(d *gpu.Device, n, dim int, o Options, fused bool) (*BarlowTwins, error) {
+	if n < 1 || dim < 1 {
+		return nil, fmt.Errorf("loss: needs a batch and an embedding width ≥ 1, got %d×%d", n, dim)
 	}
 	limit := maxBinding(d) >> 20
 	if n > (1<<31-1)/dim || !bindable(d, n*dim) {
@@ -296,8 +314,8 @@ func (l *BarlowTwins) Bytes() uint64 {
 }
 
 func (l *BarlowTwins) tensors() []*gpu.Tensor {
-	return []*gpu.Tensor{l.ha, l.hb, l.inv, l.gap, l.c, l.ka, l.kb, l.part, l.stats, l.tilePart, l.tileStat,
-		l.fa, l.fb, l.finva, l.finvb, l.ga, l.gb}
+	return append([]*gpu.Tensor{l.ha, l.hb, l.inv, l.gap, l.c, l.ka, l.kb, l.part, l.stats, l.tilePart, l.tileStat,
+		l.fa, l.fb, l.finva, l.finvb, l.ga, l.gb}, l.shard.tensors()...)
 }
 
 // Release returns the workspaces to the pool.
@@ -305,6 +323,8 @@ func (l *BarlowTwins) Release() {
 	for _, t := range l.tensors() {
 		t.Release()
 	}
+	l.shard.release()
+	l.shard, l.za, l.zb = nil, nil, nil
 	l.ha, l.hb, l.inv, l.gap, l.c, l.ka, l.kb, l.part, l.stats, l.tilePart, l.tileStat = nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil
 	l.fa, l.fb, l.finva, l.finvb, l.ga, l.gb = nil, nil, nil, nil, nil, nil
 	l.ready = false
@@ -338,6 +358,16 @@ func (l *BarlowTwins) gramLoss() bool { return l.fused && l.dim > l.n }
 // caller reads it. It keeps what Backward and Stats need in the workspaces,
 // so a later Forward overwrites them.
 func (l *BarlowTwins) Forward(r *gpu.Recorder, loss, za, zb *gpu.Tensor) error {
+	if l.shard != nil {
+		if err := l.checkEmbeddings("Forward", za, zb); err != nil {
+			return err
+		}
+		if loss == nil || loss.Len() < 1 {
+			return errors.New("loss: Forward needs a loss tensor of at least one element")
+		}
+		l.za, l.zb = za, zb
+		return l.shardedForward(r, loss, za, zb)
+	}
 	if l.opt.Norm != FeatureNorm {
 		return l.forward(r, loss, za, zb)
 	}
@@ -379,7 +409,7 @@ func (l *BarlowTwins) forward(r *gpu.Recorder, loss, za, zb *gpu.Tensor) error {
 		return errors.New("loss: Forward needs a loss tensor of at least one element")
 	}
 	n, dim := l.n, l.dim
-	k, err := l.d.Kernel("btloss_norm", shaders.Spec{"BX": colBX, "BY": colBY, "Norm": l.batchNorm()})
+	k, err := l.d.Kernel("btloss_norm", shaders.Spec{"BX": colBX, "BY": colBY, "Norm": l.batchNorm(), "Given": false})
 	if err != nil {
 		return err
 	}
@@ -449,7 +479,8 @@ func (l *BarlowTwins) finish(r *gpu.Recorder, loss, stats, part *gpu.Tensor, gro
 
 // Backward records dL/dza and dL/dzb [N, D] (written, not accumulated) for
 // the embeddings of the latest Forward, recorded before it on r or on an
-// earlier submitted recording.
+// earlier submitted recording. Over several ranks (NewSharded) it reads
+// those embeddings again, so they must not have changed since.
 func (l *BarlowTwins) Backward(r *gpu.Recorder, dza, dzb *gpu.Tensor) error {
 	if l.opt.Norm != FeatureNorm {
 		return l.backward(r, dza, dzb)
@@ -476,6 +507,9 @@ func (l *BarlowTwins) backward(r *gpu.Recorder, dza, dzb *gpu.Tensor) error {
 	}
 	if dza == dzb {
 		return errors.New("loss: Backward needs separate tensors for the two views' gradients")
+	}
+	if l.shard != nil {
+		return l.shardedBackward(r, dza, dzb)
 	}
 	n, dim := l.n, l.dim
 	// The GEMMs give dL/dẐ for G = 2·Scale·λ·C; btloss_back adds the

@@ -193,6 +193,12 @@ func lossOp(l *BarlowTwins, n, dim int, reference func(outs, ins [][]float64)) k
 // runLoss runs a loss's forward and backward on za and zb [n, d] and
 // returns the loss, both gradients and the statistics.
 func runLoss(d *gpu.Device, l *BarlowTwins, za, zb []float64, n, dim int) (out [3][]float64, s Stats, err error) {
+	return runLossInto(d, l, za, zb, nil, nil, nil, n, dim)
+}
+
+// runLossInto is runLoss with the loss and gradient tensors starting from
+// the given values (nil: zeros).
+func runLossInto(d *gpu.Device, l *BarlowTwins, za, zb, loss0, da0, db0 []float64, n, dim int) (out [3][]float64, s Stats, err error) {
 	var ts []*gpu.Tensor
 	defer func() {
 		for _, x := range ts {
@@ -213,7 +219,7 @@ func runLoss(d *gpu.Device, l *BarlowTwins, za, zb []float64, n, dim int) (out [
 		return x
 	}
 	a, b := get(za, n, dim), get(zb, n, dim)
-	loss, da, db := get(nil, 1), get(nil, n, dim), get(nil, n, dim)
+	loss, da, db := get(loss0, 1), get(da0, n, dim), get(db0, n, dim)
 	if err != nil {
 		return out, s, err
 	}

@@ -11,7 +11,8 @@ import (
 // MemoryPlan is the device memory a training step needs, worked out from
 // the architecture before anything is allocated.
 type MemoryPlan struct {
-	Batch       int
+	Batch       int // this rank's share of the global batch
+	Ranks       int
 	Params      int64 // trainable parameters
 	ParamBytes  int64 // values, gradients and optimiser state
 	Activations int64 // both views' forward passes, kept for backward
@@ -22,8 +23,12 @@ type MemoryPlan struct {
 
 func (m MemoryPlan) String() string {
 	gib := func(b int64) string { return fmt.Sprintf("%.2f GiB", float64(b)/(1<<30)) }
-	return fmt.Sprintf("batch %d: %s in all (parameters, gradients and optimiser state %s for %.1fM parameters; activations %s; scratch %s); largest tensor %.0f MiB",
-		m.Batch, gib(m.Total), gib(m.ParamBytes), float64(m.Params)/1e6, gib(m.Activations), gib(m.Scratch), float64(m.Largest)/(1<<20))
+	batch := fmt.Sprint(m.Batch)
+	if m.Ranks > 1 {
+		batch += fmt.Sprintf(" on each of %d ranks", m.Ranks)
+	}
+	return fmt.Sprintf("batch %s: %s in all (parameters, gradients and optimiser state %s for %.1fM parameters; activations %s; scratch %s); largest tensor %.0f MiB",
+		batch, gib(m.Total), gib(m.ParamBytes), float64(m.Params)/1e6, gib(m.Activations), gib(m.Scratch), float64(m.Largest)/(1<<20))
 }
 
 // ErrMemory is wrapped by CheckMemory's error when a step does not fit.
@@ -39,6 +44,9 @@ const (
 	MaterialisedLoss LossKind = iota // Barlow Twins with C stored: D×D
 	FusedLoss                        // Barlow Twins through two N×N Gram matrices
 	InfoNCELoss                      // four N×N logit and gradient matrices, four N×D embeddings
+	// ReducedCLoss is Barlow Twins over several ranks with C all-reduced
+	// (loss.NewSharded): D×D, and this rank's rows of dL/dẐ.
+	ReducedCLoss
 )
 
 // LossFor is the Barlow Twins path, fused or materialised.
@@ -49,8 +57,18 @@ func LossFor(fused bool) LossKind {
 	return MaterialisedLoss
 }
 
-// PlanMemory sizes a twin step of batch pairs of c×h×w images.
-func PlanMemory(mc ModelConfig, batch, c, h, w int, loss LossKind, optimizer string) (MemoryPlan, error) {
+// PlanMemory sizes a twin step of batch pairs of c×h×w images on one of
+// ranks processes, each taking batch/ranks of them: the network's passes
+// are this rank's share, and so is the loss's memory where the ranks
+// all-reduce C; where they gather the embeddings instead, every rank
+// holds the loss of the whole batch and the gathered embeddings with
+// their gradients.
+func PlanMemory(mc ModelConfig, batch, ranks, c, h, w int, loss LossKind, optimizer string) (MemoryPlan, error) {
+	if ranks < 1 || batch%ranks != 0 {
+		return MemoryPlan{}, fmt.Errorf("train: batch %d does not divide among %d ranks", batch, ranks)
+	}
+	global := int64(batch)
+	batch /= ranks
 	bb, err := models.BackboneFootprint(models.Config{Arch: mc.Arch, Stem: mc.Stem, InChannels: mc.InChannels}, batch, h, w)
 	if err != nil {
 		return MemoryPlan{}, err
@@ -64,7 +82,7 @@ func PlanMemory(mc ModelConfig, batch, c, h, w int, loss LossKind, optimizer str
 		return MemoryPlan{}, fmt.Errorf("train: unknown optimiser %q", optimizer)
 	}
 	n, dim, emb := int64(batch), int64(bb.Dim), int64(pr.Dim)
-	p := MemoryPlan{Batch: batch, Params: bb.Params + pr.Params}
+	p := MemoryPlan{Batch: batch, Ranks: ranks, Params: bb.Params + pr.Params}
 	p.Activations = 2 * (bb.Kept + pr.Kept)
 	if mc.Predictor {
 		// On the first branch only, with its output and that gradient.
@@ -76,34 +94,43 @@ func PlanMemory(mc ModelConfig, batch, c, h, w int, loss LossKind, optimizer str
 		p.Activations += pd.Kept + 2*4*n*emb
 	}
 	p.ParamBytes = 4 * p.Params * (2 + states)
+	// The loss's batch: the global one, gathered on every rank (with the
+	// gathered embeddings and their gradients), or this rank's share.
+	lb, gathered := global, int64(0)
+	if ranks > 1 {
+		gathered = 4 * 4 * global * emb
+	}
 	var ws, wsLargest int64
 	switch loss {
 	case MaterialisedLoss:
 		ws, wsLargest = 4*emb*emb, 4*emb*emb // C
 	case FusedLoss:
-		ws, wsLargest = 2*4*n*n, 4*n*n // the Gram matrices
+		ws, wsLargest = 2*4*lb*lb, 4*lb*lb // the Gram matrices
 	case InfoNCELoss:
-		ws, wsLargest = 4*4*n*n+4*4*n*emb, 4*n*n // see loss.NewInfoNCE
+		ws, wsLargest = 4*4*lb*lb+4*4*lb*emb, 4*lb*lb // see loss.NewInfoNCE
+	case ReducedCLoss:
+		lb, gathered = n, 0
+		ws, wsLargest = 4*emb*emb+2*4*n*emb, 4*emb*emb // C and dL/dẐ
 	default:
 		return MemoryPlan{}, fmt.Errorf("train: unknown loss kind %d", loss)
 	}
 	// Backward holds about four activation-sized gradients at once inside
 	// a block; the trainer holds the views, representations and embeddings
 	// with their gradients; the loss its normalised embeddings.
-	p.Scratch = 4*bb.Largest + 2*4*n*int64(c*h*w) + 4*4*n*(dim+emb) + 2*4*n*emb + ws
-	p.Largest = max(bb.Largest, pr.Largest, wsLargest)
+	p.Scratch = 4*bb.Largest + 2*4*n*int64(c*h*w) + 4*4*n*(dim+emb) + 2*4*lb*emb + gathered + ws
+	p.Largest = max(bb.Largest, pr.Largest, wsLargest, 4*lb*emb)
 	p.Total = p.ParamBytes + p.Activations + p.Scratch
 	return p, nil
 }
 
-// CheckMemory plans a step on d and returns an error when it cannot run:
-// a tensor beyond the adapter's binding limit, or, when budget (bytes) is
-// positive, a total beyond it. The error names the largest batch that
-// would fit.
-func CheckMemory(d *gpu.Device, mc ModelConfig, batch, c, h, w int, loss LossKind, optimizer string, budget int64) (MemoryPlan, error) {
+// CheckMemory plans a step on d (see PlanMemory) and returns an error when
+// it cannot run: a tensor beyond the adapter's binding limit, or, when
+// budget (bytes) is positive, a total beyond it. The error names the
+// largest batch that would fit, a multiple of ranks.
+func CheckMemory(d *gpu.Device, mc ModelConfig, batch, ranks, c, h, w int, loss LossKind, optimizer string, budget int64) (MemoryPlan, error) {
 	limit := int64(min(d.Limits.MaxStorageBufferBindingSize, d.Limits.MaxBufferSize))
 	fits := func(p MemoryPlan) bool { return p.Largest <= limit && (budget <= 0 || p.Total <= budget) }
-	p, err := PlanMemory(mc, batch, c, h, w, loss, optimizer)
+	p, err := PlanMemory(mc, batch, ranks, c, h, w, loss, optimizer)
 	if err != nil || fits(p) {
 		return p, err
 	}
@@ -112,9 +139,9 @@ func CheckMemory(d *gpu.Device, mc ModelConfig, batch, c, h, w int, loss LossKin
 		why = fmt.Sprintf("it needs %.2f GiB, more than the %.2f GiB allowed (-memory)", float64(p.Total)/(1<<30), float64(budget)/(1<<30))
 	}
 	best := 0
-	for lo, hi := 1, batch-1; lo <= hi; {
+	for lo, hi := 1, batch/ranks-1; lo <= hi; {
 		mid := (lo + hi) / 2
-		q, err := PlanMemory(mc, mid, c, h, w, loss, optimizer)
+		q, err := PlanMemory(mc, mid*ranks, ranks, c, h, w, loss, optimizer)
 		if err != nil {
 			return p, err
 		}
@@ -124,6 +151,7 @@ func CheckMemory(d *gpu.Device, mc ModelConfig, batch, c, h, w int, loss LossKin
 			hi = mid - 1
 		}
 	}
+	best *= ranks
 	if best < 2 {
 		hint := "a narrower projector may"
 		if loss == MaterialisedLoss {

@@ -14,7 +14,7 @@ import (
 // largest batch that fits.
 func TestMemoryPlan(t *testing.T) {
 	mc := ModelConfig{Arch: "resnet50", InChannels: 3, Projector: "8192-8192-8192"}
-	p, err := PlanMemory(mc, 256, 3, 224, 224, FusedLoss, "lars")
+	p, err := PlanMemory(mc, 256, 1, 3, 224, 224, FusedLoss, "lars")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,17 +28,17 @@ func TestMemoryPlan(t *testing.T) {
 	}
 	t.Log(p)
 	d := gputest.Device(t)
-	_, err = CheckMemory(d, mc, 256, 3, 224, 224, FusedLoss, "lars", 8<<30)
+	_, err = CheckMemory(d, mc, 256, 1, 3, 224, 224, FusedLoss, "lars", 8<<30)
 	if !errors.Is(err, ErrMemory) || !strings.Contains(err.Error(), "largest batch that fits is") && !strings.Contains(err.Error(), "no batch") {
 		t.Fatalf("ResNet-50 at batch 256 in 8 GiB: %v", err)
 	}
 	t.Log(err)
-	small, err := CheckMemory(d, ModelConfig{Arch: "tiny", InChannels: 1, Projector: "512-512-512"}, 256, 1, 28, 28, MaterialisedLoss, "lars", 0)
+	small, err := CheckMemory(d, ModelConfig{Arch: "tiny", InChannels: 1, Projector: "512-512-512"}, 256, 1, 1, 28, 28, MaterialisedLoss, "lars", 0)
 	if err != nil {
 		t.Fatalf("the demo's setting does not fit: %v", err)
 	}
 	// A predictor adds its two D×D layers and its BatchNorm.
-	withPred, err := PlanMemory(ModelConfig{Arch: "tiny", InChannels: 1, Projector: "512-512-512", Predictor: true}, 256, 1, 28, 28, MaterialisedLoss, "lars")
+	withPred, err := PlanMemory(ModelConfig{Arch: "tiny", InChannels: 1, Projector: "512-512-512", Predictor: true}, 256, 1, 1, 28, 28, MaterialisedLoss, "lars")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func TestMemoryPlan(t *testing.T) {
 		t.Errorf("the predictor adds %d parameters, want %d", d, 2*512*512+2*512)
 	}
 	// Halving the batch must roughly halve the activations.
-	half, _ := PlanMemory(ModelConfig{Arch: "tiny", InChannels: 1, Projector: "512-512-512"}, 128, 1, 28, 28, MaterialisedLoss, "lars")
+	half, _ := PlanMemory(ModelConfig{Arch: "tiny", InChannels: 1, Projector: "512-512-512"}, 128, 1, 1, 28, 28, MaterialisedLoss, "lars")
 	if r := float64(small.Activations) / float64(half.Activations); r < 1.9 || r > 2.1 {
 		t.Errorf("activations at batch 256 are %.2f× those at 128", r)
 	}
@@ -57,7 +57,7 @@ func TestMemoryPlan(t *testing.T) {
 	const n, dim = 8192, 512
 	plans := map[LossKind]MemoryPlan{}
 	for _, k := range []LossKind{MaterialisedLoss, FusedLoss, InfoNCELoss} {
-		if plans[k], err = PlanMemory(tiny, n, 1, 28, 28, k, "lars"); err != nil {
+		if plans[k], err = PlanMemory(tiny, n, 1, 1, 28, 28, k, "lars"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -71,5 +71,47 @@ func TestMemoryPlan(t *testing.T) {
 		if plans[k].Largest < 4*n*n {
 			t.Errorf("loss kind %d: largest tensor %d bytes, below an N×N matrix", k, plans[k].Largest)
 		}
+	}
+}
+
+// TestMemoryPlanRanks: over several ranks the network's passes are sized at
+// each rank's share; gathering the embeddings puts the loss of the whole
+// batch and the gathered embeddings with their gradients on every rank,
+// while the all-reduce of C keeps only this rank's rows beside C.
+func TestMemoryPlanRanks(t *testing.T) {
+	tiny := ModelConfig{Arch: "tiny", InChannels: 1, Projector: "512-512-512"}
+	const batch, ranks, emb = 1024, 4, 512
+	const n = batch / ranks
+	plan := func(b, r int, k LossKind) MemoryPlan {
+		t.Helper()
+		p, err := PlanMemory(tiny, b, r, 1, 28, 28, k, "lars")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	one := plan(n, 1, MaterialisedLoss) // one process at the share
+	for _, tc := range []struct {
+		kind LossKind
+		// extra is what the rank holds beyond one process at its share.
+		extra int64
+	}{
+		{MaterialisedLoss, 2*4*(batch-n)*emb + 4*4*batch*emb},
+		{FusedLoss, 2*4*batch*batch - 4*emb*emb + 2*4*(batch-n)*emb + 4*4*batch*emb},
+		{ReducedCLoss, 2 * 4 * n * emb},
+	} {
+		p := plan(batch, ranks, tc.kind)
+		if p.Batch != n || p.Activations != one.Activations {
+			t.Errorf("kind %d: batch %d, activations %d; want the share's %d and %d", tc.kind, p.Batch, p.Activations, n, one.Activations)
+		}
+		if got := p.Scratch - one.Scratch; got != tc.extra {
+			t.Errorf("kind %d: %d bytes of scratch beyond one process at the share, want %d", tc.kind, got, tc.extra)
+		}
+		if !strings.Contains(p.String(), "on each of 4 ranks") {
+			t.Errorf("kind %d: %q does not name the ranks", tc.kind, p)
+		}
+	}
+	if _, err := PlanMemory(tiny, 1022, ranks, 1, 28, 28, FusedLoss, "lars"); err == nil {
+		t.Error("a batch that does not divide among the ranks: no error")
 	}
 }

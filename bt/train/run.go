@@ -32,6 +32,10 @@ type Options struct {
 	// the same Config; only rank 0 should be given a CheckpointDir. nil:
 	// one process.
 	Comm dist.Comm
+	// Exchange is how the ranks share the loss (see Exchange);
+	// AutoExchange chooses by bytes. It must be AutoExchange in one
+	// process.
+	Exchange Exchange
 }
 
 // Run is a pretraining run built from a Config: its data, network,
@@ -40,6 +44,7 @@ type Run struct {
 	Config    Config // resolved
 	Note      string // what New chose that the Config did not say, for the user; "" if nothing
 	Plan      MemoryPlan
+	Exchange  Exchange // how the ranks share the loss; AutoExchange in one process
 	Data      pipeline.Dataset
 	Views     pipeline.Config
 	Loader    *pipeline.Loader
@@ -166,15 +171,25 @@ func assemble(d *gpu.Device, cfg Config, o Options, ckpt *Checkpoint) (_ *Run, e
 	}
 	size, c := views.A.Size, views.A.Channels()
 	dim := lastWidth(cfg.Model.Projector)
-	fused := cfg.Loss.Path.Resolve(d, cfg.Batch, dim)
-	kind := LossFor(fused)
-	if cfg.InfoNCE > 0 {
-		kind = InfoNCELoss
-	}
-	// The plan is this rank's share of the batch; over several ranks the
-	// loss's workspaces, for the global batch, are counted at the share.
-	if r.Plan, err = CheckMemory(d, cfg.Model, cfg.Batch/ranks, c, size, size, kind, cfg.Optimizer, o.MemoryBudget); err != nil {
+	if r.Exchange, err = ChooseExchange(d, cfg, ranks, o.Exchange); err != nil {
 		return nil, err
+	}
+	fused := cfg.Loss.Path.Resolve(d, cfg.Batch, dim) && r.Exchange != ReduceC
+	kind := LossFor(fused)
+	switch {
+	case cfg.InfoNCE > 0:
+		kind = InfoNCELoss
+	case r.Exchange == ReduceC:
+		kind = ReducedCLoss
+	}
+	if r.Plan, err = CheckMemory(d, cfg.Model, cfg.Batch, ranks, c, size, size, kind, cfg.Optimizer, o.MemoryBudget); err != nil {
+		return nil, err
+	}
+	// What the ranks exchange goes through one meter, to be reported
+	// together.
+	var comm dist.Comm
+	if ranks > 1 {
+		comm = &dist.Meter{Comm: o.Comm}
 	}
 	if r.Model, err = NewModel(d, cfg.Model); err != nil {
 		return nil, err
@@ -188,7 +203,11 @@ func assemble(d *gpu.Device, cfg Config, o Options, ckpt *Checkpoint) (_ *Run, e
 		if fused {
 			lo.Path = loss.Fused
 		}
-		r.Loss, err = loss.NewBarlowTwins(d, cfg.Batch, dim, lo)
+		if r.Exchange == ReduceC {
+			r.Loss, err = loss.NewSharded(d, comm, cfg.Batch/ranks, dim, lo)
+		} else {
+			r.Loss, err = loss.NewBarlowTwins(d, cfg.Batch, dim, lo)
+		}
 		r.Objective = r.Loss
 	}
 	if err != nil {
@@ -223,7 +242,7 @@ func assemble(d *gpu.Device, cfg Config, o Options, ckpt *Checkpoint) (_ *Run, e
 		}
 		r.released = append(r.released, r.Augment.Close)
 	}
-	if r.Trainer, err = NewTrainer(d, r.Model, r.Objective, r.Opt, cfg.Batch/ranks, c, size, size, o.Comm); err != nil {
+	if r.Trainer, err = NewTrainer(d, r.Model, r.Objective, r.Opt, cfg.Batch/ranks, c, size, size, comm); err != nil {
 		return nil, err
 	}
 	if ranks > 1 && !cfg.PerRankBatchNorm {

@@ -3,31 +3,104 @@ package train
 import (
 	"fmt"
 
+	"github.com/bt-org/bt/bt/loss"
 	"github.com/bt-org/bt/dist"
 	"github.com/bt-org/bt/gpu"
 	"github.com/bt-org/bt/layers"
 )
 
+// Exchange is how the ranks of a run share the loss of the global batch.
+type Exchange string
+
+const (
+	// AutoExchange takes the exchange that moves fewer bytes (see
+	// ChooseExchange).
+	AutoExchange Exchange = ""
+	// Gather all-gathers the embeddings, 2·N·D values: every rank then
+	// computes the loss of the global batch on either path and keeps its
+	// rows of the gradient. The fused path, the ablations'
+	// normalisations and InfoNCE need it.
+	Gather Exchange = "gather"
+	// ReduceC all-reduces C, D² + D values, with four exchanges of 2·D
+	// around the normalisation (loss.NewSharded): fewer bytes wherever
+	// N > D/2 or so, and each rank forms only its share of C.
+	ReduceC Exchange = "reduce-c"
+)
+
+// ExchangeBytes is what each exchange carries per step for a global batch
+// of n pairs of width dim over ranks, as dist.Meter counts it: the
+// gathered embeddings, or C with the sums around the normalisation (each
+// view's statistics gathered from every rank, its gradient's sums
+// all-reduced).
+func ExchangeBytes(n, dim, ranks int) (gather, reduceC int64) {
+	d := int64(dim)
+	return 4 * 2 * int64(n) * d, 4 * (d*d + d + 2*2*d*int64(ranks) + 2*2*d)
+}
+
+// ChooseExchange is the exchange for a run of cfg over ranks on d: the one
+// asked for, checked, or for AutoExchange the one that moves fewer bytes
+// among those that can serve the loss. The all-reduce of C serves the
+// paper's loss on the materialised path only, with C bound on d.
+func ChooseExchange(d *gpu.Device, cfg Config, ranks int, asked Exchange) (Exchange, error) {
+	if ranks == 1 {
+		if asked != AutoExchange {
+			return "", fmt.Errorf("train: exchange %q: a run of one process exchanges nothing", asked)
+		}
+		return AutoExchange, nil
+	}
+	dim := lastWidth(cfg.Model.Projector)
+	why := ""
+	switch {
+	case cfg.InfoNCE > 0:
+		why = "InfoNCE needs every embedding"
+	case cfg.Loss.Norm != loss.BatchNorm:
+		why = fmt.Sprintf("the %s normalisation ablation needs every embedding", cfg.Loss.Norm)
+	case cfg.Loss.Path == loss.Fused:
+		why = "the fused path needs every embedding"
+	case 4*int64(dim)*int64(dim) > int64(min(d.Limits.MaxStorageBufferBindingSize, d.Limits.MaxBufferSize)):
+		why = fmt.Sprintf("C [%d, %d] cannot be bound on %s", dim, dim, d.Info.Name)
+	}
+	switch asked {
+	case Gather:
+		return Gather, nil
+	case ReduceC:
+		if why != "" {
+			return "", fmt.Errorf("train: exchange %q: %s; use %q", asked, why, Gather)
+		}
+		return ReduceC, nil
+	case AutoExchange:
+		gather, reduce := ExchangeBytes(cfg.Batch, dim, ranks)
+		if why == "" && reduce < gather {
+			return ReduceC, nil
+		}
+		return Gather, nil
+	}
+	return "", fmt.Errorf("train: exchange %q: want %q or %q", asked, Gather, ReduceC)
+}
+
 // spread is what a Trainer needs to run one step over the ranks of a
 // group as the step of one process over the global batch: each rank
-// forwards its share of the batch, the loss sees every rank's embeddings,
-// and the update every rank's gradients.
-//
-// The loss gathers the embeddings, 2·N·D values (N the global batch, D
-// the width), and every rank computes the loss of the global batch and
-// keeps its rows of the gradient. Summing partial cross-correlations
-// instead would all-reduce C, D² values, and three exchanges around the
-// normalisation: more bytes wherever N < D, as at the paper's N = 2048,
-// D = 8192 (128 MiB against 256 MiB per step), and the Gram path needs
-// every embedding anyway.
+// forwards its share of the batch, the loss sees every rank's embeddings
+// (gathered here, or through a sharded loss's own exchange: see
+// Exchange), and the update every rank's gradients.
 type spread struct {
 	comm     *dist.Meter
-	ga, gb   *gpu.Tensor // [N, D] every rank's embeddings, in rank order
+	ga, gb   *gpu.Tensor // [N, D] every rank's embeddings, in rank order; nil when the loss is sharded
 	dga, dgb *gpu.Tensor // [N, D] the loss's gradients for them
 }
 
-func newSpread(d *gpu.Device, c dist.Comm, n, dim int) (*spread, error) {
-	s := &spread{comm: &dist.Meter{Comm: c}}
+// newSpread prepares the exchanges of a step over comm (a *dist.Meter is
+// used as it is, so that what others exchange through it is counted
+// together): with gather, the buffers of the global batch's embeddings.
+func newSpread(d *gpu.Device, c dist.Comm, n, dim int, gather bool) (*spread, error) {
+	m, ok := c.(*dist.Meter)
+	if !ok {
+		m = &dist.Meter{Comm: c}
+	}
+	s := &spread{comm: m}
+	if !gather {
+		return s, nil
+	}
 	for _, p := range []**gpu.Tensor{&s.ga, &s.gb, &s.dga, &s.dgb} {
 		x, err := d.NewTensor(n*c.Size(), dim)
 		if err != nil {

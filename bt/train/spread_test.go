@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/bt-org/bt/bt/loss"
@@ -34,13 +35,21 @@ type spreadResult struct {
 	state  map[string][]float32
 }
 
-func runSpread(d *gpu.Device, cfg Config, c dist.Comm) (spreadResult, error) {
+func runSpread(d *gpu.Device, cfg Config, c dist.Comm, ex Exchange) (spreadResult, error) {
 	res := spreadResult{state: map[string][]float32{}}
-	run, err := New(d, cfg, Options{Comm: c})
+	run, err := New(d, cfg, Options{Comm: c, Exchange: ex})
 	if err != nil {
 		return res, err
 	}
 	defer run.Release()
+	// The test asks for Auto on the fused path only, which gathers.
+	want := ex
+	if ex == AutoExchange {
+		want = Gather
+	}
+	if c != nil && run.Exchange != want {
+		return res, fmt.Errorf("asked for exchange %q, the run took %q, want %q", ex, run.Exchange, want)
+	}
 	run.Loop.Hooks = append(run.Loop.Hooks, Hook{Name: "losses", Fn: func(_ *Loop, ev Event) error {
 		res.losses = append(res.losses, ev.Loss)
 		return nil
@@ -72,15 +81,20 @@ func rel(got, want []float32) float64 {
 }
 
 // TestSpreadEqualsOneProcess: 5 steps over 2 and 3 ranks of an in-process
-// group, on both loss paths, with synchronised BatchNorm, end where one
-// process with the same global batch ends: every loss and every tensor of
-// the state dict (running statistics included) on every rank within 1e-4
-// relative. Per-rank BatchNorm, a different model, must not.
+// group, on both loss paths, gathering the embeddings and (materialised)
+// all-reducing C, with synchronised BatchNorm, end where one process with
+// the same global batch ends: every loss and every tensor of the state
+// dict (running statistics included) on every rank within 1e-4 relative.
+// Per-rank BatchNorm, a different model, must not.
 func TestSpreadEqualsOneProcess(t *testing.T) {
 	devs := gputest.Devices(t, 3)
-	for _, path := range []loss.Path{loss.Fused, loss.Materialised} {
+	for _, pe := range []struct {
+		path loss.Path
+		ex   Exchange
+	}{{loss.Fused, AutoExchange}, {loss.Materialised, Gather}, {loss.Materialised, ReduceC}} {
+		path := pe.path
 		cfg := spreadConfig(path)
-		one, err := runSpread(devs[0], cfg, nil)
+		one, err := runSpread(devs[0], cfg, nil, AutoExchange)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -91,12 +105,12 @@ func TestSpreadEqualsOneProcess(t *testing.T) {
 			ranks   int
 			perRank bool
 		}{{2, false}, {3, false}, {2, true}} {
-			t.Run(fmt.Sprintf("%s/%dranks/per-rank-bn=%v", path, tc.ranks, tc.perRank), func(t *testing.T) {
+			t.Run(fmt.Sprintf("%s/%s/%dranks/per-rank-bn=%v", path, pe.ex, tc.ranks, tc.perRank), func(t *testing.T) {
 				c := cfg
 				c.PerRankBatchNorm = tc.perRank
 				res := make([]spreadResult, tc.ranks)
 				err := disttest.Run(tc.ranks, func(comm dist.Comm) error {
-					r, err := runSpread(devs[comm.Rank()], c, comm)
+					r, err := runSpread(devs[comm.Rank()], c, comm, pe.ex)
 					res[comm.Rank()] = r
 					return err
 				})
@@ -137,5 +151,70 @@ func TestSpreadEqualsOneProcess(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestChooseExchange: by bytes where both exchanges serve the loss, the
+// gather where only it does, and errors for what cannot be had.
+func TestChooseExchange(t *testing.T) {
+	d := gputest.Device(t)
+	for _, tc := range []struct {
+		name      string
+		batch     int
+		projector string
+		ranks     int
+		edit      func(*Config)
+		asked     Exchange
+		want      Exchange
+		err       string
+	}{
+		// The paper's shape: 2·2048·8192 values gathered against 8192².
+		{"paper", 2048, "8192-8192-8192", 32, nil, AutoExchange, Gather, ""},
+		{"batch above the width", 4096, "64-64-1024", 8, nil, AutoExchange, ReduceC, ""},
+		{"asked to gather", 4096, "64-64-1024", 8, nil, Gather, Gather, ""},
+		{"asked for C", 256, "64-64-1024", 2, nil, ReduceC, ReduceC, ""},
+		{"auto where gathering is less", 256, "64-64-1024", 2, nil, AutoExchange, Gather, ""},
+		{"fused path", 4096, "64-64-1024", 8, func(c *Config) { c.Loss.Path = loss.Fused }, AutoExchange, Gather, ""},
+		{"fused path, asked for C", 4096, "64-64-1024", 8, func(c *Config) { c.Loss.Path = loss.Fused }, ReduceC, "", "fused path"},
+		{"feature norm", 4096, "64-64-1024", 8, func(c *Config) { c.Loss.Norm = loss.FeatureNorm }, ReduceC, "", "feature normalisation"},
+		{"InfoNCE", 4096, "64-64-1024", 8, func(c *Config) { c.InfoNCE = 0.1 }, AutoExchange, Gather, ""},
+		{"one process", 256, "64-64-1024", 1, nil, AutoExchange, AutoExchange, ""},
+		{"one process, asked", 256, "64-64-1024", 1, nil, Gather, "", "one process"},
+		{"unknown", 256, "64-64-1024", 2, nil, "broadcast", "", "want"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.Batch, cfg.Model.Projector = tc.batch, tc.projector
+			if tc.edit != nil {
+				tc.edit(&cfg)
+			}
+			got, err := ChooseExchange(d, cfg, tc.ranks, tc.asked)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("got %q, %v; want an error saying %q", got, err, tc.err)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Errorf("got %q, %v; want %q", got, err, tc.want)
+			}
+		})
+	}
+	// C's 256 MiB, its diagonal's sums, and the normalisation's
+	// statistics gathered from 32 ranks (4 MiB) and gradients' sums.
+	gather, reduce := ExchangeBytes(2048, 8192, 32)
+	if want := int64(4 * (8192*8192 + 8192 + 4*8192*32 + 4*8192)); gather != 128<<20 || reduce != want {
+		t.Errorf("the paper's shape: %d bytes gathered, %d all-reduced; want %d and %d", gather, reduce, 128<<20, want)
+	}
+	// Where C cannot be bound, asking for its all-reduce is an error.
+	cfg := DefaultConfig()
+	cfg.Batch, cfg.Model.Projector = 2048, "8192-8192-8192"
+	got, err := ChooseExchange(d, cfg, 32, ReduceC)
+	if limit := min(d.Limits.MaxStorageBufferBindingSize, d.Limits.MaxBufferSize); limit < 4*8192*8192 {
+		if err == nil || !strings.Contains(err.Error(), "cannot be bound") {
+			t.Errorf("C of 256 MiB on %s (binding limit %d MiB): got %q, %v; want an error", d.Info.Name, limit>>20, got, err)
+		}
+	} else if err != nil || got != ReduceC {
+		t.Errorf("C of 256 MiB on %s: got %q, %v; want %q", d.Info.Name, got, err, ReduceC)
 	}
 }

@@ -68,8 +68,9 @@ type figured interface {
 // an objective for batches of n (the Barlow Twins Loss, or InfoNCE) and
 // opt over model's parameters. With comm, a group of several ranks, n is
 // this rank's share of the global batch, for which the objective is made
-// (n·ranks): each step is then the step of one process over the global
-// batch (see spread), and the model's BatchNorms should share comm
+// (n·ranks), or which a sharded objective takes (loss.NewSharded, made
+// over the same comm): each step is then the step of one process over the
+// global batch (see spread), and the model's BatchNorms should share comm
 // (Model.SyncBatchNorm) for its statistics to be the global batch's too.
 func NewTrainer(d *gpu.Device, model *Model, obj loss.Objective, opt optim.Optimizer, n, c, h, w int, comm dist.Comm) (*Trainer, error) {
 	if c != model.Config.InChannels {
@@ -79,8 +80,20 @@ func NewTrainer(d *gpu.Device, model *Model, obj loss.Objective, opt optim.Optim
 	if comm != nil {
 		ranks = comm.Size()
 	}
-	if ln, ld := obj.Size(); ln != n*ranks || ld != model.Projector.Out {
-		return nil, fmt.Errorf("train: the loss is for %d×%d embeddings, the trainer makes %d×%d", ln, ld, n*ranks, model.Projector.Out)
+	// A sharded objective (loss.NewSharded) takes this rank's rows and
+	// exchanges what it needs itself; any other sees the global batch,
+	// gathered.
+	lossRows := n * ranks
+	sh, ok := obj.(interface{ Ranks() int })
+	sharded := ok && sh.Ranks() > 1
+	if sharded {
+		if sh.Ranks() != ranks {
+			return nil, fmt.Errorf("train: the loss is spread over %d ranks, the trainer over %d", sh.Ranks(), ranks)
+		}
+		lossRows = n
+	}
+	if ln, ld := obj.Size(); ln != lossRows || ld != model.Projector.Out {
+		return nil, fmt.Errorf("train: the loss is for %d×%d embeddings, the trainer makes %d×%d", ln, ld, lossRows, model.Projector.Out)
 	}
 	t := &Trainer{Model: model, Loss: obj, Opt: opt, d: d, n: n, c: c, h: h, w: w}
 	dim, out := model.Backbone.Dim, model.Projector.Out
@@ -102,7 +115,7 @@ func NewTrainer(d *gpu.Device, model *Model, obj loss.Objective, opt optim.Optim
 	}
 	if ranks > 1 {
 		var err error
-		if t.spread, err = newSpread(d, comm, n, out); err != nil {
+		if t.spread, err = newSpread(d, comm, n, out, !sharded); err != nil {
 			t.Release()
 			return nil, err
 		}
@@ -152,9 +165,11 @@ func (t *Trainer) record(r *gpu.Recorder, lrWeights, lrVectors float32) error {
 		}
 		first, dFirst = t.qa, t.dqa
 	}
-	// Over several ranks the loss is the global batch's, on every rank.
+	// Over several ranks the loss is the global batch's: gathered here,
+	// or through a sharded loss's own exchanges.
 	la, lb, dla, dlb := first, t.zb, dFirst, t.dzb
-	if t.spread != nil {
+	gathered := t.spread != nil && t.spread.ga != nil
+	if gathered {
 		if err := t.spread.gather(r, first, t.zb); err != nil {
 			return err
 		}
@@ -166,7 +181,7 @@ func (t *Trainer) record(r *gpu.Recorder, lrWeights, lrVectors float32) error {
 	if err := t.Loss.Backward(r, dla, dlb); err != nil {
 		return err
 	}
-	if t.spread != nil {
+	if gathered {
 		if err := t.spread.scatter(r, dFirst, t.dzb); err != nil {
 			return err
 		}

@@ -70,6 +70,8 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"-lambda", "0.01", "-infonce", "0.1"}, "InfoNCE replaces"},
 		{[]string{"-resume", "x", "-overwrite"}, "-overwrite and -resume"},
 		{[]string{"extra"}, `unexpected argument "extra"`},
+		{[]string{"-exchange", "broadcast"}, "flag -exchange"},
+		{[]string{"-exchange", "gather"}, "-exchange gather: a run of one process"},
 	} {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "run")

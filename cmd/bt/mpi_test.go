@@ -110,8 +110,8 @@ func sameRun(t *testing.T, what, dir, want string) {
 	}
 }
 
-// TestMPIEqualsOneProcess: 5 steps under mpirun -np 2 (both loss paths)
-// and -np 3 end where one process with the same global batch ends, losses
+// TestMPIEqualsOneProcess: 5 steps under mpirun -np 2 and 3, on both loss
+// paths and, on the materialised one, with both exchanges, end where one process with the same global batch ends, losses
 // and every tensor within 1e-4 relative, with synchronised BatchNorm; and
 // runs resume with another number of ranks (2 → 1, 1 → 3).
 func TestMPIEqualsOneProcess(t *testing.T) {
@@ -121,25 +121,31 @@ func TestMPIEqualsOneProcess(t *testing.T) {
 	for _, path := range []string{"on", "off"} {
 		one := filepath.Join(tmp, "one-"+path)
 		runOK(t, btCommand(append(mpiRun, "-fused", path, "-steps", "5", "-checkpoint-every", "3", "-out", one)...))
-		nps := []int{2}
-		if path == "on" {
-			nps = append(nps, 3)
+		// The fused path gathers the embeddings; on the materialised one
+		// this shape (batch 24 > D = 16) all-reduces C unless asked not to.
+		type variant struct {
+			np             int
+			exchange, says string
 		}
-		for _, np := range nps {
-			dir := filepath.Join(tmp, fmt.Sprintf("np%d-%s", np, path))
-			out := runOK(t, mpirun(ctx, np, append(mpiRun, "-fused", path, "-steps", "5", "-checkpoint-every", "3", "-out", dir)...))
-			if !strings.Contains(out, fmt.Sprintf("ranks    %d (", np)) {
-				t.Errorf("mpirun -np %d: the header does not name the ranks:\n%s", np, out)
+		vs := []variant{{2, "auto", "gathers the embeddings"}, {3, "auto", "gathers the embeddings"}}
+		if path == "off" {
+			vs = []variant{{2, "auto", "all-reduces C"}, {2, "gather", "gathers the embeddings"}, {3, "reduce-c", "all-reduces C"}}
+		}
+		for _, v := range vs {
+			dir := filepath.Join(tmp, fmt.Sprintf("np%d-%s-%s", v.np, path, v.exchange))
+			out := runOK(t, mpirun(ctx, v.np, append(mpiRun, "-fused", path, "-exchange", v.exchange, "-steps", "5", "-checkpoint-every", "3", "-out", dir)...))
+			if !strings.Contains(out, fmt.Sprintf("ranks    %d (", v.np)) || !strings.Contains(out, v.says) {
+				t.Errorf("mpirun -np %d -exchange %s: the header does not name the ranks and say %q:\n%s", v.np, v.exchange, v.says, out)
 			}
-			sameRun(t, fmt.Sprintf("mpirun -np %d, fused %s", np, path), dir, one)
+			sameRun(t, fmt.Sprintf("mpirun -np %d, fused %s, exchange %s", v.np, path, v.exchange), dir, one)
 		}
 		if path != "on" {
 			continue
 		}
 		// 2 ranks' step 3, continued by one process, and one process's
 		// step 3, continued by 3 ranks.
-		runOK(t, btCommand("-resume", filepath.Join(tmp, "np2-on", "checkpoint-3.safetensors")))
-		sameRun(t, "2 ranks resumed by 1", filepath.Join(tmp, "np2-on"), one)
+		runOK(t, btCommand("-resume", filepath.Join(tmp, "np2-on-auto", "checkpoint-3.safetensors")))
+		sameRun(t, "2 ranks resumed by 1", filepath.Join(tmp, "np2-on-auto"), one)
 		copyDir(t, one, filepath.Join(tmp, "one-again"))
 		runOK(t, mpirun(ctx, 3, "-resume", filepath.Join(tmp, "one-again", "checkpoint-3.safetensors")))
 		sameRun(t, "1 process resumed by 3 ranks", filepath.Join(tmp, "one-again"), one)

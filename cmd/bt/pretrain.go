@@ -131,6 +131,8 @@ type runOptions struct {
 	auto    bool
 	adapter *string   // the -adapter flag
 	comm    dist.Comm // the ranks of a run over several processes; nil for one
+	// exchange is -exchange: "auto", or a train.Exchange to insist on.
+	exchange string
 	ready   *bool     // rank 0: set once every rank has heard that the run is set up
 }
 
@@ -148,7 +150,10 @@ func (ro *runOptions) register(fs *flag.FlagSet) flagGroup {
 	fs.Var(intFlag{&ro.monitor.every, 0}, "knn-every", "steps between kNN accuracy checks on the test split (0: never); results go to metrics.jsonl")
 	fs.Var(intFlag{&ro.monitor.trainN, 1}, "knn-images", "training images the kNN monitor samples (test images: a fifth of that)")
 	ro.monitor.trainN = 5000
-	return flagGroup{"run", []string{"out", "overwrite", "checkpoint-every", "keep", "resume", "init", "config", "memory", "knn-every", "knn-images", "adapter"}}
+	ro.exchange = "auto"
+	fs.Var(choiceFlag[string]{&ro.exchange, []string{"auto", string(train.Gather), string(train.ReduceC)}}, "exchange",
+		"over several processes (mpirun), how the ranks share the loss: gather the embeddings (2·batch·D values per step), reduce-c all-reduces C (D²; the paper's loss on the materialised path only), auto the fewer bytes")
+	return flagGroup{"run", []string{"out", "overwrite", "checkpoint-every", "keep", "resume", "init", "config", "memory", "knn-every", "knn-images", "adapter", "exchange"}}
 }
 
 // resumable are the flags a resumed run may take: they extend it or only
@@ -249,6 +254,12 @@ func pretrain(ctx context.Context, d *gpu.Device, cfg train.Config, ro runOption
 	opts := train.Options{CheckpointEvery: ro.every, Keep: ro.keep, MemoryBudget: int64(ro.memoryGiB * (1 << 30)),
 		OnSkip: func(s pipeline.Skip) { fmt.Fprintf(log, "skipped  %v\n", s.Err) }}
 	opts.Comm = ro.comm
+	if ro.exchange != "" && ro.exchange != "auto" {
+		if ro.comm == nil {
+			return nil, fmt.Errorf("-exchange %s: a run of one process exchanges nothing; the flag is for runs under mpirun or srun", ro.exchange)
+		}
+		opts.Exchange = train.Exchange(ro.exchange)
+	}
 	var run *train.Run
 	if ro.ckpt != nil {
 		run, err = train.Resume(d, ro.ckpt, cfg, opts)
@@ -414,10 +425,15 @@ func pretrain(ctx context.Context, d *gpu.Device, cfg train.Config, ro runOption
 		if err := dist.Agree(ro.comm, nil); err != nil {
 			return nil, err
 		}
-		fmt.Fprintf(log, "ranks    %d (%s), batch %d each; BatchNorm %s; the loss gathers the embeddings, %.1f MiB per step (an all-reduce of C would carry %.1f MiB)\n",
+		mib := func(b int64) float64 { return float64(b) / (1 << 20) }
+		gather, reduce := train.ExchangeBytes(cfg.Batch, dim, ro.comm.Size())
+		how := fmt.Sprintf("the loss gathers the embeddings, %.1f MiB per step (an all-reduce of C would carry %.1f MiB)", mib(gather), mib(reduce))
+		if run.Exchange == train.ReduceC {
+			how = fmt.Sprintf("the loss all-reduces C, %.1f MiB per step (gathering the embeddings would carry %.1f MiB)", mib(reduce), mib(gather))
+		}
+		fmt.Fprintf(log, "ranks    %d (%s), batch %d each; BatchNorm %s; %s\n",
 			ro.comm.Size(), dist.MPI, cfg.Batch/ro.comm.Size(),
-			map[bool]string{true: "per rank (-sync-bn=false)", false: "synchronised over the ranks"}[cfg.PerRankBatchNorm],
-			float64(2*cfg.Batch*dim*4)/(1<<20), float64(dim*dim*4)/(1<<20))
+			map[bool]string{true: "per rank (-sync-bn=false)", false: "synchronised over the ranks"}[cfg.PerRankBatchNorm], how)
 	}
 	if err := loop.Execute(ctx); err != nil {
 		progress.done()

@@ -284,16 +284,25 @@ func batchNormChecks() []Check {
 
 // lossChecks run the Barlow Twins loss's forward and backward on both
 // paths, and the statistics that the fused path computes by tiles of C
-// (btloss_tile) where D > N.
+// (btloss_tile) where D > N; and the all-reduce of C over a group of one
+// rank, whose passes (synchronised normalisation, btloss_norm's sums of a
+// given Ẑ) are those of every rank of several.
 func lossChecks() []Check {
 	const n, dim = 17, 65
 	const lambda, scale = 0.0051, 1
 	var cs []Check
-	for _, path := range []loss.Path{loss.Materialised, loss.Fused} {
+	for _, path := range []string{string(loss.Materialised), string(loss.Fused), "all-reduce-C"} {
 		cs = append(cs, Check{fmt.Sprintf("barlow twins loss %s %dx%d", path, n, dim), func(d *gpu.Device, rng *rand.Rand) error {
 			o := loss.DefaultOptions()
-			o.Lambda, o.Scale, o.Path = lambda, scale, path
-			l, err := loss.NewBarlowTwins(d, n, dim, o)
+			o.Lambda, o.Scale, o.Path = lambda, scale, loss.Path(path)
+			var l *loss.BarlowTwins
+			var err error
+			if path == "all-reduce-C" {
+				o.Path = loss.Materialised
+				l, err = loss.NewSharded(d, dist.Single{}, n, dim, o)
+			} else {
+				l, err = loss.NewBarlowTwins(d, n, dim, o)
+			}
 			if err != nil {
 				return err
 			}
