@@ -133,7 +133,7 @@ type runOptions struct {
 	comm    dist.Comm // the ranks of a run over several processes; nil for one
 	// exchange is -exchange: "auto", or a train.Exchange to insist on.
 	exchange string
-	ready   *bool     // rank 0: set once every rank has heard that the run is set up
+	ready    *bool // rank 0: set once every rank has heard that the run is set up
 }
 
 func (ro *runOptions) register(fs *flag.FlagSet) flagGroup {
