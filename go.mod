@@ -21,7 +21,10 @@ require (
 	gonum.org/v1/plot v0.17.0
 )
 
-require cogentcore.org/lab v0.1.18
+require (
+	cogentcore.org/lab v0.1.18
+	github.com/x448/float16 v0.8.4
+)
 
 require (
 	codeberg.org/go-fonts/liberation v0.5.0 // indirect

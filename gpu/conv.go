@@ -163,7 +163,7 @@ func (s ConvShape) phase(py, px int) convPhase {
 // the product.
 func convBackwardDataPhase(r *Recorder, dx, dy, w *Tensor, s ConvShape, ph convPhase) error {
 	k := s.Cout * ph.ty * ph.tx
-	wt, err := r.d.NewTensor(s.Cin, k)
+	wt, err := r.d.NewTensorOf(w.DType, s.Cin, k)
 	if err != nil {
 		return err
 	}

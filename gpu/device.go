@@ -70,6 +70,9 @@ type Device struct {
 	// may differ from kernel to kernel, so kernels read it from the
 	// subgroup_size builtin; SubgroupSize measures it for the report.
 	Subgroups bool
+	// F16 reports whether tensors may be stored as f16 (DType F16): the
+	// adapter has WebGPU's shader-f16, which bt always asks for.
+	F16 bool
 
 	instance  *wgpu.Instance
 	adapter   *wgpu.Adapter
@@ -271,7 +274,7 @@ func Open(opts Options) (*Device, error) {
 		if n := f.String(); n != "" {
 			names = append(names, n)
 		}
-		if f == wgpu.FeatureNameTimestampQuery || isSubgroups(f) && !opts.NoSubgroups {
+		if f == wgpu.FeatureNameTimestampQuery || f == wgpu.FeatureNameShaderF16 || isSubgroups(f) && !opts.NoSubgroups {
 			features = append(features, f)
 		}
 	}
@@ -296,6 +299,7 @@ func Open(opts Options) (*Device, error) {
 		device:       dev,
 		queue:        dev.GetQueue(),
 		Subgroups:    slices.ContainsFunc(dev.GetFeatures(), isSubgroups),
+		F16:          dev.HasFeature(wgpu.FeatureNameShaderF16),
 		timestamp:    dev.HasFeature(wgpu.FeatureNameTimestampQuery),
 		hasSubgroups: slices.ContainsFunc(adapter.GetFeatures(), isSubgroups),
 		kernels:      map[string]*Kernel{},

@@ -1,6 +1,8 @@
 package gpu_test
 
 import (
+	"github.com/x448/float16"
+
 	"fmt"
 	"math"
 	"os"
@@ -481,5 +483,63 @@ func TestSubgroups(t *testing.T) {
 	}
 	if rep := off.Report(); !strings.Contains(rep, "subgroups off") && !strings.Contains(rep, "subgroups none") {
 		t.Errorf("report does not say subgroups are off:\n%s", rep)
+	}
+}
+
+// TestHalfTensors: f16 tensors hold their values rounded to f16 and come
+// back as float32, at lengths that do not fill a 4-byte word; kernels
+// declared for f32 (a reduction) refuse them, as do copies into f32 and in-flight
+// readbacks.
+func TestHalfTensors(t *testing.T) {
+	d := gputest.Device(t)
+	if !d.F16 {
+		t.Skipf("%s has no shader-f16", d.Info.Name)
+	}
+	rng := gputest.Rand(t)
+	for _, n := range []int{1, 3, 17, 129} {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(rng.NormFloat64() * 100)
+		}
+		x, err := d.NewTensorOf(gpu.F16, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer x.Release()
+		if err := x.Upload(v); err != nil {
+			t.Fatal(err)
+		}
+		got, err := x.Download()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range v {
+			if want := float16.Fromfloat32(v[i]).Float32(); got[i] != want {
+				t.Fatalf("length %d: element %d is %v, want %v (%v rounded to f16)", n, i, got[i], want, v[i])
+			}
+		}
+		if x.Bytes() != uint64((2*n+15)&^15) {
+			t.Errorf("length %d: %d bytes, want %d", n, x.Bytes(), (2*n+15)&^15)
+		}
+	}
+	h, err := d.NewTensorOf(gpu.F16, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Release()
+	f, err := d.NewTensor(8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Release()
+	for name, rec := range map[string]func(r *gpu.Recorder) error{
+		"Reduce":   func(r *gpu.Recorder) error { return gpu.Reduce(r, f, h, 1, 8, 1, gpu.Sum) },
+		"Copy":     func(r *gpu.Recorder) error { return r.Copy(f, h) },
+		"Readback": func(r *gpu.Recorder) error { _, err := r.Readback(h); return err },
+	} {
+		err := d.Run(rec)
+		if err == nil || !strings.Contains(err.Error(), "f16") {
+			t.Errorf("%s with an f16 tensor where f32 is wanted: %v, want an error naming f16", name, err)
+		}
 	}
 }

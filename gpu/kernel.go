@@ -20,6 +20,7 @@ type Kernel struct {
 	shader    string // the shader file, counted by Device.Dispatches
 	Workgroup [3]int
 	writable  []bool  // per storage binding: declared read_write
+	half      []bool  // per storage binding: an array of f16 (or of f16 vectors)
 	params    []field // the fields of struct Params, in order
 	pipeline  *wgpu.ComputePipeline
 	layout    *wgpu.BindGroupLayout
@@ -30,7 +31,7 @@ var (
 	structRe    = regexp.MustCompile(`\bstruct\s+Params\s*\{([^}]*)\}`)
 	commentRe   = regexp.MustCompile(`//[^\n]*|(?s:/\*.*?\*/)`)
 	fieldRe     = regexp.MustCompile(`^(\w+)\s*:\s*(\w+)$`)
-	bindingRe   = regexp.MustCompile(`@binding\((\d+)\)\s*var<storage,\s*(read|read_write)>`)
+	bindingRe   = regexp.MustCompile(`@binding\((\d+)\)\s*var<storage,\s*(read|read_write)>\s*\w+\s*:\s*array<([^;]*)>\s*;`)
 	workgroupRe = regexp.MustCompile(`@workgroup_size\((\d+)(?:,\s*(\d+))?(?:,\s*(\d+))?\)`)
 )
 
@@ -58,6 +59,7 @@ func (d *Device) Kernel(name string, spec shaders.Specialisation) (*Kernel, erro
 			return nil, fmt.Errorf("gpu: kernel %s: storage bindings must be numbered 1, 2, … in order; found %d at position %d", key, b, i+1)
 		}
 		k.writable = append(k.writable, m[2] == "read_write")
+		k.half = append(k.half, strings.Contains(m[3], "f16"))
 	}
 	wg := workgroupRe.FindStringSubmatch(src)
 	if wg == nil {

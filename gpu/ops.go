@@ -2,6 +2,8 @@ package gpu
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/bt-org/bt/shaders"
 )
@@ -55,7 +57,14 @@ func gather(r *Recorder, op, expr, name string, y, x *Tensor) error {
 }
 
 func dispatchElementwise(r *Recorder, expr string, names []string, alpha float32, stride, period int, y *Tensor, xs ...*Tensor) error {
-	k, err := r.d.Kernel("elementwise", shaders.Spec{"Expr": expr, "Inputs": names, "WG": elementwiseWG})
+	halves := []string{}
+	for i, t := range append([]*Tensor{y}, xs...) {
+		if t.DType == F16 {
+			halves = append(halves, append([]string{"y"}, names...)[i])
+		}
+	}
+	expr = widen(expr, halves)
+	k, err := r.d.Kernel("elementwise", shaders.Spec{"Expr": expr, "Inputs": names, "WG": elementwiseWG, "Halves": halves})
 	if err != nil {
 		return err
 	}
@@ -64,6 +73,48 @@ func dispatchElementwise(r *Recorder, expr string, names []string, alpha float32
 		return err
 	}
 	return r.Dispatch(k, grid, Params{}.U(y.n).F(alpha).U(stride).U(max(period, 1)), append([]*Tensor{y}, xs...)...)
+}
+
+// widen makes expr read the tensors named in halves, stored as f16, as
+// f32: every name[…] becomes f32(name[…]), index expressions included.
+func widen(expr string, halves []string) string {
+	if len(halves) == 0 {
+		return expr
+	}
+	ident := func(c byte) bool {
+		return c == '_' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+	}
+	var b strings.Builder
+	for i := 0; i < len(expr); {
+		j := i
+		for j < len(expr) && ident(expr[j]) {
+			j++
+		}
+		if j == i {
+			b.WriteByte(expr[i])
+			i++
+			continue
+		}
+		name := expr[i:j]
+		if j == len(expr) || expr[j] != '[' || !slices.Contains(halves, name) || i > 0 && expr[i-1] == '.' {
+			b.WriteString(name)
+			i = j
+			continue
+		}
+		end, depth := j, 0
+		for ; end < len(expr); end++ {
+			if expr[end] == '[' {
+				depth++
+			} else if expr[end] == ']' {
+				if depth--; depth == 0 {
+					break
+				}
+			}
+		}
+		fmt.Fprintf(&b, "f32(%s[%s])", name, widen(expr[j+1:end], halves))
+		i = end + 1
+	}
+	return b.String()
 }
 
 // Fill sets every element of y to v.
@@ -309,6 +360,9 @@ type gemmCall struct {
 }
 
 func gemm(r *Recorder, c, a, b *Tensor, g gemmCall) error {
+	// The operands' storage types specialise the kernel; it computes in
+	// f32 whatever they are.
+	g.ops.CType, g.ops.AType, g.ops.BType = c.DType.spec(), a.DType.spec(), b.DType.spec()
 	tile := g.tile
 	if tile == (GemmTile{}) {
 		tile = r.d.GemmTileFor(g.m, g.n)

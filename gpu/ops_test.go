@@ -51,30 +51,49 @@ func TestElementwise(t *testing.T) {
 			return 0
 		}, 0},
 	}
-	for _, op := range ops {
-		for _, n := range sizes {
-			t.Run(fmt.Sprintf("%s/%d", op.name, n), func(t *testing.T) {
-				in := make([][]int, op.nin)
-				for i := range in {
-					in[i] = []int{n}
-				}
-				gputest.Check(t, d, kcheck.Op{
-					Inputs: in, Outputs: [][]int{{n}}, Accumulate: []bool{op.acc}, Tol: kcheck.Elementwise,
-					GPU: func(r *gpu.Recorder, outs, ins []*gpu.Tensor) error { return op.gpu(r, outs[0], ins) },
-					Ref: func(outs, ins [][]float64) {
-						for i := range outs[0] {
-							var a, b float64
-							if len(ins) > 0 {
-								a = ins[0][i]
+	// Each op in f32, with every tensor in f16 (mixed precision's
+	// activations), and with an f16 output from f32 and f16 inputs.
+	f16, f32 := gpu.F16, gpu.F32
+	for _, ty := range []struct {
+		name    string
+		out, in []gpu.DType
+	}{{"f32", nil, nil}, {"f16", []gpu.DType{f16}, []gpu.DType{f16, f16}}, {"mixed", []gpu.DType{f16}, []gpu.DType{f32, f16}}} {
+		for _, op := range ops {
+			sizes := sizes
+			if ty.name != "f32" {
+				sizes = []int{1, 17, 1000}
+			}
+			for _, n := range sizes {
+				t.Run(fmt.Sprintf("%s/%s/%d", ty.name, op.name, n), func(t *testing.T) {
+					if ty.out != nil && !d.F16 {
+						t.Skipf("%s has no shader-f16", d.Info.Name)
+					}
+					in := make([][]int, op.nin)
+					for i := range in {
+						in[i] = []int{n}
+					}
+					tol := kcheck.Elementwise
+					if ty.out != nil {
+						tol = kcheck.HalfStorage
+					}
+					gputest.Check(t, d, kcheck.Op{
+						Inputs: in, Outputs: [][]int{{n}}, Accumulate: []bool{op.acc}, Tol: tol, InTypes: ty.in, OutTypes: ty.out,
+						GPU: func(r *gpu.Recorder, outs, ins []*gpu.Tensor) error { return op.gpu(r, outs[0], ins) },
+						Ref: func(outs, ins [][]float64) {
+							for i := range outs[0] {
+								var a, b float64
+								if len(ins) > 0 {
+									a = ins[0][i]
+								}
+								if len(ins) > 1 {
+									b = ins[1][i]
+								}
+								outs[0][i] = op.ref(outs[0][i], a, b)
 							}
-							if len(ins) > 1 {
-								b = ins[1][i]
-							}
-							outs[0][i] = op.ref(outs[0][i], a, b)
-						}
-					},
+						},
+					})
 				})
-			})
+			}
 		}
 	}
 }
@@ -288,5 +307,58 @@ func BenchmarkReduce(b *testing.B) {
 				b.ReportMetric(gputest.KernelMillis(b, d, record, "reduce{"), "kernel-ms")
 			})
 		})
+	}
+}
+
+// TestGemmHalf checks GEMM with operands stored as f16 (mixed precision:
+// the kernel reads f16, multiplies and sums in f32), in the combinations
+// training uses: a forward product into f16 activations, a weight gradient
+// into f32, and f32 master weights against f16 activations. The reference
+// sees the f16 inputs exactly; an f16 output is held to HalfStorage.
+func TestGemmHalf(t *testing.T) {
+	d := gputest.Device(t)
+	if !d.F16 {
+		t.Skipf("%s has no shader-f16", d.Info.Name)
+	}
+	shapes := [][4]int{{1, 1, 1, 1}, {1, 3, 17, 65}, {2, 65, 129, 17}} // batch, m, n, k
+	// Each tile with its own transposition and accumulation: the staged
+	// tile of GPUs, a small staged one, and the direct tile of CPUs.
+	tiles := []struct {
+		tile           gpu.GemmTile
+		transA, transB bool
+		beta           float32
+	}{
+		{gpu.GemmTile{}, false, true, 0},
+		{gpu.GemmTile{BM: 32, BN: 64, BK: 8, TM: 4, TN: 8}, true, false, 0.5},
+		{gpu.GemmTile{BM: 4, BN: 64, TM: 4, TN: 4, Direct: true}, false, false, 0},
+	}
+	f16, f32 := gpu.F16, gpu.F32
+	for _, ty := range [][3]gpu.DType{{f16, f16, f16}, {f32, f16, f16}, {f16, f32, f16}, {f16, f16, f32}} { // C, A, B
+		for _, s := range shapes {
+			for ti, tc := range tiles {
+				batch, m, n, k := s[0], s[1], s[2], s[3]
+				tol := kcheck.Reduction
+				if ty[0] == f16 {
+					tol = kcheck.HalfStorage
+				}
+				t.Run(fmt.Sprintf("C%v=A%v·B%v/%dx%dx%dx%d/tile%d", ty[0], ty[1], ty[2], batch, m, n, k, ti), func(t *testing.T) {
+					gputest.Check(t, d, kcheck.Op{
+						Inputs:     [][]int{{batch, m, k}, {batch, k, n}},
+						Outputs:    [][]int{{batch, m, n}},
+						Accumulate: []bool{tc.beta != 0},
+						InTypes:    []gpu.DType{ty[1], ty[2]},
+						OutTypes:   []gpu.DType{ty[0]},
+						Tol:        tol,
+						GPU: func(r *gpu.Recorder, outs, ins []*gpu.Tensor) error {
+							return gpu.Gemm(r, outs[0], ins[0], ins[1], gpu.GemmOp{M: m, N: n, K: k, Batch: batch,
+								TransA: tc.transA, TransB: tc.transB, Alpha: 1.5, Beta: tc.beta, Tile: tc.tile})
+						},
+						Ref: func(outs, ins [][]float64) {
+							ref.Gemm(outs[0], ins[0], ins[1], batch, m, n, k, tc.transA, tc.transB, 1.5, float64(tc.beta))
+						},
+					})
+				})
+			}
+		}
 	}
 }

@@ -31,10 +31,13 @@ func (r *Recorder) Readback(t *Tensor) (*Readback, error) {
 	if err := t.check(); err != nil {
 		return nil, err
 	}
+	if t.DType != F32 {
+		return nil, fmt.Errorf("gpu: readback of %v: only f32 tensors are read back in flight; Download converts", t)
+	}
 	if err := r.endPass(); err != nil {
 		return nil, err
 	}
-	size := tensorBytes(t.n)
+	size := tensorBytes(t.n, F32)
 	staging, err := r.d.pool.get(size, stagingUsage)
 	if err != nil {
 		return nil, err

@@ -117,6 +117,10 @@ func (r *Recorder) Dispatch(k *Kernel, grid [3]int, params Params, bufs ...*Tens
 		if t.dev != r.d {
 			return fmt.Errorf("gpu: kernel %s, binding %d: tensor belongs to another device", k.Name, i+1)
 		}
+		// Bytes of one type read as another would be garbage, not an error.
+		if (t.DType == F16) != k.half[i] {
+			return fmt.Errorf("gpu: kernel %s, binding %d: %v does not match the kernel's element type", k.Name, i+1, t)
+		}
 		for j := range i {
 			if bufs[j].buf == t.buf && (k.writable[i] || k.writable[j]) {
 				return fmt.Errorf("gpu: kernel %s binds the same tensor at %d and %d while writing one of them; use separate tensors", k.Name, j+1, i+1)
@@ -243,8 +247,8 @@ func (r *Recorder) Copy(dst, src *Tensor) error {
 	if err := src.check(); err != nil {
 		return err
 	}
-	if dst.n != src.n {
-		return fmt.Errorf("gpu: copy of %v into %v: element counts differ", src, dst)
+	if dst.n != src.n || dst.DType != src.DType {
+		return fmt.Errorf("gpu: copy of %v into %v: element counts or types differ", src, dst)
 	}
 	if dst.buf == src.buf {
 		return nil
@@ -252,7 +256,7 @@ func (r *Recorder) Copy(dst, src *Tensor) error {
 	if err := r.endPass(); err != nil {
 		return err
 	}
-	return r.enc.TryCopyBufferToBuffer(src.buf, 0, dst.buf, 0, tensorBytes(src.n))
+	return r.enc.TryCopyBufferToBuffer(src.buf, 0, dst.buf, 0, tensorBytes(src.n, src.DType))
 }
 
 // Submit ends the recording and queues it; it does not wait. The recorder

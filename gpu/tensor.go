@@ -8,14 +8,19 @@ import (
 	"unsafe"
 
 	"github.com/oliverbestmann/webgpu/wgpu"
+	"github.com/x448/float16"
+
+	"github.com/bt-org/bt/shaders"
 )
 
-// Tensor is a dense float32 array in device memory, row-major, with a shape.
+// Tensor is a dense array in device memory, row-major, with a shape, of
+// float32 or, for mixed precision, IEEE half-precision elements (DType).
 // Tensors come from the device's pool: Release returns the memory there, so
 // a training step that allocates the same shapes every time allocates nothing
 // after the first.
 type Tensor struct {
 	Shape []int
+	DType DType
 	n     int
 	buf   *wgpu.Buffer
 	bytes uint64
@@ -28,7 +33,12 @@ func (t *Tensor) Len() int { return t.n }
 // Bytes is the size of the tensor's buffer in bytes.
 func (t *Tensor) Bytes() uint64 { return t.bytes }
 
-func (t *Tensor) String() string { return fmt.Sprintf("tensor%v", t.Shape) }
+func (t *Tensor) String() string {
+	if t.DType == F16 {
+		return fmt.Sprintf("f16 tensor%v", t.Shape)
+	}
+	return fmt.Sprintf("tensor%v", t.Shape)
+}
 
 func numel(shape []int) (int, error) {
 	if len(shape) == 0 {
@@ -47,19 +57,48 @@ func numel(shape []int) (int, error) {
 	return n, nil
 }
 
+// DType is a tensor's element type in device memory.
+type DType uint8
+
+const (
+	F32 DType = iota
+	// F16 is IEEE half precision, for storage only: kernels convert to
+	// float32 on load and back on store, and Upload and Download convert
+	// on the host. Only where Device.F16.
+	F16
+)
+
+// Size is an element's size in bytes.
+func (t DType) Size() int { return [...]int{4, 2}[t] }
+
+// spec is the type as a kernel's specialisation names it: f32 is the zero
+// value, so that the f32 kernels' names stay as they were.
+func (t DType) spec() shaders.Elem { return [...]shaders.Elem{"", shaders.F16}[t] }
+
+func (t DType) String() string { return [...]string{"f32", "f16"}[t] }
+
 // tensorBytes rounds the size up to 16 bytes so that any tensor can be
 // bound as an array of vec4.
-func tensorBytes(n int) uint64 { return (uint64(n)*4 + 15) &^ 15 }
+func tensorBytes(n int, t DType) uint64 { return (uint64(n)*uint64(t.Size()) + 15) &^ 15 }
 
-// NewTensor allocates an uninitialised tensor of the given shape. Kernels
-// bind whole tensors, so a tensor may not exceed the adapter's storage
-// binding limit.
-func (d *Device) NewTensor(shape ...int) (*Tensor, error) {
+// NewTensor allocates an uninitialised float32 tensor of the given shape.
+// Kernels bind whole tensors, so a tensor may not exceed the adapter's
+// storage binding limit.
+func (d *Device) NewTensor(shape ...int) (*Tensor, error) { return d.NewTensorOf(F32, shape...) }
+
+// NewTensorOf is NewTensor with elements of type t.
+func (d *Device) NewTensorOf(t DType, shape ...int) (*Tensor, error) {
+	if t > F16 {
+		return nil, fmt.Errorf("gpu: unknown element type %d", t)
+	}
+	if t == F16 && !d.F16 {
+		return nil, fmt.Errorf("gpu: %s has no shader-f16, so no f16 tensors; use f32", d.Info.Name)
+	}
 	n, err := numel(shape)
 	if err != nil {
 		return nil, err
 	}
-	size := tensorBytes(n)
+	size := tensorBytes(n, t)
 	if limit := d.maxBinding(); size > limit {
 		return nil, fmt.Errorf("gpu: tensor%v needs %d MiB but %s binds at most %d MiB per buffer; use a smaller batch or width",
 			shape, size>>20, d.Info.Name, limit>>20)
@@ -68,7 +107,7 @@ func (d *Device) NewTensor(shape ...int) (*Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Tensor{Shape: append([]int(nil), shape...), n: n, buf: buf, bytes: size, dev: d}, nil
+	return &Tensor{Shape: append([]int(nil), shape...), DType: t, n: n, buf: buf, bytes: size, dev: d}, nil
 }
 
 func (d *Device) maxBinding() uint64 {
@@ -120,7 +159,8 @@ func (t *Tensor) check() error {
 	return nil
 }
 
-// Upload copies data into the tensor. It is queued before any later submit.
+// Upload copies data into the tensor, rounded to the nearest f16 for an
+// F16 tensor. It is queued before any later submit.
 func (t *Tensor) Upload(data []float32) error {
 	if err := t.check(); err != nil {
 		return err
@@ -131,16 +171,35 @@ func (t *Tensor) Upload(data []float32) error {
 	if len(data) == 0 {
 		return nil
 	}
+	if t.DType == F16 {
+		// Writes are whole 4-byte words; the buffer has room for the pad.
+		h := make([]uint16, (len(data)+1)&^1)
+		for i, v := range data {
+			h[i] = uint16(float16.Fromfloat32(v))
+		}
+		return t.dev.queue.TryWriteBuffer(t.buf, 0, unsafe.Slice((*byte)(unsafe.Pointer(&h[0])), len(h)*2))
+	}
 	b := unsafe.Slice((*byte)(unsafe.Pointer(&data[0])), len(data)*4)
 	return t.dev.queue.TryWriteBuffer(t.buf, 0, b)
 }
 
-// Download waits for all submitted work and returns the tensor's contents.
+// Download waits for all submitted work and returns the tensor's contents,
+// as float32 whatever the tensor's type.
 func (t *Tensor) Download() ([]float32, error) {
 	if err := t.check(); err != nil {
 		return nil, err
 	}
 	out := make([]float32, t.n)
+	if t.DType == F16 {
+		h := make([]uint16, t.n)
+		if err := t.dev.read(t.buf, 0, unsafe.Slice((*byte)(unsafe.Pointer(&h[0])), t.n*2)); err != nil {
+			return nil, fmt.Errorf("gpu: download of %v: %w", t, err)
+		}
+		for i, v := range h {
+			out[i] = float16.Frombits(v).Float32()
+		}
+		return out, nil
+	}
 	if err := t.dev.read(t.buf, 0, unsafe.Slice((*byte)(unsafe.Pointer(&out[0])), t.n*4)); err != nil {
 		return nil, fmt.Errorf("gpu: download of %v: %w", t, err)
 	}

@@ -5,16 +5,19 @@
 // bias of a [rows, cols] matrix has stride 1, period cols; a per-channel bias
 // of an NCHW tensor has stride H·W, period C. Large tensors are
 // dispatched over x and y (65,535 workgroups per dimension), so the flat
-// index is rebuilt from both.
-struct Params {
+// index is rebuilt from both. Tensors named in Halves are stored as f16
+// (mixed precision): EXPR reads them widened to f32 (the caller writes
+// f32(x[…])), computes in f32, and y is narrowed on store.
+{{if .Halves}}enable f16;
+{{end}}struct Params {
   n: u32,
   alpha: f32,
   stride: u32,
   period: u32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> y: array<f32>;
-{{range $i, $name := .Inputs}}@group(0) @binding({{add $i 2}}) var<storage, read> {{$name}}: array<f32>;
+@group(0) @binding(1) var<storage, read_write> y: array<{{elem .Halves "y"}}>;
+{{range $i, $name := .Inputs}}@group(0) @binding({{add $i 2}}) var<storage, read> {{$name}}: array<{{elem $.Halves $name}}>;
 {{end}}
 // relu passes NaN on, as PyTorch's does: max(v, 0) would turn it into 0
 // and hide a diverged network from the loss and its guard.
@@ -28,5 +31,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   if (i >= p.n) {
     return;
   }
-  y[i] = {{.Expr}};
+  y[i] = {{elem .Halves "y"}}({{.Expr}});
 }

@@ -50,12 +50,35 @@ type Phase struct {
 	PY, PX, TY, TX, QY, QX int
 }
 
+// Elem is an element type of a tensor in device memory: f32, or f16 for
+// storage only, which kernels convert to f32 on load and back on store
+// (mixed precision). The zero value is f32.
+type Elem string
+
+const (
+	F32 Elem = "f32"
+	F16 Elem = "f16"
+)
+
+// WGSL is the type's name in WGSL.
+func (e Elem) WGSL() string {
+	if e == "" {
+		return string(F32)
+	}
+	return string(e)
+}
+
+func (e Elem) valid() bool { return e == "" || e == F32 || e == F16 }
+
 // GemmOperands is what a GEMM kernel computes, shared by its staged and
 // direct forms: which operands it reads and how, and how C is laid out.
 type GemmOperands struct {
-	A              AOperand
-	B              BOperand
-	TransA, TransB bool // dense operands stored transposed
+	// CType, AType and BType are the operands' element types in memory;
+	// the products and sums are f32 whatever they are.
+	CType, AType, BType Elem
+	A                   AOperand
+	B                   BOperand
+	TransA, TransB      bool // dense operands stored transposed
 	// SplitK makes workgroup z a chunk of p.kchunk of the reduction, each
 	// writing its own slice of C, instead of a batch entry.
 	SplitK bool
@@ -66,6 +89,10 @@ type GemmOperands struct {
 	Conv  Conv  // for every B but dense
 	Phase Phase // for B = dy_col
 }
+
+// Half reports whether any operand is stored as f16, which the kernel
+// must then enable.
+func (o GemmOperands) Half() bool { return o.CType == F16 || o.AType == F16 || o.BType == F16 }
 
 // IsConv reports whether the operands are gathered from a convolution.
 func (o GemmOperands) IsConv() bool { return o.B != BDense }
@@ -80,6 +107,9 @@ func (o GemmOperands) BAlongK() bool { return o.B == BIm2colT || o.B == BDense &
 // Validate checks that the modes exist, go together, and have the
 // geometry they need.
 func (o GemmOperands) Validate() error {
+	if !o.CType.valid() || !o.AType.valid() || !o.BType.valid() {
+		return fmt.Errorf("GEMM %+v: element types must be %s or %s", o, F32, F16)
+	}
 	switch o.B {
 	case BDense:
 		if o.A != ADense || o.SplitK || o.Flat || o.Conv != (Conv{}) || o.Phase != (Phase{}) {

@@ -21,10 +21,11 @@
 // images, whose positions side by side are the columns, instead of once per
 // image in z: a small plane (7×7, 4×4) then fills whole tiles rather than a
 // fraction of one.
-{{template "gemm_params" .}}
-@group(0) @binding(1) var<storage, read_write> c: array<f32>;
-@group(0) @binding(2) var<storage, read> a: array<{{if eq .KStep 4}}vec4<f32>{{else}}f32{{end}}>;
-@group(0) @binding(3) var<storage, read> b: array<f32>;
+{{if .Half}}enable f16;
+{{end}}{{template "gemm_params" .}}
+@group(0) @binding(1) var<storage, read_write> c: array<{{.CType.WGSL}}>;
+@group(0) @binding(2) var<storage, read> a: array<{{if eq .KStep 4}}vec4<{{.AType.WGSL}}>{{else}}{{.AType.WGSL}}{{end}}>;
+@group(0) @binding(3) var<storage, read> b: array<{{.BType.WGSL}}>;
 
 const TM = {{.TM}}u;
 const TN = {{.TN}}u;
@@ -62,26 +63,26 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 {{range $j := seq $.TN}}  var acc_{{$i}}_{{$j}} = 0.0;
 {{end}}{{end}}
   for (var k = k_lo; k < k_hi; k += {{.KStep}}u) {
-{{if eq .KStep 4}}{{range $i := seq .TM}}{{if eq $.A "dense"}}    let av_{{$i}} = a[(z * p.sa + row_{{$i}} * p.k + k) / 4u];
-{{else if eq $.A "dy"}}    let av_{{$i}} = a[((c2 * p.cout + row_{{$i}}) * p.oh * p.ow + c1 * p.ow + c0) / 4u];
+{{if eq .KStep 4}}{{range $i := seq .TM}}{{if eq $.A "dense"}}    let av_{{$i}} = vec4<f32>(a[(z * p.sa + row_{{$i}} * p.k + k) / 4u]);
+{{else if eq $.A "dy"}}    let av_{{$i}} = vec4<f32>(a[((c2 * p.cout + row_{{$i}}) * p.oh * p.ow + c1 * p.ow + c0) / 4u]);
 {{end}}{{end}}{{end}}{{range $u := seq .KStep}}{{range $i := seq $.TM}}{{if eq $.KStep 4}}    let a_{{$u}}_{{$i}} = av_{{$i}}.{{comp $u}};
-{{else if eq $.A "dense"}}{{if $.TransA}}    let a_{{$u}}_{{$i}} = a[z * p.sa + k * p.m + row_{{$i}}];
-{{else}}    let a_{{$u}}_{{$i}} = a[z * p.sa + row_{{$i}} * p.k + k];
-{{end}}{{else if eq $.A "dy"}}    let a_{{$u}}_{{$i}} = a[((c2 * p.cout + row_{{$i}}) * p.oh + c1) * p.ow + c0];
-{{end}}{{end}}{{range $j := seq $.TN}}{{if eq $.B "dense"}}{{if $.TransB}}    let b_{{$u}}_{{$j}} = b[z * p.sb + cc_{{$j}} * p.k + k + {{$u}}u];
-{{else}}    let b_{{$u}}_{{$j}} = b[z * p.sb + (k + {{$u}}u) * p.n + cc_{{$j}}];
+{{else if eq $.A "dense"}}{{if $.TransA}}    let a_{{$u}}_{{$i}} = f32(a[z * p.sa + k * p.m + row_{{$i}}]);
+{{else}}    let a_{{$u}}_{{$i}} = f32(a[z * p.sa + row_{{$i}} * p.k + k]);
+{{end}}{{else if eq $.A "dy"}}    let a_{{$u}}_{{$i}} = f32(a[((c2 * p.cout + row_{{$i}}) * p.oh + c1) * p.ow + c0]);
+{{end}}{{end}}{{range $j := seq $.TN}}{{if eq $.B "dense"}}{{if $.TransB}}    let b_{{$u}}_{{$j}} = f32(b[z * p.sb + cc_{{$j}} * p.k + k + {{$u}}u]);
+{{else}}    let b_{{$u}}_{{$j}} = f32(b[z * p.sb + (k + {{$u}}u) * p.n + cc_{{$j}}]);
 {{end}}{{else if eq $.B "im2col"}}    let iy_{{$u}}_{{$j}} = iy0_{{$j}} + i32(c1);
     let ix_{{$u}}_{{$j}} = ix0_{{$j}} + i32(c0);
     let in_{{$u}}_{{$j}} = iy_{{$u}}_{{$j}} >= 0 && ix_{{$u}}_{{$j}} >= 0 && iy_{{$u}}_{{$j}} < i32(p.h) && ix_{{$u}}_{{$j}} < i32(p.w);
-    let b_{{$u}}_{{$j}} = select(0.0, b[select(0u, ((img_{{$j}} * p.cin + c2) * p.h + u32(iy_{{$u}}_{{$j}})) * p.w + u32(ix_{{$u}}_{{$j}}), in_{{$u}}_{{$j}})], in_{{$u}}_{{$j}});
+    let b_{{$u}}_{{$j}} = select(0.0, f32(b[select(0u, ((img_{{$j}} * p.cin + c2) * p.h + u32(iy_{{$u}}_{{$j}})) * p.w + u32(ix_{{$u}}_{{$j}}), in_{{$u}}_{{$j}})]), in_{{$u}}_{{$j}});
 {{else if eq $.B "im2col_t"}}    let iy_{{$u}}_{{$j}} = i32(c1 * STRIDE) + ky_{{$j}};
     let ix_{{$u}}_{{$j}} = i32(c0 * STRIDE) + kx_{{$j}};
     let in_{{$u}}_{{$j}} = iy_{{$u}}_{{$j}} >= 0 && ix_{{$u}}_{{$j}} >= 0 && iy_{{$u}}_{{$j}} < i32(p.h) && ix_{{$u}}_{{$j}} < i32(p.w);
-    let b_{{$u}}_{{$j}} = select(0.0, b[select(0u, ((c2 * p.cin + ic_{{$j}}) * p.h + u32(iy_{{$u}}_{{$j}})) * p.w + u32(ix_{{$u}}_{{$j}}), in_{{$u}}_{{$j}})], in_{{$u}}_{{$j}});
+    let b_{{$u}}_{{$j}} = select(0.0, f32(b[select(0u, ((c2 * p.cin + ic_{{$j}}) * p.h + u32(iy_{{$u}}_{{$j}})) * p.w + u32(ix_{{$u}}_{{$j}}), in_{{$u}}_{{$j}})]), in_{{$u}}_{{$j}});
 {{else if eq $.B "dy_col"}}    let oy_{{$u}}_{{$j}} = yp_{{$j}} - i32(c1);
     let ox_{{$u}}_{{$j}} = xp_{{$j}} - i32(c0);
     let in_{{$u}}_{{$j}} = oy_{{$u}}_{{$j}} >= 0 && ox_{{$u}}_{{$j}} >= 0 && oy_{{$u}}_{{$j}} < i32(p.oh) && ox_{{$u}}_{{$j}} < i32(p.ow);
-    let b_{{$u}}_{{$j}} = select(0.0, b[select(0u, ((img_{{$j}} * p.cout + c2) * p.oh + u32(oy_{{$u}}_{{$j}})) * p.ow + u32(ox_{{$u}}_{{$j}}), in_{{$u}}_{{$j}})], in_{{$u}}_{{$j}});
+    let b_{{$u}}_{{$j}} = select(0.0, f32(b[select(0u, ((img_{{$j}} * p.cout + c2) * p.oh + u32(oy_{{$u}}_{{$j}})) * p.ow + u32(ox_{{$u}}_{{$j}}), in_{{$u}}_{{$j}})]), in_{{$u}}_{{$j}});
 {{end}}{{end}}{{range $i := seq $.TM}}{{range $j := seq $.TN}}    acc_{{$i}}_{{$j}} = fma(a_{{$u}}_{{$i}}, b_{{$u}}_{{$j}}, acc_{{$i}}_{{$j}});
 {{end}}{{end}}{{if $.IsConv}}    c0++;
     if (c0 == s0) {
@@ -103,8 +104,8 @@ fn store1(z: u32, row: u32, col: u32, v: f32) {
   let i = out_index(z, row, col);
   var r = p.alpha * v;
   if (p.beta != 0.0) {
-    r += p.beta * c[i];
+    r += p.beta * f32(c[i]);
   }
-  c[i] = r;
+  c[i] = {{.CType.WGSL}}(r);
 }
 {{template "gemm_out" .GemmOperands}}

@@ -29,10 +29,11 @@
 // Kernel size, stride and padding are template constants, so the index
 // arithmetic divides by constants. gemm_direct is the same product for CPU
 // adapters.
-{{template "gemm_params" .}}
-@group(0) @binding(1) var<storage, read_write> c: array<f32>;
-@group(0) @binding(2) var<storage, read> a: array<f32>;
-@group(0) @binding(3) var<storage, read> b: array<f32>;
+{{if .Half}}enable f16;
+{{end}}{{template "gemm_params" .}}
+@group(0) @binding(1) var<storage, read_write> c: array<{{.CType.WGSL}}>;
+@group(0) @binding(2) var<storage, read> a: array<{{.AType.WGSL}}>;
+@group(0) @binding(3) var<storage, read> b: array<{{.BType.WGSL}}>;
 
 const BM = {{.BM}}u;
 const BN = {{.BN}}u;
@@ -51,7 +52,7 @@ fn im2col(z: u32, kk: u32, col: u32) -> f32 {
   if (iy < 0 || ix < 0 || iy >= i32(p.h) || ix >= i32(p.w)) {
     return 0.0;
   }
-  return b[((z * p.cin + ic) * p.h + u32(iy)) * p.w + u32(ix)];
+  return f32(b[((z * p.cin + ic) * p.h + u32(iy)) * p.w + u32(ix)]);
 }
 {{end}}
 // tile_a returns op(A)[row, col] for batch z, 0 outside op(A) or beyond
@@ -60,11 +61,11 @@ fn tile_a(z: u32, row: u32, col: u32, k_hi: u32) -> f32 {
   if (row >= p.m || col >= k_hi) {
     return 0.0;
   }
-{{if eq .A "dense"}}{{if .TransA}}  return a[z * p.sa + col * p.m + row];
-{{else}}  return a[z * p.sa + row * p.k + col];
+{{if eq .A "dense"}}{{if .TransA}}  return f32(a[z * p.sa + col * p.m + row]);
+{{else}}  return f32(a[z * p.sa + row * p.k + col]);
 {{end}}{{else if eq .A "dy"}}  // dy[img, oc, pos] for row = oc, col = img·OH·OW + pos.
   let pos = p.oh * p.ow;
-  return a[((col / pos) * p.cout + row) * pos + col % pos];
+  return f32(a[((col / pos) * p.cout + row) * pos + col % pos]);
 {{end}}}
 
 // tile_b returns op(B)[row, col] for batch z, 0 outside op(B) or beyond
@@ -73,8 +74,8 @@ fn tile_b(z: u32, row: u32, col: u32, k_hi: u32) -> f32 {
   if (col >= p.n || row >= k_hi) {
     return 0.0;
   }
-{{if eq .B "dense"}}{{if .TransB}}  return b[z * p.sb + col * p.k + row];
-{{else}}  return b[z * p.sb + row * p.n + col];
+{{if eq .B "dense"}}{{if .TransB}}  return f32(b[z * p.sb + col * p.k + row]);
+{{else}}  return f32(b[z * p.sb + row * p.n + col]);
 {{end}}{{else if eq .B "im2col"}}  return im2col(z, row, col);
 {{else if eq .B "im2col_t"}}  let pos = p.oh * p.ow;
   return im2col(row / pos, col, row % pos);
@@ -88,7 +89,7 @@ fn tile_b(z: u32, row: u32, col: u32, k_hi: u32) -> f32 {
   if (oy < 0 || ox < 0 || u32(oy) >= p.oh || u32(ox) >= p.ow) {
     return 0.0;
   }
-  return b[((z * p.cout + row / (TY * TX)) * p.oh + u32(oy)) * p.ow + u32(ox)];
+  return f32(b[((z * p.cout + row / (TY * TX)) * p.oh + u32(oy)) * p.ow + u32(ox)]);
 {{end}}}
 
 @compute @workgroup_size({{div .BN .TN}}, {{div .BM .TM}})
@@ -111,9 +112,9 @@ fn store(z: u32, row: u32, col: u32, v: vec4<f32>) {
       let i = out_index(z, row, col + q);
       var r = p.alpha * v[q];
       if (p.beta != 0.0) {
-        r += p.beta * c[i];
+        r += p.beta * f32(c[i]);
       }
-      c[i] = r;
+      c[i] = {{.CType.WGSL}}(r);
     }
   }
 }

@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"embed"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"text/template"
@@ -59,6 +60,14 @@ var funcs = template.FuncMap{
 	"mul": func(a, b int) int { return a * b },
 	"div": func(a, b int) int { return a / b },
 	"mod": func(a, b int) int { return a % b },
+	// elem is the WGSL element type of the tensor named name: f16 where
+	// halves lists it, else f32.
+	"elem": func(halves []string, name string) string {
+		if slices.Contains(halves, name) {
+			return "f16"
+		}
+		return "f32"
+	},
 	// comp names component i of a vec4.
 	"comp": func(i int) string { return string("xyzw"[i]) },
 	// set returns a copy of a spec with key set to v, for passing a

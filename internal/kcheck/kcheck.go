@@ -12,14 +12,21 @@ import (
 	"math"
 	"math/rand/v2"
 
+	"github.com/x448/float16"
+
 	"github.com/bt-org/bt/gpu"
 	"github.com/bt-org/bt/internal/ref"
 )
 
-// Tolerances for fp32 kernels against float64 references.
+// Tolerances for fp32 kernels against float64 references, and for
+// kernels whose output is stored as f16 (mixed precision): rounding to
+// f16 alone errs by up to 2⁻¹¹ ≈ 4.9e-4 of each value, and the sums
+// before it in f32 add Reduction's share. Inputs stored as f16 cost
+// nothing here: the reference sees the very f16 values the kernel reads.
 const (
 	Elementwise = 1e-5
 	Reduction   = 1e-4
+	HalfStorage = 1e-3
 )
 
 // Normal fills a slice of n standard normal values.
@@ -50,6 +57,29 @@ type Op struct {
 	Ref func(outs, ins [][]float64)
 	// Tol is the largest relative error allowed for every output.
 	Tol float64
+	// InTypes and OutTypes are the element types of the inputs and the
+	// outputs on the device; missing entries are F32.
+	InTypes, OutTypes []gpu.DType
+}
+
+// typeOf is entry i of ts, F32 past its end.
+func typeOf(ts []gpu.DType, i int) gpu.DType {
+	if i < len(ts) {
+		return ts[i]
+	}
+	return gpu.F32
+}
+
+// Round rounds v to the values a tensor of type t holds.
+func Round(v []float64, t gpu.DType) []float64 {
+	if t == gpu.F16 {
+		out := make([]float64, len(v))
+		for i, x := range v {
+			out[i] = float64(float16.Fromfloat32(float32(x)).Float32())
+		}
+		return out
+	}
+	return To64(To32(v))
 }
 
 // Run runs op on d and on its reference with inputs drawn from rng and
@@ -61,12 +91,13 @@ func Run(d *gpu.Device, rng *rand.Rand, op Op) (err error) {
 			x.Release()
 		}
 	}()
-	alloc := func(vals []float64, shape []int) (*gpu.Tensor, error) {
-		x, err := d.FromSlice(To32(vals), shape...)
-		if err == nil {
-			release = append(release, x)
+	alloc := func(vals []float64, t gpu.DType, shape []int) (*gpu.Tensor, error) {
+		x, err := d.NewTensorOf(t, shape...)
+		if err != nil {
+			return nil, err
 		}
-		return x, err
+		release = append(release, x)
+		return x, x.Upload(To32(vals))
 	}
 	ins := make([][]float64, len(op.Inputs))
 	gins := make([]*gpu.Tensor, len(op.Inputs))
@@ -76,9 +107,9 @@ func Run(d *gpu.Device, rng *rand.Rand, op Op) (err error) {
 		} else {
 			ins[i] = Normal(rng, Numel(s))
 		}
-		// The reference sees exactly the float32 values the GPU sees.
-		ins[i] = To64(To32(ins[i]))
-		if gins[i], err = alloc(ins[i], s); err != nil {
+		// The reference sees exactly the values the GPU sees.
+		ins[i] = Round(ins[i], typeOf(op.InTypes, i))
+		if gins[i], err = alloc(ins[i], typeOf(op.InTypes, i), s); err != nil {
 			return err
 		}
 	}
@@ -88,12 +119,12 @@ func Run(d *gpu.Device, rng *rand.Rand, op Op) (err error) {
 		n := Numel(s)
 		init := nans(n)
 		if i < len(op.Accumulate) && op.Accumulate[i] {
-			outs[i] = To64(To32(Normal(rng, n)))
+			outs[i] = Round(Normal(rng, n), typeOf(op.OutTypes, i))
 			init = outs[i]
 		} else {
 			outs[i] = make([]float64, n)
 		}
-		if gouts[i], err = alloc(init, s); err != nil {
+		if gouts[i], err = alloc(init, typeOf(op.OutTypes, i), s); err != nil {
 			return err
 		}
 	}
