@@ -47,7 +47,11 @@ type Gemm struct {
 }
 
 // NewGemm allocates random operands for shape on d.
-func NewGemm(d *gpu.Device, s GemmShape) (*Gemm, error) {
+func NewGemm(d *gpu.Device, s GemmShape) (*Gemm, error) { return NewGemmOf(d, s, gpu.F32) }
+
+// NewGemmOf is NewGemm with A, B and C stored as t (f16: mixed precision,
+// the sums in f32).
+func NewGemmOf(d *gpu.Device, s GemmShape, t gpu.DType) (*Gemm, error) {
 	g := &Gemm{Shape: s, d: d}
 	rng := rand.New(rand.NewPCG(1, 2))
 	g.ha = make([]float32, s.M*s.K)
@@ -58,17 +62,19 @@ func NewGemm(d *gpu.Device, s GemmShape) (*Gemm, error) {
 	for i := range g.hb {
 		g.hb[i] = float32(rng.NormFloat64())
 	}
-	var err error
-	if g.a, err = d.FromSlice(g.ha, s.M, s.K); err != nil {
-		return nil, err
-	}
-	if g.b, err = d.FromSlice(g.hb, s.K, s.N); err != nil {
-		g.Release()
-		return nil, err
-	}
-	if g.c, err = d.NewTensor(s.M, s.N); err != nil {
-		g.Release()
-		return nil, err
+	for _, x := range []struct {
+		p     **gpu.Tensor
+		v     []float32
+		shape []int
+	}{{&g.a, g.ha, []int{s.M, s.K}}, {&g.b, g.hb, []int{s.K, s.N}}, {&g.c, nil, []int{s.M, s.N}}} {
+		var err error
+		if *x.p, err = d.NewTensorOf(t, x.shape...); err == nil && x.v != nil {
+			err = (*x.p).Upload(x.v)
+		}
+		if err != nil {
+			g.Release()
+			return nil, err
+		}
 	}
 	return g, nil
 }

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bt-org/bt/gpu"
 	"github.com/bt-org/bt/internal/gputest"
 )
 
@@ -31,6 +32,45 @@ func BenchmarkGemm(b *testing.B) {
 			b.ReportMetric(gflops, "GFLOP/s")
 			b.ReportMetric(s.Flops()/cpu/1e9, "gonum-GFLOP/s")
 			b.ReportMetric(gflops/(s.Flops()/cpu/1e9), "x-gonum")
+		})
+	}
+}
+
+// BenchmarkGemmHalf reports GFLOP/s of GEMM with every operand stored as
+// f16 (mixed precision: f32 products and sums) and, in the same run, of
+// the same product in f32, with their ratio.
+func BenchmarkGemmHalf(b *testing.B) {
+	d := gputest.Device(b)
+	if !d.F16 {
+		b.Skipf("%s has no shader-f16", d.Info.Name)
+	}
+	for _, s := range GemmShapes[2:4] {
+		b.Run(s.Name, func(b *testing.B) {
+			var gs [2]*Gemm
+			for i, t := range []gpu.DType{gpu.F16, gpu.F32} {
+				g, err := NewGemmOf(d, s, t)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer g.Release()
+				if err := g.Run(1); err != nil {
+					b.Fatal(err)
+				}
+				gs[i] = g
+			}
+			for b.Loop() {
+				if err := gs[0].Run(1); err != nil {
+					b.Fatal(err)
+				}
+			}
+			half := s.Flops() * float64(b.N) / b.Elapsed().Seconds() / 1e9
+			full, err := Time(time.Second, func() error { return gs[1].Run(1) })
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(half, "GFLOP/s")
+			b.ReportMetric(s.Flops()/full/1e9, "f32-GFLOP/s")
+			b.ReportMetric(half/(s.Flops()/full/1e9), "x-f32")
 		})
 	}
 }
