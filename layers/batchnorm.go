@@ -2,6 +2,8 @@ package layers
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/bt-org/bt/dist"
 	"github.com/bt-org/bt/gpu"
@@ -187,6 +189,7 @@ func (b *BatchNorm) check(mode string, n, hw int, ts ...named) error {
 // returns them for pass 1 or 2 given the partial results (nil for a
 // workgroup dispatch, which is "pass 2" without partials).
 func (b *BatchNorm) channelPass(r *gpu.Recorder, mode string, n, hw int, bind func(pass int, partial *gpu.Tensor) []*gpu.Tensor) error {
+	half := halfOf(bind(2, nil))
 	if !b.serial(n, hw) {
 		bx, v := layout(hw)
 		t := "f32"
@@ -196,7 +199,7 @@ func (b *BatchNorm) channelPass(r *gpu.Recorder, mode string, n, hw int, bind fu
 		// Subgroups sum a channel's values where a workgroup holds one
 		// channel (shaders/lib.tmpl's total).
 		k, err := b.d.Kernel("batchnorm", shaders.Spec{"Mode": mode, "Affine": b.Affine(), "ReLU": b.ReLU, "BX": bx, "BY": bnWG / bx, "V": v, "T": t,
-			"Subgroups": b.d.Subgroups && bx == 1})
+			"Subgroups": b.d.Subgroups && bx == 1, "Half": half, "S": storage(t, half)})
 		if err != nil {
 			return err
 		}
@@ -220,7 +223,8 @@ func (b *BatchNorm) channelPass(r *gpu.Recorder, mode string, n, hw int, bind fu
 	}
 	u := b.uniforms(n, hw).U(rows).U(chunks)
 	for pass := 1; pass <= 2; pass++ {
-		k, err := b.d.Kernel("batchnorm_serial", shaders.Spec{"Mode": mode, "Affine": b.Affine(), "ReLU": b.ReLU, "Pass": pass})
+		k, err := b.d.Kernel("batchnorm_serial", shaders.Spec{"Mode": mode, "Affine": b.Affine(), "ReLU": b.ReLU, "Pass": pass,
+			"Half": half, "S": storage("f32", half)})
 		if err != nil {
 			return err
 		}
@@ -314,7 +318,9 @@ func (b *BatchNorm) Backward(r *gpu.Recorder, dIn, dOut, in, cache *gpu.Tensor, 
 // into out with the given statistics, [C] each: the running ones in
 // evaluation, the batch's over every rank in synchronised training.
 func (b *BatchNorm) normalise(r *gpu.Recorder, out, in, mean, variance *gpu.Tensor, n, hw int) error {
-	k, err := b.d.Kernel("batchnorm", shaders.Spec{"Mode": "eval", "Affine": b.Affine(), "ReLU": b.ReLU, "WG": bnWG})
+	half := halfOf([]*gpu.Tensor{out, in})
+	k, err := b.d.Kernel("batchnorm", shaders.Spec{"Mode": "eval", "Affine": b.Affine(), "ReLU": b.ReLU, "WG": bnWG,
+		"Half": half, "S": storage("f32", half)})
 	if err != nil {
 		return err
 	}
@@ -335,6 +341,22 @@ func (b *BatchNorm) with(ts ...*gpu.Tensor) []*gpu.Tensor {
 		return append(ts, b.Gamma.Value, b.Beta.Value)
 	}
 	return ts
+}
+
+// halfOf reports whether a pass's data tensors are stored as f16 (mixed
+// precision): the layer's own tensors, statistics and parameters, are
+// always f32, so any f16 tensor among those bound is data.
+func halfOf(ts []*gpu.Tensor) bool {
+	return slices.ContainsFunc(ts, func(t *gpu.Tensor) bool { return t != nil && t.DType == gpu.F16 })
+}
+
+// storage is the kernels' storage type for values handled as t (f32 or
+// vec4<f32>): the same, or its f16 form.
+func storage(t string, half bool) string {
+	if half {
+		return strings.Replace(t, "f32", "f16", 1)
+	}
+	return t
 }
 
 // spreadGrid lays out groups workgroups over x and y, as gpu's 1-D grids

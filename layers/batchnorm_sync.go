@@ -141,7 +141,9 @@ func (b *BatchNorm) syncBackward(r *gpu.Recorder, dIn, dOut, in, cache *gpu.Tens
 
 // syncPass dispatches one pass of batchnorm_sync over groups workgroups.
 func (b *BatchNorm) syncPass(r *gpu.Recorder, mode string, n, hw, groups int, m float32, ts ...*gpu.Tensor) error {
-	k, err := b.d.Kernel("batchnorm_sync", shaders.Spec{"Mode": mode, "Affine": b.Affine(), "ReLU": b.ReLU, "WG": bnWG})
+	half := halfOf(ts)
+	k, err := b.d.Kernel("batchnorm_sync", shaders.Spec{"Mode": mode, "Affine": b.Affine(), "ReLU": b.ReLU, "WG": bnWG,
+		"Half": half, "S": storage("f32", half)})
 	if err != nil {
 		return err
 	}

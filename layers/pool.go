@@ -59,7 +59,7 @@ func (m *MaxPool2D) prepare(op string, n, c, h, w int, ts ...named) (*gpu.Kernel
 	if err := checkSizes("MaxPool2D "+op, ts); err != nil {
 		return nil, err
 	}
-	return m.d.Kernel("pool", shaders.Spec{"Op": op, "K": m.K, "S": m.Stride, "Pad": m.Pad, "WG": poolWG})
+	return m.d.Kernel("pool", shaders.Spec{"Op": op, "K": m.K, "S": m.Stride, "Pad": m.Pad, "WG": poolWG, "Store": store(ts)})
 }
 
 // Forward writes out, [N, C, OH, OW], the maxima of in, [N, C, H, W], and
@@ -101,7 +101,7 @@ func (g *GlobalAvgPool) prepare(op string, n, c, hw int, ts ...named) (*gpu.Kern
 	if err := checkSizes("GlobalAvgPool "+op, ts); err != nil {
 		return nil, err
 	}
-	return g.d.Kernel("pool", shaders.Spec{"Op": op, "WG": poolWG})
+	return g.d.Kernel("pool", shaders.Spec{"Op": op, "WG": poolWG, "Store": store(ts)})
 }
 
 // Forward writes out, [N, C], the means of the planes of in, [N, C, H·W].
@@ -144,4 +144,15 @@ func dispatch1D(r *gpu.Recorder, d *gpu.Device, k *gpu.Kernel, n int, p gpu.Para
 		return err
 	}
 	return r.Dispatch(k, grid, p, ts...)
+}
+
+// store is the pooling kernels' type for the data tensors among ts: f16
+// where any is (mixed precision; argmax is always f32), else f32.
+func store(ts []named) string {
+	for _, x := range ts {
+		if x.t != nil && x.t.DType == gpu.F16 {
+			return "f16"
+		}
+	}
+	return "f32"
 }

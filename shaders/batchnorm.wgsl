@@ -31,7 +31,11 @@
 // Params count vec4s along HW: CPU adapters load storage lane by lane, so
 // each vec4 costs one such load instead of four.
 // Without Affine, γ = 1 and β = 0 and their buffers are not bound.
-{{if ne .Mode "eval"}}{{template "enable" .}}{{end}}struct Params {
+// With Half the data tensors (x, y, dy, dx) are stored as f16, S being
+// their element type: loads widen to T, all arithmetic and the statistics
+// stay f32, stores narrow (mixed precision).
+{{if .Half}}enable f16;
+{{end}}{{if ne .Mode "eval"}}{{template "enable" .}}{{end}}struct Params {
   n: u32,
   c: u32,
   hw: u32,
@@ -39,29 +43,29 @@
   momentum: f32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
-{{if eq .Mode "train"}}@group(0) @binding(1) var<storage, read_write> y: array<{{.T}}>;
+{{if eq .Mode "train"}}@group(0) @binding(1) var<storage, read_write> y: array<{{.S}}>;
 @group(0) @binding(2) var<storage, read_write> stats: array<f32>;
 @group(0) @binding(3) var<storage, read_write> run_mean: array<f32>;
 @group(0) @binding(4) var<storage, read_write> run_var: array<f32>;
-@group(0) @binding(5) var<storage, read> x: array<{{.T}}>;
+@group(0) @binding(5) var<storage, read> x: array<{{.S}}>;
 {{if .Affine}}@group(0) @binding(6) var<storage, read> gamma: array<f32>;
 @group(0) @binding(7) var<storage, read> beta: array<f32>;
-{{end}}{{else if eq .Mode "eval"}}@group(0) @binding(1) var<storage, read_write> y: array<f32>;
-@group(0) @binding(2) var<storage, read> x: array<f32>;
+{{end}}{{else if eq .Mode "eval"}}@group(0) @binding(1) var<storage, read_write> y: array<{{.S}}>;
+@group(0) @binding(2) var<storage, read> x: array<{{.S}}>;
 @group(0) @binding(3) var<storage, read> run_mean: array<f32>;
 @group(0) @binding(4) var<storage, read> run_var: array<f32>;
 {{if .Affine}}@group(0) @binding(5) var<storage, read> gamma: array<f32>;
 @group(0) @binding(6) var<storage, read> beta: array<f32>;
-{{end}}{{else}}@group(0) @binding(1) var<storage, read_write> dx: array<{{.T}}>;
+{{end}}{{else}}@group(0) @binding(1) var<storage, read_write> dx: array<{{.S}}>;
 {{if .Affine}}@group(0) @binding(2) var<storage, read_write> dgamma: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dbeta: array<f32>;
-@group(0) @binding(4) var<storage, read> dy: array<{{.T}}>;
-@group(0) @binding(5) var<storage, read> x: array<{{.T}}>;
+@group(0) @binding(4) var<storage, read> dy: array<{{.S}}>;
+@group(0) @binding(5) var<storage, read> x: array<{{.S}}>;
 @group(0) @binding(6) var<storage, read> stats: array<f32>;
 @group(0) @binding(7) var<storage, read> gamma: array<f32>;
 {{if .ReLU}}@group(0) @binding(8) var<storage, read> beta: array<f32>;
-{{end}}{{else}}@group(0) @binding(2) var<storage, read> dy: array<{{.T}}>;
-@group(0) @binding(3) var<storage, read> x: array<{{.T}}>;
+{{end}}{{else}}@group(0) @binding(2) var<storage, read> dy: array<{{.S}}>;
+@group(0) @binding(3) var<storage, read> x: array<{{.S}}>;
 @group(0) @binding(4) var<storage, read> stats: array<f32>;
 {{end}}{{end}}
 {{if eq .Mode "eval"}}
@@ -75,8 +79,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   }
   let b = (i / p.hw) % p.c;
   let scale = inverseSqrt(run_var[b] + p.eps);
-{{if .Affine}}  y[i] = act(gamma[b] * (x[i] - run_mean[b]) * scale + beta[b]);
-{{else}}  y[i] = act((x[i] - run_mean[b]) * scale);
+{{if .Affine}}  y[i] = {{.S}}(act(gamma[b] * (f32(x[i]) - run_mean[b]) * scale + beta[b]));
+{{else}}  y[i] = {{.S}}(act((f32(x[i]) - run_mean[b]) * scale));
 {{end}}}
 {{else}}
 
@@ -126,10 +130,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 {{if eq .Mode "train"}}  var x0 = 0.0;
   var acc = {{.T}}(0.0);
   if (inside) {
-    x0 = x[b * p.hw]{{if eq .V 4}}.x{{end}};
+    x0 = f32(x[b * p.hw]{{if eq .V 4}}.x{{end}});
     var cur = start(lid.y, b);
     for (var t = lid.y; t < count; t += {{.BY}}u) {
-      acc += x[cur.k] - x0;
+      acc += {{.T}}(x[cur.k]) - x0;
       cur = advance(cur, dk, dpos);
     }
   }
@@ -138,7 +142,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   if (inside) {
     var cur = start(lid.y, b);
     for (var t = lid.y; t < count; t += {{.BY}}u) {
-      let d = (x[cur.k] - x0) - delta;
+      let d = ({{.T}}(x[cur.k]) - x0) - delta;
       dev += d * d;
       cur = advance(cur, dk, dpos);
     }
@@ -152,7 +156,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let shift = shift_of(b);
   var cur = start(lid.y, b);
   for (var t = lid.y; t < count; t += {{.BY}}u) {
-    y[cur.k] = act(((x[cur.k] - x0) - delta) * scale + shift);
+    y[cur.k] = {{.S}}(act((({{.T}}(x[cur.k]) - x0) - delta) * scale + shift));
     cur = advance(cur, dk, dpos);
   }
   if (lid.y == 0u) {
@@ -173,9 +177,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 {{if .ReLU}}    shift = shift_of(b);
 {{end}}    var cur = start(lid.y, b);
     for (var t = lid.y; t < count; t += {{.BY}}u) {
-      let g = passed(dy[cur.k], ((x[cur.k] - x0) - delta) * scale + shift);
+      let xk = {{.T}}(x[cur.k]);
+      let g = passed({{.T}}(dy[cur.k]), ((xk - x0) - delta) * scale + shift);
       vdy += g;
-      vdyx += g * ((x[cur.k] - x0) - delta) * invstd;
+      vdyx += g * ((xk - x0) - delta) * invstd;
       cur = advance(cur, dk, dpos);
     }
   }
@@ -189,8 +194,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   var cur = start(lid.y, b);
   for (var t = lid.y; t < count; t += {{.BY}}u) {
     let k = cur.k;
-    let g = passed(dy[k], ((x[k] - x0) - delta) * scale + shift);
-    dx[k] = scale * (g - mdy - ((x[k] - x0) - delta) * invstd * mdyx);
+    let xk = {{.T}}(x[k]);
+    let g = passed({{.T}}(dy[k]), ((xk - x0) - delta) * scale + shift);
+    dx[k] = {{.S}}(scale * (g - mdy - ((xk - x0) - delta) * invstd * mdyx));
     cur = advance(cur, dk, dpos);
   }
   if (lid.y == 0u) {

@@ -27,8 +27,11 @@
 //             2: their sums over the chunks, dx, and in chunk 0 dγ and dβ.
 // With ReLU, dy is first taken back through the fused ReLU (see batchnorm).
 // Summing row by row keeps the rounding of long sums to that of a row plus
-// the rows of a chunk.
-struct Params {
+// the rows of a chunk. With Half the data tensors are stored as f16 (S
+// their scalar type), widened on load and narrowed on store; everything
+// else is f32 (mixed precision).
+{{if .Half}}enable f16;
+{{end}}struct Params {
   n: u32,
   c: u32,
   hw: u32,
@@ -39,32 +42,32 @@ struct Params {
 }
 @group(0) @binding(0) var<uniform> p: Params;
 {{if eq .Mode "train"}}{{if eq .Pass 1}}@group(0) @binding(1) var<storage, read_write> partial: array<f32>;
-@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
-{{else}}@group(0) @binding(1) var<storage, read_write> y: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> x: array<vec4<{{.S}}>>;
+{{else}}@group(0) @binding(1) var<storage, read_write> y: array<vec4<{{.S}}>>;
 @group(0) @binding(2) var<storage, read_write> stats: array<f32>;
 @group(0) @binding(3) var<storage, read_write> run_mean: array<f32>;
 @group(0) @binding(4) var<storage, read_write> run_var: array<f32>;
-@group(0) @binding(5) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> x: array<vec4<{{.S}}>>;
 @group(0) @binding(6) var<storage, read> partial: array<f32>;
 {{if .Affine}}@group(0) @binding(7) var<storage, read> gamma: array<f32>;
 @group(0) @binding(8) var<storage, read> beta: array<f32>;
 {{end}}{{end}}{{else}}{{if eq .Pass 1}}@group(0) @binding(1) var<storage, read_write> partial: array<f32>;
-@group(0) @binding(2) var<storage, read> dy: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> dy: array<vec4<{{.S}}>>;
+@group(0) @binding(3) var<storage, read> x: array<vec4<{{.S}}>>;
 @group(0) @binding(4) var<storage, read> stats: array<f32>;
 {{if and .ReLU .Affine}}@group(0) @binding(5) var<storage, read> gamma: array<f32>;
 @group(0) @binding(6) var<storage, read> beta: array<f32>;
-{{end}}{{else}}@group(0) @binding(1) var<storage, read_write> dx: array<vec4<f32>>;
+{{end}}{{else}}@group(0) @binding(1) var<storage, read_write> dx: array<vec4<{{.S}}>>;
 {{if .Affine}}@group(0) @binding(2) var<storage, read_write> dgamma: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dbeta: array<f32>;
-@group(0) @binding(4) var<storage, read> dy: array<vec4<f32>>;
-@group(0) @binding(5) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> dy: array<vec4<{{.S}}>>;
+@group(0) @binding(5) var<storage, read> x: array<vec4<{{.S}}>>;
 @group(0) @binding(6) var<storage, read> stats: array<f32>;
 @group(0) @binding(7) var<storage, read> partial: array<f32>;
 @group(0) @binding(8) var<storage, read> gamma: array<f32>;
 {{if .ReLU}}@group(0) @binding(9) var<storage, read> beta: array<f32>;
-{{end}}{{else}}@group(0) @binding(2) var<storage, read> dy: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> x: array<vec4<f32>>;
+{{end}}{{else}}@group(0) @binding(2) var<storage, read> dy: array<vec4<{{.S}}>>;
+@group(0) @binding(3) var<storage, read> x: array<vec4<{{.S}}>>;
 @group(0) @binding(4) var<storage, read> stats: array<f32>;
 @group(0) @binding(5) var<storage, read> partial: array<f32>;
 {{end}}{{end}}{{end}}
@@ -111,13 +114,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let row = p.c * p.hw;
   let first = min(j * p.rows, p.n) * row + b * p.hw;
   let last = min((j + 1u) * p.rows, p.n) * row;
-{{if eq .Mode "train"}}  let x0 = x[quad(b * p.hw)][b * p.hw % 4u];
+{{if eq .Mode "train"}}  let x0 = f32(x[quad(b * p.hw)][b * p.hw % 4u]);
 {{if eq .Pass 1}}  var sum = 0.0;
   for (var lo = first; lo < last; lo += row) {
     let hi = lo + p.hw;
     var s = vec4<f32>(0.0);
     for (var q = lo / 4u; q < (hi + 3u) / 4u; q++) {
-      s += select(vec4<f32>(0.0), x[q] - x0, inrow(q, lo, hi));
+      s += select(vec4<f32>(0.0), vec4<f32>(x[q]) - x0, inrow(q, lo, hi));
     }
     sum += hsum(s);
   }
@@ -127,7 +130,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let hi = lo + p.hw;
     var s = vec4<f32>(0.0);
     for (var q = lo / 4u; q < (hi + 3u) / 4u; q++) {
-      let e = select(vec4<f32>(0.0), (x[q] - x0) - d, inrow(q, lo, hi));
+      let e = select(vec4<f32>(0.0), (vec4<f32>(x[q]) - x0) - d, inrow(q, lo, hi));
       s += e * e;
     }
     m2 += hsum(s);
@@ -154,13 +157,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let q0 = (lo + 3u) / 4u;
     let q1 = hi / 4u;
     for (var k = lo; k < min(hi, 4u * q0); k++) {
-      y[quad(k)][k % 4u] = normalise(vec4<f32>(x[quad(k)][k % 4u]), x0, delta, scale, shift).x;
+      y[quad(k)][k % 4u] = {{.S}}(normalise(vec4<f32>(f32(x[quad(k)][k % 4u])), x0, delta, scale, shift).x);
     }
     for (var q = q0; q < q1; q++) {
-      y[q] = normalise(x[q], x0, delta, scale, shift);
+      y[q] = vec4<{{.S}}>(normalise(vec4<f32>(x[q]), x0, delta, scale, shift));
     }
     for (var k = max(4u * q1, 4u * q0); k < hi; k++) {
-      y[quad(k)][k % 4u] = normalise(vec4<f32>(x[quad(k)][k % 4u]), x0, delta, scale, shift).x;
+      y[quad(k)][k % 4u] = {{.S}}(normalise(vec4<f32>(f32(x[quad(k)][k % 4u])), x0, delta, scale, shift).x);
     }
   }
   if (j == 0u) {
@@ -178,11 +181,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     var s = vec4<f32>(0.0);
     var sx = vec4<f32>(0.0);
     for (var q = lo / 4u; q < (hi + 3u) / 4u; q++) {
-{{if .ReLU}}      let e = select(vec4<f32>(0.0), passed(dy[q], ((x[q] - x0) - delta) * scale + shift), inrow(q, lo, hi));
-{{else}}      let e = select(vec4<f32>(0.0), dy[q], inrow(q, lo, hi));
+{{if .ReLU}}      let e = select(vec4<f32>(0.0), passed(vec4<f32>(dy[q]), ((vec4<f32>(x[q]) - x0) - delta) * scale + shift), inrow(q, lo, hi));
+{{else}}      let e = select(vec4<f32>(0.0), vec4<f32>(dy[q]), inrow(q, lo, hi));
 {{end}}
       s += e;
-      sx += e * ((x[q] - x0) - delta);
+      sx += e * ((vec4<f32>(x[q]) - x0) - delta);
     }
     sdy += hsum(s);
     sdyx += hsum(sx);
@@ -204,13 +207,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let q0 = (lo + 3u) / 4u;
     let q1 = hi / 4u;
     for (var k = lo; k < min(hi, 4u * q0); k++) {
-      dx[quad(k)][k % 4u] = grad_in(vec4<f32>(dy[quad(k)][k % 4u]), vec4<f32>(x[quad(k)][k % 4u]), x0, delta, invstd, scale, shift, mdy, mdyx).x;
+      dx[quad(k)][k % 4u] = {{.S}}(grad_in(vec4<f32>(f32(dy[quad(k)][k % 4u])), vec4<f32>(f32(x[quad(k)][k % 4u])), x0, delta, invstd, scale, shift, mdy, mdyx).x);
     }
     for (var q = q0; q < q1; q++) {
-      dx[q] = grad_in(dy[q], x[q], x0, delta, invstd, scale, shift, mdy, mdyx);
+      dx[q] = vec4<{{.S}}>(grad_in(vec4<f32>(dy[q]), vec4<f32>(x[q]), x0, delta, invstd, scale, shift, mdy, mdyx));
     }
     for (var k = max(4u * q1, 4u * q0); k < hi; k++) {
-      dx[quad(k)][k % 4u] = grad_in(vec4<f32>(dy[quad(k)][k % 4u]), vec4<f32>(x[quad(k)][k % 4u]), x0, delta, invstd, scale, shift, mdy, mdyx).x;
+      dx[quad(k)][k % 4u] = {{.S}}(grad_in(vec4<f32>(f32(dy[quad(k)][k % 4u])), vec4<f32>(f32(x[quad(k)][k % 4u])), x0, delta, invstd, scale, shift, mdy, mdyx).x);
     }
   }
   if (j == 0u) {

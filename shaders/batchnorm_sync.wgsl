@@ -16,8 +16,10 @@
 //          count of values per channel.
 // With ReLU the gradient is dy where y = γ·x̂ + β > 0 and 0 elsewhere, as
 // in batchnorm's backward. Without Affine, γ = 1 and β = 0 and their
-// buffers are not bound.
-struct Params {
+// buffers are not bound. With Half, x, dy and dx are stored as f16 (S),
+// widened on load and narrowed on store; sums and statistics stay f32.
+{{if .Half}}enable f16;
+{{end}}struct Params {
   n: u32,
   c: u32,
   hw: u32,
@@ -25,29 +27,29 @@ struct Params {
 }
 @group(0) @binding(0) var<uniform> p: Params;
 {{if eq .Mode "stats"}}@group(0) @binding(1) var<storage, read_write> stats: array<f32>;
-@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> x: array<{{.S}}>;
 {{else if eq .Mode "grad"}}@group(0) @binding(1) var<storage, read_write> sums: array<f32>;
 {{if .Affine}}@group(0) @binding(2) var<storage, read_write> dgamma: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dbeta: array<f32>;
-@group(0) @binding(4) var<storage, read> dy: array<f32>;
-@group(0) @binding(5) var<storage, read> x: array<f32>;
+@group(0) @binding(4) var<storage, read> dy: array<{{.S}}>;
+@group(0) @binding(5) var<storage, read> x: array<{{.S}}>;
 @group(0) @binding(6) var<storage, read> cache: array<f32>;
 {{if .ReLU}}@group(0) @binding(7) var<storage, read> gamma: array<f32>;
 @group(0) @binding(8) var<storage, read> beta: array<f32>;
-{{end}}{{else}}@group(0) @binding(2) var<storage, read> dy: array<f32>;
-@group(0) @binding(3) var<storage, read> x: array<f32>;
+{{end}}{{else}}@group(0) @binding(2) var<storage, read> dy: array<{{.S}}>;
+@group(0) @binding(3) var<storage, read> x: array<{{.S}}>;
 @group(0) @binding(4) var<storage, read> cache: array<f32>;
-{{end}}{{else}}@group(0) @binding(1) var<storage, read_write> dx: array<f32>;
-@group(0) @binding(2) var<storage, read> dy: array<f32>;
-@group(0) @binding(3) var<storage, read> x: array<f32>;
+{{end}}{{else}}@group(0) @binding(1) var<storage, read_write> dx: array<{{.S}}>;
+@group(0) @binding(2) var<storage, read> dy: array<{{.S}}>;
+@group(0) @binding(3) var<storage, read> x: array<{{.S}}>;
 @group(0) @binding(4) var<storage, read> cache: array<f32>;
 @group(0) @binding(5) var<storage, read> sums: array<f32>;
 {{if .Affine}}@group(0) @binding(6) var<storage, read> gamma: array<f32>;
 {{if .ReLU}}@group(0) @binding(7) var<storage, read> beta: array<f32>;
 {{end}}{{end}}{{end}}{{if ne .Mode "stats"}}
-// xhat is x[k]'s normalised value in channel b.
+// xhat is f32(x[k])'s normalised value in channel b.
 fn xhat(k: u32, b: u32) -> f32 {
-  return ((x[k] - cache[b]) - cache[p.c + b]) * cache[2u * p.c + b];
+  return ((f32(x[k]) - cache[b]) - cache[p.c + b]) * cache[2u * p.c + b];
 }
 
 // grad is the gradient reaching BatchNorm's output at k: dy, or, with a
@@ -55,8 +57,8 @@ fn xhat(k: u32, b: u32) -> f32 {
 fn grad(k: u32, b: u32) -> f32 {
 {{if .ReLU}}{{if .Affine}}  let y = gamma[b] * xhat(k, b) + beta[b];
 {{else}}  let y = xhat(k, b);
-{{end}}  return select(0.0, dy[k], y > 0.0);
-{{else}}  return dy[k];
+{{end}}  return select(0.0, f32(dy[k]), y > 0.0);
+{{else}}  return f32(dy[k]);
 {{end}}}
 {{end}}
 {{if eq .Mode "apply"}}
@@ -69,7 +71,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let b = (k / p.hw) % p.c;
 {{if .Affine}}  let g = gamma[b];
 {{else}}  let g = 1.0;
-{{end}}  dx[k] = g * cache[2u * p.c + b] * (grad(k, b) - sums[b] / p.m - xhat(k, b) * sums[p.c + b] / p.m);
+{{end}}  dx[k] = {{.S}}(g * cache[2u * p.c + b] * (grad(k, b) - sums[b] / p.m - xhat(k, b) * sums[p.c + b] / p.m));
 }
 {{else}}
 var<workgroup> part: array<vec2<f32>, {{.WG}}>;
@@ -103,15 +105,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   }
   let t = lid.x;
   let count = p.n * p.hw;
-{{if eq .Mode "stats"}}  let x0 = x[b * p.hw];
+{{if eq .Mode "stats"}}  let x0 = f32(x[b * p.hw]);
   var s = 0.0;
   for (var i = t; i < count; i += {{.WG}}u) {
-    s += x[at(i, b)] - x0;
+    s += f32(x[at(i, b)]) - x0;
   }
   let delta = total(vec2<f32>(s, 0.0), t).x / f32(count);
   var q = 0.0;
   for (var i = t; i < count; i += {{.WG}}u) {
-    let d = (x[at(i, b)] - x0) - delta;
+    let d = (f32(x[at(i, b)]) - x0) - delta;
     q += d * d;
   }
   let m2 = total(vec2<f32>(q, 0.0), t).x;

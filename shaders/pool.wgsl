@@ -16,8 +16,11 @@
 //   avg_backward  its gradient, dx[p, ·] = dy[p]/(H·W).
 // Window size, stride and padding are template constants, so the index
 // arithmetic divides by constants. Large grids are dispatched over x and y,
-// so the flat index is rebuilt from both.
-struct Params {
+// so the flat index is rebuilt from both. Store is the element type of the
+// data tensors (x, y, dy, dx): f16 under mixed precision, widened on load
+// and narrowed on store; argmax and the arithmetic stay f32.
+{{if eq .Store "f16"}}enable f16;
+{{end}}struct Params {
   nc: u32,
   h: u32,
   w: u32,
@@ -25,16 +28,16 @@ struct Params {
   ow: u32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
-{{if eq .Op "max"}}@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+{{if eq .Op "max"}}@group(0) @binding(1) var<storage, read_write> y: array<{{.Store}}>;
 @group(0) @binding(2) var<storage, read_write> arg: array<f32>;
-@group(0) @binding(3) var<storage, read> x: array<f32>;
-{{else if eq .Op "max_backward"}}@group(0) @binding(1) var<storage, read_write> dx: array<f32>;
-@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(3) var<storage, read> x: array<{{.Store}}>;
+{{else if eq .Op "max_backward"}}@group(0) @binding(1) var<storage, read_write> dx: array<{{.Store}}>;
+@group(0) @binding(2) var<storage, read> dy: array<{{.Store}}>;
 @group(0) @binding(3) var<storage, read> arg: array<f32>;
-{{else if eq .Op "avg"}}@group(0) @binding(1) var<storage, read_write> y: array<f32>;
-@group(0) @binding(2) var<storage, read> x: array<f32>;
-{{else}}@group(0) @binding(1) var<storage, read_write> dx: array<f32>;
-@group(0) @binding(2) var<storage, read> dy: array<f32>;
+{{else if eq .Op "avg"}}@group(0) @binding(1) var<storage, read_write> y: array<{{.Store}}>;
+@group(0) @binding(2) var<storage, read> x: array<{{.Store}}>;
+{{else}}@group(0) @binding(1) var<storage, read_write> dx: array<{{.Store}}>;
+@group(0) @binding(2) var<storage, read> dy: array<{{.Store}}>;
 {{end}}
 {{if eq .Op "max"}}// is_nan tests the bits: compilers that assume no NaNs fold v != v to false.
 fn is_nan(v: f32) -> bool {
@@ -57,14 +60,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   for (var a = max(y0, 0); a < min(y0 + {{.K}}, i32(p.h)); a++) {
     for (var b = max(x0, 0); b < min(x0 + {{.K}}, i32(p.w)); b++) {
       let q = a * i32(p.w) + b;
-      let v = x[base + u32(q)];
+      let v = f32(x[base + u32(q)]);
       if (at < 0 || v > best || is_nan(v)) {
         best = v;
         at = q;
       }
     }
   }
-  y[i] = best;
+  y[i] = {{.Store}}(best);
   arg[i] = f32(at);
 {{else if eq .Op "max_backward"}}  if (i >= p.nc * p.h * p.w) {
     return;
@@ -86,23 +89,23 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     for (var ox = ox0; ox <= ox1; ox++) {
       let o = base + u32(oy) * p.ow + u32(ox);
       if (arg[o] == me) {
-        acc += dy[o];
+        acc += f32(dy[o]);
       }
     }
   }
-  dx[i] = acc;
+  dx[i] = {{.Store}}(acc);
 {{else if eq .Op "avg"}}  let hw = p.h * p.w;
   if (i >= p.nc) {
     return;
   }
   var acc = 0.0;
   for (var l = 0u; l < hw; l++) {
-    acc += x[i * hw + l];
+    acc += f32(x[i * hw + l]);
   }
-  y[i] = acc / f32(hw);
+  y[i] = {{.Store}}(acc / f32(hw));
 {{else}}  let hw = p.h * p.w;
   if (i >= p.nc * hw) {
     return;
   }
-  dx[i] = dy[i / hw] / f32(hw);
+  dx[i] = {{.Store}}(f32(dy[i / hw]) / f32(hw));
 {{end}}}

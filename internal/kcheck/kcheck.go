@@ -167,6 +167,9 @@ type Layer struct {
 
 	// Tol bounds the GPU's relative error (Reduction if zero).
 	Tol float64
+	// Half stores the activations as f16 (mixed precision): input 0, the
+	// output and their gradients; parameters and their gradients stay f32.
+	Half bool
 }
 
 // RunLayer checks a layer three ways: the float64 backward against finite
@@ -192,8 +195,12 @@ func RunLayer(d *gpu.Device, rng *rand.Rand, l Layer) error {
 	if err := ref.GradCheck(rng, ins, l.RefForward, l.RefBackward, 12, 1e-5); err != nil {
 		errs = append(errs, fmt.Errorf("float64 backward disagrees with finite differences: %w", err))
 	}
+	inTypes, outTypes := []gpu.DType(nil), []gpu.DType(nil)
+	if l.Half {
+		inTypes, outTypes = []gpu.DType{gpu.F16}, []gpu.DType{gpu.F16}
+	}
 	if err := Run(d, rng, Op{
-		Inputs: l.Inputs, Outputs: [][]int{l.Output}, Tol: tol,
+		Inputs: l.Inputs, Outputs: [][]int{l.Output}, Tol: tol, InTypes: inTypes, OutTypes: outTypes,
 		Draw: func(_ *rand.Rand, i, n int) []float64 { return draw(i, n) },
 		GPU:  func(r *gpu.Recorder, outs, gins []*gpu.Tensor) error { return l.Forward(r, outs[0], gins) },
 		Ref:  func(outs, rins [][]float64) { copy(outs[0], l.RefForward(rins)) },
@@ -201,8 +208,14 @@ func RunLayer(d *gpu.Device, rng *rand.Rand, l Layer) error {
 		errs = append(errs, fmt.Errorf("forward: %w", err))
 	}
 	n := len(l.Inputs)
+	if l.Half {
+		// dout, after the inputs, is f16 too.
+		inTypes = make([]gpu.DType, n+1)
+		inTypes[0], inTypes[n] = gpu.F16, gpu.F16
+	}
 	if err := Run(d, rng, Op{
 		Inputs: append(append([][]int{}, l.Inputs...), l.Output), Outputs: l.Inputs, Accumulate: l.Params, Tol: tol,
+		InTypes: inTypes, OutTypes: outTypes,
 		Draw: func(_ *rand.Rand, i, m int) []float64 {
 			if i == n {
 				return Normal(rng, m)
