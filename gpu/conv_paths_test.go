@@ -114,7 +114,7 @@ func TestConvHalf(t *testing.T) {
 						}}},
 					{"weight", kcheck.Op{Inputs: [][]int{ys, xs}, Outputs: [][]int{ws}, Accumulate: []bool{true}, Tol: kcheck.Reduction,
 						InTypes: []gpu.DType{h, h},
-						GPU: func(r *gpu.Recorder, o, i []*gpu.Tensor) error { return gpu.ConvBackwardWeight(r, o[0], i[0], i[1], s) },
+						GPU:     func(r *gpu.Recorder, o, i []*gpu.Tensor) error { return gpu.ConvBackwardWeight(r, o[0], i[0], i[1], s) },
 						Ref: func(o, i [][]float64) {
 							_, dw, _ := ref.ConvBackward(rs, i[1], make([]float64, len(o[0])), nil, i[0])
 							for j := range dw {
