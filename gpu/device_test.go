@@ -488,7 +488,7 @@ func TestSubgroups(t *testing.T) {
 
 // TestHalfTensors: f16 tensors hold their values rounded to f16 and come
 // back as float32, at lengths that do not fill a 4-byte word; kernels
-// declared for f32 (a reduction) refuse them, as do copies into f32 and in-flight
+// declared for f32 (a reduction's output) refuse them, as do copies into f32 and in-flight
 // readbacks.
 func TestHalfTensors(t *testing.T) {
 	d := gputest.Device(t)
@@ -533,7 +533,7 @@ func TestHalfTensors(t *testing.T) {
 	}
 	defer f.Release()
 	for name, rec := range map[string]func(r *gpu.Recorder) error{
-		"Reduce":   func(r *gpu.Recorder) error { return gpu.Reduce(r, f, h, 1, 8, 1, gpu.Sum) },
+		"Reduce":   func(r *gpu.Recorder) error { return gpu.Reduce(r, h, f, 1, 8, 1, gpu.Sum) },
 		"Copy":     func(r *gpu.Recorder) error { return r.Copy(f, h) },
 		"Readback": func(r *gpu.Recorder) error { _, err := r.Readback(h); return err },
 	} {

@@ -198,7 +198,7 @@ func reduceKernel(r *Recorder, op string, beta float32, x *Tensor, a, b, c int, 
 	}
 	// Subgroups sum a b's values where a workgroup holds one b
 	// (shaders/lib.tmpl's total).
-	k, err := r.d.Kernel("reduce", shaders.Spec{"Op": op, "BX": bx, "BY": 256 / bx, "Subgroups": r.d.Subgroups && bx == 1})
+	k, err := r.d.Kernel("reduce", shaders.Spec{"Op": op, "BX": bx, "BY": 256 / bx, "Subgroups": r.d.Subgroups && bx == 1, "X": x.DType.String()})
 	if err != nil {
 		return err
 	}

@@ -106,25 +106,33 @@ func TestReduce(t *testing.T) {
 			gpu.SumSq: func(v float64) float64 { return v * v },
 			gpu.Mean:  func(v float64) float64 { return v },
 		}
+		// x in f32 and, for mixed precision's gradients, f16; the sums
+		// and outputs are f32 either way.
+		types := []gpu.DType{gpu.F32}
+		if d.F16 {
+			types = append(types, gpu.F16)
+		}
 		for _, s := range shapes {
 			a, b, c := s[0], s[1], s[2]
 			for _, op := range []gpu.ReduceOp{gpu.Sum, gpu.SumSq, gpu.Mean} {
-				t.Run(fmt.Sprintf("%s/%dx%dx%d", op, a, b, c), func(t *testing.T) {
-					gputest.Check(t, d, kcheck.Op{
-						Inputs: [][]int{{a, b, c}}, Outputs: [][]int{{b}}, Tol: kcheck.Reduction,
-						GPU: func(r *gpu.Recorder, outs, ins []*gpu.Tensor) error {
-							return gpu.Reduce(r, outs[0], ins[0], a, b, c, op)
-						},
-						Ref: func(outs, ins [][]float64) {
-							ref.Reduce3(outs[0], ins[0], a, b, c, funcs[op])
-							if op == gpu.Mean {
-								for j := range outs[0] {
-									outs[0][j] /= float64(a * c)
+				for _, ty := range types {
+					t.Run(fmt.Sprintf("%s/%v/%dx%dx%d", op, ty, a, b, c), func(t *testing.T) {
+						gputest.Check(t, d, kcheck.Op{
+							Inputs: [][]int{{a, b, c}}, Outputs: [][]int{{b}}, Tol: kcheck.Reduction, InTypes: []gpu.DType{ty},
+							GPU: func(r *gpu.Recorder, outs, ins []*gpu.Tensor) error {
+								return gpu.Reduce(r, outs[0], ins[0], a, b, c, op)
+							},
+							Ref: func(outs, ins [][]float64) {
+								ref.Reduce3(outs[0], ins[0], a, b, c, funcs[op])
+								if op == gpu.Mean {
+									for j := range outs[0] {
+										outs[0][j] /= float64(a * c)
+									}
 								}
-							}
-						},
+							},
+						})
 					})
-				})
+				}
 			}
 			t.Run(fmt.Sprintf("meanvar/%dx%dx%d", a, b, c), func(t *testing.T) {
 				gputest.Check(t, d, kcheck.Op{

@@ -5,8 +5,11 @@
 // threads per b stride over the A·C elements and meet in workgroup memory.
 // With C = 1, BX = 32 makes neighbouring threads read neighbouring b, so the
 // loads coalesce. MeanVar is two-pass (mean first, then the mean of squared
-// deviations), which stays accurate where E[x²]−E[x]² cancels.
-{{template "enable" .}}struct Params {
+// deviations), which stays accurate where E[x²]−E[x]² cancels. X is x's
+// element type: f16 for mixed precision's activations (a bias gradient's
+// sum of dy), read as f32; the sums and outputs are f32.
+{{if eq .X "f16"}}enable f16;
+{{end}}{{template "enable" .}}struct Params {
   a: u32,
   b: u32,
   c: u32,
@@ -15,8 +18,8 @@
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 {{if eq .Op "meanvar"}}@group(0) @binding(2) var<storage, read_write> out2: array<f32>;
-@group(0) @binding(3) var<storage, read> x: array<f32>;
-{{else}}@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read> x: array<{{.X}}>;
+{{else}}@group(0) @binding(2) var<storage, read> x: array<{{.X}}>;
 {{end}}
 {{template "total" (set . "T" "f32")}}
 
@@ -30,7 +33,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   var acc = 0.0;
   if (inside) {
     for (var t = lid.y; t < count; t += {{.BY}}u) {
-      let v = x[(t / p.c) * p.b * p.c + b * p.c + t % p.c];
+      let v = f32(x[(t / p.c) * p.b * p.c + b * p.c + t % p.c]);
 {{if eq .Op "sumsq"}}      acc += v * v;
 {{else}}      acc += v;
 {{end}}    }
@@ -40,7 +43,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   var dev = 0.0;
   if (inside) {
     for (var t = lid.y; t < count; t += {{.BY}}u) {
-      let d = x[(t / p.c) * p.b * p.c + b * p.c + t % p.c] - mean;
+      let d = f32(x[(t / p.c) * p.b * p.c + b * p.c + t % p.c]) - mean;
       dev += d * d;
     }
   }
