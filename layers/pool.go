@@ -2,6 +2,7 @@ package layers
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/bt-org/bt/gpu"
 	"github.com/bt-org/bt/shaders"
@@ -59,7 +60,7 @@ func (m *MaxPool2D) prepare(op string, n, c, h, w int, ts ...named) (*gpu.Kernel
 	if err := checkSizes("MaxPool2D "+op, ts); err != nil {
 		return nil, err
 	}
-	return m.d.Kernel("pool", shaders.Spec{"Op": op, "K": m.K, "S": m.Stride, "Pad": m.Pad, "WG": poolWG, "Store": store(ts)})
+	return m.d.Kernel("pool", shaders.Spec{"Op": op, "K": m.K, "S": m.Stride, "Pad": m.Pad, "WG": poolWG, "Out": typeOf(ts, "out", "dIn"), "In": typeOf(ts, "in", "dOut")})
 }
 
 // Forward writes out, [N, C, OH, OW], the maxima of in, [N, C, H, W], and
@@ -101,7 +102,7 @@ func (g *GlobalAvgPool) prepare(op string, n, c, hw int, ts ...named) (*gpu.Kern
 	if err := checkSizes("GlobalAvgPool "+op, ts); err != nil {
 		return nil, err
 	}
-	return g.d.Kernel("pool", shaders.Spec{"Op": op, "WG": poolWG, "Store": store(ts)})
+	return g.d.Kernel("pool", shaders.Spec{"Op": op, "WG": poolWG, "Out": typeOf(ts, "out", "dIn"), "In": typeOf(ts, "in", "dOut")})
 }
 
 // Forward writes out, [N, C], the means of the planes of in, [N, C, H·W].
@@ -146,13 +147,15 @@ func dispatch1D(r *gpu.Recorder, d *gpu.Device, k *gpu.Kernel, n int, p gpu.Para
 	return r.Dispatch(k, grid, p, ts...)
 }
 
-// store is the pooling kernels' type for the data tensors among ts: f16
-// where any is (mixed precision; argmax is always f32), else f32.
-func store(ts []named) string {
+// typeOf is the element type of the checked tensor named one of names,
+// for the pooling kernels' In (x, dy) and Out (y, dx): under mixed
+// precision the activations are f16, and the global average pool's
+// representation may be f32.
+func typeOf(ts []named, names ...string) string {
 	for _, x := range ts {
-		if x.t != nil && x.t.DType == gpu.F16 {
-			return "f16"
+		if slices.Contains(names, x.name) {
+			return x.t.DType.String()
 		}
 	}
-	return "f32"
+	return gpu.F32.String()
 }

@@ -221,6 +221,29 @@ func TestGlobalAvgPool(t *testing.T) {
 	}
 }
 
+// TestGlobalAvgPoolMixed: under mixed precision the pool reads f16
+// activations into an f32 representation, and its backward takes the f32
+// gradient back into f16.
+func TestGlobalAvgPoolMixed(t *testing.T) {
+	d := gputest.Device(t)
+	if !d.F16 {
+		t.Skipf("%s has no shader-f16", d.Info.Name)
+	}
+	g := NewGlobalAvgPool(d)
+	const n, c, hw = 3, 17, 49
+	h := []gpu.DType{gpu.F16}
+	gputest.Check(t, d, kcheck.Op{
+		Inputs: [][]int{{n, c, hw}}, Outputs: [][]int{{n, c}}, InTypes: h, Tol: kcheck.Reduction,
+		GPU: func(r *gpu.Recorder, o, i []*gpu.Tensor) error { return g.Forward(r, o[0], i[0], n, c, hw) },
+		Ref: func(o, i [][]float64) { ref.GlobalAvgPool(o[0], i[0], n*c, hw) },
+	})
+	gputest.Check(t, d, kcheck.Op{
+		Inputs: [][]int{{n, c}}, Outputs: [][]int{{n, c, hw}}, OutTypes: h, Tol: kcheck.HalfStorage,
+		GPU: func(r *gpu.Recorder, o, i []*gpu.Tensor) error { return g.Backward(r, o[0], i[0], n, c, hw) },
+		Ref: func(o, i [][]float64) { ref.GlobalAvgPoolBackward(o[0], i[0], n*c, hw) },
+	})
+}
+
 // TestPoolPyTorch replays torch.nn.functional.max_pool2d (with its indices)
 // and AdaptiveAvgPool2d(1), forward and backward, in float64.
 func TestPoolPyTorch(t *testing.T) {

@@ -16,10 +16,11 @@
 //   avg_backward  its gradient, dx[p, ·] = dy[p]/(H·W).
 // Window size, stride and padding are template constants, so the index
 // arithmetic divides by constants. Large grids are dispatched over x and y,
-// so the flat index is rebuilt from both. Store is the element type of the
-// data tensors (x, y, dy, dx): f16 under mixed precision, widened on load
-// and narrowed on store; argmax and the arithmetic stay f32.
-{{if eq .Store "f16"}}enable f16;
+// so the flat index is rebuilt from both. In is the element type of x and
+// dy, Out that of y and dx: f16 under mixed precision (activations, where
+// the representation the global average pool writes may stay f32), widened
+// on load and narrowed on store; argmax and the arithmetic stay f32.
+{{if or (eq .In "f16") (eq .Out "f16")}}enable f16;
 {{end}}struct Params {
   nc: u32,
   h: u32,
@@ -28,16 +29,16 @@
   ow: u32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
-{{if eq .Op "max"}}@group(0) @binding(1) var<storage, read_write> y: array<{{.Store}}>;
+{{if eq .Op "max"}}@group(0) @binding(1) var<storage, read_write> y: array<{{.Out}}>;
 @group(0) @binding(2) var<storage, read_write> arg: array<f32>;
-@group(0) @binding(3) var<storage, read> x: array<{{.Store}}>;
-{{else if eq .Op "max_backward"}}@group(0) @binding(1) var<storage, read_write> dx: array<{{.Store}}>;
-@group(0) @binding(2) var<storage, read> dy: array<{{.Store}}>;
+@group(0) @binding(3) var<storage, read> x: array<{{.In}}>;
+{{else if eq .Op "max_backward"}}@group(0) @binding(1) var<storage, read_write> dx: array<{{.Out}}>;
+@group(0) @binding(2) var<storage, read> dy: array<{{.In}}>;
 @group(0) @binding(3) var<storage, read> arg: array<f32>;
-{{else if eq .Op "avg"}}@group(0) @binding(1) var<storage, read_write> y: array<{{.Store}}>;
-@group(0) @binding(2) var<storage, read> x: array<{{.Store}}>;
-{{else}}@group(0) @binding(1) var<storage, read_write> dx: array<{{.Store}}>;
-@group(0) @binding(2) var<storage, read> dy: array<{{.Store}}>;
+{{else if eq .Op "avg"}}@group(0) @binding(1) var<storage, read_write> y: array<{{.Out}}>;
+@group(0) @binding(2) var<storage, read> x: array<{{.In}}>;
+{{else}}@group(0) @binding(1) var<storage, read_write> dx: array<{{.Out}}>;
+@group(0) @binding(2) var<storage, read> dy: array<{{.In}}>;
 {{end}}
 {{if eq .Op "max"}}// is_nan tests the bits: compilers that assume no NaNs fold v != v to false.
 fn is_nan(v: f32) -> bool {
@@ -67,7 +68,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
       }
     }
   }
-  y[i] = {{.Store}}(best);
+  y[i] = {{.Out}}(best);
   arg[i] = f32(at);
 {{else if eq .Op "max_backward"}}  if (i >= p.nc * p.h * p.w) {
     return;
@@ -93,7 +94,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
       }
     }
   }
-  dx[i] = {{.Store}}(acc);
+  dx[i] = {{.Out}}(acc);
 {{else if eq .Op "avg"}}  let hw = p.h * p.w;
   if (i >= p.nc) {
     return;
@@ -102,10 +103,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   for (var l = 0u; l < hw; l++) {
     acc += f32(x[i * hw + l]);
   }
-  y[i] = {{.Store}}(acc / f32(hw));
+  y[i] = {{.Out}}(acc / f32(hw));
 {{else}}  let hw = p.h * p.w;
   if (i >= p.nc * hw) {
     return;
   }
-  dx[i] = {{.Store}}(f32(dy[i / hw]) / f32(hw));
+  dx[i] = {{.Out}}(f32(dy[i / hw]) / f32(hw));
 {{end}}}
