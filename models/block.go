@@ -48,7 +48,7 @@ func (u convBN) forward(r *gpu.Recorder, p *Pass, a *convBNActs, out, in *gpu.Te
 		return err
 	}
 	if p.train {
-		if a.cache, err = p.keep(3, u.conv.Cout); err != nil {
+		if a.cache, err = p.keep(gpu.F32, 3, u.conv.Cout); err != nil {
 			return err
 		}
 	}

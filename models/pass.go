@@ -16,6 +16,7 @@ import (
 type Pass struct {
 	d     *gpu.Device
 	train bool
+	dtype gpu.DType // the activations' and their gradients' element type
 	kept  []*gpu.Tensor
 
 	resnet *resnetActs
@@ -25,14 +26,23 @@ type Pass struct {
 // NewPass starts a pass on d; train keeps activations for Backward, and an
 // evaluation pass (train false) lets every activation go as soon as the next
 // layer has read it.
-func NewPass(d *gpu.Device, train bool) *Pass { return &Pass{d: d, train: train} }
+func NewPass(d *gpu.Device, train bool) *Pass { return NewPassOf(d, train, gpu.F32) }
+
+// NewPassOf is NewPass with the activations and their gradients stored as
+// t: gpu.F16 is mixed precision, where the layers still compute in f32 and
+// keep their parameters, gradients and statistics in f32. The network's
+// inputs and outputs (images, representations, embeddings) are the
+// caller's tensors, of their own types.
+func NewPassOf(d *gpu.Device, train bool, t gpu.DType) *Pass {
+	return &Pass{d: d, train: train, dtype: t}
+}
 
 // Train reports whether the pass keeps activations for a backward pass.
 func (p *Pass) Train() bool { return p.train }
 
-// keep allocates a tensor that lives until Release.
-func (p *Pass) keep(shape ...int) (*gpu.Tensor, error) {
-	t, err := p.d.NewTensor(shape...)
+// keep allocates a tensor of type dt that lives until Release.
+func (p *Pass) keep(dt gpu.DType, shape ...int) (*gpu.Tensor, error) {
+	t, err := p.d.NewTensorOf(dt, shape...)
 	if err != nil {
 		return nil, err
 	}
@@ -42,11 +52,14 @@ func (p *Pass) keep(shape ...int) (*gpu.Tensor, error) {
 
 // act allocates an activation: kept in a training pass; in an evaluation
 // pass the caller gives it back with drop once the next layer is recorded.
-func (p *Pass) act(shape ...int) (*gpu.Tensor, error) {
+func (p *Pass) act(shape ...int) (*gpu.Tensor, error) { return p.actOf(p.dtype, shape...) }
+
+// actOf is act for a tensor of type dt, such as max pooling's f32 choices.
+func (p *Pass) actOf(dt gpu.DType, shape ...int) (*gpu.Tensor, error) {
 	if p.train {
-		return p.keep(shape...)
+		return p.keep(dt, shape...)
 	}
-	return p.d.NewTensor(shape...)
+	return p.d.NewTensorOf(dt, shape...)
 }
 
 // drop releases an evaluation pass's activation after its last reader has
@@ -60,7 +73,7 @@ func (p *Pass) drop(t *gpu.Tensor) {
 
 // temp allocates a scratch tensor for the caller to Release after
 // recording its last use.
-func (p *Pass) temp(shape ...int) (*gpu.Tensor, error) { return p.d.NewTensor(shape...) }
+func (p *Pass) temp(shape ...int) (*gpu.Tensor, error) { return p.d.NewTensorOf(p.dtype, shape...) }
 
 // Release returns every kept tensor to the pool.
 func (p *Pass) Release() {

@@ -137,7 +137,7 @@ func (pr *Projector) Forward(r *gpu.Recorder, p *Pass, z, x *gpu.Tensor, n int) 
 			}
 			var cache *gpu.Tensor
 			if p.train {
-				if cache, err = p.keep(3, l.Out); err != nil {
+				if cache, err = p.keep(gpu.F32, 3, l.Out); err != nil {
 					return err
 				}
 			}

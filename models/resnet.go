@@ -253,7 +253,7 @@ func (m *ResNet) Forward(r *gpu.Recorder, p *Pass, repr, x *gpu.Tensor, n, h, w 
 		if err != nil {
 			return err
 		}
-		if a.argmax, err = p.act(n, m.stem.conv.Cout, ph, pw); err != nil {
+		if a.argmax, err = p.actOf(gpu.F32, n, m.stem.conv.Cout, ph, pw); err != nil {
 			return err
 		}
 		if err := m.pool.Forward(r, pooled, a.argmax, cur, n, m.stem.conv.Cout, sh, sw); err != nil {
