@@ -74,9 +74,10 @@ func NewMLP(d *gpu.Device, rng *rand.Rand, name string, in int, spec string, noB
 }
 
 // ProjectorFootprint sizes a projector from in to spec's widths for n
-// representations: Forward keeps each hidden layer's Linear output and its
-// BatchNorm-then-ReLU output, with the statistics.
-func ProjectorFootprint(in int, spec string, noBN bool, n int) (Footprint, error) {
+// representations with activations stored as t: Forward keeps each hidden
+// layer's Linear output and its BatchNorm-then-ReLU output, with the
+// statistics (f32).
+func ProjectorFootprint(in int, spec string, noBN bool, n int, t gpu.DType) (Footprint, error) {
 	widths, err := ParseSpec(spec)
 	if err != nil {
 		return Footprint{}, err
@@ -85,12 +86,13 @@ func ProjectorFootprint(in int, spec string, noBN bool, n int) (Footprint, error
 	prev := in
 	for i, w := range widths {
 		f.Params += int64(prev) * int64(w)
-		f.Largest = max(f.Largest, 4*int64(prev)*int64(w), 4*int64(n)*int64(w))
+		act := int64(t.Size()) * int64(n) * int64(w)
+		f.Largest = max(f.Largest, 4*int64(prev)*int64(w), act)
 		if i < len(widths)-1 {
-			f.Kept += 4 * int64(n) * int64(w)
+			f.Kept += act
 			if !noBN {
 				f.Params += 2 * int64(w)
-				f.Kept += 4*int64(n)*int64(w) + 4*3*int64(w)
+				f.Kept += act + 4*3*int64(w)
 			}
 		}
 		prev = w

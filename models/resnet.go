@@ -177,18 +177,19 @@ type Footprint struct {
 	Dim     int   // output width
 }
 
-// BackboneFootprint sizes a backbone for n images of h×w pixels. Kept
-// follows Forward's rules: every convolution's output and BatchNorm's
-// statistics, the ReLU outputs inside each block, each block's output, the
-// stem's output and pooling.
-func BackboneFootprint(cfg Config, n, h, w int) (Footprint, error) {
+// BackboneFootprint sizes a backbone for n images of h×w pixels with
+// activations stored as t (NewPassOf). Kept follows Forward's rules: every
+// convolution's output and BatchNorm's statistics (f32), the ReLU outputs
+// inside each block, each block's output, the stem's output and pooling
+// (its choices f32).
+func BackboneFootprint(cfg Config, n, h, w int, t gpu.DType) (Footprint, error) {
 	p, err := makePlan(cfg)
 	if err != nil {
 		return Footprint{}, err
 	}
 	f := Footprint{Dim: p.dim}
 	act := func(c, h, w int) int64 {
-		b := 4 * int64(n) * int64(c) * int64(h) * int64(w)
+		b := int64(t.Size()) * int64(n) * int64(c) * int64(h) * int64(w)
 		f.Largest = max(f.Largest, b)
 		return b
 	}
@@ -202,7 +203,7 @@ func BackboneFootprint(cfg Config, n, h, w int) (Footprint, error) {
 	f.Kept += act(p.stem.cout, h, w)
 	if p.pool {
 		h, w = (h+2-3)/2+1, (w+2-3)/2+1
-		f.Kept += 2 * act(p.stem.cout, h, w) // pooled values and the choices
+		f.Kept += act(p.stem.cout, h, w) + 4*int64(n)*int64(p.stem.cout)*int64(h)*int64(w) // pooled values and the choices
 	}
 	for _, b := range p.blocks {
 		bh, bw := h, w

@@ -175,9 +175,9 @@ func TestTinyProjectorHalf(t *testing.T) {
 // TestFootprint checks the architecture arithmetic against the networks
 // themselves: parameter counts of built models (ResNet-50 has torchvision's
 // 23,508,032 without its fc layer) and the memory a training pass really
-// keeps, as the device's pool counts it.
+// keeps, as the device's pool counts it, in f32 and in mixed precision.
 func TestFootprint(t *testing.T) {
-	f, err := BackboneFootprint(Config{Arch: "resnet50", InChannels: 3}, 1, 224, 224)
+	f, err := BackboneFootprint(Config{Arch: "resnet50", InChannels: 3}, 1, 224, 224, gpu.F32)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,41 +186,47 @@ func TestFootprint(t *testing.T) {
 	}
 	d := gputest.Device(t)
 	rng := rand.New(rand.NewPCG(1, 2))
-	for _, cfg := range []Config{{Arch: "tiny", InChannels: 1}, {Arch: "resnet18", InChannels: 3, Stem: ImageNetStem}} {
-		const n, h, w = 3, 40, 40
-		m, err := NewResNet(d, rng, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		f, err := BackboneFootprint(cfg, n, h, w)
-		if err != nil {
-			t.Fatal(err)
-		}
-		count := int64(0)
-		for _, p := range m.Params() {
-			count += int64(p.Value.Len())
-		}
-		if count != f.Params {
-			t.Errorf("%s: footprint says %d parameters, the model has %d", cfg.Arch, f.Params, count)
-		}
-		x := gputest.Zeros(t, d, n, cfg.InChannels, h, w)
-		repr := gputest.Zeros(t, d, n, m.Dim)
-		p := NewPass(d, true)
-		before := d.MemStats().Live
-		r, err := d.Record(false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := m.Forward(r, p, repr, x, n, h, w); err != nil {
-			t.Fatal(err)
-		}
-		r.Discard() // returns the recording's parameter blocks to the pool
-		kept := int64(d.MemStats().Live - before)
-		p.Release()
-		m.Release()
-		// The pool rounds every tensor up to 16 bytes.
-		if kept < f.Kept || kept > f.Kept+16*200 {
-			t.Errorf("%s: a training pass keeps %d bytes, the footprint says %d", cfg.Arch, kept, f.Kept)
+	types := []gpu.DType{gpu.F32}
+	if d.F16 {
+		types = append(types, gpu.F16)
+	}
+	for _, ty := range types {
+		for _, cfg := range []Config{{Arch: "tiny", InChannels: 1}, {Arch: "resnet18", InChannels: 3, Stem: ImageNetStem}} {
+			const n, h, w = 3, 40, 40
+			m, err := NewResNet(d, rng, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, err := BackboneFootprint(cfg, n, h, w, ty)
+			if err != nil {
+				t.Fatal(err)
+			}
+			count := int64(0)
+			for _, p := range m.Params() {
+				count += int64(p.Value.Len())
+			}
+			if count != f.Params {
+				t.Errorf("%s: footprint says %d parameters, the model has %d", cfg.Arch, f.Params, count)
+			}
+			x := gputest.Zeros(t, d, n, cfg.InChannels, h, w)
+			repr := gputest.Zeros(t, d, n, m.Dim)
+			p := NewPassOf(d, true, ty)
+			before := d.MemStats().Live
+			r, err := d.Record(false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := m.Forward(r, p, repr, x, n, h, w); err != nil {
+				t.Fatal(err)
+			}
+			r.Discard() // returns the recording's parameter blocks to the pool
+			kept := int64(d.MemStats().Live - before)
+			p.Release()
+			m.Release()
+			// The pool rounds every tensor up to 16 bytes.
+			if kept < f.Kept || kept > f.Kept+16*200 {
+				t.Errorf("%s, %v activations: a training pass keeps %d bytes, the footprint says %d", cfg.Arch, ty, kept, f.Kept)
+			}
 		}
 	}
 }

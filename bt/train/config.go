@@ -35,6 +35,13 @@ type Config struct {
 	// different model, whose normalisation sees batch/ranks samples. By
 	// default they are synchronised, as in the official code.
 	PerRankBatchNorm bool `json:"per_rank_batchnorm,omitempty"`
+	// Precision is where the activations live: "f32" ("" too, as in
+	// checkpoints written before the setting), or "f16", mixed precision:
+	// activations and their gradients stored as f16, everything computed
+	// in f32, and the parameters, their gradients, the optimiser state,
+	// BatchNorm statistics and the loss in f32. Where the adapter has
+	// shader-f16.
+	Precision string `json:"precision,omitempty"`
 
 	Optimizer   string         `json:"optimizer"` // optim.Names
 	WeightDecay float64        `json:"weight_decay"`
@@ -70,6 +77,17 @@ type DataConfig struct {
 	// the workers are faster (BENCHMARKS.md). Both draw the same
 	// augmentations for a seed; the pixels differ by float rounding.
 	AugmentOn string `json:"augment_on,omitempty"`
+}
+
+// Precisions are Config.Precision's values.
+var Precisions = []string{"f32", "f16"}
+
+// Activations is the element type of the passes' activations.
+func (c Config) Activations() gpu.DType {
+	if c.Precision == "f16" {
+		return gpu.F16
+	}
+	return gpu.F32
 }
 
 // AugmentPlaces are DataConfig.AugmentOn's values.
@@ -223,6 +241,9 @@ func (c Config) Validate() error {
 		bad("train: size %d: 0 (the preset's) or at least 8 pixels", c.Data.Size)
 	case c.Data.Workers < 0:
 		bad("train: workers %d: 0 (one per CPU) or more", c.Data.Workers)
+	}
+	if !slices.Contains(Precisions, c.Precision) && c.Precision != "" {
+		bad("train: precision %q: choose %s", c.Precision, strings.Join(Precisions, " or "))
 	}
 	if !slices.Contains(models.Archs, c.Model.Arch) {
 		bad("train: architecture %q: choose one of %s", c.Model.Arch, strings.Join(models.Archs, ", "))

@@ -63,17 +63,21 @@ func LossFor(fused bool) LossKind {
 // all-reduce C; where they gather the embeddings instead, every rank
 // holds the loss of the whole batch and the gathered embeddings with
 // their gradients.
-func PlanMemory(mc ModelConfig, batch, ranks, c, h, w int, loss LossKind, optimizer string) (MemoryPlan, error) {
+//
+// act is the activations' element type: f16 halves them and the backward
+// pass's temporaries (Config.Precision); the views, representations,
+// embeddings and everything of the parameters stay f32.
+func PlanMemory(mc ModelConfig, batch, ranks, c, h, w int, loss LossKind, act gpu.DType, optimizer string) (MemoryPlan, error) {
 	if ranks < 1 || batch%ranks != 0 {
 		return MemoryPlan{}, fmt.Errorf("train: batch %d does not divide among %d ranks", batch, ranks)
 	}
 	global := int64(batch)
 	batch /= ranks
-	bb, err := models.BackboneFootprint(models.Config{Arch: mc.Arch, Stem: mc.Stem, InChannels: mc.InChannels}, batch, h, w)
+	bb, err := models.BackboneFootprint(models.Config{Arch: mc.Arch, Stem: mc.Stem, InChannels: mc.InChannels}, batch, h, w, act)
 	if err != nil {
 		return MemoryPlan{}, err
 	}
-	pr, err := models.ProjectorFootprint(bb.Dim, mc.Projector, mc.NoBN, batch)
+	pr, err := models.ProjectorFootprint(bb.Dim, mc.Projector, mc.NoBN, batch, act)
 	if err != nil {
 		return MemoryPlan{}, err
 	}
@@ -86,7 +90,7 @@ func PlanMemory(mc ModelConfig, batch, ranks, c, h, w int, loss LossKind, optimi
 	p.Activations = 2 * (bb.Kept + pr.Kept)
 	if mc.Predictor {
 		// On the first branch only, with its output and that gradient.
-		pd, err := models.ProjectorFootprint(pr.Dim, fmt.Sprintf("%d-%d", pr.Dim, pr.Dim), false, batch)
+		pd, err := models.ProjectorFootprint(pr.Dim, fmt.Sprintf("%d-%d", pr.Dim, pr.Dim), false, batch, act)
 		if err != nil {
 			return MemoryPlan{}, err
 		}
@@ -127,10 +131,10 @@ func PlanMemory(mc ModelConfig, batch, ranks, c, h, w int, loss LossKind, optimi
 // it cannot run: a tensor beyond the adapter's binding limit, or, when
 // budget (bytes) is positive, a total beyond it. The error names the
 // largest batch that would fit, a multiple of ranks.
-func CheckMemory(d *gpu.Device, mc ModelConfig, batch, ranks, c, h, w int, loss LossKind, optimizer string, budget int64) (MemoryPlan, error) {
+func CheckMemory(d *gpu.Device, mc ModelConfig, batch, ranks, c, h, w int, loss LossKind, act gpu.DType, optimizer string, budget int64) (MemoryPlan, error) {
 	limit := int64(min(d.Limits.MaxStorageBufferBindingSize, d.Limits.MaxBufferSize))
 	fits := func(p MemoryPlan) bool { return p.Largest <= limit && (budget <= 0 || p.Total <= budget) }
-	p, err := PlanMemory(mc, batch, ranks, c, h, w, loss, optimizer)
+	p, err := PlanMemory(mc, batch, ranks, c, h, w, loss, act, optimizer)
 	if err != nil || fits(p) {
 		return p, err
 	}
@@ -141,7 +145,7 @@ func CheckMemory(d *gpu.Device, mc ModelConfig, batch, ranks, c, h, w int, loss 
 	best := 0
 	for lo, hi := 1, batch/ranks-1; lo <= hi; {
 		mid := (lo + hi) / 2
-		q, err := PlanMemory(mc, mid*ranks, ranks, c, h, w, loss, optimizer)
+		q, err := PlanMemory(mc, mid*ranks, ranks, c, h, w, loss, act, optimizer)
 		if err != nil {
 			return p, err
 		}

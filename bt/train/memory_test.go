@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bt-org/bt/gpu"
 	"github.com/bt-org/bt/internal/gputest"
 )
 
@@ -14,7 +15,7 @@ import (
 // largest batch that fits.
 func TestMemoryPlan(t *testing.T) {
 	mc := ModelConfig{Arch: "resnet50", InChannels: 3, Projector: "8192-8192-8192"}
-	p, err := PlanMemory(mc, 256, 1, 3, 224, 224, FusedLoss, "lars")
+	p, err := PlanMemory(mc, 256, 1, 3, 224, 224, FusedLoss, gpu.F32, "lars")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,17 +29,17 @@ func TestMemoryPlan(t *testing.T) {
 	}
 	t.Log(p)
 	d := gputest.Device(t)
-	_, err = CheckMemory(d, mc, 256, 1, 3, 224, 224, FusedLoss, "lars", 8<<30)
+	_, err = CheckMemory(d, mc, 256, 1, 3, 224, 224, FusedLoss, gpu.F32, "lars", 8<<30)
 	if !errors.Is(err, ErrMemory) || !strings.Contains(err.Error(), "largest batch that fits is") && !strings.Contains(err.Error(), "no batch") {
 		t.Fatalf("ResNet-50 at batch 256 in 8 GiB: %v", err)
 	}
 	t.Log(err)
-	small, err := CheckMemory(d, ModelConfig{Arch: "tiny", InChannels: 1, Projector: "512-512-512"}, 256, 1, 1, 28, 28, MaterialisedLoss, "lars", 0)
+	small, err := CheckMemory(d, ModelConfig{Arch: "tiny", InChannels: 1, Projector: "512-512-512"}, 256, 1, 1, 28, 28, MaterialisedLoss, gpu.F32, "lars", 0)
 	if err != nil {
 		t.Fatalf("the demo's setting does not fit: %v", err)
 	}
 	// A predictor adds its two D×D layers and its BatchNorm.
-	withPred, err := PlanMemory(ModelConfig{Arch: "tiny", InChannels: 1, Projector: "512-512-512", Predictor: true}, 256, 1, 1, 28, 28, MaterialisedLoss, "lars")
+	withPred, err := PlanMemory(ModelConfig{Arch: "tiny", InChannels: 1, Projector: "512-512-512", Predictor: true}, 256, 1, 1, 28, 28, MaterialisedLoss, gpu.F32, "lars")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +47,7 @@ func TestMemoryPlan(t *testing.T) {
 		t.Errorf("the predictor adds %d parameters, want %d", d, 2*512*512+2*512)
 	}
 	// Halving the batch must roughly halve the activations.
-	half, _ := PlanMemory(ModelConfig{Arch: "tiny", InChannels: 1, Projector: "512-512-512"}, 128, 1, 1, 28, 28, MaterialisedLoss, "lars")
+	half, _ := PlanMemory(ModelConfig{Arch: "tiny", InChannels: 1, Projector: "512-512-512"}, 128, 1, 1, 28, 28, MaterialisedLoss, gpu.F32, "lars")
 	if r := float64(small.Activations) / float64(half.Activations); r < 1.9 || r > 2.1 {
 		t.Errorf("activations at batch 256 are %.2f× those at 128", r)
 	}
@@ -57,7 +58,7 @@ func TestMemoryPlan(t *testing.T) {
 	const n, dim = 8192, 512
 	plans := map[LossKind]MemoryPlan{}
 	for _, k := range []LossKind{MaterialisedLoss, FusedLoss, InfoNCELoss} {
-		if plans[k], err = PlanMemory(tiny, n, 1, 1, 28, 28, k, "lars"); err != nil {
+		if plans[k], err = PlanMemory(tiny, n, 1, 1, 28, 28, k, gpu.F32, "lars"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -84,7 +85,7 @@ func TestMemoryPlanRanks(t *testing.T) {
 	const n = batch / ranks
 	plan := func(b, r int, k LossKind) MemoryPlan {
 		t.Helper()
-		p, err := PlanMemory(tiny, b, r, 1, 28, 28, k, "lars")
+		p, err := PlanMemory(tiny, b, r, 1, 28, 28, k, gpu.F32, "lars")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -111,7 +112,30 @@ func TestMemoryPlanRanks(t *testing.T) {
 			t.Errorf("kind %d: %q does not name the ranks", tc.kind, p)
 		}
 	}
-	if _, err := PlanMemory(tiny, 1022, ranks, 1, 28, 28, FusedLoss, "lars"); err == nil {
+	if _, err := PlanMemory(tiny, 1022, ranks, 1, 28, 28, FusedLoss, gpu.F32, "lars"); err == nil {
 		t.Error("a batch that does not divide among the ranks: no error")
 	}
+}
+
+// TestMemoryPlanHalf: mixed precision halves the activations of the
+// paper's setting (ResNet-50, 8192³ projector, batch 256), all but
+// BatchNorm's statistics and max pooling's choices, and keeps the
+// parameters' share.
+func TestMemoryPlanHalf(t *testing.T) {
+	mc := ModelConfig{Arch: "resnet50", InChannels: 3, Projector: "8192-8192-8192"}
+	full, err := PlanMemory(mc, 256, 1, 3, 224, 224, FusedLoss, gpu.F32, "lars")
+	if err != nil {
+		t.Fatal(err)
+	}
+	half, err := PlanMemory(mc, 256, 1, 3, 224, 224, FusedLoss, gpu.F16, "lars")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := float64(half.Activations) / float64(full.Activations); r < 0.5 || r > 0.52 {
+		t.Errorf("f16 keeps %.3f of f32's activations, want just over a half", r)
+	}
+	if half.ParamBytes != full.ParamBytes || half.Total >= full.Total {
+		t.Errorf("f16 plan %v against f32 %v", half, full)
+	}
+	t.Logf("f32: %v\nf16: %v", full, half)
 }

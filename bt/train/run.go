@@ -161,6 +161,9 @@ func assemble(d *gpu.Device, cfg Config, o Options, ckpt *Checkpoint) (_ *Run, e
 		return nil, err
 	}
 	r.Config = cfg
+	if cfg.Activations() == gpu.F16 && !d.F16 {
+		return nil, fmt.Errorf("train: precision f16: %s has no shader-f16; train in f32", d.Info.Name)
+	}
 	views, err := cfg.Data.Views()
 	if err != nil {
 		return nil, err
@@ -182,7 +185,7 @@ func assemble(d *gpu.Device, cfg Config, o Options, ckpt *Checkpoint) (_ *Run, e
 	case r.Exchange == ReduceC:
 		kind = ReducedCLoss
 	}
-	if r.Plan, err = CheckMemory(d, cfg.Model, cfg.Batch, ranks, c, size, size, kind, cfg.Optimizer, o.MemoryBudget); err != nil {
+	if r.Plan, err = CheckMemory(d, cfg.Model, cfg.Batch, ranks, c, size, size, kind, cfg.Activations(), cfg.Optimizer, o.MemoryBudget); err != nil {
 		return nil, err
 	}
 	// What the ranks exchange goes through one meter, to be reported
@@ -251,6 +254,7 @@ func assemble(d *gpu.Device, cfg Config, o Options, ckpt *Checkpoint) (_ *Run, e
 	r.released = append(r.released, r.Trainer.Release)
 	r.Trainer.Step = start
 	r.Trainer.StopGradB = cfg.StopGradient
+	r.Trainer.Activations = cfg.Activations()
 	r.Loop = &Loop{Trainer: r.Trainer, Loader: r.Loader, Augment: r.Augment, Schedule: cfg.Schedule, Epochs: cfg.Epochs, MaxSteps: cfg.Steps, Batch: cfg.Batch,
 		CheckpointDir: o.CheckpointDir, CheckpointEvery: o.CheckpointEvery, Keep: o.Keep, Run: RunState{Config: cfg}}
 	if ranks > 1 {
@@ -288,12 +292,16 @@ func (r *Run) Describe(d *gpu.Device) string {
 	if r.Augment != nil {
 		on = "the device"
 	}
+	model := r.Model.Describe()
+	if cfg.Activations() == gpu.F16 {
+		model += "; mixed precision: f16 activations, f32 arithmetic, parameters and loss"
+	}
 	note := ""
 	if r.Note != "" {
 		note = "\nnote     " + r.Note
 	}
 	return fmt.Sprintf("adapter  %s\nmodel    %s\ndata     %s train, %d images, %dpx %d-channel views (%s preset) augmented on %s, batch %d, %d steps (%d per epoch)\nloss     %s\noptimise %s, weight decay %g, seed %d\nschedule %s\nmemory   %s",
-		d.Info, r.Model.Describe(), cfg.Data.Name, r.Data.Len(), views.A.Size, views.A.Channels(), cfg.Data.Preset(), on, cfg.Batch, total,
+		d.Info, model, cfg.Data.Name, r.Data.Len(), views.A.Size, views.A.Channels(), cfg.Data.Preset(), on, cfg.Batch, total,
 		r.Loader.StepsPerEpoch(), path, cfg.Optimizer, cfg.WeightDecay, cfg.Seed,
 		cfg.Schedule.Describe(cfg.Schedule.Warmup.Steps(total, cfg.Epochs), total, cfg.Batch), r.Plan) + note
 }

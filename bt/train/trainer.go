@@ -30,6 +30,9 @@ type Trainer struct {
 	// StopGradB stops the gradient at view B's embedding, so only branch
 	// A trains the shared weights: one of the paper's asymmetry ablations.
 	StopGradB bool
+	// Activations is the element type of the passes' activations and
+	// their gradients: gpu.F16 trains in mixed precision (Config.Precision).
+	Activations gpu.DType
 
 	d          *gpu.Device
 	n, c, h, w int
@@ -138,7 +141,7 @@ func (t *Trainer) record(r *gpu.Recorder, lrWeights, lrVectors float32) error {
 	if err := layers.ZeroGrad(r, m.Params()); err != nil {
 		return err
 	}
-	pa, pb := models.NewPass(t.d, true), models.NewPass(t.d, true)
+	pa, pb := models.NewPassOf(t.d, true, t.Activations), models.NewPassOf(t.d, true, t.Activations)
 	// Passes go back to the pool once recorded: whatever reuses their
 	// memory is recorded, and so runs, after the backward pass.
 	defer pa.Release()
@@ -157,7 +160,7 @@ func (t *Trainer) record(r *gpu.Recorder, lrWeights, lrVectors float32) error {
 	// With a predictor, the loss sees its output on view A instead of the
 	// embedding, and the gradient goes back through it.
 	first, dFirst := t.za, t.dza
-	pq := models.NewPass(t.d, true)
+	pq := models.NewPassOf(t.d, true, t.Activations)
 	defer pq.Release()
 	if m.Predictor != nil {
 		if err := m.Predictor.Forward(r, pq, t.qa, t.za, t.n); err != nil {

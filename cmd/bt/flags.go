@@ -189,6 +189,10 @@ func registerConfig(fs *flag.FlagSet, c *train.Config) []flagGroup {
 	fs.BoolVar(&c.Loss.RedundancyOnly, "redundancy-only", c.Loss.RedundancyOnly, "drop the invariance term of the loss (an ablation)")
 	fs.Var(floatFlag[float64]{p: &c.InfoNCE, min: 0, open: false}, "infonce", "train with the cross-entropy at this temperature (InfoNCE) instead of the Barlow Twins loss: the paper's comparison (0: Barlow Twins)")
 	fs.BoolVar(&c.StopGradient, "stop-gradient", c.StopGradient, "stop the gradient through the second branch (an asymmetry ablation)")
+	if c.Precision == "" {
+		c.Precision = "f32"
+	}
+	fs.Var(choiceFlag[string]{&c.Precision, train.Precisions}, "precision", "f32, or f16: mixed precision, activations and their gradients stored as f16, the arithmetic, parameters, optimiser state, BatchNorm statistics and the loss in f32 (adapters with shader-f16; bt devices lists the features)")
 	fs.Var(notFlag{&c.PerRankBatchNorm}, "sync-bn", "over several processes (mpirun), BatchNorm statistics of the whole global batch, as the official SyncBatchNorm; -sync-bn=false keeps each rank's own, a different model")
 
 	fs.Var(choiceFlag[string]{&c.Optimizer, optim.Names}, "optimizer", "optimiser: "+strings.Join(optim.Names, ", "))
@@ -203,7 +207,7 @@ func registerConfig(fs *flag.FlagSet, c *train.Config) []flagGroup {
 	fs.Uint64Var(&c.Seed, "seed", c.Seed, "seed of the initialisation, the data order and the augmentations")
 	return []flagGroup{
 		{"data", []string{"data", "data-dir", "augment", "size", "augment-without", "workers", "augment-on", "skip-bad-images", "max-bad-fraction", "max-pixels"}},
-		{"model", []string{"arch", "stem", "projector", "projector-no-bn", "predictor", "sync-bn"}},
+		{"model", []string{"arch", "stem", "projector", "projector-no-bn", "predictor", "sync-bn", "precision"}},
 		{"loss", []string{"lambda", "scale-loss", "fused", "feature-normalisation", "no-normalisation", "redundancy-only", "infonce", "stop-gradient"}},
 		{"optimisation", []string{"optimizer", "lr", "lr-weights", "lr-biases", "wd", "warmup", "batch", "epochs", "steps", "seed"}},
 	}
