@@ -133,8 +133,11 @@ func AddReLU(r *Recorder, y, a, b *Tensor) error {
 	return elementwise(r, "AddReLU", "relu(a[i] + b[i])", []string{"a", "b"}, 0, 0, 0, y, a, b)
 }
 
-// Scale writes y = alpha·x.
+// Scale writes y = alpha·x; y may be x.
 func Scale(r *Recorder, y, x *Tensor, alpha float32) error {
+	if y != nil && x != nil && y.buf == x.buf && y.buf != nil {
+		return elementwise(r, "Scale", "p.alpha * y[i]", nil, alpha, 0, 0, y)
+	}
 	return elementwise(r, "Scale", "p.alpha * x[i]", []string{"x"}, alpha, 0, 0, y, x)
 }
 

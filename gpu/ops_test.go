@@ -42,6 +42,8 @@ func TestElementwise(t *testing.T) {
 			func(_, a, _ float64) float64 { return math.Max(a, 0) }, 0},
 		{"ReLUInPlace", 0, true, func(r *gpu.Recorder, y *gpu.Tensor, _ []*gpu.Tensor) error { return gpu.ReLU(r, y, y) },
 			func(y, _, _ float64) float64 { return math.Max(y, 0) }, 0},
+		{"ScaleInPlace", 0, true, func(r *gpu.Recorder, y *gpu.Tensor, _ []*gpu.Tensor) error { return gpu.Scale(r, y, y, 1024) },
+			func(y, _, _ float64) float64 { return 1024 * y }, 0},
 		{"ReLUBackward", 2, false, func(r *gpu.Recorder, y *gpu.Tensor, x []*gpu.Tensor) error {
 			return gpu.ReLUBackward(r, y, x[0], x[1])
 		}, func(_, dy, x float64) float64 {

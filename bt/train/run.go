@@ -255,6 +255,7 @@ func assemble(d *gpu.Device, cfg Config, o Options, ckpt *Checkpoint) (_ *Run, e
 	r.Trainer.Step = start
 	r.Trainer.StopGradB = cfg.StopGradient
 	r.Trainer.Activations = cfg.Activations()
+	r.Trainer.LossScale = cfg.GradScale()
 	r.Loop = &Loop{Trainer: r.Trainer, Loader: r.Loader, Augment: r.Augment, Schedule: cfg.Schedule, Epochs: cfg.Epochs, MaxSteps: cfg.Steps, Batch: cfg.Batch,
 		CheckpointDir: o.CheckpointDir, CheckpointEvery: o.CheckpointEvery, Keep: o.Keep, Run: RunState{Config: cfg}}
 	if ranks > 1 {
@@ -295,6 +296,9 @@ func (r *Run) Describe(d *gpu.Device) string {
 	model := r.Model.Describe()
 	if cfg.Activations() == gpu.F16 {
 		model += "; mixed precision: f16 activations, f32 arithmetic, parameters and loss"
+	}
+	if sc := cfg.GradScale(); sc != 1 {
+		model += fmt.Sprintf(", loss scale %g", sc)
 	}
 	note := ""
 	if r.Note != "" {

@@ -254,3 +254,29 @@ func TestMixedPrecision(t *testing.T) {
 		t.Error("f16 activations trained exactly as f32: were they stored in f16?")
 	}
 }
+
+// TestLossScaleExact: in f32 a loss scale of 2¹⁰ scales every gradient by
+// a power of two on the way in and back on the way out, which float
+// arithmetic carries out exactly, so 5 steps end bit for bit where they
+// end without it: nothing is scaled twice or left scaled.
+func TestLossScaleExact(t *testing.T) {
+	d := gputest.Device(t)
+	cfg := spreadConfig(loss.Materialised)
+	plain, err := runSpread(d, cfg, nil, AutoExchange)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.LossScale = 1024
+	scaled, err := runSpread(d, cfg, nil, AutoExchange)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range plain.state {
+		if d := rel(scaled.state[name], want); d != 0 {
+			t.Errorf("%s differs by %.3g relative with a loss scale of 1024", name, d)
+		}
+	}
+	if d := rel(scaled.losses, plain.losses); d != 0 {
+		t.Errorf("losses differ by %.3g relative with a loss scale of 1024", d)
+	}
+}

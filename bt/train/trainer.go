@@ -33,6 +33,10 @@ type Trainer struct {
 	// Activations is the element type of the passes' activations and
 	// their gradients: gpu.F16 trains in mixed precision (Config.Precision).
 	Activations gpu.DType
+	// LossScale multiplies the loss's gradient on its way into the network
+	// and divides the parameters' gradients before the update
+	// (Config.LossScale); 0 or 1 leaves them alone.
+	LossScale float32
 
 	d          *gpu.Device
 	n, c, h, w int
@@ -189,6 +193,14 @@ func (t *Trainer) record(r *gpu.Recorder, lrWeights, lrVectors float32) error {
 			return err
 		}
 	}
+	scaled := t.LossScale != 0 && t.LossScale != 1
+	if scaled {
+		for _, dz := range []*gpu.Tensor{dFirst, t.dzb} {
+			if err := gpu.Scale(r, dz, dz, t.LossScale); err != nil {
+				return err
+			}
+		}
+	}
 	if m.Predictor != nil {
 		if err := m.Predictor.Backward(r, pq, t.dza, t.dqa); err != nil {
 			return err
@@ -227,6 +239,13 @@ func (t *Trainer) record(r *gpu.Recorder, lrWeights, lrVectors float32) error {
 		}
 		if err := t.spread.finishReduce(r, head, body); err != nil {
 			return err
+		}
+	}
+	if scaled {
+		for _, p := range m.Params() {
+			if err := gpu.Scale(r, p.Grad, p.Grad, 1/t.LossScale); err != nil {
+				return err
+			}
 		}
 	}
 	return t.Opt.Step(r, lrWeights, lrVectors)

@@ -193,6 +193,7 @@ func registerConfig(fs *flag.FlagSet, c *train.Config) []flagGroup {
 		c.Precision = "f32"
 	}
 	fs.Var(choiceFlag[string]{&c.Precision, train.Precisions}, "precision", "f32, or f16: mixed precision, activations and their gradients stored as f16, the arithmetic, parameters, optimiser state, BatchNorm statistics and the loss in f32 (adapters with shader-f16; bt devices lists the features)")
+	fs.Var(floatFlag[float64]{p: &c.LossScale, min: 0, open: false}, "loss-scale", "multiply the loss's gradient by this on its way into the network and divide the parameters' gradients by it (0: 1024 with -precision f16, else 1), so that small gradients stay normal f16 numbers")
 	fs.Var(notFlag{&c.PerRankBatchNorm}, "sync-bn", "over several processes (mpirun), BatchNorm statistics of the whole global batch, as the official SyncBatchNorm; -sync-bn=false keeps each rank's own, a different model")
 
 	fs.Var(choiceFlag[string]{&c.Optimizer, optim.Names}, "optimizer", "optimiser: "+strings.Join(optim.Names, ", "))
@@ -207,7 +208,7 @@ func registerConfig(fs *flag.FlagSet, c *train.Config) []flagGroup {
 	fs.Uint64Var(&c.Seed, "seed", c.Seed, "seed of the initialisation, the data order and the augmentations")
 	return []flagGroup{
 		{"data", []string{"data", "data-dir", "augment", "size", "augment-without", "workers", "augment-on", "skip-bad-images", "max-bad-fraction", "max-pixels"}},
-		{"model", []string{"arch", "stem", "projector", "projector-no-bn", "predictor", "sync-bn", "precision"}},
+		{"model", []string{"arch", "stem", "projector", "projector-no-bn", "predictor", "sync-bn", "precision", "loss-scale"}},
 		{"loss", []string{"lambda", "scale-loss", "fused", "feature-normalisation", "no-normalisation", "redundancy-only", "infonce", "stop-gradient"}},
 		{"optimisation", []string{"optimizer", "lr", "lr-weights", "lr-biases", "wd", "warmup", "batch", "epochs", "steps", "seed"}},
 	}
