@@ -25,12 +25,13 @@ type TwinResult struct {
 	PairsPerSec     float64
 	PeakBytes       uint64 // the pool's peak: parameters, optimiser state, activations, workspaces
 	Adapter         string
-	Params          int // trainable parameters
+	Params          int       // trainable parameters
+	Activations     gpu.DType // F16: mixed precision
 }
 
 func (r TwinResult) String() string {
-	return fmt.Sprintf("twin %s batch %d, %d px, projector %s: %8.1f ms/step %8.1f pairs/s %7.0f MiB peak (%d steps, %s)",
-		r.Arch, r.Batch, r.Size, r.Projector, 1e3*r.Seconds, r.PairsPerSec, float64(r.PeakBytes)/(1<<20), r.Steps, r.Adapter)
+	return fmt.Sprintf("twin %s batch %d, %d px, projector %s, %v activations: %8.1f ms/step %8.1f pairs/s %7.0f MiB peak (%d steps, %s)",
+		r.Arch, r.Batch, r.Size, r.Projector, r.Activations, 1e3*r.Seconds, r.PairsPerSec, float64(r.PeakBytes)/(1<<20), r.Steps, r.Adapter)
 }
 
 // twinRun is a model, loss, LARS and trainer on random grayscale views.
@@ -46,7 +47,7 @@ type twinRun struct {
 // weights finite over many steps.
 const twinLR = 1e-3
 
-func newTwinRun(d *gpu.Device, arch string, batch, size int, projector string) (*twinRun, error) {
+func newTwinRun(d *gpu.Device, arch string, batch, size int, projector string, act gpu.DType) (*twinRun, error) {
 	if batch < 2 || size < 1 {
 		return nil, fmt.Errorf("bench: twin step of batch %d at %d px: need batch ≥ 2 and size ≥ 1", batch, size)
 	}
@@ -68,6 +69,8 @@ func newTwinRun(d *gpu.Device, arch string, batch, size int, projector string) (
 		t.release()
 		return nil, err
 	}
+	t.tr.Activations = act
+	t.tr.LossScale = train.Config{Precision: act.String()}.GradScale()
 	// Random views rather than the data pipeline: the device's work does
 	// not depend on the pixels, and the loader would compete for the CPU.
 	rng := rand.New(rand.NewPCG(5, 6))
@@ -103,8 +106,8 @@ func (t *twinRun) release() {
 // view pairs, for at least min after two warm-up steps (kernel compilation,
 // pool growth). Steps are pipelined as in training: each submits while the
 // one before may still run, and the last is waited for.
-func MeasureTwinStep(d *gpu.Device, arch string, batch, size int, projector string, min time.Duration) (TwinResult, error) {
-	t, err := newTwinRun(d, arch, batch, size, projector)
+func MeasureTwinStep(d *gpu.Device, arch string, batch, size int, projector string, act gpu.DType, min time.Duration) (TwinResult, error) {
+	t, err := newTwinRun(d, arch, batch, size, projector, act)
 	if err != nil {
 		return TwinResult{}, err
 	}
@@ -133,7 +136,7 @@ func MeasureTwinStep(d *gpu.Device, arch string, batch, size int, projector stri
 	for _, p := range t.model.Params() {
 		params += p.Value.Len()
 	}
-	return TwinResult{Arch: arch, Projector: projector, Batch: batch, Size: size, Steps: n, Seconds: sec,
+	return TwinResult{Arch: arch, Projector: projector, Activations: act, Batch: batch, Size: size, Steps: n, Seconds: sec,
 		PairsPerSec: float64(batch) / sec, PeakBytes: d.MemStats().Peak, Adapter: d.Info.Name, Params: params}, nil
 }
 
@@ -211,11 +214,11 @@ func isKey(s string) bool {
 // ProfileTwinStep runs warm-up steps as MeasureTwinStep does, then records
 // steps with device timestamps on every dispatch and returns the device
 // time per kernel family, the median over steps of each family's total.
-func ProfileTwinStep(d *gpu.Device, arch string, batch, size int, projector string, steps int) (TwinProfile, error) {
+func ProfileTwinStep(d *gpu.Device, arch string, batch, size int, projector string, act gpu.DType, steps int) (TwinProfile, error) {
 	if !d.HasTimestamps() {
 		return TwinProfile{}, fmt.Errorf("bench: %s has no timestamp queries to profile with", d.Info.Name)
 	}
-	t, err := newTwinRun(d, arch, batch, size, projector)
+	t, err := newTwinRun(d, arch, batch, size, projector, act)
 	if err != nil {
 		return TwinProfile{}, err
 	}

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bt-org/bt/gpu"
 	"github.com/bt-org/bt/internal/gputest"
 )
 
@@ -16,7 +17,7 @@ func BenchmarkTwinStep(b *testing.B) {
 	var r TwinResult
 	var err error
 	for b.Loop() {
-		if r, err = MeasureTwinStep(d, "tiny", 256, 28, "512-512-512", 0); err != nil {
+		if r, err = MeasureTwinStep(d, "tiny", 256, 28, "512-512-512", gpu.F32, 0); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -25,11 +26,34 @@ func BenchmarkTwinStep(b *testing.B) {
 	b.ReportMetric(float64(r.PeakBytes)/(1<<20), "peak-MiB")
 }
 
+// BenchmarkTwinStepHalf reports the same step with f16 activations (mixed
+// precision) and, measured in the same run, in f32, with the ratios of
+// their throughput and peak memory.
+func BenchmarkTwinStepHalf(b *testing.B) {
+	d := gputest.Device(b)
+	if !d.F16 {
+		b.Skipf("%s has no shader-f16", d.Info.Name)
+	}
+	var half, full TwinResult
+	var err error
+	for b.Loop() {
+		if half, err = MeasureTwinStep(d, "tiny", 256, 28, "512-512-512", gpu.F16, 0); err != nil {
+			b.Fatal(err)
+		}
+		if full, err = MeasureTwinStep(d, "tiny", 256, 28, "512-512-512", gpu.F32, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(half.PairsPerSec, "pairs/s")
+	b.ReportMetric(half.PairsPerSec/full.PairsPerSec, "x-f32")
+	b.ReportMetric(float64(half.PeakBytes)/float64(full.PeakBytes), "peak-x-f32")
+}
+
 // TestTwinBenchmarkRuns keeps the twin-step benchmark and profile working
 // on a shape lavapipe runs in a fraction of a second.
 func TestTwinBenchmarkRuns(t *testing.T) {
 	d := gputest.Device(t)
-	r, err := MeasureTwinStep(d, "tiny", 8, 12, "16-16", 0)
+	r, err := MeasureTwinStep(d, "tiny", 8, 12, "16-16", gpu.F32, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,10 +63,19 @@ func TestTwinBenchmarkRuns(t *testing.T) {
 	if !strings.Contains(r.String(), "pairs/s") {
 		t.Errorf("report: %s", r)
 	}
+	if d.F16 {
+		h, err := MeasureTwinStep(d, "tiny", 8, 12, "16-16", gpu.F16, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(h.String(), "f16 activations") || !(h.PairsPerSec > 0) {
+			t.Errorf("f16 report: %s", h)
+		}
+	}
 	if !d.HasTimestamps() {
 		t.Fatalf("%s has no timestamps; the profile needs them", d.Info.Name)
 	}
-	p, err := ProfileTwinStep(d, "tiny", 8, 12, "16-16", 2)
+	p, err := ProfileTwinStep(d, "tiny", 8, 12, "16-16", gpu.F32, 2)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,8 +11,9 @@
 #   gemm     bt's GEMM beside PyTorch's float32 matmul with TF32 off
 #   conv     the convolution suite
 #   loss     the fused loss against the GEMMs it replaces, N×D up to 2048×8192
-#   twin     ResNet-50 at 224 px, batch 64, projector 8192³, beside PyTorch
-#            (TF32 off), and the tiny step of the CPU benchmarks
+#   twin     ResNet-50 at 224 px, batch 64, projector 8192³, in f32 and with
+#            f16 activations (mixed precision), beside PyTorch (TF32 off),
+#            and the tiny step of the CPU benchmarks
 #   demo     bt demo with its GPU budget (3,000 steps of 256 pairs)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -53,7 +54,7 @@ for s in "${stages[@]}"; do
   fma) stage fma "$bt" bench -suites fma ;; # the adapter's arithmetic ceiling
   loss) stage loss "$bt" bench -suites loss -loss-shapes 256x2048,2048x8192,512x16384 ;;
   twin)
-    stage twin "$bt" bench -suites twin -arch resnet50 -size 224 -batch 64 -projector 8192-8192-8192 -profile
+    stage twin "$bt" bench -suites twin -arch resnet50 -size 224 -batch 64 -projector 8192-8192-8192 -profile -precision both
     stage twin "$python" tools/reference/torch_twin_step.py --device "$torch_device" --arch resnet50 64 224 8192-8192-8192
     stage twin "$bt" bench -suites twin
     stage twin "$python" tools/reference/torch_twin_step.py --device "$torch_device" 256 28 512-512-512

@@ -226,7 +226,7 @@ func withBudget(d *gpu.Device, apply func(*train.Config), minutes float64) func(
 		if err != nil {
 			return // the run itself reports what does not work
 		}
-		r, err := bench.MeasureTwinStep(d, c.Model.Arch, c.Batch, views.A.Size, c.Model.Projector, 0)
+		r, err := bench.MeasureTwinStep(d, c.Model.Arch, c.Batch, views.A.Size, c.Model.Projector, c.Activations(), 0)
 		if err != nil {
 			return
 		}

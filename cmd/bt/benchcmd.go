@@ -20,15 +20,24 @@ func runBench(args []string) error {
 	size := fs.Int("size", 28, "image size of the twin-step benchmark (grayscale)")
 	projector := fs.String("projector", "512-512-512", "projector of the twin-step benchmark")
 	profile := fs.Bool("profile", false, "also show the twin step's device time per kernel family")
+	precision := "f32"
+	fs.Var(choiceFlag[string]{&precision, []string{"f32", "f16", "both"}}, "precision", "activations of the twin-step benchmark: f32, f16 (mixed precision), or both, f16 beside f32 in the same run")
 	minTime := fs.Duration("time", 2*time.Second, "minimum time to measure each case")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if precision != "f32" && !strings.Contains(*suites, "twin") {
+		return fmt.Errorf("-precision %s: only the twin suite has a precision; add twin to -suites", precision)
 	}
 	d, err := gpu.Open(gpu.Options{Adapter: *adapter})
 	if err != nil {
 		return err
 	}
 	defer d.Release()
+	if precision != "f32" && !d.F16 {
+		return fmt.Errorf("-precision %s: %s has no shader-f16", precision, d.Info.Name)
+	}
+	acts := map[string][]gpu.DType{"f32": {gpu.F32}, "f16": {gpu.F16}, "both": {gpu.F32, gpu.F16}}[precision]
 	fmt.Printf("adapter: %s\n", d.Info)
 	for _, suite := range strings.Split(*suites, ",") {
 		switch strings.TrimSpace(suite) {
@@ -70,17 +79,25 @@ func runBench(args []string) error {
 				fmt.Println(r)
 			}
 		case "twin":
-			r, err := bench.MeasureTwinStep(d, *arch, *batch, *size, *projector, *minTime)
-			if err != nil {
-				return err
-			}
-			fmt.Println(r)
-			if *profile {
-				p, err := bench.ProfileTwinStep(d, *arch, *batch, *size, *projector, 3)
+			var first bench.TwinResult
+			for i, act := range acts {
+				r, err := bench.MeasureTwinStep(d, *arch, *batch, *size, *projector, act, *minTime)
 				if err != nil {
 					return err
 				}
-				fmt.Println(p)
+				if i == 0 {
+					first = r
+					fmt.Println(r)
+				} else {
+					fmt.Printf("%v   %.2f× the f32 step's pairs/s, %.2f× its peak memory\n", r, r.PairsPerSec/first.PairsPerSec, float64(r.PeakBytes)/float64(first.PeakBytes))
+				}
+				if *profile {
+					p, err := bench.ProfileTwinStep(d, *arch, *batch, *size, *projector, act, 3)
+					if err != nil {
+						return err
+					}
+					fmt.Println(p)
+				}
 			}
 		case "fma":
 			var best bench.FMAResult
