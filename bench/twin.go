@@ -105,8 +105,14 @@ func (t *twinRun) release() {
 // with the given projector on batches of batch random size×size grayscale
 // view pairs, for at least min after two warm-up steps (kernel compilation,
 // pool growth). Steps are pipelined as in training: each submits while the
-// one before may still run, and the last is waited for.
+// one before may still run, and the last is waited for. PeakBytes is the
+// pool's high-water mark over this measurement.
 func MeasureTwinStep(d *gpu.Device, arch string, batch, size int, projector string, act gpu.DType, min time.Duration) (TwinResult, error) {
+	// The peak is this step's alone: not what an earlier measurement
+	// left in the pool.
+	d.Sync()
+	d.Trim()
+	d.ResetPeak()
 	t, err := newTwinRun(d, arch, batch, size, projector, act)
 	if err != nil {
 		return TwinResult{}, err

@@ -543,3 +543,24 @@ func TestHalfTensors(t *testing.T) {
 		}
 	}
 }
+
+// TestResetPeak: after Trim and ResetPeak the pool's peak is what later
+// work holds at most, not an earlier high-water mark.
+func TestResetPeak(t *testing.T) {
+	d := gputest.Device(t)
+	big, err := d.NewTensor(1 << 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big.Release()
+	d.Trim()
+	d.ResetPeak()
+	small, err := d.NewTensor(1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer small.Release()
+	if m := d.MemStats(); m.Peak >= 4<<20 || m.Peak < 4096 {
+		t.Errorf("peak %d bytes after a 4 MiB tensor was freed, trimmed and the peak reset, then 4 KiB allocated", m.Peak)
+	}
+}

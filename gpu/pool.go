@@ -84,6 +84,11 @@ func (d *Device) MemStats() MemStats {
 	return MemStats{Live: d.pool.live, Idle: d.pool.idle, Peak: d.pool.peak, Buffers: d.pool.count}
 }
 
+// ResetPeak starts MemStats.Peak afresh from what the pool holds now, so
+// that a measurement counts its own high-water mark and not an earlier
+// one's (call Trim first to leave out what earlier work left idle).
+func (d *Device) ResetPeak() { d.pool.peak = d.pool.live + d.pool.idle }
+
 // Trim frees the buffers the pool keeps for reuse. A tensor released after
 // it was recorded has its buffer in the pool while the recording is open,
 // and wgpu-native aborts the process on submitting work whose buffer was
