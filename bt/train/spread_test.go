@@ -12,6 +12,8 @@ import (
 	"github.com/bt-org/bt/gpu"
 	"github.com/bt-org/bt/internal/disttest"
 	"github.com/bt-org/bt/internal/gputest"
+	"github.com/bt-org/bt/internal/kcheck"
+	"github.com/bt-org/bt/internal/ref"
 )
 
 // spreadConfig is a small run whose batch of 24 divides among 2 and 3
@@ -67,17 +69,14 @@ func runSpread(d *gpu.Device, cfg Config, c dist.Comm, ex Exchange) (spreadResul
 	return res, nil
 }
 
+// rel is ref.RelErr of float32 values, infinite where they disagree on
+// which are finite.
 func rel(got, want []float32) float64 {
-	var num, den float64
-	for i := range got {
-		d := float64(got[i]) - float64(want[i])
-		num += d * d
-		den += float64(want[i]) * float64(want[i])
+	r, err := ref.RelErr(kcheck.To64(got), kcheck.To64(want))
+	if err != nil {
+		return math.Inf(1)
 	}
-	if den == 0 {
-		return math.Sqrt(num)
-	}
-	return math.Sqrt(num / den)
+	return r
 }
 
 // TestSpreadEqualsOneProcess: 5 steps over 2 and 3 ranks of an in-process

@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"github.com/bt-org/bt/bt/train"
+	"github.com/bt-org/bt/internal/kcheck"
+	"github.com/bt-org/bt/internal/ref"
 )
 
 // mpiRun is the small run the tests compare: a batch of 24 divides among
@@ -74,13 +76,13 @@ func losses(t *testing.T, dir string) []float64 {
 // checkpoints agree within 1e-4 relative.
 func sameRun(t *testing.T, what, dir, want string) {
 	t.Helper()
-	got, ref := losses(t, dir), losses(t, want)
-	if len(got) != len(ref) {
-		t.Fatalf("%s: %d losses, one process %d", what, len(got), len(ref))
+	got, base := losses(t, dir), losses(t, want)
+	if len(got) != len(base) {
+		t.Fatalf("%s: %d losses, one process %d", what, len(got), len(base))
 	}
 	for i := range got {
-		if math.Abs(got[i]-ref[i]) > 1e-4*math.Abs(ref[i]) {
-			t.Errorf("%s: loss at step %d is %v, one process's %v", what, i+1, got[i], ref[i])
+		if math.Abs(got[i]-base[i]) > 1e-4*math.Abs(base[i]) {
+			t.Errorf("%s: loss at step %d is %v, one process's %v", what, i+1, got[i], base[i])
 		}
 	}
 	a, err := train.LoadCheckpoint(filepath.Join(dir, train.Latest))
@@ -99,13 +101,8 @@ func sameRun(t *testing.T, what, dir, want string) {
 		if len(x) != len(y) {
 			t.Fatalf("%s: %s has %d values, one process's %d", what, name, len(x), len(y))
 		}
-		var num, den float64
-		for i := range x {
-			d := float64(x[i]) - float64(y[i])
-			num, den = num+d*d, den+float64(y[i])*float64(y[i])
-		}
-		if num > 1e-8*max(den, 1e-30) {
-			t.Errorf("%s: %s differs from one process's by %.3g relative", what, name, math.Sqrt(num/den))
+		if err := ref.Compare(kcheck.To64(x), kcheck.To64(y), 1e-4); err != nil {
+			t.Errorf("%s: %s against one process's: %v", what, name, err)
 		}
 	}
 }

@@ -75,13 +75,28 @@ func MeanVar(mean, variance, x []float64, a, b, c int) {
 // kernel never wrote keeps its NaN poison) and that ‖got−want‖/‖want‖ ≤ tol,
 // or ‖got−want‖ ≤ tol where want is all zero.
 func Compare(got, want []float64, tol float64) error {
+	rel, err := RelErr(got, want)
+	if err != nil {
+		return err
+	}
+	if !(rel <= tol) {
+		return fmt.Errorf("relative error %.3g exceeds %.3g", rel, tol)
+	}
+	return nil
+}
+
+// RelErr is ‖got − want‖/‖want‖ over the elements finite in want (the
+// absolute ‖got − want‖ where want is all zeros), or an error where an
+// element is NaN or infinite in one and not in the other: unwritten or
+// overflowed. Every check in bt measures agreement with it.
+func RelErr(got, want []float64) (float64, error) {
 	if len(got) != len(want) {
-		return fmt.Errorf("got %d values, want %d", len(got), len(want))
+		return 0, fmt.Errorf("got %d values, want %d", len(got), len(want))
 	}
 	var diff, norm float64
 	for i := range got {
 		if math.IsNaN(got[i]) != math.IsNaN(want[i]) || math.IsInf(got[i], 0) != math.IsInf(want[i], 0) {
-			return fmt.Errorf("element %d is %v, want %v (unwritten or overflowed)", i, got[i], want[i])
+			return 0, fmt.Errorf("element %d is %v, want %v (unwritten or overflowed)", i, got[i], want[i])
 		}
 		if math.IsNaN(want[i]) || math.IsInf(want[i], 0) {
 			continue
@@ -94,8 +109,5 @@ func Compare(got, want []float64, tol float64) error {
 	if norm > 0 {
 		rel /= math.Sqrt(norm)
 	}
-	if !(rel <= tol) {
-		return fmt.Errorf("relative error %.3g exceeds %.3g", rel, tol)
-	}
-	return nil
+	return rel, nil
 }
