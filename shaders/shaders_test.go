@@ -7,7 +7,7 @@ import (
 )
 
 func TestRender(t *testing.T) {
-	src, err := Render("reduce", Spec{"Op": "sum", "BX": 32, "BY": 8, "Subgroups": false})
+	src, err := Render("reduce", Spec{"Op": "sum", "BX": 32, "BY": 8, "Subgroups": false, "X": "f32"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -18,7 +18,7 @@ func TestRender(t *testing.T) {
 	}
 	// With Subgroups, a workgroup of one column sums in subgroups; the
 	// tree's loop is gone.
-	src, err = Render("reduce", Spec{"Op": "sum", "BX": 1, "BY": 256, "Subgroups": true})
+	src, err = Render("reduce", Spec{"Op": "sum", "BX": 1, "BY": 256, "Subgroups": true, "X": "f32"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,8 +30,16 @@ func TestRender(t *testing.T) {
 	if strings.Contains(src, "s >> 1u") {
 		t.Error("reduce with subgroups still has the tree")
 	}
-	if _, err := Render("reduce", Spec{"Op": "sum", "BX": 32, "Subgroups": false}); err == nil || !strings.Contains(err.Error(), "BY") {
+	if _, err := Render("reduce", Spec{"Op": "sum", "BX": 32, "Subgroups": false, "X": "f32"}); err == nil || !strings.Contains(err.Error(), "BY") {
 		t.Errorf("a missing specialisation gave %v", err)
+	}
+	// f16 input (mixed precision): enabled first, read as f32.
+	src, err = Render("reduce", Spec{"Op": "sum", "BX": 32, "BY": 8, "Subgroups": false, "X": "f16"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(strings.TrimLeft(stripComments(src), "\n"), "enable f16;") || !strings.Contains(src, "array<f16>") || !strings.Contains(src, "f32(x[") {
+		t.Errorf("reduce of f16 does not enable f16 first, bind f16 and widen:\n%s", src)
 	}
 	if _, err := Render("nope", Spec{}); err == nil {
 		t.Error("an unknown kernel rendered")
@@ -89,6 +97,24 @@ func TestGemmSpecs(t *testing.T) {
 			}
 		}
 	}
+	// Mixed precision: f16 operands are declared f16, widened on load,
+	// and the kernel enables f16 before anything else.
+	half := GemmOperands{A: ADense, B: BIm2col, Conv: conv, CType: F16, AType: F32, BType: F16}
+	for _, spec := range []Specialisation{GemmStaged{Tile: tile, GemmOperands: half}, GemmDirect{TM: 16, TN: 8, Threads: 8, KStep: 4, GemmOperands: half}} {
+		name := map[bool]string{true: "gemm_staged", false: "gemm_direct"}[strings.Contains(spec.Key(), "BK=")]
+		src, err := Render(name, spec)
+		if err != nil {
+			t.Fatalf("%s %s: %v", name, spec.Key(), err)
+		}
+		for _, want := range []string{"c: array<f16>", "b: array<f16>", "f32(b[", "f16(r)"} {
+			if !strings.Contains(src, want) {
+				t.Errorf("%s %s lacks %q", name, spec.Key(), want)
+			}
+		}
+		if !strings.HasPrefix(strings.TrimLeft(stripComments(src), "\n"), "enable f16;") {
+			t.Errorf("%s %s does not begin with enable f16", name, spec.Key())
+		}
+	}
 	if src, err := Render("btloss_tile", tile); err != nil || !strings.Contains(src, "fn tile_a(") {
 		t.Errorf("btloss_tile: %v", err)
 	}
@@ -115,9 +141,22 @@ func TestGemmSpecs(t *testing.T) {
 		{"direct vec4 transposed", GemmDirect{TM: 16, TN: 8, Threads: 8, KStep: 4, GemmOperands: modes[1]}, "transposed A"},
 		{"direct flat wgrad", GemmDirect{TM: 16, TN: 8, Threads: 8, KStep: 1, GemmOperands: GemmOperands{A: ADy, B: BIm2colT, SplitK: true, Flat: true, Conv: conv}}, "flattened"},
 		{"direct threads", GemmDirect{TM: 16, TN: 8, KStep: 1, GemmOperands: modes[0]}, "Threads must be ≥ 1"},
+		{"element type", GemmStaged{Tile: tile, GemmOperands: GemmOperands{A: ADense, B: BDense, AType: "bf16"}}, "element types"},
 	} {
 		if _, err := Render("gemm_staged", c.spec); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: got %v, want an error with %q", c.name, err, c.want)
 		}
 	}
+}
+
+// stripComments drops // comments, so that what a source begins with can
+// be checked.
+func stripComments(src string) string {
+	var out []string
+	for _, l := range strings.Split(src, "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(l), "//") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
