@@ -530,46 +530,52 @@ func rowNormChecks() []Check {
 	const n, dim = 17, 65
 	var cs []Check
 	for _, mode := range []string{"l2", "std"} {
-		m := layers.RowNorm{Mode: mode, Eps: 1e-5}
-		cs = append(cs, layer(fmt.Sprintf("row norm %s %dx%d", mode, n, dim), kcheck.Layer{
-			Inputs: [][]int{{n, dim}}, Output: []int{n, dim},
-			// The temporaries go back to the pool once recorded: work
-			// recorded later that reuses their memory runs after.
-			Forward: func(r *gpu.Recorder, out *gpu.Tensor, ins []*gpu.Tensor) error {
-				inv, err := r.Device().NewTensor(n)
-				if err != nil {
-					return err
-				}
-				defer inv.Release()
-				return m.Forward(r, out, inv, ins[0], n, dim)
-			},
-			Backward: func(r *gpu.Recorder, grads []*gpu.Tensor, dout *gpu.Tensor, ins []*gpu.Tensor) error {
-				y, err := r.Device().NewTensor(n, dim)
-				if err != nil {
-					return err
-				}
-				defer y.Release()
-				inv, err := r.Device().NewTensor(n)
-				if err != nil {
-					return err
-				}
-				defer inv.Release()
-				if err := m.Forward(r, y, inv, ins[0], n, dim); err != nil {
-					return err
-				}
-				return m.Backward(r, grads[0], dout, y, inv, n, dim)
-			},
-			RefForward: func(ins [][]float64) []float64 {
-				y, _ := ref.RowNorm(ins[0], n, dim, mode, 1e-5)
-				return y
-			},
-			RefBackward: func(ins [][]float64, dout []float64) [][]float64 {
-				y, inv := ref.RowNorm(ins[0], n, dim, mode, 1e-5)
-				return [][]float64{ref.RowNormBackward(dout, y, inv, n, dim, mode)}
-			},
-		}))
+		cs = append(cs, layer(fmt.Sprintf("row norm %s %dx%d", mode, n, dim), RowNormLayer(mode, n, dim)))
 	}
 	return cs
+}
+
+// RowNormLayer is the check of layers.RowNorm in mode on [n, dim], the
+// suite's and layers' tests' alike.
+func RowNormLayer(mode string, n, dim int) kcheck.Layer {
+	m := layers.RowNorm{Mode: mode, Eps: 1e-5}
+	return kcheck.Layer{
+		Inputs: [][]int{{n, dim}}, Output: []int{n, dim},
+		// The temporaries go back to the pool once recorded: work
+		// recorded later that reuses their memory runs after.
+		Forward: func(r *gpu.Recorder, out *gpu.Tensor, ins []*gpu.Tensor) error {
+			inv, err := r.Device().NewTensor(n)
+			if err != nil {
+				return err
+			}
+			defer inv.Release()
+			return m.Forward(r, out, inv, ins[0], n, dim)
+		},
+		Backward: func(r *gpu.Recorder, grads []*gpu.Tensor, dout *gpu.Tensor, ins []*gpu.Tensor) error {
+			y, err := r.Device().NewTensor(n, dim)
+			if err != nil {
+				return err
+			}
+			defer y.Release()
+			inv, err := r.Device().NewTensor(n)
+			if err != nil {
+				return err
+			}
+			defer inv.Release()
+			if err := m.Forward(r, y, inv, ins[0], n, dim); err != nil {
+				return err
+			}
+			return m.Backward(r, grads[0], dout, y, inv, n, dim)
+		},
+		RefForward: func(ins [][]float64) []float64 {
+			y, _ := ref.RowNorm(ins[0], n, dim, mode, 1e-5)
+			return y
+		},
+		RefBackward: func(ins [][]float64, dout []float64) [][]float64 {
+			y, inv := ref.RowNorm(ins[0], n, dim, mode, 1e-5)
+			return [][]float64{ref.RowNormBackward(dout, y, inv, n, dim, mode)}
+		},
+	}
 }
 
 func xentChecks() []Check {
