@@ -93,7 +93,7 @@ func (e *Encoder) Embed(images []image.Image) ([][]float32, error) {
 // EmbedPrepared embeds n images already preprocessed as View prescribes,
 // x [n, C, Size, Size], and returns their representations [n, Dim].
 func (e *Encoder) EmbedPrepared(x []float32, n int) ([]float32, error) {
-	return eval.Represent(e.d, e.model.Backbone, x, n, e.View.Channels(), e.View.Size, e.View.Size)
+	return eval.Represent(e.d, e.model.Backbone, x, n, e.View.Channels(), e.View.Size, e.View.Size, gpu.F32)
 }
 
 // Release frees the backbone.

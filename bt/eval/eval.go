@@ -25,8 +25,10 @@ type Features struct {
 
 // ExtractFeatures runs backbone in evaluation mode (BatchNorm with running
 // statistics, nothing kept for a backward pass) over every batch of an
-// evaluation loader and returns the representations.
-func ExtractFeatures(d *gpu.Device, backbone *models.ResNet, loader *pipeline.Loader) (*Features, error) {
+// evaluation loader and returns the representations. act is the type of
+// the backbone's activations: gpu.F16 is mixed precision (f32 arithmetic
+// and representations), where d.F16.
+func ExtractFeatures(d *gpu.Device, backbone *models.ResNet, loader *pipeline.Loader, act gpu.DType) (*Features, error) {
 	f := &Features{Dim: backbone.Dim}
 	for {
 		b, err := loader.Next()
@@ -36,7 +38,7 @@ func ExtractFeatures(d *gpu.Device, backbone *models.ResNet, loader *pipeline.Lo
 		if err != nil {
 			return nil, err
 		}
-		v, err := Represent(d, backbone, b.A, b.N, b.C, b.H, b.W)
+		v, err := Represent(d, backbone, b.A, b.N, b.C, b.H, b.W, act)
 		if err != nil {
 			return nil, fmt.Errorf("eval: extracting features: %w", err)
 		}
@@ -53,8 +55,9 @@ func ExtractFeatures(d *gpu.Device, backbone *models.ResNet, loader *pipeline.Lo
 }
 
 // Represent runs backbone in evaluation mode on x [n, c, h, w], images
-// already preprocessed, and returns their representations [n, Dim].
-func Represent(d *gpu.Device, backbone *models.ResNet, x []float32, n, c, h, w int) ([]float32, error) {
+// already preprocessed, with activations of type act, and returns their
+// representations [n, Dim].
+func Represent(d *gpu.Device, backbone *models.ResNet, x []float32, n, c, h, w int, act gpu.DType) ([]float32, error) {
 	if len(x) != n*c*h*w {
 		return nil, fmt.Errorf("eval: %d values for %d images of %d×%d×%d", len(x), n, c, h, w)
 	}
@@ -68,7 +71,7 @@ func Represent(d *gpu.Device, backbone *models.ResNet, x []float32, n, c, h, w i
 		return nil, err
 	}
 	defer repr.Release()
-	p := models.NewPass(d, false)
+	p := models.NewPassOf(d, false, act)
 	defer p.Release()
 	if err := d.Run(func(r *gpu.Recorder) error { return backbone.Forward(r, p, repr, xt, n, h, w) }); err != nil {
 		return nil, err

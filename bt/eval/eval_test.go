@@ -5,7 +5,11 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/bt-org/bt/gpu"
 	"github.com/bt-org/bt/internal/gputest"
+	"github.com/bt-org/bt/internal/kcheck"
+	"github.com/bt-org/bt/internal/ref"
+	"github.com/bt-org/bt/models"
 )
 
 // clusters draws n features of dim around one centre per class, spread
@@ -167,4 +171,34 @@ func TestProbeScaleInvariant(t *testing.T) {
 	if math.Abs(base.Top1-warped.Top1) > 0.01 || base.Top1 < 0.3 {
 		t.Errorf("top-1 %.3f on the features, %.3f on them rescaled; want equal (and above chance)", base.Top1, warped.Top1)
 	}
+}
+
+// TestRepresentHalf: a random tiny backbone's representations with f16
+// activations (mixed precision) against f32 on the same images: within
+// HalfStorage of them, and not equal, so the activations were f16.
+func TestRepresentHalf(t *testing.T) {
+	d := gputest.Device(t)
+	if !d.F16 {
+		t.Skipf("%s has no shader-f16", d.Info.Name)
+	}
+	const n, c, h, w = 6, 1, 28, 28
+	m, err := models.NewResNet(d, rand.New(rand.NewPCG(1, 2)), models.Config{Arch: "tiny", InChannels: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Release()
+	x := kcheck.To32(kcheck.Normal(gputest.Rand(t), n*c*h*w))
+	full, err := Represent(d, m, x, n, c, h, w, gpu.F32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	half, err := Represent(d, m, x, n, c, h, w, gpu.F16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := ref.RelErr(kcheck.To64(half), kcheck.To64(full))
+	if err != nil || e > kcheck.HalfStorage || e == 0 {
+		t.Errorf("f16 representations differ from f32 by %.3g relative (%v); want above 0 and within %g", e, err, kcheck.HalfStorage)
+	}
+	t.Logf("f16 against f32: %.3g relative", e)
 }

@@ -32,6 +32,9 @@ type SupervisedConfig struct {
 	// seed, the pixels within float rounding (bt/train's
 	// DataConfig.AugmentOn chooses).
 	AugmentOnDevice bool
+	// Activations is the type of the frozen backbone's activations: F16
+	// for mixed precision. Fine-tuning (LRBackbone > 0) trains in f32.
+	Activations gpu.DType
 }
 
 // LinearConfig is the paper's linear evaluation: 100 epochs, batch 256,
@@ -58,6 +61,9 @@ func TrainClassifier(d *gpu.Device, backbone *models.ResNet, classes int, train 
 	}
 	bs := min(cfg.Batch, train.Len())
 	finetune := cfg.LRBackbone > 0
+	if finetune && cfg.Activations != gpu.F32 {
+		return ProbeResult{}, fmt.Errorf("eval: fine-tuning trains the backbone in f32, not with %v activations", cfg.Activations)
+	}
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0xc1))
 	head, err := newHead(d, rng, backbone.Dim, classes)
 	if err != nil {
@@ -123,7 +129,7 @@ func TrainClassifier(d *gpu.Device, backbone *models.ResNet, classes int, train 
 		if err := y.Upload(labels); err != nil {
 			return ProbeResult{}, err
 		}
-		p := models.NewPass(d, finetune)
+		p := models.NewPassOf(d, finetune, cfg.Activations)
 		err = d.Run(func(r *gpu.Recorder) error {
 			if err := in.record(r, b); err != nil {
 				return err
@@ -175,7 +181,7 @@ func TrainClassifier(d *gpu.Device, backbone *models.ResNet, classes int, train 
 		return ProbeResult{}, err
 	}
 	defer tl.Close()
-	f, err := ExtractFeatures(d, backbone, tl)
+	f, err := ExtractFeatures(d, backbone, tl, cfg.Activations)
 	if err != nil {
 		return ProbeResult{}, err
 	}

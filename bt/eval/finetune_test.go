@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/bt-org/bt/bt/train"
@@ -174,5 +175,30 @@ func TestInputsOnDevice(t *testing.T) {
 	t.Logf("max abs difference %.3g", worst)
 	if worst > tol {
 		t.Errorf("device inputs differ from the CPU's by up to %.3g, want ≤ %g", worst, tol)
+	}
+}
+
+// TestFineTuneRefusesHalf: fine-tuning trains the backbone in f32; asked
+// for f16 activations it says so instead of training.
+func TestFineTuneRefusesHalf(t *testing.T) {
+	d := gputest.Device(t)
+	ds, err := pipeline.Open("synthetic", "", "train")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := models.NewResNet(d, rand.New(rand.NewPCG(1, 2)), models.Config{Arch: "tiny", InChannels: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Release()
+	view, err := pipeline.EvalPreset("cifar")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := SemiConfig()
+	cfg.Activations = gpu.F16
+	_, err = TrainClassifier(d, m, 10, ds, view, ds, view, cfg)
+	if err == nil || !strings.Contains(err.Error(), "fine-tuning trains the backbone in f32") {
+		t.Errorf("fine-tuning with f16 activations: %v", err)
 	}
 }

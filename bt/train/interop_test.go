@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/bt-org/bt/bt/eval"
+	"github.com/bt-org/bt/gpu"
 	"github.com/bt-org/bt/internal/gputest"
 	"github.com/bt-org/bt/internal/kcheck"
 	"github.com/bt-org/bt/models"
@@ -47,7 +48,7 @@ func TestTorchInterop(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := eval.Represent(d, m.Backbone, kcheck.To32(x.Data), x.Shape[0], x.Shape[1], x.Shape[2], x.Shape[3])
+			got, err := eval.Represent(d, m.Backbone, kcheck.To32(x.Data), x.Shape[0], x.Shape[1], x.Shape[2], x.Shape[3], gpu.F32)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -24,6 +24,7 @@ type evalFlags struct {
 	trainN, testN int
 	batch         int
 	probe         eval.ProbeConfig
+	act           gpu.DType // the backbone's activations (bt eval's -precision)
 }
 
 func (e *evalFlags) register(fs *flag.FlagSet) {
@@ -83,7 +84,7 @@ func extract(d *gpu.Device, m *train.Model, data train.DataConfig, ef evalFlags,
 		return nil, nil, err
 	}
 	defer loader.Close()
-	f, err := eval.ExtractFeatures(d, m.Backbone, loader)
+	f, err := eval.ExtractFeatures(d, m.Backbone, loader, ef.act)
 	return f, ds, err
 }
 
@@ -128,10 +129,12 @@ func runEval(args []string) error {
 	labels := fs.Float64("labels", 1, "semi: percentage of the training labels to fine-tune on (the paper: 1 or 10)")
 	labelFile := fs.String("label-file", "", "semi: file of training-image indices (one per line) to use instead of a random -labels subset")
 	out := fs.String("out", "runs/embed", "embed: directory for features_SPLIT.npy, labels_SPLIT.npy and names_SPLIT.txt")
+	precision := "f32"
+	fs.Var(choiceFlag[string]{&precision, train.Precisions}, "precision", "the backbone's activations: f32, or f16 (mixed precision, f32 arithmetic and features; adapters with shader-f16); semi fine-tunes in f32")
 	setGroups(fs, []flagGroup{
 		{"model", []string{"checkpoint", "random", "arch", "seed"}},
 		{"data", []string{"data", "data-dir", "augment", "size", "workers", "max-pixels", "augment-on"}},
-		{"evaluation", []string{"eval-train", "eval-test", "eval-batch", "probe-epochs", "probe-lr", "fast", "labels", "label-file", "out"}},
+		{"evaluation", []string{"eval-train", "eval-test", "eval-batch", "probe-epochs", "probe-lr", "fast", "labels", "label-file", "out", "precision"}},
 	})
 	modes, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -150,11 +153,18 @@ func runEval(args []string) error {
 	if explicit["arch"] && !(*random && *ckpt == "") {
 		return errors.New("-arch chooses the network of -random without -checkpoint; a checkpoint names its own")
 	}
+	if precision == "f16" && slices.Contains(modes, "semi") {
+		return errors.New("-precision f16: semi fine-tunes the backbone, which bt evaluates in f32; leave semi out or drop the flag")
+	}
+	ef.act = train.Config{Precision: precision}.Activations()
 	d, err := gpu.Open(gpu.Options{Adapter: *adapter})
 	if err != nil {
 		return err
 	}
 	defer d.Release()
+	if ef.act == gpu.F16 && !d.F16 {
+		return fmt.Errorf("-precision f16: %s has no shader-f16", d.Info.Name)
+	}
 	m, data, err := loadModel(d, *ckpt, *random, *arch, *seed, data)
 	if err != nil {
 		return err
@@ -353,6 +363,7 @@ func supervised(d *gpu.Device, m *train.Model, data train.DataConfig, ef evalFla
 	}
 	cfg.Workers = data.Workers
 	cfg.AugmentOnDevice = data.OnDevice(d)
+	cfg.Activations = ef.act
 	view, err := pipeline.ProbePreset(data.Preset())
 	if err != nil {
 		return err

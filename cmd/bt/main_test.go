@@ -62,3 +62,22 @@ func TestEvalModes(t *testing.T) {
 		}
 	}
 }
+
+// TestEvalRefusals: bt eval refuses, before opening anything, flags that
+// would be ignored or cannot apply to the modes asked for.
+func TestEvalRefusals(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-random", "-precision", "f16", "semi"}, "-precision f16: semi fine-tunes"},
+		{[]string{"-random", "-precision", "f64", "knn"}, "flag -precision"},
+		{[]string{"-random", "-out", "x", "knn"}, "-out applies to the embed mode"},
+		{[]string{"-random", "-fast", "knn"}, "-fast applies to the linear mode"},
+	} {
+		err := runEval(c.args)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("bt eval %v: %v, want an error with %q", c.args, err, c.want)
+		}
+	}
+}
