@@ -371,6 +371,11 @@ func (d *Device) Report() string {
 	default:
 		b.WriteString("subgroups none on this adapter; reductions use workgroup memory\n")
 	}
+	if d.F16 {
+		b.WriteString("f16      shader-f16: mixed precision available (-precision f16)\n")
+	} else {
+		b.WriteString("f16      none on this adapter: f32 only\n")
+	}
 	return b.String()
 }
 

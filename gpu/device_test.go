@@ -22,6 +22,10 @@ func TestReport(t *testing.T) {
 			t.Errorf("report lacks %q:\n%s", want, rep)
 		}
 	}
+	// Whether mixed precision is available, as the device says.
+	if want := map[bool]string{true: "mixed precision available", false: "f32 only"}[d.F16]; !strings.Contains(rep, want) {
+		t.Errorf("report lacks %q (F16 %v):\n%s", want, d.F16, rep)
+	}
 	// The device must carry the adapter's own binding limit, not WebGPU's
 	// 128 MiB default, wherever the adapter offers more.
 	if d.Limits.MaxStorageBufferBindingSize < 128<<20 {
