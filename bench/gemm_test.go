@@ -41,9 +41,7 @@ func BenchmarkGemm(b *testing.B) {
 // the same product in f32, with their ratio.
 func BenchmarkGemmHalf(b *testing.B) {
 	d := gputest.Device(b)
-	if !d.F16 {
-		b.Skipf("%s has no shader-f16", d.Info.Name)
-	}
+	gputest.NeedF16(b, d)
 	for _, s := range GemmShapes[2:4] {
 		b.Run(s.Name, func(b *testing.B) {
 			var gs [2]*Gemm

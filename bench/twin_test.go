@@ -31,9 +31,7 @@ func BenchmarkTwinStep(b *testing.B) {
 // their throughput and peak memory.
 func BenchmarkTwinStepHalf(b *testing.B) {
 	d := gputest.Device(b)
-	if !d.F16 {
-		b.Skipf("%s has no shader-f16", d.Info.Name)
-	}
+	gputest.NeedF16(b, d)
 	var half, full TwinResult
 	var err error
 	for b.Loop() {
@@ -63,7 +61,7 @@ func TestTwinBenchmarkRuns(t *testing.T) {
 	if !strings.Contains(r.String(), "pairs/s") {
 		t.Errorf("report: %s", r)
 	}
-	if d.F16 {
+	if len(gputest.Precisions(t, d)) > 1 {
 		h, err := MeasureTwinStep(d, "tiny", 8, 12, "16-16", gpu.F16, 0)
 		if err != nil {
 			t.Fatal(err)

@@ -496,9 +496,7 @@ func TestSubgroups(t *testing.T) {
 // readbacks.
 func TestHalfTensors(t *testing.T) {
 	d := gputest.Device(t)
-	if !d.F16 {
-		t.Skipf("%s has no shader-f16", d.Info.Name)
-	}
+	gputest.NeedF16(t, d)
 	rng := gputest.Rand(t)
 	for _, n := range []int{1, 3, 17, 129} {
 		v := make([]float32, n)

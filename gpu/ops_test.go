@@ -67,8 +67,8 @@ func TestElementwise(t *testing.T) {
 			}
 			for _, n := range sizes {
 				t.Run(fmt.Sprintf("%s/%s/%d", ty.name, op.name, n), func(t *testing.T) {
-					if ty.out != nil && !d.F16 {
-						t.Skipf("%s has no shader-f16", d.Info.Name)
+					if ty.out != nil {
+						gputest.NeedF16(t, d)
 					}
 					in := make([][]int, op.nin)
 					for i := range in {
@@ -110,10 +110,7 @@ func TestReduce(t *testing.T) {
 		}
 		// x in f32 and, for mixed precision's gradients, f16; the sums
 		// and outputs are f32 either way.
-		types := []gpu.DType{gpu.F32}
-		if d.F16 {
-			types = append(types, gpu.F16)
-		}
+		types := gputest.Precisions(t, d)
 		for _, s := range shapes {
 			a, b, c := s[0], s[1], s[2]
 			for _, op := range []gpu.ReduceOp{gpu.Sum, gpu.SumSq, gpu.Mean} {
@@ -327,9 +324,7 @@ func BenchmarkReduce(b *testing.B) {
 // sees the f16 inputs exactly; an f16 output is held to HalfStorage.
 func TestGemmHalf(t *testing.T) {
 	d := gputest.Device(t)
-	if !d.F16 {
-		t.Skipf("%s has no shader-f16", d.Info.Name)
-	}
+	gputest.NeedF16(t, d)
 	shapes := [][4]int{{1, 1, 1, 1}, {1, 3, 17, 65}, {2, 65, 129, 17}} // batch, m, n, k
 	// Each tile with its own transposition and accumulation: the staged
 	// tile of GPUs, a small staged one, and the direct tile of CPUs.

@@ -21,9 +21,7 @@ import (
 // the parameters' gradients to Reduction.
 func TestBatchNormHalf(t *testing.T) {
 	d := gputest.Device(t)
-	if !d.F16 {
-		t.Skipf("%s has no shader-f16", d.Info.Name)
-	}
+	gputest.NeedF16(t, d)
 	h := gpu.F16
 	for _, layout := range []string{"default", "workgroup", "synced"} {
 		for _, s := range []bnShape{{1, 3, 9, true, 0}, {17, 3, 1, true, 0}, {5, 65, 1, true, 0}, {5, 17, 49, true, 0}, {17, 3, 9, false, 0}} {

@@ -70,7 +70,7 @@ func newTestMaxPool(t *testing.T, d *gpu.Device, p poolShape) (*MaxPool2D, *gpu.
 // f32 and with the activations stored as f16 (mixed precision).
 func TestMaxPool2D(t *testing.T) {
 	d := gputest.Device(t)
-	for _, half := range halfModes(d) {
+	for _, half := range halfModes(t, d) {
 		for _, p := range poolShapes {
 			t.Run(fmt.Sprintf("half=%v/%v", half, p), func(t *testing.T) {
 				m, arg, scratch := newTestMaxPool(t, d, p)
@@ -105,12 +105,13 @@ func TestMaxPool2D(t *testing.T) {
 }
 
 // halfModes are the storage modes a layer test runs in: f32, and f16
-// activations where d has shader-f16.
-func halfModes(d *gpu.Device) []bool {
-	if d.F16 {
-		return []bool{false, true}
+// activations where d has shader-f16 (gputest.Precisions).
+func halfModes(t *testing.T, d *gpu.Device) []bool {
+	var modes []bool
+	for _, p := range gputest.Precisions(t, d) {
+		modes = append(modes, p == gpu.F16)
 	}
-	return []bool{false}
+	return modes
 }
 
 // tolFor is a check's tolerance: tol in f32, HalfStorage for f16 outputs.
@@ -193,7 +194,7 @@ func TestMaxPool2DTies(t *testing.T) {
 func TestGlobalAvgPool(t *testing.T) {
 	d := gputest.Device(t)
 	g := NewGlobalAvgPool(d)
-	for _, half := range halfModes(d) {
+	for _, half := range halfModes(t, d) {
 		for _, s := range [][3]int{{1, 1, 1}, {3, 17, 49}, {2, 3, 9}, {65, 3, 1}, {5, 129, 16}, {1, 2, 1000}} {
 			n, c, hw := s[0], s[1], s[2]
 			t.Run(fmt.Sprintf("half=%v/%dx%dx%d", half, n, c, hw), func(t *testing.T) {
@@ -226,9 +227,7 @@ func TestGlobalAvgPool(t *testing.T) {
 // gradient back into f16.
 func TestGlobalAvgPoolMixed(t *testing.T) {
 	d := gputest.Device(t)
-	if !d.F16 {
-		t.Skipf("%s has no shader-f16", d.Info.Name)
-	}
+	gputest.NeedF16(t, d)
 	g := NewGlobalAvgPool(d)
 	const n, c, hw = 3, 17, 49
 	h := []gpu.DType{gpu.F16}

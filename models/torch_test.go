@@ -166,9 +166,8 @@ func replayTinyProjector(t *testing.T, act gpu.DType, tol replayTol) {
 // backward subtracts nearly equal means over a batch of 4. The bounds are
 // twice those; a wrong layer shows as an error near 1.
 func TestTinyProjectorHalf(t *testing.T) {
-	if d := gputest.Device(t); !d.F16 {
-		t.Skipf("%s has no shader-f16", d.Info.Name)
-	}
+	d := gputest.Device(t)
+	gputest.NeedF16(t, d)
 	replayTinyProjector(t, gpu.F16, replayTol{out: 3e-3, grad: 0.1, stats: 1e-3})
 }
 
@@ -186,11 +185,7 @@ func TestFootprint(t *testing.T) {
 	}
 	d := gputest.Device(t)
 	rng := rand.New(rand.NewPCG(1, 2))
-	types := []gpu.DType{gpu.F32}
-	if d.F16 {
-		types = append(types, gpu.F16)
-	}
-	for _, ty := range types {
+	for _, ty := range gputest.Precisions(t, d) {
 		for _, cfg := range []Config{{Arch: "tiny", InChannels: 1}, {Arch: "resnet18", InChannels: 3, Stem: ImageNetStem}} {
 			const n, h, w = 3, 40, 40
 			m, err := NewResNet(d, rng, cfg)

@@ -178,9 +178,7 @@ func TestProbeScaleInvariant(t *testing.T) {
 // HalfStorage of them, and not equal, so the activations were f16.
 func TestRepresentHalf(t *testing.T) {
 	d := gputest.Device(t)
-	if !d.F16 {
-		t.Skipf("%s has no shader-f16", d.Info.Name)
-	}
+	gputest.NeedF16(t, d)
 	const n, c, h, w = 6, 1, 28, 28
 	m, err := models.NewResNet(d, rand.New(rand.NewPCG(1, 2)), models.Config{Arch: "tiny", InChannels: c})
 	if err != nil {

@@ -227,9 +227,7 @@ func TestChooseExchange(t *testing.T) {
 // two must not be equal, or the activations were not stored as f16.
 func TestMixedPrecision(t *testing.T) {
 	d := gputest.Device(t)
-	if !d.F16 {
-		t.Skipf("%s has no shader-f16", d.Info.Name)
-	}
+	gputest.NeedF16(t, d)
 	cfg := spreadConfig(loss.Materialised)
 	full, err := runSpread(d, cfg, nil, AutoExchange)
 	if err != nil {

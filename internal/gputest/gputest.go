@@ -120,6 +120,35 @@ func KernelMillis(tb testing.TB, d *gpu.Device, record func(r *gpu.Recorder) err
 // named after llvmpipe, the rasteriser it runs on).
 func IsLavapipe(d *gpu.Device) bool { return strings.HasPrefix(d.Info.Name, "llvmpipe") }
 
+// Precisions are the activation types a test covers on d: f32, and f16
+// where d has shader-f16 (on lavapipe, which has it, its absence fails the
+// test; elsewhere the f16 cases are left out with a log line saying so).
+func Precisions(t testing.TB, d *gpu.Device) []gpu.DType {
+	t.Helper()
+	if d.F16 {
+		return []gpu.DType{gpu.F32, gpu.F16}
+	}
+	if IsLavapipe(d) {
+		t.Fatalf("%s has no shader-f16, which lavapipe offers: the f16 checks cannot run", d.Info.Name)
+	}
+	t.Logf("%s has no shader-f16: f32 cases only", d.Info.Name)
+	return []gpu.DType{gpu.F32}
+}
+
+// NeedF16 ends a test or benchmark of mixed precision on an adapter without
+// shader-f16: a skip naming the adapter, except on lavapipe, which has it,
+// where its absence fails the test rather than hide the f16 checks in CI.
+func NeedF16(t testing.TB, d *gpu.Device) {
+	t.Helper()
+	switch {
+	case d.F16:
+	case IsLavapipe(d):
+		t.Fatalf("%s has no shader-f16, which lavapipe offers: the f16 checks cannot run", d.Info.Name)
+	default:
+		t.Skipf("%s has no shader-f16", d.Info.Name)
+	}
+}
+
 // Rand returns a generator seeded afresh, logging the seed so that a
 // failure can be reproduced with BT_SEED.
 func Rand(t testing.TB) *rand.Rand {
