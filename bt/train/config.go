@@ -70,6 +70,14 @@ type DataConfig struct {
 	Size    int    `json:"size"`
 	// Without drops augmentations: one of pipeline.Ablations.
 	Without string `json:"without,omitempty"`
+	// CropMin, when positive, is the smallest area fraction of the views'
+	// random resized crops in place of the preset's (0.08, the paper's).
+	// Jitter, when positive, multiplies the colour jitter's strengths
+	// (brightness, contrast, saturation, hue) of the preset (1). Short
+	// runs are swept over both (bt ablate augment-strength): augmentations
+	// tuned for 1000 epochs may be too hard for tens.
+	CropMin float64 `json:"crop_min,omitempty"`
+	Jitter  float64 `json:"jitter_strength,omitempty"`
 	// SkipBad, MaxBadFraction and MaxPixels are the loader's handling of
 	// images that do not decode or are too large (see pipeline).
 	SkipBad        bool    `json:"skip_bad_images,omitempty"`
@@ -168,6 +176,14 @@ func (d DataConfig) Views() (pipeline.Config, error) {
 	if d.Size > 0 {
 		views.A.Size, views.B.Size = d.Size, d.Size
 	}
+	for _, v := range []*pipeline.ViewConfig{&views.A, &views.B} {
+		if d.CropMin > 0 {
+			v.Scale[0] = d.CropMin
+		}
+		if d.Jitter > 0 {
+			v.Brightness, v.Contrast, v.Saturation, v.Hue = d.Jitter*v.Brightness, d.Jitter*v.Contrast, d.Jitter*v.Saturation, d.Jitter*v.Hue
+		}
+	}
 	if d.Without != "" {
 		return views.Without(d.Without)
 	}
@@ -244,7 +260,8 @@ func (c Config) Validate() error {
 	}{{"schedule multiplier (lr)", s.Multiplier, true}, {"schedule weights share", s.Weights, false},
 		{"schedule biases share", s.Vectors, false}, {"schedule end factor", s.EndFactor, false},
 		{"weight decay", c.WeightDecay, false}, {"InfoNCE temperature", c.InfoNCE, false},
-		{"max bad fraction", c.Data.MaxBadFraction, false}, {"loss scale", c.LossScale, false}} {
+		{"max bad fraction", c.Data.MaxBadFraction, false}, {"loss scale", c.LossScale, false},
+		{"smallest crop", c.Data.CropMin, false}, {"jitter strength", c.Data.Jitter, false}} {
 		if !finite(f.v) || f.v < 0 || (f.open && f.v == 0) {
 			bad("train: %s %v: must be a finite number %s", f.name, f.v, map[bool]string{true: "> 0", false: "≥ 0"}[f.open])
 		}
@@ -290,6 +307,16 @@ func (c Config) Validate() error {
 	}
 	if w := c.Data.Without; w != "" && !slices.Contains(pipeline.Ablations, w) {
 		bad("train: augmentation ablation %q: choose one of %s", w, strings.Join(pipeline.Ablations, ", "))
+	}
+	// The views with the crop and jitter settings applied: a crop above
+	// the preset's largest, or hue jitter past 0.5, is refused here.
+	if views, err := c.Data.Views(); err == nil {
+		for _, v := range []pipeline.ViewConfig{views.A, views.B} {
+			if err := v.Validate(); err != nil {
+				bad("train: smallest crop %v, jitter strength %v: %v", c.Data.CropMin, c.Data.Jitter, err)
+				break
+			}
+		}
 	}
 	if c.InfoNCE > 0 && (c.Loss.RedundancyOnly || c.Loss.Norm != loss.BatchNorm || c.Loss.Lambda != loss.DefaultLambda || c.Loss.Scale != 1) {
 		bad("train: InfoNCE replaces the Barlow Twins loss; its λ, scale, normalisation and redundancy-only settings would be ignored")

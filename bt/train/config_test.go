@@ -44,3 +44,61 @@ func TestFitPreset(t *testing.T) {
 		t.Errorf("a data set with its own preset was given %q (%q, %v)", fashion.Augment, note, err)
 	}
 }
+
+// TestViewStrength: the crop and jitter settings reach both views of every
+// preset, 0 keeps the preset's, and values the views cannot take are
+// refused by Validate, naming the setting.
+func TestViewStrength(t *testing.T) {
+	for _, tc := range []struct {
+		preset          string
+		cropMin, jitter float64
+		wantErr         string
+	}{
+		{"imagenet", 0, 0, ""},
+		{"imagenet", 0.2, 0.5, ""},
+		{"fashion-mnist", 0.4, 1.5, ""},
+		{"cifar", 1, 5, ""},
+		{"imagenet", 1.5, 0, "smallest crop 1.5"},
+		{"imagenet", 0, 6, "jitter strength 6"},
+		{"imagenet", -0.1, 0, "smallest crop -0.1"},
+	} {
+		d := DataConfig{Augment: tc.preset, CropMin: tc.cropMin, Jitter: tc.jitter}
+		c := DefaultConfig()
+		c.Data = d
+		c.Data.MaxBadFraction, c.Data.MaxPixels = 0.01, 1000
+		err := c.Validate()
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%+v: Validate() = %v, want an error with %q", tc, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%+v: Validate() = %v", tc, err)
+			continue
+		}
+		got, err := d.Views()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := pipeline.Preset(tc.preset)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, pair := range [][2]pipeline.ViewConfig{{got.A, want.A}, {got.B, want.B}} {
+			g, w := pair[0], pair[1]
+			lo, k := w.Scale[0], 1.0
+			if tc.cropMin > 0 {
+				lo = tc.cropMin
+			}
+			if tc.jitter > 0 {
+				k = tc.jitter
+			}
+			if g.Scale != [2]float64{lo, w.Scale[1]} || g.Brightness != k*w.Brightness || g.Contrast != k*w.Contrast ||
+				g.Saturation != k*w.Saturation || g.Hue != k*w.Hue || g.JitterP != w.JitterP {
+				t.Errorf("%+v: view %d: scale %v, jitter %v %v %v %v; want scale [%v %v], jitter ×%v of %v %v %v %v",
+					tc, i, g.Scale, g.Brightness, g.Contrast, g.Saturation, g.Hue, lo, w.Scale[1], k, w.Brightness, w.Contrast, w.Saturation, w.Hue)
+			}
+		}
+	}
+}

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -113,6 +115,66 @@ func TestSlug(t *testing.T) {
 	} {
 		if got := slug(in); got != want {
 			t.Errorf("slug(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestFamilies: every variant of every family gives a configuration that
+// validates, differs from its family's others, and is saved under its own
+// directory; the sweep's variants set what their names say.
+func TestFamilies(t *testing.T) {
+	for name, vs := range families {
+		seen, slugs := map[string]string{}, map[string]bool{}
+		for _, v := range vs {
+			c := train.DefaultConfig()
+			c.Steps = 703
+			v.apply(&c)
+			if err := c.Validate(); err != nil {
+				t.Errorf("%s / %s: %v", name, v.name, err)
+			}
+			js, err := json.Marshal(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if other, ok := seen[string(js)]; ok {
+				t.Errorf("%s: %q and %q run the same configuration", name, other, v.name)
+			}
+			seen[string(js)] = v.name
+			if slugs[slug(v.name)] {
+				t.Errorf("%s: two variants saved as %q", name, slug(v.name))
+			}
+			slugs[slug(v.name)] = true
+		}
+	}
+	for _, tc := range []struct {
+		family, variant string
+		check           func(c train.Config) bool
+	}{
+		{"optimizer", "AdamW, lr-weights 0.0005", func(c train.Config) bool {
+			return c.Optimizer == "adamw" && c.Schedule.Weights == 0.0005 && c.Schedule.Vectors == 0.0005
+		}},
+		{"optimizer", "SGD, lr-weights 0.002", func(c train.Config) bool { return c.Optimizer == "sgd" && c.Schedule.Weights == 0.002 }},
+		{"lr", "lr ×4", func(c train.Config) bool { return c.Schedule.Multiplier == 4 }},
+		{"warmup", "warm-up 5%", func(c train.Config) bool {
+			return c.Schedule.Warmup == optim.Warmup{Value: 0.05, Unit: optim.WarmupFraction} && c.Schedule.Warmup.Steps(703, 100) == 35
+		}},
+		{"augment-strength", "crop 0.2–1", func(c train.Config) bool {
+			v, err := c.Data.Views()
+			return err == nil && v.A.Scale[0] == 0.2 && v.B.Scale[0] == 0.2
+		}},
+		{"width-lambda", "width 1024, λ 1/1024", func(c train.Config) bool {
+			return c.Model.Projector == "1024-1024-1024" && c.Loss.Lambda == float32(1.0/1024)
+		}},
+	} {
+		i := slices.IndexFunc(families[tc.family], func(v variant) bool { return v.name == tc.variant })
+		if i < 0 {
+			t.Errorf("%s has no variant %q", tc.family, tc.variant)
+			continue
+		}
+		c := train.DefaultConfig()
+		families[tc.family][i].apply(&c)
+		if !tc.check(c) {
+			t.Errorf("%s / %s: configuration %+v", tc.family, tc.variant, c)
 		}
 	}
 }

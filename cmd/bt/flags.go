@@ -145,6 +145,8 @@ func registerConfig(fs *flag.FlagSet, c *train.Config) []flagGroup {
 	fs.Var(choiceFlag[string]{&c.Data.Augment, append([]string{""}, pipeline.PresetNames()...)}, "augment", "augmentation preset: imagenet, cifar, fashion-mnist, mnist (default: the dataset's)")
 	fs.Var(intFlag{&c.Data.Size, 0}, "size", "image size of the views (default: the preset's)")
 	fs.Var(choiceFlag[string]{&c.Data.Without, append([]string{""}, pipeline.Ablations...)}, "augment-without", "drop augmentations (an ablation): "+strings.Join(pipeline.Ablations, ", "))
+	fs.Var(floatFlag[float64]{p: &c.Data.CropMin, min: 0, open: true, max: 1}, "crop-min", "smallest area fraction of the random resized crops (default: the preset's, 0.08)")
+	fs.Var(floatFlag[float64]{p: &c.Data.Jitter, min: 0, open: true, max: 5}, "jitter-strength", "multiplies the colour jitter's brightness, contrast, saturation and hue (default: the preset's, 1)")
 	fs.Var(intFlag{&c.Data.Workers, 0}, "workers", "data-loading goroutines (default: the number of CPUs)")
 	fs.BoolVar(&c.Data.SkipBad, "skip-bad-images", c.Data.SkipBad, "skip images that do not decode (each logged once and counted) instead of stopping at the first")
 	fs.Var(floatFlag[float64]{p: &c.Data.MaxBadFraction, min: 0, open: false, max: 1}, "max-bad-fraction", "with -skip-bad-images, stop once more than this share of the images tried is bad")
@@ -207,7 +209,7 @@ func registerConfig(fs *flag.FlagSet, c *train.Config) []flagGroup {
 	fs.Var(intFlag{&c.Steps, 0}, "steps", "stop after this many steps, with the whole schedule compressed to fit (0: all epochs)")
 	fs.Uint64Var(&c.Seed, "seed", c.Seed, "seed of the initialisation, the data order and the augmentations")
 	return []flagGroup{
-		{"data", []string{"data", "data-dir", "augment", "size", "augment-without", "workers", "augment-on", "skip-bad-images", "max-bad-fraction", "max-pixels"}},
+		{"data", []string{"data", "data-dir", "augment", "size", "augment-without", "crop-min", "jitter-strength", "workers", "augment-on", "skip-bad-images", "max-bad-fraction", "max-pixels"}},
 		{"model", []string{"arch", "stem", "projector", "projector-no-bn", "predictor", "sync-bn", "precision", "loss-scale"}},
 		{"loss", []string{"lambda", "scale-loss", "fused", "feature-normalisation", "no-normalisation", "redundancy-only", "infonce", "stop-gradient"}},
 		{"optimisation", []string{"optimizer", "lr", "lr-weights", "lr-biases", "wd", "warmup", "batch", "epochs", "steps", "seed"}},
