@@ -66,4 +66,36 @@ func TestGradCheck(t *testing.T) {
 	if err := GradCheck(rng, ins, fwd, wrong, 10, 1e-6); err == nil {
 		t.Fatal("a wrong gradient passed")
 	}
+
+	// relu(γ·x) at γ = 5e-7: a step of 1e-6 in γ carries every output
+	// across the kink at 0, so that step's difference is not the
+	// derivative.
+	reluFwd := func(ins [][]float64) []float64 {
+		out := make([]float64, len(ins[0]))
+		for i, x := range ins[0] {
+			out[i] = max(0, ins[1][0]*x)
+		}
+		return out
+	}
+	reluBwd := func(ins [][]float64, dout []float64) [][]float64 {
+		dg := 0.0
+		for i, x := range ins[0] {
+			if ins[1][0]*x > 0 {
+				dg += x * dout[i]
+			}
+		}
+		return [][]float64{nil, {dg}}
+	}
+	kink := [][]float64{{2, 1, -1}, {5e-7}}
+	if err := GradCheck(rng, kink, reluFwd, reluBwd, 10, 1e-6); err != nil {
+		t.Fatalf("a gradient at 5e-7 from a kink: %v", err)
+	}
+	wrongRelu := func(ins [][]float64, dout []float64) [][]float64 {
+		g := reluBwd(ins, dout)
+		g[1][0] *= 1.01
+		return g
+	}
+	if err := GradCheck(rng, kink, reluFwd, wrongRelu, 10, 1e-6); err == nil {
+		t.Fatal("a wrong gradient near a kink passed")
+	}
 }
