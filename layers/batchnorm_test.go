@@ -31,9 +31,12 @@ func (s bnShape) String() string {
 // above the 32 channels a 1-D workgroup takes, single samples with several
 // positions, and inputs whose mean of 1000 would cancel in E[x²]−E[x]².
 // Two values per channel are left out: dx is then exactly 0 and its
-// relative error meaningless.
+// relative error meaningless. So are three: dx is then dy's component along
+// one direction, which for about one draw of dy in a thousand is a
+// thousandth of dy, and f32's error relative to it exceeds 1e-4 (CI,
+// seed 2107005398986691791); with N = 3 the channels get 3 positions.
 var bnShapes = []bnShape{
-	{1, 3, 9, true, 0}, {1, 1, 49, false, 0}, {3, 1, 1, true, 0}, {3, 17, 9, false, 0},
+	{1, 3, 9, true, 0}, {1, 1, 49, false, 0}, {3, 1, 3, true, 0}, {3, 17, 9, false, 0},
 	{17, 3, 1, true, 0}, {17, 17, 1, false, 0}, {65, 3, 1, false, 0}, {5, 65, 1, true, 0},
 	{3, 3, 49, true, 0}, {17, 1, 9, true, 0}, {65, 1, 49, false, 0}, {5, 17, 49, true, 0},
 	{17, 3, 9, true, 1000}, {65, 17, 1, false, 1000}, {1024, 3, 1, true, 1000},
