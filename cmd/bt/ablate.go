@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -22,6 +24,7 @@ import (
 	"github.com/bt-org/bt/bt/optim"
 	"github.com/bt-org/bt/bt/train"
 	"github.com/bt-org/bt/gpu"
+	"github.com/bt-org/bt/pipeline"
 )
 
 // variant is one run of an ablation grid: a change to the pretraining
@@ -173,6 +176,11 @@ type ablationResult struct {
 	KNN200   float64 `json:"knn200"`
 	Linear   float64 `json:"linear_top1"`
 	Seconds  float64 `json:"seconds"`
+	// Recipe identifies what decided the figures (recipe); SameAs names
+	// the run directory they were taken from when -reuse found the same
+	// recipe run already, under another variant's name.
+	Recipe string `json:"recipe,omitempty"`
+	SameAs string `json:"same_as,omitempty"`
 }
 
 func runAblate(args []string) error {
@@ -181,6 +189,7 @@ func runAblate(args []string) error {
 	setGroups(fs, registerConfig(fs, &cfg))
 	out := fs.String("out", "", "run directory (default runs/ablate-FAMILY)")
 	only := fs.String("only", "", "comma-separated variant numbers (1-based) to run, e.g. 1,3; default all")
+	reuse := fs.String("reuse", "", "a directory of earlier grids (e.g. runs): a variant whose recipe, evaluation included, one of their runs already has takes that run's figures instead of training again, and its table names the run")
 	minutes := fs.Float64("minutes", 0, "pretraining budget per run in minutes instead of -steps: each run's steps come from timing two of its steps first (the batch family then compares at equal time, not equal pairs)")
 	var ef evalFlags
 	ef.register(fs)
@@ -256,7 +265,7 @@ func runAblate(args []string) error {
 		}
 		vs = budgeted
 	}
-	results, err := ablate(d, family, vs, cfg, ef, *out)
+	results, err := ablate(d, family, vs, cfg, ef, *out, *reuse)
 	if err != nil {
 		return err
 	}
@@ -283,8 +292,10 @@ func withBudget(d *gpu.Device, apply func(*train.Config), minutes float64) func(
 }
 
 // ablate runs every variant not already done in dir and returns all
-// results in order.
-func ablate(d *gpu.Device, family string, vs []variant, base train.Config, ef evalFlags, dir string) ([]ablationResult, error) {
+// results in order. Unless reuse is "", a variant whose recipe a finished
+// run in a grid under reuse (reuse/*/*/result.json, reuse/*/result.json)
+// has takes that run's figures: the sweep's families share their centre.
+func ablate(d *gpu.Device, family string, vs []variant, base train.Config, ef evalFlags, dir, reuse string) ([]ablationResult, error) {
 	var results []ablationResult
 	for i, v := range vs {
 		runDir := filepath.Join(dir, slug(v.name))
@@ -297,8 +308,25 @@ func ablate(d *gpu.Device, family string, vs []variant, base train.Config, ef ev
 		}
 		cfg := base
 		v.apply(&cfg)
+		key, err := recipe(cfg, ef)
+		if err != nil {
+			return results, fmt.Errorf("%s: %w", v.name, err)
+		}
+		same, from, err := findRecipe(reuse, key, runDir)
+		if err != nil {
+			return results, err
+		}
+		if from != "" {
+			fmt.Fprintf(os.Stderr, "== %s: the same recipe as %s, its figures taken\n", v.name, from)
+			same.Variant, same.Paper, same.SameAs = v.name, v.paper, from
+			if err := saveResult(runDir, same); err != nil {
+				return results, err
+			}
+			results = append(results, same)
+			continue
+		}
 		fmt.Fprintf(os.Stderr, "== %s %d/%d: %s\n", family, i+1, len(vs), v.name)
-		r = ablationResult{Variant: v.name, Paper: v.paper}
+		r = ablationResult{Variant: v.name, Paper: v.paper, Recipe: key}
 		start := time.Now()
 		// A variant's directory without its result.json holds an
 		// unfinished run of this grid's own: it is replaced.
@@ -320,12 +348,7 @@ func ablate(d *gpu.Device, family string, vs []variant, base train.Config, ef ev
 			r.KNN20, r.KNN200, r.Linear = ev.knn[0], ev.knn[1], ev.linear.Top1
 		}
 		r.Seconds = time.Since(start).Seconds()
-		b, _ := json.MarshalIndent(r, "", "  ")
-		// A run refused before it started (does not fit) made no directory.
-		if err := os.MkdirAll(runDir, 0o755); err != nil {
-			return results, err
-		}
-		if err := os.WriteFile(resultPath, append(b, '\n'), 0o644); err != nil {
+		if err := saveResult(runDir, r); err != nil {
 			return results, err
 		}
 		results = append(results, r)
@@ -334,6 +357,70 @@ func ablate(d *gpu.Device, family string, vs []variant, base train.Config, ef ev
 		return results, err
 	}
 	return results, nil
+}
+
+// saveResult writes r as runDir/result.json, making the directory for a
+// run refused before it started (does not fit) or taken from another.
+func saveResult(runDir string, r ablationResult) error {
+	b, _ := json.MarshalIndent(r, "", "  ")
+	if err := os.MkdirAll(runDir, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(runDir, "result.json"), append(b, '\n'), 0o644)
+}
+
+// recipe is a digest of everything that decides a run's figures: its
+// configuration, with the augmentation settings resolved into the views
+// they make (a smallest crop of 0.08 and the preset's 0.08 are one
+// recipe), and the evaluation.
+func recipe(c train.Config, ef evalFlags) (string, error) {
+	views, err := c.Data.Views()
+	if err != nil {
+		return "", err
+	}
+	c.Data.CropMin, c.Data.Jitter = 0, 0
+	b, err := json.Marshal(struct {
+		Config train.Config
+		Views  pipeline.Config
+		Eval   string
+	}{c, views, fmt.Sprintf("%+v", ef)})
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// findRecipe looks under dir for a finished run other than self with the
+// recipe key, and returns its result and directory ("" when none or when
+// dir is "").
+func findRecipe(dir, key, self string) (ablationResult, string, error) {
+	if dir == "" {
+		return ablationResult{}, "", nil
+	}
+	var paths []string
+	for _, pattern := range []string{"*/result.json", "*/*/result.json"} {
+		m, err := filepath.Glob(filepath.Join(dir, pattern))
+		if err != nil {
+			return ablationResult{}, "", fmt.Errorf("-reuse %s: %w", dir, err)
+		}
+		paths = append(paths, m...)
+	}
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return ablationResult{}, "", err
+		}
+		var r ablationResult
+		if err := json.Unmarshal(b, &r); err != nil {
+			return ablationResult{}, "", fmt.Errorf("%s: %w", p, err)
+		}
+		// A taken result names its origin; following it avoids chains.
+		if from := filepath.Dir(p); r.Recipe == key && r.SameAs == "" && filepath.Clean(from) != filepath.Clean(self) {
+			return r, from, nil
+		}
+	}
+	return ablationResult{}, "", nil
 }
 
 // slug names a variant's run directory after the variant, so that a grid
@@ -363,15 +450,19 @@ func ablationTable(d *gpu.Device, family string, cfg train.Config, rs []ablation
 		family, cfg.Data.Name, cfg.Model.Arch, cfg.Batch, cfg.Steps, d.Info.Name, paper)
 	b.WriteString("| variant | kNN k=20 | kNN k=200 | linear top-1 | final loss | paper |\n|---|---|---|---|---|---|\n")
 	for _, r := range rs {
+		name := r.Variant
+		if r.SameAs != "" {
+			name += " (the run of " + r.SameAs + ")"
+		}
 		if r.Diverged != "" {
-			fmt.Fprintf(&b, "| %s | diverged | | | | %s |\n", r.Variant, r.Paper)
+			fmt.Fprintf(&b, "| %s | diverged | | | | %s |\n", name, r.Paper)
 			continue
 		}
 		if r.Unfit != "" {
-			fmt.Fprintf(&b, "| %s | does not fit this adapter | | | | %s |\n", r.Variant, r.Paper)
+			fmt.Fprintf(&b, "| %s | does not fit this adapter | | | | %s |\n", name, r.Paper)
 			continue
 		}
-		fmt.Fprintf(&b, "| %s | %.1f%% | %.1f%% | %.1f%% | %.1f | %s |\n", r.Variant, 100*r.KNN20, 100*r.KNN200, 100*r.Linear, r.LossEnd, r.Paper)
+		fmt.Fprintf(&b, "| %s | %.1f%% | %.1f%% | %.1f%% | %.1f | %s |\n", name, 100*r.KNN20, 100*r.KNN200, 100*r.Linear, r.LossEnd, r.Paper)
 	}
 	return b.String()
 }

@@ -24,7 +24,7 @@ func TestAblate(t *testing.T) {
 	ef := evalFlags{trainN: 500, testN: 200, batch: 250}
 	ef.probe.Epochs, ef.probe.Batch, ef.probe.LR, ef.probe.Momentum = 3, 100, 0.3, 0.9
 	vs := families["asymmetry"][:2]
-	first, err := ablate(d, "asymmetry", vs, tf, ef, dir)
+	first, err := ablate(d, "asymmetry", vs, tf, ef, dir, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func TestAblate(t *testing.T) {
 	if st, err := os.Stat(filepath.Join(dir, "ablation.png")); err != nil || st.Size() == 0 {
 		t.Errorf("no plot: %v", err)
 	}
-	again, err := ablate(d, "asymmetry", vs, tf, ef, dir)
+	again, err := ablate(d, "asymmetry", vs, tf, ef, dir, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func TestAblateUnfit(t *testing.T) {
 	ef := evalFlags{trainN: 100, testN: 50, batch: 50}
 	vs := []variant{{"too wide", "", func(c *train.Config) { c.Model.Projector = "65536-65536" }}}
 	for run := range 2 {
-		rs, err := ablate(d, "projector", vs, tf, ef, dir)
+		rs, err := ablate(d, "projector", vs, tf, ef, dir, "")
 		if err != nil {
 			t.Fatalf("run %d: %v", run, err)
 		}
@@ -87,6 +87,99 @@ func TestAblateUnfit(t *testing.T) {
 	}
 	if !strings.Contains(string(table), "| too wide | does not fit this adapter |") {
 		t.Errorf("table does not say the variant does not fit:\n%s", table)
+	}
+}
+
+// TestAblateReuse checks that -reuse takes a finished run's figures for a
+// variant of another grid with the same recipe, names it in the table,
+// and trains (here: tries) a variant whose recipe differs. Variants that do
+// not fit keep it cheap: their results are saved like any other.
+func TestAblateReuse(t *testing.T) {
+	d := gputest.Device(t)
+	root := t.TempDir()
+	tf := train.DefaultConfig()
+	tf.Steps, tf.Batch = 2, 32
+	ef := evalFlags{trainN: 100, testN: 50, batch: 50}
+	wide := func(c *train.Config) { c.Model.Projector = "65536-65536" }
+	first, err := ablate(d, "projector", []variant{{"too wide", "", wide}}, tf, ef, filepath.Join(root, "a"), root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first[0].SameAs != "" || first[0].Recipe == "" {
+		t.Fatalf("first grid: %+v, want its own run with its recipe", first[0])
+	}
+	vs := []variant{
+		// The preset's smallest crop, given explicitly: the same recipe.
+		{"crop 0.08", "", func(c *train.Config) { wide(c); c.Data.CropMin = 0.08 }},
+		{"deeper", "", func(c *train.Config) { c.Model.Projector = "65536-65536-65536" }},
+	}
+	for run := range 2 { // the second reads the first's saved results
+		rs, err := ablate(d, "augment-strength", vs, tf, ef, filepath.Join(root, "b"), root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := filepath.Join(root, "a", "too-wide"); rs[0].SameAs != want || rs[0].Variant != "crop 0.08" || rs[0].Unfit != first[0].Unfit {
+			t.Errorf("run %d: %+v, want the figures of %s under its own name", run, rs[0], want)
+		}
+		if rs[1].SameAs != "" || rs[1].Recipe == first[0].Recipe || rs[1].Unfit == "" {
+			t.Errorf("run %d: %+v, want a run of its own", run, rs[1])
+		}
+	}
+	table, err := os.ReadFile(filepath.Join(root, "b", "ablation.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "| crop 0.08 (the run of " + filepath.Join(root, "a", "too-wide") + ") |"; !strings.Contains(string(table), want) {
+		t.Errorf("table lacks %q:\n%s", want, table)
+	}
+	// Without -reuse nothing is taken.
+	rs, err := ablate(d, "augment-strength", vs[:1], tf, ef, filepath.Join(root, "c"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs[0].SameAs != "" {
+		t.Errorf("without -reuse: %+v, want a run of its own", rs[0])
+	}
+}
+
+// TestRecipe checks which changes make another recipe: settings that
+// resolve to the same views do not, anything trained or evaluated
+// differently does.
+func TestRecipe(t *testing.T) {
+	ef := evalFlags{trainN: 100, testN: 50, batch: 50}
+	base, err := recipe(train.DefaultConfig(), ef)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		cfg  func(*train.Config)
+		ef   func(*evalFlags)
+		same bool
+	}{
+		{"the preset's smallest crop", func(c *train.Config) { c.Data.CropMin = 0.08 }, nil, true},
+		{"jitter ×1", func(c *train.Config) { c.Data.Jitter = 1 }, nil, true},
+		{"smallest crop 0.2", func(c *train.Config) { c.Data.CropMin = 0.2 }, nil, false},
+		{"jitter ×1.5", func(c *train.Config) { c.Data.Jitter = 1.5 }, nil, false},
+		{"lr ×3", func(c *train.Config) { c.Schedule.Multiplier = 3 }, nil, false},
+		{"seed 2", func(c *train.Config) { c.Seed = 2 }, nil, false},
+		{"probe epochs", nil, func(e *evalFlags) { e.probe.Epochs++ }, false},
+		{"all test images", nil, func(e *evalFlags) { e.testN = 0 }, false},
+	} {
+		c, e := train.DefaultConfig(), ef
+		if tc.cfg != nil {
+			tc.cfg(&c)
+		}
+		if tc.ef != nil {
+			tc.ef(&e)
+		}
+		got, err := recipe(c, e)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if (got == base) != tc.same {
+			t.Errorf("%s: same recipe %v, want %v", tc.name, got == base, tc.same)
+		}
 	}
 }
 
