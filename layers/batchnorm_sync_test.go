@@ -35,14 +35,20 @@ func TestBatchNormSync(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(fmt.Sprintf("%dranks/%dx%dx%d/affine=%v/relu=%v/offset=%g", tc.ranks, tc.n, tc.c, tc.hw, tc.affine, tc.relu, tc.offset), func(t *testing.T) {
 			total, per := tc.ranks*tc.n, tc.n*tc.c*tc.hw
-			x, dy := kcheck.Normal(rng, total*tc.c*tc.hw), kcheck.Normal(rng, total*tc.c*tc.hw)
-			for i := range x {
-				x[i] += tc.offset
-			}
-			gamma, beta, dg0, db0 := kcheck.Normal(rng, tc.c), kcheck.Normal(rng, tc.c), kcheck.Normal(rng, tc.c), kcheck.Normal(rng, tc.c)
-			rm, rv := kcheck.Normal(rng, tc.c), make([]float64, tc.c)
+			// Every value as f32 holds it: the reference sees what the ranks see.
+			normal := func(n int) []float64 { return kcheck.Round(kcheck.Normal(rng, n), gpu.F32) }
+			x, dy := drawOffset(tc.offset)(rng, 0, total*tc.c*tc.hw), normal(total*tc.c*tc.hw)
+			x = kcheck.Round(x, gpu.F32)
+			gamma, beta, dg0, db0 := normal(tc.c), normal(tc.c), normal(tc.c), normal(tc.c)
+			rm, rv := normal(tc.c), make([]float64, tc.c)
 			for j := range rv {
-				rv[j] = 0.5 + rng.Float64()
+				rv[j] = float64(float32(0.5 + rng.Float64()))
+			}
+			if tc.relu { // outputs clear of the kink (drawClear)
+				s := bnShape{total, tc.c, tc.hw, tc.affine, tc.offset}
+				if xhat := clearXhat(rng, s, x); tc.affine {
+					redrawBeta(rng, s, xhat, gamma, beta)
+				}
 			}
 			// The reference over the concatenated batch.
 			y, mean, invstd := make([]float64, len(x)), make([]float64, tc.c), make([]float64, tc.c)

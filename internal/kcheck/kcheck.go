@@ -51,6 +51,11 @@ type Op struct {
 	Accumulate []bool
 	// Draw, if set, draws input i's values instead of N(0, 1).
 	Draw func(r *rand.Rand, i, n int) []float64
+	// Start, if set, draws accumulated output i's starting values instead
+	// of N(0, 1): values of one sign where the kernel adds to them what may
+	// cancel them (running statistics), so that the result's relative error
+	// measures the kernel, not the cancellation.
+	Start func(r *rand.Rand, i, n int) []float64
 	// GPU records the kernel.
 	GPU func(r *gpu.Recorder, outs, ins []*gpu.Tensor) error
 	// Ref computes the outputs in float64.
@@ -119,7 +124,11 @@ func Run(d *gpu.Device, rng *rand.Rand, op Op) (err error) {
 		n := Numel(s)
 		init := nans(n)
 		if i < len(op.Accumulate) && op.Accumulate[i] {
-			outs[i] = Round(Normal(rng, n), typeOf(op.OutTypes, i))
+			if op.Start != nil {
+				outs[i] = Round(op.Start(rng, i, n), typeOf(op.OutTypes, i))
+			} else {
+				outs[i] = Round(Normal(rng, n), typeOf(op.OutTypes, i))
+			}
 			init = outs[i]
 		} else {
 			outs[i] = make([]float64, n)
