@@ -183,19 +183,44 @@ type ablationResult struct {
 	SameAs string `json:"same_as,omitempty"`
 }
 
-func runAblate(args []string) error {
+// ablateOptions are bt ablate's flags beside the training configuration.
+type ablateOptions struct {
+	adapter          *string
+	recipe           string
+	out, only, reuse string
+	minutes          float64
+	ef               evalFlags
+}
+
+// ablateFlags is bt ablate's flag set over cfg and o.
+func ablateFlags(cfg *train.Config, o *ablateOptions) *flag.FlagSet {
 	fs, adapter := newFlags("ablate", "Runs one of the paper's ablation studies, or one setting of the short-budget sweep, as a grid of short\npretraining runs around the flags' recipe, evaluates each with kNN and the fast linear probe, and writes a\ntable (ablation.md) and a plot (ablation.png) into -out.\n\nUsage: bt ablate [flags] FAMILY   (FAMILY: "+familyNames()+")")
+	o.adapter = adapter
+	setGroups(fs, registerConfig(fs, cfg, &o.recipe))
+	fs.StringVar(&o.out, "out", "", "run directory (default runs/ablate-FAMILY)")
+	fs.StringVar(&o.only, "only", "", "comma-separated variant numbers (1-based) to run, e.g. 1,3; default all")
+	fs.StringVar(&o.reuse, "reuse", "", "a directory of earlier grids (e.g. runs): a variant whose recipe, evaluation included, one of their runs already has takes that run's figures instead of training again, and its table names the run")
+	fs.Float64Var(&o.minutes, "minutes", 0, "pretraining budget per run in minutes instead of -steps: each run's steps come from timing two of its steps first (the batch family then compares at equal time, not equal pairs)")
+	o.ef.register(fs)
+	return fs
+}
+
+func runAblate(args []string) error {
 	cfg := train.DefaultConfig()
-	setGroups(fs, registerConfig(fs, &cfg))
-	out := fs.String("out", "", "run directory (default runs/ablate-FAMILY)")
-	only := fs.String("only", "", "comma-separated variant numbers (1-based) to run, e.g. 1,3; default all")
-	reuse := fs.String("reuse", "", "a directory of earlier grids (e.g. runs): a variant whose recipe, evaluation included, one of their runs already has takes that run's figures instead of training again, and its table names the run")
-	minutes := fs.Float64("minutes", 0, "pretraining budget per run in minutes instead of -steps: each run's steps come from timing two of its steps first (the batch family then compares at equal time, not equal pairs)")
-	var ef evalFlags
-	ef.register(fs)
+	var o ablateOptions
+	fs := ablateFlags(&cfg, &o)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	// Every run of a grid has a step budget: the short recipe unless
+	// -recipe says otherwise, then the flags given.
+	cfg, _ = recipeConfig(o.recipe, true)
+	o = ablateOptions{}
+	fs = ablateFlags(&cfg, &o)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ef := o.ef
 	if fs.NArg() != 1 {
 		return fmt.Errorf("name one family: %s", familyNames())
 	}
@@ -204,24 +229,24 @@ func runAblate(args []string) error {
 	if !ok {
 		return fmt.Errorf("unknown family %q: want one of %s", family, familyNames())
 	}
-	if *only != "" {
+	if o.only != "" {
 		var pick []variant
-		for _, f := range strings.Split(*only, ",") {
+		for _, f := range strings.Split(o.only, ",") {
 			var i int
 			if _, err := fmt.Sscan(strings.TrimSpace(f), &i); err != nil || i < 1 || i > len(vs) {
-				return fmt.Errorf("-only %q: variants are numbered 1 to %d", *only, len(vs))
+				return fmt.Errorf("-only %q: variants are numbered 1 to %d", o.only, len(vs))
 			}
 			pick = append(pick, vs[i-1])
 		}
 		vs = pick
 	}
-	if *out == "" {
-		*out = filepath.Join("runs", "ablate-"+family)
+	if o.out == "" {
+		o.out = filepath.Join("runs", "ablate-"+family)
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	d, err := gpu.Open(gpu.Options{Adapter: *adapter})
+	d, err := gpu.Open(gpu.Options{Adapter: *o.adapter})
 	if err != nil {
 		return err
 	}
@@ -244,28 +269,17 @@ func runAblate(args []string) error {
 	def("eval-train", &ef.trainN, 5000, 0)
 	def("eval-test", &ef.testN, 1000, 0)
 	def("probe-epochs", &ef.probe.Epochs, 30, 100)
-	if !explicit["epochs"] {
-		cfg.Epochs = 10
-	}
-	if !explicit["warmup"] {
-		cfg.Schedule.Warmup = optim.Warmup{Value: 1, Unit: optim.WarmupEpochs}
-	}
-	if !explicit["lr"] {
-		cfg.Schedule.Multiplier = 2
-	}
-	if !explicit["seed"] {
-		cfg.Model.Seed = cfg.Seed
-	}
+	cfg.Model.Seed = cfg.Seed
 	ef.batch = 512
-	if *minutes > 0 {
+	if o.minutes > 0 {
 		budgeted := make([]variant, len(vs))
 		for i, v := range vs {
 			budgeted[i] = v
-			budgeted[i].apply = withBudget(d, v.apply, *minutes)
+			budgeted[i].apply = withBudget(d, v.apply, o.minutes)
 		}
 		vs = budgeted
 	}
-	results, err := ablate(d, family, vs, cfg, ef, *out, *reuse)
+	results, err := ablate(d, family, vs, cfg, ef, o.out, o.reuse)
 	if err != nil {
 		return err
 	}

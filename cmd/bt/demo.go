@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/bt-org/bt/bt/eval"
-	"github.com/bt-org/bt/bt/optim"
 	"github.com/bt-org/bt/bt/train"
 	"github.com/bt-org/bt/gpu"
 	"github.com/bt-org/bt/pipeline"
@@ -23,6 +22,7 @@ type demoOptions struct {
 	steps, batch        int
 	evalTrain, evalTest int
 	data                string
+	recipe              string // train.Recipes' name; "" for short
 }
 
 func runDemo(args []string) error {
@@ -35,6 +35,7 @@ func runDemo(args []string) error {
 	fs.IntVar(&o.evalTrain, "eval-train", 0, "training images for evaluation (default: 10000 on a CPU adapter, all on a GPU)")
 	fs.IntVar(&o.evalTest, "eval-test", 0, "test images for evaluation (default: 2000 on a CPU adapter, all on a GPU)")
 	fs.StringVar(&o.data, "data", "", "dataset (default: fashion-mnist if installed, else synthetic)")
+	fs.Var(choiceFlag[string]{&o.recipe, append([]string{""}, train.RecipeNames()...)}, "recipe", "optimisation recipe: short (the rate doubled, warm-up over the first tenth: best at a few epochs) or paper (the official, tuned for 1000 epochs) (default: short)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -80,7 +81,9 @@ func demo(d *gpu.Device, o demoOptions) (string, evalResult, evalResult, error) 
 	pick(&o.evalTrain, 10000, 0)
 	pick(&o.evalTest, 2000, 0)
 
-	cfg := train.DefaultConfig()
+	// A demo is a short budgeted run: the short recipe unless told
+	// otherwise.
+	cfg, recipe := recipeConfig(o.recipe, true)
 	cfg.Data.Name = o.data
 	if cfg.Data.Name == "" {
 		cfg.Data.Name = "fashion-mnist"
@@ -90,15 +93,11 @@ func demo(d *gpu.Device, o demoOptions) (string, evalResult, evalResult, error) 
 		}
 	}
 	cfg.Batch, cfg.Steps = o.batch, o.steps
-	// The official schedule warms up over 10 epochs of a 1000-epoch run; a
-	// budgeted run warms up over its first tenth and decays over the rest.
-	cfg.Epochs, cfg.Schedule.Warmup = 10, optim.Warmup{Value: 1, Unit: optim.WarmupEpochs}
-	cfg.Schedule.Multiplier = 2
 	ef := evalFlags{trainN: o.evalTrain, testN: o.evalTest, batch: 512, probe: eval.DefaultProbeConfig()}
 	ef.probe.Epochs = 30
 
 	start := time.Now()
-	fmt.Fprintf(os.Stderr, "== pretraining (%d steps of %d pairs)\n", cfg.Steps, cfg.Batch)
+	fmt.Fprintf(os.Stderr, "== pretraining (%d steps of %d pairs, the %s recipe)\n", cfg.Steps, cfg.Batch, recipe)
 	ro := runOptions{out: o.out, auto: !o.namedOut && !o.overwrite, overwrite: o.overwrite, keep: 1}
 	res, err := pretrain(context.Background(), d, cfg, ro, os.Stderr)
 	if err != nil {
@@ -120,17 +119,17 @@ func demo(d *gpu.Device, o demoOptions) (string, evalResult, evalResult, error) 
 	if err != nil {
 		return "", pre, base, err
 	}
-	table := demoTable(d, res, pre, base, ef, time.Since(start))
+	table := demoTable(d, res, recipe, pre, base, ef, time.Since(start))
 	return table, pre, base, os.WriteFile(filepath.Join(res.dir, "results.md"), []byte(table), 0o644)
 }
 
-func demoTable(d *gpu.Device, res *pretrainResult, pre, base evalResult, ef evalFlags, took time.Duration) string {
+func demoTable(d *gpu.Device, res *pretrainResult, recipe string, pre, base evalResult, ef evalFlags, took time.Duration) string {
 	var b strings.Builder
 	cfg := res.cfg
 	fmt.Fprintf(&b, "\n## bt demo: Barlow Twins on %s\n\n", cfg.Data.Name)
 	fmt.Fprintf(&b, "- adapter: %s\n", d.Info)
-	fmt.Fprintf(&b, "- pretraining: %s, projector %s, batch %d, %d steps in %s (%.1f pairs/s), loss %.1f → %.1f\n",
-		cfg.Model.Arch, cfg.Model.Projector, cfg.Batch, res.steps, res.elapsed.Round(time.Second), res.pairsPerS, res.lossStart, res.lossEnd)
+	fmt.Fprintf(&b, "- pretraining: %s, projector %s, batch %d, the %s recipe, %d steps in %s (%.1f pairs/s), loss %.1f → %.1f\n",
+		cfg.Model.Arch, cfg.Model.Projector, cfg.Batch, recipe, res.steps, res.elapsed.Round(time.Second), res.pairsPerS, res.lossStart, res.lossEnd)
 	fmt.Fprintf(&b, "- evaluation: %s train / %s test images, frozen representations; linear probe %d epochs\n\n",
 		countOrAll(ef.trainN), countOrAll(ef.testN), ef.probe.Epochs)
 	fmt.Fprintf(&b, "| backbone | kNN k=20 | kNN k=200 | linear top-1 | linear top-5 |\n|---|---|---|---|---|\n")

@@ -127,6 +127,23 @@ func (f choiceFlag[T]) Set(s string) error {
 	return fmt.Errorf("choose one of %s", strings.Join(names, ", "))
 }
 
+// recipeConfig is DefaultConfig with the named recipe (train.Recipes),
+// or for "" the one a run takes by default: short for a run with a step
+// budget, paper for one of whole epochs. It returns the recipe's name.
+func recipeConfig(name string, budget bool) (train.Config, string) {
+	if name == "" {
+		name = "paper"
+		if budget {
+			name = "short"
+		}
+	}
+	cfg := train.DefaultConfig()
+	if err := cfg.UseRecipe(name); err != nil {
+		panic(err) // -recipe accepts only train.Recipes' names
+	}
+	return cfg, name
+}
+
 // flagGroup is a heading in the help and the flags under it.
 type flagGroup struct {
 	name  string
@@ -134,9 +151,12 @@ type flagGroup struct {
 }
 
 // registerConfig binds the pretraining flags to c, which holds their
-// defaults, and returns them grouped for the help. Seed also seeds the
-// initialisation: the CLI sets c.Model.Seed from c.Seed after parsing.
-func registerConfig(fs *flag.FlagSet, c *train.Config) []flagGroup {
+// defaults, and -recipe to recipe, and returns them grouped for the help.
+// Seed also seeds the initialisation: the CLI sets c.Model.Seed from
+// c.Seed after parsing.
+func registerConfig(fs *flag.FlagSet, c *train.Config, recipe *string) []flagGroup {
+	fs.Var(choiceFlag[string]{recipe, append([]string{""}, train.RecipeNames()...)}, "recipe",
+		"the optimisation recipe the other flags adjust: paper (the official, tuned for 1000 epochs) or short (the rate doubled, warm-up over the first tenth; best at a few epochs: docs/quality.md) (default: short with -steps, else paper)")
 	archs := make([]string, len(models.Archs))
 	copy(archs, models.Archs)
 	fs.Var(choiceFlag[string]{&c.Data.Name, []string{"fashion-mnist", "mnist", "cifar10", "cifar100", "folder", "folder-unlabeled", "synthetic"}},
@@ -212,6 +232,6 @@ func registerConfig(fs *flag.FlagSet, c *train.Config) []flagGroup {
 		{"data", []string{"data", "data-dir", "augment", "size", "augment-without", "crop-min", "jitter-strength", "workers", "augment-on", "skip-bad-images", "max-bad-fraction", "max-pixels"}},
 		{"model", []string{"arch", "stem", "projector", "projector-no-bn", "predictor", "sync-bn", "precision", "loss-scale"}},
 		{"loss", []string{"lambda", "scale-loss", "fused", "feature-normalisation", "no-normalisation", "redundancy-only", "infonce", "stop-gradient"}},
-		{"optimisation", []string{"optimizer", "lr", "lr-weights", "lr-biases", "wd", "warmup", "batch", "epochs", "steps", "seed"}},
+		{"optimisation", []string{"recipe", "optimizer", "lr", "lr-weights", "lr-biases", "wd", "warmup", "batch", "epochs", "steps", "seed"}},
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -65,13 +66,28 @@ func runPretrain(args []string) error {
 	return nil
 }
 
-// parsePretrain maps pretrain's flags (after a -config file's settings,
-// when given) onto a training configuration and the run's options.
+// parsePretrain maps pretrain's flags (after a -config file's settings or
+// a recipe's) onto a training configuration and the run's options.
 func parsePretrain(args []string) (train.Config, runOptions, error) {
 	cfg := train.DefaultConfig()
 	fs, ro := pretrainFlags(&cfg)
 	if err := fs.Parse(args); err != nil {
 		return cfg, *ro, err
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	switch {
+	case ro.config != "" && given["recipe"]:
+		return cfg, *ro, errors.New("-recipe and -config: a run's config.json holds its whole recipe; flags given beside it change single settings")
+	case ro.config == "" && ro.resume == "":
+		// The recipe's settings, then the flags given.
+		cfg, ro.recipe = recipeConfig(ro.recipe, given["steps"])
+		recipe := ro.recipe
+		fs, ro = pretrainFlags(&cfg)
+		if err := fs.Parse(args); err != nil {
+			return cfg, *ro, err
+		}
+		ro.recipe = recipe
 	}
 	if ro.config != "" {
 		// The file's settings, then the flags given beside it.
@@ -105,8 +121,8 @@ func parsePretrain(args []string) (train.Config, runOptions, error) {
 // pretrainFlags is pretrain's flag set over cfg.
 func pretrainFlags(cfg *train.Config) (*flag.FlagSet, *runOptions) {
 	fs, adapter := newFlags("pretrain", "Pretrains a backbone with Barlow Twins and writes checkpoints, metrics.jsonl, config.json and plots into -out.")
-	groups := registerConfig(fs, cfg)
 	ro := &runOptions{}
+	groups := registerConfig(fs, cfg, &ro.recipe)
 	groups = append(groups, ro.register(fs))
 	setGroups(fs, groups)
 	ro.adapter = adapter
@@ -123,6 +139,7 @@ type runOptions struct {
 	resume    string
 	init      string
 	config    string
+	recipe    string // -recipe; once parsed, the recipe the run started from ("" for -config and -resume)
 	memoryGiB float64
 	ckpt      *train.Checkpoint // the loaded -resume file
 	monitor   knnMonitor
@@ -178,6 +195,11 @@ func (ro *runOptions) resolve(cfg *train.Config, explicit map[string]bool) error
 	if ro.resume == "" {
 		return cfg.Validate()
 	}
+	for name := range explicit {
+		if configFlag(name) && !resumable[name] {
+			return fmt.Errorf("-%s: a resumed run keeps its checkpoint's settings; only -epochs, -steps, -workers and -augment-on may be given with -resume", name)
+		}
+	}
 	c, err := train.LoadCheckpoint(ro.resume)
 	if err != nil {
 		return err
@@ -186,11 +208,6 @@ func (ro *runOptions) resolve(cfg *train.Config, explicit map[string]bool) error
 		return fmt.Errorf("-resume %s: it holds no run settings or optimiser state to resume from (was it written by bt pretrain?)", ro.resume)
 	}
 	given := *cfg
-	for name := range explicit {
-		if configFlag(name) && !resumable[name] {
-			return fmt.Errorf("-%s: a resumed run keeps its checkpoint's settings; only -epochs, -steps, -workers and -augment-on may be given with -resume", name)
-		}
-	}
 	*cfg = c.State.Config
 	if explicit["epochs"] {
 		cfg.Epochs = given.Epochs
@@ -215,8 +232,9 @@ func (ro *runOptions) resolve(cfg *train.Config, explicit map[string]bool) error
 var configFlag = func() func(string) bool {
 	fs := flag.NewFlagSet("names", flag.ContinueOnError)
 	var c train.Config
+	var recipe string
 	names := map[string]bool{}
-	for _, g := range registerConfig(fs, &c) {
+	for _, g := range registerConfig(fs, &c, &recipe) {
 		for _, n := range g.flags {
 			names[n] = true
 		}
@@ -317,6 +335,9 @@ func pretrain(ctx context.Context, d *gpu.Device, cfg train.Config, ro runOption
 	}
 	if err := os.WriteFile(filepath.Join(dir, "config.json"), append(raw, '\n'), 0o644); err != nil {
 		return nil, err
+	}
+	if ro.recipe != "" {
+		fmt.Fprintf(log, "recipe   %s (-recipe: %s)\n", ro.recipe, strings.Join(train.RecipeNames(), ", "))
 	}
 	fmt.Fprintf(log, "%s\nrun      %s\n", run.Describe(d), dir)
 	if start > 0 {
