@@ -119,10 +119,14 @@ func init() {
 		paper := map[float64]string{1: "the paper's"}[m]
 		families["lr"] = append(families["lr"], variant{fmt.Sprintf("lr ×%g", m), paper, func(c *train.Config) { c.Schedule.Multiplier = m }})
 	}
+	// A share of the run is given as that share of the schedule's epochs,
+	// which a step budget compresses alike: the same warm-up, and at the
+	// recipe's own share (1 of 10 epochs) the same configuration, which
+	// -reuse then finds.
 	for _, f := range []float64{0, 0.01, 0.05, 0.1, 0.2, 0.3} {
 		paper := map[float64]string{0.01: "the paper's (10 of 1000 epochs)", 0.1: "the demo's (1 of 10 epochs)"}[f]
 		families["warmup"] = append(families["warmup"], variant{fmt.Sprintf("warm-up %g%%", 100*f), paper, func(c *train.Config) {
-			c.Schedule.Warmup = optim.Warmup{Value: f, Unit: optim.WarmupFraction}
+			c.Schedule.Warmup = optim.Warmup{Value: f * float64(c.Epochs), Unit: optim.WarmupEpochs}
 		}})
 	}
 	families["augment-strength"] = []variant{
@@ -177,8 +181,9 @@ type ablationResult struct {
 	Linear   float64 `json:"linear_top1"`
 	Seconds  float64 `json:"seconds"`
 	// Recipe identifies what decided the figures (recipe); SameAs names
-	// the run directory they were taken from when -reuse found the same
-	// recipe run already, under another variant's name.
+	// the run directory, relative to -reuse's, they were taken from when
+	// -reuse found the same recipe run already, under another variant's
+	// name.
 	Recipe string `json:"recipe,omitempty"`
 	SameAs string `json:"same_as,omitempty"`
 }
@@ -406,8 +411,8 @@ func recipe(c train.Config, ef evalFlags) (string, error) {
 }
 
 // findRecipe looks under dir for a finished run other than self with the
-// recipe key, and returns its result and directory ("" when none or when
-// dir is "").
+// recipe key, and returns its result and directory relative to dir (""
+// when none or when dir is "").
 func findRecipe(dir, key, self string) (ablationResult, string, error) {
 	if dir == "" {
 		return ablationResult{}, "", nil
@@ -431,7 +436,11 @@ func findRecipe(dir, key, self string) (ablationResult, string, error) {
 		}
 		// A taken result names its origin; following it avoids chains.
 		if from := filepath.Dir(p); r.Recipe == key && r.SameAs == "" && filepath.Clean(from) != filepath.Clean(self) {
-			return r, from, nil
+			rel, err := filepath.Rel(dir, from)
+			if err != nil {
+				return ablationResult{}, "", err
+			}
+			return r, rel, nil
 		}
 	}
 	return ablationResult{}, "", nil

@@ -118,7 +118,7 @@ func TestAblateReuse(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := filepath.Join(root, "a", "too-wide"); rs[0].SameAs != want || rs[0].Variant != "crop 0.08" || rs[0].Unfit != first[0].Unfit {
+		if want := filepath.Join("a", "too-wide"); rs[0].SameAs != want || rs[0].Variant != "crop 0.08" || rs[0].Unfit != first[0].Unfit {
 			t.Errorf("run %d: %+v, want the figures of %s under its own name", run, rs[0], want)
 		}
 		if rs[1].SameAs != "" || rs[1].Recipe == first[0].Recipe || rs[1].Unfit == "" {
@@ -129,7 +129,7 @@ func TestAblateReuse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := "| crop 0.08 (the run of " + filepath.Join(root, "a", "too-wide") + ") |"; !strings.Contains(string(table), want) {
+	if want := "| crop 0.08 (the run of " + filepath.Join("a", "too-wide") + ") |"; !strings.Contains(string(table), want) {
 		t.Errorf("table lacks %q:\n%s", want, table)
 	}
 	// Without -reuse nothing is taken.
@@ -249,7 +249,7 @@ func TestFamilies(t *testing.T) {
 		{"optimizer", "SGD, lr-weights 0.002", func(c train.Config) bool { return c.Optimizer == "sgd" && c.Schedule.Weights == 0.002 }},
 		{"lr", "lr ×4", func(c train.Config) bool { return c.Schedule.Multiplier == 4 }},
 		{"warmup", "warm-up 5%", func(c train.Config) bool {
-			return c.Schedule.Warmup == optim.Warmup{Value: 0.05, Unit: optim.WarmupFraction} && c.Schedule.Warmup.Steps(703, 100) == 35
+			return c.Schedule.Warmup.Steps(703, c.Epochs) == 35 && c.Schedule.Warmup.Steps(0, c.Epochs) == 0
 		}},
 		{"augment-strength", "crop 0.2–1", func(c train.Config) bool {
 			v, err := c.Data.Views()
@@ -268,6 +268,32 @@ func TestFamilies(t *testing.T) {
 		families[tc.family][i].apply(&c)
 		if !tc.check(c) {
 			t.Errorf("%s / %s: configuration %+v", tc.family, tc.variant, c)
+		}
+	}
+	// Each family's variant at the sweep's centre is the centre's recipe,
+	// so that -reuse trains the centre once (docs/quality.md's command).
+	centre := train.DefaultConfig()
+	if err := centre.UseRecipe("short"); err != nil {
+		t.Fatal(err)
+	}
+	centre.Batch, centre.Steps, centre.Epochs, centre.Model.Projector = 256, 703, 10, "1024-1024-1024"
+	centre.Schedule.Warmup, centre.Schedule.Multiplier = optim.Warmup{Value: 1, Unit: optim.WarmupEpochs}, 2
+	ef := evalFlags{batch: 512}
+	want, err := recipe(centre, ef)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for family, name := range map[string]string{"optimizer": "LARS", "lr": "lr ×2", "warmup": "warm-up 10%",
+		"augment-strength": "crop 0.08–1, jitter ×1", "width-lambda": "width 1024, λ 0.0051"} {
+		i := slices.IndexFunc(families[family], func(v variant) bool { return v.name == name })
+		if i < 0 {
+			t.Errorf("%s has no variant %q", family, name)
+			continue
+		}
+		c := centre
+		families[family][i].apply(&c)
+		if got, err := recipe(c, ef); err != nil || got != want {
+			t.Errorf("%s / %s: not the centre's recipe (%v): %+v", family, name, err, c)
 		}
 	}
 }
