@@ -48,3 +48,23 @@ func Example() {
 	fmt.Printf("%d steps; the latest checkpoint is at step %d of a %s with %d-channel input\n", steps, c.State.Step, c.Model.Arch, c.Model.InChannels)
 	// Output: 4 steps; the latest checkpoint is at step 4 of a tiny with 3-channel input
 }
+
+// A run with a step budget starts from the short recipe; the paper's is
+// one call away, and settings changed after either adjust it.
+func ExampleConfig_UseRecipe() {
+	cfg := train.DefaultConfig()
+	if err := cfg.UseRecipe("short"); err != nil {
+		log.Fatal(err)
+	}
+	cfg.Steps = 703
+	fmt.Printf("short: rate ×%g, warm-up %v\n", cfg.Schedule.Multiplier, cfg.Schedule.Warmup)
+	if err := cfg.UseRecipe("paper"); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("paper: rate ×%g, warm-up %v epochs\n", cfg.Schedule.Multiplier, cfg.Schedule.Warmup)
+	fmt.Println(train.RecipeNames())
+	// Output:
+	// short: rate ×2, warm-up 10%
+	// paper: rate ×1, warm-up 10 epochs
+	// [paper short]
+}
