@@ -121,7 +121,7 @@ func init() {
 	}
 	// A share of the run is given as that share of the schedule's epochs,
 	// which a step budget compresses alike: the same warm-up, and at the
-	// recipe's own share (1 of 10 epochs) the same configuration, which
+	// flags' own share (1 of 10 epochs) the same configuration, which
 	// -reuse then finds.
 	for _, f := range []float64{0, 0.01, 0.05, 0.1, 0.2, 0.3} {
 		paper := map[float64]string{0.01: "the paper's (10 of 1000 epochs)", 0.1: "the demo's (1 of 10 epochs)"}[f]
@@ -180,12 +180,12 @@ type ablationResult struct {
 	KNN200   float64 `json:"knn200"`
 	Linear   float64 `json:"linear_top1"`
 	Seconds  float64 `json:"seconds"`
-	// Recipe identifies what decided the figures (recipe); SameAs names
-	// the run directory, relative to -reuse's, they were taken from when
-	// -reuse found the same recipe run already, under another variant's
-	// name.
-	Recipe string `json:"recipe,omitempty"`
-	SameAs string `json:"same_as,omitempty"`
+	// Fingerprint identifies what decided the figures (fingerprint);
+	// SameAs names the run directory, relative to -reuse's, they were
+	// taken from when -reuse found a run with the same fingerprint, under
+	// another variant's name.
+	Fingerprint string `json:"fingerprint,omitempty"`
+	SameAs      string `json:"same_as,omitempty"`
 }
 
 // ablateOptions are bt ablate's flags beside the training configuration.
@@ -204,7 +204,7 @@ func ablateFlags(cfg *train.Config, o *ablateOptions) *flag.FlagSet {
 	setGroups(fs, registerConfig(fs, cfg, &o.recipe))
 	fs.StringVar(&o.out, "out", "", "run directory (default runs/ablate-FAMILY)")
 	fs.StringVar(&o.only, "only", "", "comma-separated variant numbers (1-based) to run, e.g. 1,3; default all")
-	fs.StringVar(&o.reuse, "reuse", "", "a directory of earlier grids (e.g. runs): a variant whose recipe, evaluation included, one of their runs already has takes that run's figures instead of training again, and its table names the run")
+	fs.StringVar(&o.reuse, "reuse", "", "a directory of earlier grids (e.g. runs): a variant whose configuration and evaluation one of their runs already has (augmentation settings compared by the views they make) takes that run's figures instead of training again, and its table names the run")
 	fs.Float64Var(&o.minutes, "minutes", 0, "pretraining budget per run in minutes instead of -steps: each run's steps come from timing two of its steps first (the batch family then compares at equal time, not equal pairs)")
 	o.ef.register(fs)
 	return fs
@@ -311,9 +311,10 @@ func withBudget(d *gpu.Device, apply func(*train.Config), minutes float64) func(
 }
 
 // ablate runs every variant not already done in dir and returns all
-// results in order. Unless reuse is "", a variant whose recipe a finished
-// run in a grid under reuse (reuse/*/*/result.json, reuse/*/result.json)
-// has takes that run's figures: the sweep's families share their centre.
+// results in order. Unless reuse is "", a variant with the fingerprint of
+// a finished run in a grid under reuse (reuse/*/*/result.json,
+// reuse/*/result.json) takes that run's figures: the sweep's families
+// share their centre.
 func ablate(d *gpu.Device, family string, vs []variant, base train.Config, ef evalFlags, dir, reuse string) ([]ablationResult, error) {
 	var results []ablationResult
 	for i, v := range vs {
@@ -327,16 +328,16 @@ func ablate(d *gpu.Device, family string, vs []variant, base train.Config, ef ev
 		}
 		cfg := base
 		v.apply(&cfg)
-		key, err := recipe(cfg, ef)
+		key, err := fingerprint(cfg, ef)
 		if err != nil {
 			return results, fmt.Errorf("%s: %w", v.name, err)
 		}
-		same, from, err := findRecipe(reuse, key, runDir)
+		same, from, err := findRun(reuse, key, runDir)
 		if err != nil {
 			return results, err
 		}
 		if from != "" {
-			fmt.Fprintf(os.Stderr, "== %s: the same recipe as %s, its figures taken\n", v.name, from)
+			fmt.Fprintf(os.Stderr, "== %s: the same run as %s, its figures taken\n", v.name, from)
 			same.Variant, same.Paper, same.SameAs = v.name, v.paper, from
 			if err := saveResult(runDir, same); err != nil {
 				return results, err
@@ -345,7 +346,7 @@ func ablate(d *gpu.Device, family string, vs []variant, base train.Config, ef ev
 			continue
 		}
 		fmt.Fprintf(os.Stderr, "== %s %d/%d: %s\n", family, i+1, len(vs), v.name)
-		r = ablationResult{Variant: v.name, Paper: v.paper, Recipe: key}
+		r = ablationResult{Variant: v.name, Paper: v.paper, Fingerprint: key}
 		start := time.Now()
 		// A variant's directory without its result.json holds an
 		// unfinished run of this grid's own: it is replaced.
@@ -388,11 +389,11 @@ func saveResult(runDir string, r ablationResult) error {
 	return os.WriteFile(filepath.Join(runDir, "result.json"), append(b, '\n'), 0o644)
 }
 
-// recipe is a digest of everything that decides a run's figures: its
+// fingerprint is a digest of everything that decides a run's figures: its
 // configuration, with the augmentation settings resolved into the views
-// they make (a smallest crop of 0.08 and the preset's 0.08 are one
-// recipe), and the evaluation.
-func recipe(c train.Config, ef evalFlags) (string, error) {
+// they make (a smallest crop of 0.08 and the preset's 0.08 are one run),
+// and the evaluation.
+func fingerprint(c train.Config, ef evalFlags) (string, error) {
 	views, err := c.Data.Views()
 	if err != nil {
 		return "", err
@@ -410,10 +411,10 @@ func recipe(c train.Config, ef evalFlags) (string, error) {
 	return hex.EncodeToString(sum[:]), nil
 }
 
-// findRecipe looks under dir for a finished run other than self with the
-// recipe key, and returns its result and directory relative to dir (""
-// when none or when dir is "").
-func findRecipe(dir, key, self string) (ablationResult, string, error) {
+// findRun looks under dir for a finished run other than self with the
+// fingerprint key, and returns its result and directory relative to dir
+// ("" when none or when dir is "").
+func findRun(dir, key, self string) (ablationResult, string, error) {
 	if dir == "" {
 		return ablationResult{}, "", nil
 	}
@@ -435,7 +436,7 @@ func findRecipe(dir, key, self string) (ablationResult, string, error) {
 			return ablationResult{}, "", fmt.Errorf("%s: %w", p, err)
 		}
 		// A taken result names its origin; following it avoids chains.
-		if from := filepath.Dir(p); r.Recipe == key && r.SameAs == "" && filepath.Clean(from) != filepath.Clean(self) {
+		if from := filepath.Dir(p); r.Fingerprint == key && r.SameAs == "" && filepath.Clean(from) != filepath.Clean(self) {
 			rel, err := filepath.Rel(dir, from)
 			if err != nil {
 				return ablationResult{}, "", err

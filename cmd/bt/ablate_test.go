@@ -91,9 +91,10 @@ func TestAblateUnfit(t *testing.T) {
 }
 
 // TestAblateReuse checks that -reuse takes a finished run's figures for a
-// variant of another grid with the same recipe, names it in the table,
-// and trains (here: tries) a variant whose recipe differs. Variants that do
-// not fit keep it cheap: their results are saved like any other.
+// variant of another grid with the same fingerprint, names it in the
+// table, and trains (here: tries) a variant whose fingerprint differs.
+// Variants that do not fit keep it cheap: their results are saved like
+// any other.
 func TestAblateReuse(t *testing.T) {
 	d := gputest.Device(t)
 	root := t.TempDir()
@@ -105,11 +106,11 @@ func TestAblateReuse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if first[0].SameAs != "" || first[0].Recipe == "" {
-		t.Fatalf("first grid: %+v, want its own run with its recipe", first[0])
+	if first[0].SameAs != "" || first[0].Fingerprint == "" {
+		t.Fatalf("first grid: %+v, want its own run with its fingerprint", first[0])
 	}
 	vs := []variant{
-		// The preset's smallest crop, given explicitly: the same recipe.
+		// The preset's smallest crop, given explicitly: the same run.
 		{"crop 0.08", "", func(c *train.Config) { wide(c); c.Data.CropMin = 0.08 }},
 		{"deeper", "", func(c *train.Config) { c.Model.Projector = "65536-65536-65536" }},
 	}
@@ -121,7 +122,7 @@ func TestAblateReuse(t *testing.T) {
 		if want := filepath.Join("a", "too-wide"); rs[0].SameAs != want || rs[0].Variant != "crop 0.08" || rs[0].Unfit != first[0].Unfit {
 			t.Errorf("run %d: %+v, want the figures of %s under its own name", run, rs[0], want)
 		}
-		if rs[1].SameAs != "" || rs[1].Recipe == first[0].Recipe || rs[1].Unfit == "" {
+		if rs[1].SameAs != "" || rs[1].Fingerprint == first[0].Fingerprint || rs[1].Unfit == "" {
 			t.Errorf("run %d: %+v, want a run of its own", run, rs[1])
 		}
 	}
@@ -142,12 +143,12 @@ func TestAblateReuse(t *testing.T) {
 	}
 }
 
-// TestRecipe checks which changes make another recipe: settings that
+// TestFingerprint checks which changes make another run: settings that
 // resolve to the same views do not, anything trained or evaluated
 // differently does.
-func TestRecipe(t *testing.T) {
+func TestFingerprint(t *testing.T) {
 	ef := evalFlags{trainN: 100, testN: 50, batch: 50}
-	base, err := recipe(train.DefaultConfig(), ef)
+	base, err := fingerprint(train.DefaultConfig(), ef)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,12 +174,12 @@ func TestRecipe(t *testing.T) {
 		if tc.ef != nil {
 			tc.ef(&e)
 		}
-		got, err := recipe(c, e)
+		got, err := fingerprint(c, e)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
 		if (got == base) != tc.same {
-			t.Errorf("%s: same recipe %v, want %v", tc.name, got == base, tc.same)
+			t.Errorf("%s: same fingerprint %v, want %v", tc.name, got == base, tc.same)
 		}
 	}
 }
@@ -270,7 +271,7 @@ func TestFamilies(t *testing.T) {
 			t.Errorf("%s / %s: configuration %+v", tc.family, tc.variant, c)
 		}
 	}
-	// Each family's variant at the sweep's centre is the centre's recipe,
+	// Each family's variant at the sweep's centre is the centre's run,
 	// so that -reuse trains the centre once (docs/quality.md's command).
 	centre := train.DefaultConfig()
 	if err := centre.UseRecipe("short"); err != nil {
@@ -279,7 +280,7 @@ func TestFamilies(t *testing.T) {
 	centre.Batch, centre.Steps, centre.Epochs, centre.Model.Projector = 256, 703, 10, "1024-1024-1024"
 	centre.Schedule.Warmup, centre.Schedule.Multiplier = optim.Warmup{Value: 1, Unit: optim.WarmupEpochs}, 2
 	ef := evalFlags{batch: 512}
-	want, err := recipe(centre, ef)
+	want, err := fingerprint(centre, ef)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,8 +293,8 @@ func TestFamilies(t *testing.T) {
 		}
 		c := centre
 		families[family][i].apply(&c)
-		if got, err := recipe(c, ef); err != nil || got != want {
-			t.Errorf("%s / %s: not the centre's recipe (%v): %+v", family, name, err, c)
+		if got, err := fingerprint(c, ef); err != nil || got != want {
+			t.Errorf("%s / %s: not the centre's fingerprint (%v): %+v", family, name, err, c)
 		}
 	}
 }
