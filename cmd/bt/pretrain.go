@@ -74,41 +74,37 @@ func parsePretrain(args []string) (train.Config, runOptions, error) {
 	if err := fs.Parse(args); err != nil {
 		return cfg, *ro, err
 	}
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	switch {
-	case ro.config != "" && given["recipe"]:
-		return cfg, *ro, errors.New("-recipe and -config: a run's config.json holds its whole recipe; flags given beside it change single settings")
-	case ro.config == "" && ro.resume == "":
-		// The recipe's settings, then the flags given.
-		cfg, ro.recipe = recipeConfig(ro.recipe, given["steps"])
-		recipe := ro.recipe
+	explicit := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
+	// The settings the flags given adjust: a -config file's or a recipe's
+	// (with -resume, resolve takes the checkpoint's).
+	if ro.resume == "" {
+		var base train.Config
+		recipe := ""
+		switch {
+		case ro.config != "" && explicit["recipe"]:
+			return cfg, *ro, errors.New("-recipe and -config: a run's config.json holds its whole recipe; flags given beside it change single settings")
+		case ro.config != "":
+			b, err := os.ReadFile(ro.config)
+			if err != nil {
+				return cfg, *ro, fmt.Errorf("-config: %w", err)
+			}
+			if err := strictjson.Decode(b, &base); err != nil {
+				return cfg, *ro, fmt.Errorf("-config %s: %v", ro.config, err)
+			}
+		default:
+			base, recipe = recipeConfig(ro.recipe, explicit["steps"])
+		}
+		cfg = base
 		fs, ro = pretrainFlags(&cfg)
 		if err := fs.Parse(args); err != nil {
 			return cfg, *ro, err
 		}
 		ro.recipe = recipe
 	}
-	if ro.config != "" {
-		// The file's settings, then the flags given beside it.
-		b, err := os.ReadFile(ro.config)
-		if err != nil {
-			return cfg, *ro, fmt.Errorf("-config: %w", err)
-		}
-		cfg = train.Config{}
-		if err := strictjson.Decode(b, &cfg); err != nil {
-			return cfg, *ro, fmt.Errorf("-config %s: %v", ro.config, err)
-		}
-		fs, ro = pretrainFlags(&cfg)
-		if err := fs.Parse(args); err != nil {
-			return cfg, *ro, err
-		}
-	}
 	if fs.NArg() > 0 {
 		return cfg, *ro, fmt.Errorf("unexpected argument %q: pretrain takes only flags", fs.Arg(0))
 	}
-	explicit := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
 	if ro.config == "" || explicit["seed"] {
 		cfg.Model.Seed = cfg.Seed
 	}
