@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -85,7 +86,7 @@ const kinkMargin = 1e-4
 // vec layout's 2,940 outputs of mean 1000 about one check in a hundred
 // drew one within f32's error of 0. Without affine parameters the output
 // is x̂, so values near their channel's mean are redrawn; with them, a
-// channel's β is redrawn until its outputs are clear (clearReLU).
+// channel's β is redrawn until its outputs are clear (redrawBeta).
 func drawClear(s bnShape) func(r *rand.Rand, i, n int) []float64 {
 	draw := drawOffset(s.offset)
 	if !bnReLU {
@@ -126,43 +127,33 @@ func clearXhat(r *rand.Rand, s bnShape, x []float64) []float64 {
 	}
 }
 
-// redrawBeta redraws each channel's β until clearReLU passes it, at least
-// as large as lifts the channel's largest γx̂ to 0.5 (a channel of five
-// values can lie far below a running mean).
+// redrawBeta redraws each channel's β until the channel's outputs γx̂ + β
+// are fit for the fused ReLU's checks: none within kinkMargin of 0
+// (drawClear), and one at least 0.5, since a channel whose every output is
+// cut to 0 or to a small difference of γx̂ and β has a norm made of f32's
+// rounding (a 3×1×3 evaluation drew outputs 0 and one of 3.5e-4, relative
+// error 2.4e-4). A redrawn β is at least as large as lifts the channel's
+// largest γx̂ to 0.5 (a channel of five values can lie far below a running
+// mean).
 func redrawBeta(r *rand.Rand, s bnShape, xhat, gamma, beta []float64) {
 	for j := range s.c {
-		top := math.Inf(-1)
+		var gx []float64 // the channel's γx̂
 		for ni := range s.n {
 			for _, x := range xhat[(ni*s.c+j)*s.hw : (ni*s.c+j+1)*s.hw] {
-				top = max(top, gamma[j]*x)
+				gx = append(gx, gamma[j]*x)
 			}
 		}
-		for try := 0; !clearReLU(s, xhat, gamma[j], beta[j], j); try++ {
+		top := slices.Max(gx)
+		clear := func(b float64) bool {
+			return top+b >= 0.5 && !slices.ContainsFunc(gx, func(y float64) bool { return math.Abs(y+b) < kinkMargin })
+		}
+		for try := 0; !clear(beta[j]); try++ {
 			if try == 1000 {
 				panic(fmt.Sprintf("%v: no β in 1000 draws clears channel %d's outputs (γ %g)", s, j, gamma[j]))
 			}
 			beta[j] = float64(float32(max(r.NormFloat64(), 0.5-top+r.Float64())))
 		}
 	}
-}
-
-// clearReLU reports whether channel j's outputs γx̂ + β are fit for the
-// fused ReLU's checks: none within kinkMargin of 0 (drawClear), and one at
-// least 0.5, since a channel whose every output is cut to 0 or to a small
-// difference of γx̂ and β has a norm made of f32's rounding (a 3×1×3
-// evaluation drew outputs 0 and one of 3.5e-4, relative error 2.4e-4).
-func clearReLU(s bnShape, xhat []float64, gamma, beta float64, j int) bool {
-	top := math.Inf(-1)
-	for ni := range s.n {
-		for _, x := range xhat[(ni*s.c+j)*s.hw : (ni*s.c+j+1)*s.hw] {
-			y := gamma*x + beta
-			if math.Abs(y) < kinkMargin {
-				return false
-			}
-			top = max(top, y)
-		}
-	}
-	return top >= 0.5
 }
 
 // borrow points b's γ and β and their gradients at a checker's tensors
@@ -394,7 +385,7 @@ func TestBatchNormEval(t *testing.T) {
 // drawEval draws TestBatchNormEval's inputs x, running mean (near the
 // data's offset), running variance (in [0.5, 2]), γ and β; with the ReLU
 // fused and affine parameters, β is redrawn until every channel's outputs
-// are clear (clearReLU).
+// are clear (redrawBeta).
 func drawEval(s bnShape) func(r *rand.Rand, i, n int) []float64 {
 	var x, mean, variance, gamma []float64
 	return func(r *rand.Rand, i, n int) []float64 {
