@@ -1,6 +1,7 @@
 package train
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/bt-org/bt/augment"
@@ -63,6 +64,10 @@ type Run struct {
 func New(d *gpu.Device, cfg Config, o Options) (*Run, error) {
 	return agreed(build(d, cfg, o, nil))
 }
+
+// ErrEnded is wrapped by Resume's error when the checkpoint is at the end
+// of its run: there is nothing left to train.
+var ErrEnded = errors.New("the run has ended")
 
 // Resume builds the run a checkpoint belongs to and restores its weights,
 // optimiser state and position, so that Execute continues it exactly.
@@ -262,7 +267,7 @@ func assemble(d *gpu.Device, cfg Config, o Options, ckpt *Checkpoint) (_ *Run, e
 		r.Loop.Comm = r.Trainer.Comm()
 	}
 	if start >= r.Loop.Steps() {
-		return nil, fmt.Errorf("train: %s is at step %d, the end of its run of %d steps; give more epochs or steps to extend it", ckpt.Path, start, r.Loop.Steps())
+		return nil, fmt.Errorf("train: %s is at step %d, the end of its run of %d steps (%w); give more epochs or steps to extend it", ckpt.Path, start, r.Loop.Steps(), ErrEnded)
 	}
 	return r, nil
 }

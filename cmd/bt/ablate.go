@@ -10,9 +10,11 @@ import (
 	"fmt"
 	"image/color"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"gonum.org/v1/plot"
@@ -186,6 +188,9 @@ type ablationResult struct {
 	// another variant's name.
 	Fingerprint string `json:"fingerprint,omitempty"`
 	SameAs      string `json:"same_as,omitempty"`
+	// ResumedFrom is the step an interrupted run of this variant was
+	// continued from (its Seconds are the continuation's).
+	ResumedFrom int `json:"resumed_from,omitempty"`
 }
 
 // ablateOptions are bt ablate's flags beside the training configuration.
@@ -193,6 +198,7 @@ type ablateOptions struct {
 	adapter          *string
 	recipe           string
 	out, only, reuse string
+	every            int // -checkpoint-every
 	minutes          float64
 	ef               evalFlags
 }
@@ -205,6 +211,8 @@ func ablateFlags(cfg *train.Config, o *ablateOptions) *flag.FlagSet {
 	fs.StringVar(&o.out, "out", "", "run directory (default runs/ablate-FAMILY)")
 	fs.StringVar(&o.only, "only", "", "comma-separated variant numbers (1-based) to run, e.g. 1,3; default all")
 	fs.StringVar(&o.reuse, "reuse", "", "a directory of earlier grids (e.g. runs): a variant whose configuration and evaluation one of their runs already has (augmentation settings compared by the views they make) takes that run's figures instead of training again, and its table names the run")
+	fs.Var(intFlag{&o.every, 1}, "checkpoint-every", "steps between a run's checkpoints: a grid stopped (Ctrl-C) or killed continues each unfinished run from its newest one when run again")
+	o.every = 100
 	fs.Float64Var(&o.minutes, "minutes", 0, "pretraining budget per run in minutes instead of -steps: each run's steps come from timing two of its steps first (the batch family then compares at equal time, not equal pairs)")
 	o.ef.register(fs)
 	return fs
@@ -225,7 +233,6 @@ func runAblate(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	ef := o.ef
 	if fs.NArg() != 1 {
 		return fmt.Errorf("name one family: %s", familyNames())
 	}
@@ -271,11 +278,11 @@ func runAblate(args []string) error {
 	}
 	def("steps", &cfg.Steps, 100, 2000)
 	def("batch", &cfg.Batch, 64, 256)
-	def("eval-train", &ef.trainN, 5000, 0)
-	def("eval-test", &ef.testN, 1000, 0)
-	def("probe-epochs", &ef.probe.Epochs, 30, 100)
+	def("eval-train", &o.ef.trainN, 5000, 0)
+	def("eval-test", &o.ef.testN, 1000, 0)
+	def("probe-epochs", &o.ef.probe.Epochs, 30, 100)
 	cfg.Model.Seed = cfg.Seed
-	ef.batch = 512
+	o.ef.batch = 512
 	if o.minutes > 0 {
 		budgeted := make([]variant, len(vs))
 		for i, v := range vs {
@@ -284,7 +291,11 @@ func runAblate(args []string) error {
 		}
 		vs = budgeted
 	}
-	results, err := ablate(d, family, vs, cfg, ef, o.out, o.reuse)
+	// Ctrl-C (or SIGTERM) stops the run in flight at a checkpoint, which
+	// the same command continues.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	results, err := ablate(ctx, d, family, vs, cfg, o)
 	if err != nil {
 		return err
 	}
@@ -315,7 +326,8 @@ func withBudget(d *gpu.Device, apply func(*train.Config), minutes float64) func(
 // a finished run in a grid under reuse (reuse/*/*/result.json,
 // reuse/*/result.json) takes that run's figures: the sweep's families
 // share their centre.
-func ablate(d *gpu.Device, family string, vs []variant, base train.Config, ef evalFlags, dir, reuse string) ([]ablationResult, error) {
+func ablate(ctx context.Context, d *gpu.Device, family string, vs []variant, base train.Config, o ablateOptions) ([]ablationResult, error) {
+	ef, dir, reuse := o.ef, o.out, o.reuse
 	var results []ablationResult
 	for i, v := range vs {
 		runDir := filepath.Join(dir, slug(v.name))
@@ -349,23 +361,35 @@ func ablate(d *gpu.Device, family string, vs []variant, base train.Config, ef ev
 		r = ablationResult{Variant: v.name, Paper: v.paper, Fingerprint: key}
 		start := time.Now()
 		// A variant's directory without its result.json holds an
-		// unfinished run of this grid's own: it is replaced.
-		res, err := pretrain(context.Background(), d, cfg, runOptions{out: runDir, overwrite: true, keep: 1}, os.Stderr)
+		// unfinished run of this grid's own: continued from its checkpoint
+		// when that is this variant's run, replaced otherwise.
+		ro := runOptions{out: runDir, overwrite: true, every: o.every, keep: 1}
+		c, resolved := unfinished(runDir, cfg)
+		if c != nil {
+			cfg, ro.ckpt, ro.resume, ro.overwrite = resolved, c, c.Path, false
+			r.ResumedFrom = c.State.Step
+		}
+		res, err := pretrain(ctx, d, cfg, ro, os.Stderr)
 		switch {
 		case errors.Is(err, train.ErrNonFinite):
 			r.Diverged = err.Error()
 		case errors.Is(err, train.ErrMemory):
 			r.Unfit = err.Error()
+		case errors.Is(err, train.ErrEnded) && c != nil:
+			// Stopped while it was evaluated: the checkpoint holds the
+			// whole run, and its metrics the losses.
+			if err := r.evaluateEnded(d, c, cfg, ef); err != nil {
+				return results, fmt.Errorf("%s: %w", v.name, err)
+			}
 		case err != nil:
 			return results, fmt.Errorf("%s: %w", v.name, err)
 		default:
 			r.Steps, r.LossEnd = res.steps, res.lossEnd
-			ev, err := evaluate(d, res.run.Model, res.cfg.Data, ef, res.cfg.Seed)
+			err := r.evaluate(d, res.run.Model, res.cfg, ef)
 			res.release()
 			if err != nil {
-				return results, fmt.Errorf("%s: evaluation: %w", v.name, err)
+				return results, fmt.Errorf("%s: %w", v.name, err)
 			}
-			r.KNN20, r.KNN200, r.Linear = ev.knn[0], ev.knn[1], ev.linear.Top1
 		}
 		r.Seconds = time.Since(start).Seconds()
 		if err := saveResult(runDir, r); err != nil {
@@ -377,6 +401,77 @@ func ablate(d *gpu.Device, family string, vs []variant, base train.Config, ef ev
 		return results, err
 	}
 	return results, nil
+}
+
+// evaluate fills r's figures from m, trained by a run of cfg.
+func (r *ablationResult) evaluate(d *gpu.Device, m *train.Model, cfg train.Config, ef evalFlags) error {
+	ev, err := evaluate(d, m, cfg.Data, ef, cfg.Seed)
+	if err != nil {
+		return fmt.Errorf("evaluation: %w", err)
+	}
+	r.KNN20, r.KNN200, r.Linear = ev.knn[0], ev.knn[1], ev.linear.Top1
+	return nil
+}
+
+// evaluateEnded fills r from a run of cfg that ended at checkpoint c
+// before it was evaluated.
+func (r *ablationResult) evaluateEnded(d *gpu.Device, c *train.Checkpoint, cfg train.Config, ef evalFlags) error {
+	rows, err := truncateMetrics(filepath.Join(filepath.Dir(c.Path), "metrics.jsonl"), c.State.Step)
+	if err != nil {
+		return err
+	}
+	if len(rows) != c.State.Step {
+		return fmt.Errorf("%s: %d rows of metrics for the %d steps of its checkpoint", filepath.Dir(c.Path), len(rows), c.State.Step)
+	}
+	losses := make([]float32, len(rows))
+	for i, row := range rows {
+		losses[i] = row.Loss
+	}
+	r.Steps = len(rows)
+	_, r.LossEnd = lossEnds(losses)
+	m, err := train.NewModel(d, c.Model)
+	if err != nil {
+		return err
+	}
+	defer m.Release()
+	if err := c.RestoreBackbone(m); err != nil {
+		return err
+	}
+	return r.evaluate(d, m, cfg, ef)
+}
+
+// unfinished is the newest checkpoint in runDir when it belongs to an
+// interrupted run of cfg, with cfg as that run resolved it (nil when there
+// is none, or it is another run's or unreadable: the run starts again).
+func unfinished(runDir string, cfg train.Config) (*train.Checkpoint, train.Config) {
+	path := filepath.Join(runDir, train.Latest)
+	if _, err := os.Stat(path); err != nil {
+		return nil, cfg
+	}
+	c, err := train.LoadCheckpoint(path)
+	if err != nil || c.Opt == nil {
+		fmt.Fprintf(os.Stderr, "== %s: not continued (%v); the run starts again\n", path, err)
+		return nil, cfg
+	}
+	// What cfg leaves to the data (the stem, the input channels, a
+	// folder's preset) the run decided; where the views are augmented and
+	// by how many workers change neither the draws nor the steps.
+	run, given := c.State.Config, cfg
+	if given.Model.Stem == "" {
+		given.Model.Stem = run.Model.Stem
+	}
+	if given.Model.InChannels == 0 {
+		given.Model.InChannels = run.Model.InChannels
+	}
+	if given.Data.Augment == "" {
+		given.Data.Augment = run.Data.Augment
+	}
+	run.Data.Workers, run.Data.AugmentOn = given.Data.Workers, given.Data.AugmentOn
+	if run != given {
+		fmt.Fprintf(os.Stderr, "== %s: another run's checkpoint; the run starts again\n", path)
+		return nil, cfg
+	}
+	return c, given
 }
 
 // saveResult writes r as runDir/result.json, making the directory for a

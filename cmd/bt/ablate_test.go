@@ -24,7 +24,7 @@ func TestAblate(t *testing.T) {
 	ef := evalFlags{trainN: 500, testN: 200, batch: 250}
 	ef.probe.Epochs, ef.probe.Batch, ef.probe.LR, ef.probe.Momentum = 3, 100, 0.3, 0.9
 	vs := families["asymmetry"][:2]
-	first, err := ablate(d, "asymmetry", vs, tf, ef, dir, "")
+	first, err := ablate(t.Context(), d, "asymmetry", vs, tf, ablateOptions{ef: ef, out: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func TestAblate(t *testing.T) {
 	if st, err := os.Stat(filepath.Join(dir, "ablation.png")); err != nil || st.Size() == 0 {
 		t.Errorf("no plot: %v", err)
 	}
-	again, err := ablate(d, "asymmetry", vs, tf, ef, dir, "")
+	again, err := ablate(t.Context(), d, "asymmetry", vs, tf, ablateOptions{ef: ef, out: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func TestAblateUnfit(t *testing.T) {
 	ef := evalFlags{trainN: 100, testN: 50, batch: 50}
 	vs := []variant{{"too wide", "", func(c *train.Config) { c.Model.Projector = "65536-65536" }}}
 	for run := range 2 {
-		rs, err := ablate(d, "projector", vs, tf, ef, dir, "")
+		rs, err := ablate(t.Context(), d, "projector", vs, tf, ablateOptions{ef: ef, out: dir})
 		if err != nil {
 			t.Fatalf("run %d: %v", run, err)
 		}
@@ -102,7 +102,7 @@ func TestAblateReuse(t *testing.T) {
 	tf.Steps, tf.Batch = 2, 32
 	ef := evalFlags{trainN: 100, testN: 50, batch: 50}
 	wide := func(c *train.Config) { c.Model.Projector = "65536-65536" }
-	first, err := ablate(d, "projector", []variant{{"too wide", "", wide}}, tf, ef, filepath.Join(root, "a"), root)
+	first, err := ablate(t.Context(), d, "projector", []variant{{"too wide", "", wide}}, tf, ablateOptions{ef: ef, out: filepath.Join(root, "a"), reuse: root})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ func TestAblateReuse(t *testing.T) {
 		{"deeper", "", func(c *train.Config) { c.Model.Projector = "65536-65536-65536" }},
 	}
 	for run := range 2 { // the second reads the first's saved results
-		rs, err := ablate(d, "augment-strength", vs, tf, ef, filepath.Join(root, "b"), root)
+		rs, err := ablate(t.Context(), d, "augment-strength", vs, tf, ablateOptions{ef: ef, out: filepath.Join(root, "b"), reuse: root})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -134,7 +134,7 @@ func TestAblateReuse(t *testing.T) {
 		t.Errorf("table lacks %q:\n%s", want, table)
 	}
 	// Without -reuse nothing is taken.
-	rs, err := ablate(d, "augment-strength", vs[:1], tf, ef, filepath.Join(root, "c"), "")
+	rs, err := ablate(t.Context(), d, "augment-strength", vs[:1], tf, ablateOptions{ef: ef, out: filepath.Join(root, "c")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,4 +297,79 @@ func TestFamilies(t *testing.T) {
 			t.Errorf("%s / %s: not the centre's fingerprint (%v): %+v", family, name, err, c)
 		}
 	}
+}
+
+// TestAblateResume: a grid killed while it trains continues the run from
+// its newest checkpoint when run again, and one killed while it evaluates
+// evaluates without training again; both give the uninterrupted run's
+// figures and losses.
+func TestAblateResume(t *testing.T) {
+	const steps = 24
+	flags := func(out string) []string {
+		return []string{"-steps", "24", "-batch", "16", "-projector", "64-64-64", "-workers", "2", "-eval-train", "200", "-eval-test", "100",
+			"-probe-epochs", "2", "-checkpoint-every", "4", "-only", "1", "-out", out, "lr"}
+	}
+	run := slug(families["lr"][0].name)
+	result := func(dir string) ablationResult {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(dir, run, "result.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r ablationResult
+		if err := json.Unmarshal(b, &r); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	same := func(what string, got, want ablationResult, from int) {
+		t.Helper()
+		if got.ResumedFrom != from {
+			t.Errorf("%s: continued from step %d, want %d", what, got.ResumedFrom, from)
+		}
+		got.Seconds, got.ResumedFrom = want.Seconds, 0
+		if got != want {
+			t.Errorf("%s: %+v, want the uninterrupted run's %+v", what, got, want)
+		}
+	}
+	root := t.TempDir()
+	whole, killed := filepath.Join(root, "whole"), filepath.Join(root, "killed")
+	if err := runAblate(flags(whole)); err != nil {
+		t.Fatal(err)
+	}
+	want := result(whole)
+	if want.Steps != steps || !(want.KNN20 > 0) || !(want.Linear > 0) {
+		t.Fatalf("uninterrupted run: %+v", want)
+	}
+
+	killMidRun(t, btCommand("ablate", flags(killed)...), filepath.Join(killed, run), 6)
+	c, err := train.LoadCheckpoint(filepath.Join(killed, run, train.Latest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.State.Step >= steps {
+		t.Fatalf("killed at the end (checkpoint at step %d)", c.State.Step)
+	}
+	if err := runAblate(flags(killed)); err != nil {
+		t.Fatal(err)
+	}
+	same("killed while training", result(killed), want, c.State.Step)
+	wantRows, gotRows := metricsRows(t, filepath.Join(whole, run, "metrics.jsonl")), metricsRows(t, filepath.Join(killed, run, "metrics.jsonl"))
+	if len(gotRows) != steps {
+		t.Fatalf("continued run's metrics have %d rows, want %d (one per step)", len(gotRows), steps)
+	}
+	for i := range gotRows {
+		if gotRows[i]["step"] != float64(i+1) || gotRows[i]["loss"] != wantRows[i]["loss"] {
+			t.Errorf("row %d: step %v loss %v, want step %d loss %v", i, gotRows[i]["step"], gotRows[i]["loss"], i+1, wantRows[i]["loss"])
+		}
+	}
+
+	// Killed after its last checkpoint, while evaluating: no result yet.
+	if err := os.Remove(filepath.Join(whole, run, "result.json")); err != nil {
+		t.Fatal(err)
+	}
+	if err := runAblate(flags(whole)); err != nil {
+		t.Fatal(err)
+	}
+	same("killed while evaluating", result(whole), want, steps)
 }

@@ -40,9 +40,9 @@ var small = []string{"-arch", "tiny", "-data", "synthetic", "-batch", "16", "-si
 
 func args(extra ...string) []string { return append(append([]string{}, small...), extra...) }
 
-// bt starts the test binary as bt with args.
-func btCommand(args ...string) *exec.Cmd {
-	cmd := exec.Command(os.Args[0], append([]string{"pretrain"}, args...)...)
+// btCommand starts the test binary as bt with a command and its args.
+func btCommand(command string, args ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], append([]string{command}, args...)...)
 	cmd.Env = append(os.Environ(), "BT_TEST_MAIN=1")
 	return cmd
 }
@@ -150,7 +150,7 @@ func TestConcurrentRuns(t *testing.T) {
 	var cmds [2]*exec.Cmd
 	var logs [2]bytes.Buffer
 	for i := range cmds {
-		cmds[i] = btCommand(args("-out", out, "-steps", "4")...)
+		cmds[i] = btCommand("pretrain", args("-out", out, "-steps", "4")...)
 		cmds[i].Stderr = &logs[i]
 		if err := cmds[i].Start(); err != nil {
 			t.Fatal(err)
@@ -300,28 +300,7 @@ func TestKillAndResume(t *testing.T) {
 	want := metricsRows(t, filepath.Join(whole, "metrics.jsonl"))
 
 	out := filepath.Join(t.TempDir(), "killed")
-	cmd := btCommand(args("-out", out, "-steps", "24", "-checkpoint-every", "4")...)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// Kill it once it has logged a few steps past a checkpoint.
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		b, _ := os.ReadFile(filepath.Join(out, "metrics.jsonl"))
-		_, ckErr := os.Stat(filepath.Join(out, "checkpoint-4.safetensors"))
-		if ckErr == nil && bytes.Count(b, []byte("\n")) >= 6 {
-			break
-		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatal("the run did not reach step 6 in time")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	cmd.Process.Signal(syscall.SIGKILL)
-	if err := cmd.Wait(); err == nil {
-		t.Fatal("the run finished before it could be killed; the test proves nothing")
-	}
+	killMidRun(t, btCommand("pretrain", args("-out", out, "-steps", "24", "-checkpoint-every", "4")...), out, 6)
 	c, err := train.LoadCheckpoint(filepath.Join(out, train.Latest))
 	if err != nil {
 		t.Fatal(err)
@@ -342,6 +321,32 @@ func TestKillAndResume(t *testing.T) {
 		}
 	}
 	t.Logf("killed after the checkpoint at step %d; %d rows match", c.State.Step, len(got))
+}
+
+// killMidRun starts cmd, a run into dir, and kills it (SIGKILL: nothing
+// of it runs after) once it has written a checkpoint and logged rows steps.
+func killMidRun(t *testing.T, cmd *exec.Cmd, dir string, rows int) {
+	t.Helper()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		b, _ := os.ReadFile(filepath.Join(dir, "metrics.jsonl"))
+		_, ckErr := os.Stat(filepath.Join(dir, train.Latest))
+		if ckErr == nil && bytes.Count(b, []byte("\n")) >= rows {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("the run did not reach step %d in time", rows)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	if err := cmd.Wait(); err == nil {
+		t.Fatal("the run finished before it could be killed; the test proves nothing")
+	}
 }
 
 // writeImages fills dir/class with n distinct 20×20 PNGs.

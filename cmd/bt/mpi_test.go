@@ -122,7 +122,7 @@ func TestMPIEqualsOneProcess(t *testing.T) {
 	defer cancel()
 	for _, path := range []string{"on", "off"} {
 		one := filepath.Join(tmp, "one-"+path)
-		runOK(t, btCommand(append(mpiRun, "-fused", path, "-steps", "5", "-checkpoint-every", "3", "-out", one)...))
+		runOK(t, btCommand("pretrain", append(mpiRun, "-fused", path, "-steps", "5", "-checkpoint-every", "3", "-out", one)...))
 		// The fused path gathers the embeddings; on the materialised one
 		// this shape (batch 24 > D = 16) all-reduces C unless asked not to.
 		type variant struct {
@@ -146,7 +146,7 @@ func TestMPIEqualsOneProcess(t *testing.T) {
 		}
 		// 2 ranks' step 3, continued by one process, and one process's
 		// step 3, continued by 3 ranks.
-		runOK(t, btCommand("-resume", filepath.Join(tmp, "np2-on-auto", "checkpoint-3.safetensors")))
+		runOK(t, btCommand("pretrain", "-resume", filepath.Join(tmp, "np2-on-auto", "checkpoint-3.safetensors")))
 		sameRun(t, "2 ranks resumed by 1", filepath.Join(tmp, "np2-on-auto"), one)
 		copyDir(t, one, filepath.Join(tmp, "one-again"))
 		runOK(t, mpirun(ctx, 3, "-resume", filepath.Join(tmp, "one-again", "checkpoint-3.safetensors")))

@@ -341,7 +341,8 @@ func pretrain(ctx context.Context, d *gpu.Device, cfg train.Config, ro runOption
 	}
 	// A resumed run logs again the steps after its checkpoint, so the
 	// metrics of those steps from the interrupted run are dropped first.
-	if err := truncateMetrics(filepath.Join(dir, "metrics.jsonl"), start); err != nil {
+	kept, err := truncateMetrics(filepath.Join(dir, "metrics.jsonl"), start)
+	if err != nil {
 		return nil, err
 	}
 	metrics, err := os.OpenFile(filepath.Join(dir, "metrics.jsonl"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -349,9 +350,18 @@ func pretrain(ctx context.Context, d *gpu.Device, cfg train.Config, ro runOption
 		return nil, err
 	}
 	defer metrics.Close()
-	// What the plots draw, gathered as the metrics are written.
+	// What the plots draw and the summary averages, gathered as the
+	// metrics are written, after the steps before a resume: they cover the
+	// whole run.
 	var steps, lrW, lossV, knnSteps, knn20, knn200 []float64
 	var losses []float32
+	for _, r := range kept {
+		losses = append(losses, r.Loss)
+		steps, lrW, lossV = append(steps, float64(r.Step)), append(lrW, r.LRWeights), append(lossV, float64(r.Loss))
+		if r.KNN20 != nil && r.KNN200 != nil {
+			knnSteps, knn20, knn200 = append(knnSteps, float64(r.Step)), append(knn20, 100**r.KNN20), append(knn200, 100**r.KNN200)
+		}
+	}
 	var lastEv train.Event
 	var knn []float64 // the kNN monitor's result for the step being logged
 	dim := run.Model.Projector.Out
@@ -414,7 +424,7 @@ func pretrain(ctx context.Context, d *gpu.Device, cfg train.Config, ro runOption
 			return err
 		}},
 		{Name: "cross-correlation at the start", Fn: func(_ *train.Loop, ev train.Event) error {
-			if ev.Step == start {
+			if ev.Step == 0 { // a resumed run keeps its start's
 				return heat("c_start.png", ev.Step+1)
 			}
 			return nil
@@ -471,12 +481,20 @@ func pretrain(ctx context.Context, d *gpu.Device, cfg train.Config, ro runOption
 	}
 	fmt.Fprintf(log, "wrote    %s: checkpoint.safetensors, config.json, metrics.jsonl, loss.png, lr.png, c_start.png, c_end.png%s\n", dir,
 		map[bool]string{true: ", knn.png"}[len(knnSteps) > 0])
-	tenth := max(1, len(losses)/10)
 	res = &pretrainResult{run: run, cfg: cfg, dir: dir, owner: owner, steps: len(losses), elapsed: lastEv.Elapsed, pairsPerS: lastEv.PairsPerS}
-	if len(losses) > 0 {
-		res.lossStart, res.lossEnd = mean32(losses[:tenth]), mean32(losses[len(losses)-tenth:])
-	}
+	res.lossStart, res.lossEnd = lossEnds(losses)
 	return res, nil
+}
+
+// lossEnds are the means of the first and the last tenth of a run's
+// losses (0 for none): one step's loss is one batch's, too noisy to
+// compare runs by.
+func lossEnds(losses []float32) (start, end float64) {
+	if len(losses) == 0 {
+		return 0, 0
+	}
+	tenth := max(1, len(losses)/10)
+	return mean32(losses[:tenth]), mean32(losses[len(losses)-tenth:])
 }
 
 // reportOnce prints an error the ranks agreed on from rank 0 alone and
@@ -580,33 +598,46 @@ func (ro runOptions) openDir() (*rundir.Dir, error) {
 	return d, err
 }
 
+// metricsRow is what a resumed run reads back of a step's metrics.
+type metricsRow struct {
+	Step      int      `json:"step"`
+	Loss      float32  `json:"loss"`
+	LRWeights float64  `json:"lr_weights"`
+	KNN20     *float64 `json:"knn20"` // nil at the steps the kNN monitor skipped
+	KNN200    *float64 `json:"knn200"`
+}
+
 // truncateMetrics keeps the lines of a metrics file that come from steps
 // up to step (counted from 1, as logged), so a resumed run does not log
-// the steps after its checkpoint twice. A missing file is no error.
-func truncateMetrics(path string, step int) error {
+// the steps after its checkpoint twice, and returns them. A missing file
+// is no error.
+func truncateMetrics(path string, step int) ([]metricsRow, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var kept []byte
+	var rows []metricsRow
 	for line := range bytes.Lines(b) {
 		var row struct {
 			Step *int `json:"step"`
 		}
-		if err := json.Unmarshal(line, &row); err != nil || row.Step == nil {
-			return fmt.Errorf("%s: a line is not a metrics row (%q); move the file away to resume", path, bytes.TrimSpace(line))
+		var r metricsRow
+		if json.Unmarshal(line, &row) != nil || row.Step == nil || json.Unmarshal(line, &r) != nil {
+			return nil, fmt.Errorf("%s: a line is not a metrics row (%q); move the file away to resume", path, bytes.TrimSpace(line))
 		}
-		if *row.Step <= step {
+		if r.Step <= step {
 			kept = append(kept, line...)
+			rows = append(rows, r)
 		}
 	}
 	if len(kept) == len(b) {
-		return nil
+		return rows, nil
 	}
-	return os.WriteFile(path, kept, 0o644)
+	return rows, os.WriteFile(path, kept, 0o644)
 }
 
 // rssBytes is the process's resident memory, from /proc where there is
