@@ -449,7 +449,10 @@ func unfinished(runDir string, cfg train.Config) (*train.Checkpoint, train.Confi
 		return nil, cfg
 	}
 	c, err := train.LoadCheckpoint(path)
-	if err != nil || c.Opt == nil {
+	if err == nil && c.Opt == nil {
+		err = errors.New("no optimiser state")
+	}
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "== %s: not continued (%v); the run starts again\n", path, err)
 		return nil, cfg
 	}
