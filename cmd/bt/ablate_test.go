@@ -372,4 +372,42 @@ func TestAblateResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	same("killed while evaluating", result(whole), want, steps)
+
+	// Only the variant's own run is continued: what the data decided and
+	// how the views are made may be left open, nothing that trains.
+	ran, err := train.LoadCheckpoint(filepath.Join(whole, run, train.Latest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		change  func(*train.Config)
+		resumes bool
+	}{
+		{"as the run resolved it", func(*train.Config) {}, true},
+		{"stem and channels left to the data", func(c *train.Config) { c.Model.Stem, c.Model.InChannels = "", 0 }, true},
+		{"other workers, augmented on the CPU", func(c *train.Config) { c.Data.Workers, c.Data.AugmentOn = 1, "cpu" }, true},
+		{"another rate", func(c *train.Config) { c.Schedule.Multiplier *= 2 }, false},
+		{"fewer steps", func(c *train.Config) { c.Steps = steps / 2 }, false},
+		{"another seed", func(c *train.Config) { c.Seed++ }, false},
+	} {
+		cfg := ran.State.Config
+		tc.change(&cfg)
+		if c, _ := unfinished(filepath.Join(whole, run), cfg); (c != nil) != tc.resumes {
+			t.Errorf("%s: continued %v, want %v", tc.name, c != nil, tc.resumes)
+		}
+	}
+	if c, _ := unfinished(filepath.Join(root, "none"), ran.State.Config); c != nil {
+		t.Error("a directory without a checkpoint: continued")
+	}
+	damaged := filepath.Join(root, "damaged")
+	if err := os.MkdirAll(damaged, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(damaged, train.Latest), []byte("not a checkpoint"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := unfinished(damaged, ran.State.Config); c != nil {
+		t.Error("a damaged checkpoint: continued")
+	}
 }
