@@ -41,9 +41,6 @@ func Load(d *gpu.Device, path string) (*Encoder, error) {
 	if err != nil {
 		return nil, err
 	}
-	if c.Model.Arch == "" {
-		return nil, fmt.Errorf("encoder: %s records no model settings: it was not written by bt pretrain or bt export", path)
-	}
 	view, err := c.Data.EvalView()
 	if err != nil {
 		return nil, fmt.Errorf("encoder: %s: %w", path, err)
@@ -52,12 +49,8 @@ func Load(d *gpu.Device, path string) (*Encoder, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := train.NewModel(d, c.Model)
+	m, err := c.Backbone(d)
 	if err != nil {
-		return nil, err
-	}
-	if err := c.RestoreBackbone(m); err != nil {
-		m.Release()
 		return nil, err
 	}
 	return &Encoder{Dim: m.Backbone.Dim, View: view, Batch: 64, d: d, model: m, aug: aug}, nil

@@ -15,6 +15,7 @@ import (
 	"github.com/nlpodyssey/safetensors"
 
 	"github.com/bt-org/bt/bt/optim"
+	"github.com/bt-org/bt/gpu"
 	"github.com/bt-org/bt/internal/strictjson"
 	"github.com/bt-org/bt/models"
 )
@@ -392,6 +393,23 @@ func (c *Checkpoint) RestoreBackbone(m *Model) error {
 		}
 	}
 	return c.loadInto(ts)
+}
+
+// Backbone builds the network c records and loads its backbone's weights
+// and statistics, for evaluation or export.
+func (c *Checkpoint) Backbone(d *gpu.Device) (*Model, error) {
+	if c.Model.Arch == "" {
+		return nil, fmt.Errorf("train: %s records no model settings: it was not written by bt pretrain or bt export", c.Path)
+	}
+	m, err := NewModel(d, c.Model)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.RestoreBackbone(m); err != nil {
+		m.Release()
+		return nil, err
+	}
+	return m, nil
 }
 
 // DefaultKeep is how many checkpoints a run keeps unless told otherwise.

@@ -46,19 +46,36 @@ func TestBackboneRoundTrip(t *testing.T) {
 	if err := c.RestoreBackbone(b); err != nil {
 		t.Fatal(err)
 	}
-	sa, sb := a.State(), b.State()
-	for i := range sa {
-		if !strings.HasPrefix(sa[i].Name, "backbone.") {
-			continue
-		}
-		va, _ := sa[i].Tensor.Download()
-		vb, _ := sb[i].Tensor.Download()
-		if !slices.Equal(va, vb) {
-			t.Fatalf("%s differs after the round trip", sa[i].Name)
+	sameBackbone := func(how string, b *Model) {
+		t.Helper()
+		sa, sb := a.State(), b.State()
+		for i := range sa {
+			if !strings.HasPrefix(sa[i].Name, "backbone.") {
+				continue
+			}
+			va, _ := sa[i].Tensor.Download()
+			vb, _ := sb[i].Tensor.Download()
+			if !slices.Equal(va, vb) {
+				t.Fatalf("%s: %s differs after the round trip", how, sa[i].Name)
+			}
 		}
 	}
+	sameBackbone("RestoreBackbone", b)
 	if err := c.Restore(b, nil); err == nil || !strings.Contains(err.Error(), "projector") {
 		t.Errorf("restoring a whole model from a bare backbone: %v", err)
+	}
+	// Backbone builds the network the file records and loads it: a's
+	// weights, whatever the seed of the initialisation they replace.
+	c.Model.Seed = 3
+	m, err := c.Backbone(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Release()
+	sameBackbone("Backbone", m)
+	c.Model.Arch = ""
+	if _, err := c.Backbone(d); err == nil || !strings.Contains(err.Error(), path) {
+		t.Errorf("a file that records no network: %v", err)
 	}
 }
 

@@ -429,14 +429,11 @@ func (r *ablationResult) evaluateEnded(d *gpu.Device, c *train.Checkpoint, cfg t
 	}
 	r.Steps = len(rows)
 	_, r.LossEnd = lossEnds(losses)
-	m, err := train.NewModel(d, c.Model)
+	m, err := c.Backbone(d)
 	if err != nil {
 		return err
 	}
 	defer m.Release()
-	if err := c.RestoreBackbone(m); err != nil {
-		return err
-	}
 	return r.evaluate(d, m, cfg, ef)
 }
 

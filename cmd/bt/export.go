@@ -27,17 +27,11 @@ func runExport(args []string) error {
 	if err != nil {
 		return err
 	}
-	if c.Model.Arch == "" {
-		return fmt.Errorf("%s records no model settings: it was not written by bt", *ckpt)
-	}
-	m, err := train.NewModel(d, c.Model)
+	m, err := c.Backbone(d)
 	if err != nil {
 		return err
 	}
 	defer m.Release()
-	if err := c.RestoreBackbone(m); err != nil {
-		return err
-	}
 	if err := train.ExportBackbone(*out, m, c.Data); err != nil {
 		return err
 	}
