@@ -357,9 +357,9 @@ func pretrain(ctx context.Context, d *gpu.Device, cfg train.Config, ro runOption
 	var losses []float32
 	for _, r := range kept {
 		losses = append(losses, r.Loss)
-		steps, lrW, lossV = append(steps, float64(r.Step)), append(lrW, r.LRWeights), append(lossV, float64(r.Loss))
+		steps, lrW, lossV = append(steps, float64(*r.Step)), append(lrW, r.LRWeights), append(lossV, float64(r.Loss))
 		if r.KNN20 != nil && r.KNN200 != nil {
-			knnSteps, knn20, knn200 = append(knnSteps, float64(r.Step)), append(knn20, 100**r.KNN20), append(knn200, 100**r.KNN200)
+			knnSteps, knn20, knn200 = append(knnSteps, float64(*r.Step)), append(knn20, 100**r.KNN20), append(knn200, 100**r.KNN200)
 		}
 	}
 	var lastEv train.Event
@@ -600,7 +600,7 @@ func (ro runOptions) openDir() (*rundir.Dir, error) {
 
 // metricsRow is what a resumed run reads back of a step's metrics.
 type metricsRow struct {
-	Step      int      `json:"step"`
+	Step      *int     `json:"step"` // nil: not a metrics row
 	Loss      float32  `json:"loss"`
 	LRWeights float64  `json:"lr_weights"`
 	KNN20     *float64 `json:"knn20"` // nil at the steps the kNN monitor skipped
@@ -622,14 +622,11 @@ func truncateMetrics(path string, step int) ([]metricsRow, error) {
 	var kept []byte
 	var rows []metricsRow
 	for line := range bytes.Lines(b) {
-		var row struct {
-			Step *int `json:"step"`
-		}
 		var r metricsRow
-		if json.Unmarshal(line, &row) != nil || row.Step == nil || json.Unmarshal(line, &r) != nil {
+		if err := json.Unmarshal(line, &r); err != nil || r.Step == nil {
 			return nil, fmt.Errorf("%s: a line is not a metrics row (%q); move the file away to resume", path, bytes.TrimSpace(line))
 		}
-		if r.Step <= step {
+		if *r.Step <= step {
 			kept = append(kept, line...)
 			rows = append(rows, r)
 		}
