@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"unsafe"
@@ -410,6 +411,50 @@ func (c *Checkpoint) Backbone(d *gpu.Device) (*Model, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+// Continues is the configuration that continues c's run, given the one a
+// caller asks for: c's own, with cfg's Epochs and Steps (a run may be
+// extended) and Data.Workers and Data.AugmentOn (where the views are
+// augmented changes none of their draws). What cfg leaves to the data,
+// Model.Stem, Model.InChannels and Data.Augment when empty, takes the
+// run's decision. Any other difference is an error naming it: it would
+// not be the same run.
+func (c *Checkpoint) Continues(cfg Config) (Config, error) {
+	run := c.State.Config
+	if c.Opt == nil || run.Model.Arch == "" {
+		return Config{}, fmt.Errorf("train: %s holds no run to continue (no settings or no optimiser state); load it as weights instead", c.Path)
+	}
+	if cfg.Model.Stem == "" {
+		cfg.Model.Stem = run.Model.Stem
+	}
+	if cfg.Model.InChannels == 0 {
+		cfg.Model.InChannels = run.Model.InChannels
+	}
+	if cfg.Data.Augment == "" {
+		cfg.Data.Augment = run.Data.Augment
+	}
+	run.Epochs, run.Steps, run.Data.Workers, run.Data.AugmentOn = cfg.Epochs, cfg.Steps, cfg.Data.Workers, cfg.Data.AugmentOn
+	if run != cfg {
+		return Config{}, fmt.Errorf("train: %s is another run's: its %s differ; only the epochs, steps, workers and augmentation place may change", c.Path, strings.Join(differences("", reflect.ValueOf(run), reflect.ValueOf(cfg)), ", "))
+	}
+	return cfg, nil
+}
+
+// differences names the fields in which a and b, values of one struct
+// type, differ, by their Go names from the top (Schedule.Multiplier).
+func differences(prefix string, a, b reflect.Value) []string {
+	if a.Kind() != reflect.Struct {
+		if a.Equal(b) {
+			return nil
+		}
+		return []string{strings.TrimSuffix(prefix, ".")}
+	}
+	var names []string
+	for i := range a.NumField() {
+		names = append(names, differences(prefix+a.Type().Field(i).Name+".", a.Field(i), b.Field(i))...)
+	}
+	return names
 }
 
 // DefaultKeep is how many checkpoints a run keeps unless told otherwise.

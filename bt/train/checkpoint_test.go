@@ -125,3 +125,46 @@ func TestBadCheckpoints(t *testing.T) {
 		t.Errorf("resuming from a checkpoint without optimiser state: %v", err)
 	}
 }
+
+// TestContinues checks which configurations continue a checkpoint's run:
+// the run's own, extended, augmented elsewhere or left open where the data
+// decides; and that any other one is refused with the differing settings
+// named.
+func TestContinues(t *testing.T) {
+	run := DefaultConfig()
+	run.Model.Stem, run.Model.InChannels, run.Data.Augment = "cifar", 3, "cifar"
+	c := &Checkpoint{Path: "run/checkpoint.safetensors", State: RunState{Config: run, Step: 40}, Opt: &optim.State{}}
+	for _, tc := range []struct {
+		name   string
+		change func(*Config)
+		want   func(*Config) // the continuing configuration, from the run's
+		refuse string        // the error names these; "" when continued
+	}{
+		{"the run's own", func(*Config) {}, func(*Config) {}, ""},
+		{"extended", func(c *Config) { c.Epochs, c.Steps = 20, 5000 }, func(c *Config) { c.Epochs, c.Steps = 20, 5000 }, ""},
+		{"augmented elsewhere", func(c *Config) { c.Data.Workers, c.Data.AugmentOn = 3, "cpu" }, func(c *Config) { c.Data.Workers, c.Data.AugmentOn = 3, "cpu" }, ""},
+		{"left to the data", func(c *Config) { c.Model.Stem, c.Model.InChannels, c.Data.Augment = "", 0, "" }, func(*Config) {}, ""},
+		{"another rate", func(c *Config) { c.Schedule.Multiplier *= 2 }, nil, "Schedule.Multiplier"},
+		{"another seed and lambda", func(c *Config) { c.Seed++; c.Loss.Lambda = 0.1 }, nil, "Loss.Lambda, Seed"},
+		{"another stem", func(c *Config) { c.Model.Stem = "imagenet" }, nil, "Model.Stem"},
+	} {
+		cfg := run
+		tc.change(&cfg)
+		got, err := c.Continues(cfg)
+		if tc.refuse != "" {
+			if err == nil || !strings.Contains(err.Error(), "its "+tc.refuse+" differ") {
+				t.Errorf("%s: got %v, want an error naming %s", tc.name, err, tc.refuse)
+			}
+			continue
+		}
+		want := run
+		tc.want(&want)
+		if err != nil || got != want {
+			t.Errorf("%s: got %+v, %v; want %+v", tc.name, got, err, want)
+		}
+	}
+	weights := &Checkpoint{Path: "backbone.safetensors", Model: run.Model}
+	if _, err := weights.Continues(run); err == nil || !strings.Contains(err.Error(), "no run to continue") {
+		t.Errorf("a backbone-only file: got %v, want an error", err)
+	}
+}

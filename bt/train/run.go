@@ -71,19 +71,12 @@ var ErrEnded = errors.New("the run has ended")
 
 // Resume builds the run a checkpoint belongs to and restores its weights,
 // optimiser state and position, so that Execute continues it exactly.
-// cfg is the checkpoint's configuration, or that configuration extended
-// (more Epochs or Steps, other Data.Workers or Data.AugmentOn: where the
-// views are augmented may follow the adapter, as "auto" does, since the
-// draws are the same); anything else that differs is an error, since it
-// would not be the same run.
+// cfg is the checkpoint's configuration, extended or left open where
+// Checkpoint.Continues allows; anything else that differs is an error.
 func Resume(d *gpu.Device, c *Checkpoint, cfg Config, o Options) (*Run, error) {
-	if c.Opt == nil || c.State.Config.Model.Arch == "" {
-		return nil, fmt.Errorf("train: %s holds no run to resume (no settings or no optimiser state); load it as weights instead", c.Path)
-	}
-	same := c.State.Config
-	same.Epochs, same.Steps, same.Data.Workers, same.Data.AugmentOn = cfg.Epochs, cfg.Steps, cfg.Data.Workers, cfg.Data.AugmentOn
-	if same != cfg {
-		return nil, fmt.Errorf("train: resuming %s with settings other than its own; only the epochs, steps, workers and augmentation place may change", c.Path)
+	cfg, err := c.Continues(cfg)
+	if err != nil {
+		return nil, err
 	}
 	return agreed(build(d, cfg, o, c))
 }

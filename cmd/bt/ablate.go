@@ -438,40 +438,27 @@ func (r *ablationResult) evaluateEnded(d *gpu.Device, c *train.Checkpoint, cfg t
 }
 
 // unfinished is the newest checkpoint in runDir when it belongs to an
-// interrupted run of cfg, with cfg as that run resolved it (nil when there
-// is none, or it is another run's or unreadable: the run starts again).
+// unfinished run of cfg, with the configuration that continues it (nil and
+// cfg otherwise): the same run as Checkpoint.Continues has it, and as long
+// as cfg's, since a variant of another length is another variant.
 func unfinished(runDir string, cfg train.Config) (*train.Checkpoint, train.Config) {
 	path := filepath.Join(runDir, train.Latest)
 	if _, err := os.Stat(path); err != nil {
 		return nil, cfg
 	}
 	c, err := train.LoadCheckpoint(path)
-	if err == nil && c.Opt == nil {
-		err = errors.New("no optimiser state")
+	var resolved train.Config
+	if err == nil {
+		resolved, err = c.Continues(cfg)
+	}
+	if err == nil && (c.State.Config.Epochs != cfg.Epochs || c.State.Config.Steps != cfg.Steps) {
+		err = fmt.Errorf("a run of %d epochs and %d steps, the variant's is %d and %d", c.State.Config.Epochs, c.State.Config.Steps, cfg.Epochs, cfg.Steps)
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "== %s: not continued (%v); the run starts again\n", path, err)
 		return nil, cfg
 	}
-	// What cfg leaves to the data (the stem, the input channels, a
-	// folder's preset) the run decided; where the views are augmented and
-	// by how many workers change neither the draws nor the steps.
-	run, given := c.State.Config, cfg
-	if given.Model.Stem == "" {
-		given.Model.Stem = run.Model.Stem
-	}
-	if given.Model.InChannels == 0 {
-		given.Model.InChannels = run.Model.InChannels
-	}
-	if given.Data.Augment == "" {
-		given.Data.Augment = run.Data.Augment
-	}
-	run.Data.Workers, run.Data.AugmentOn = given.Data.Workers, given.Data.AugmentOn
-	if run != given {
-		fmt.Fprintf(os.Stderr, "== %s: another run's checkpoint; the run starts again\n", path)
-		return nil, cfg
-	}
-	return c, given
+	return c, resolved
 }
 
 // saveResult writes r as runDir/result.json, making the directory for a
