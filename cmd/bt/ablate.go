@@ -117,7 +117,7 @@ func init() {
 		opt("SGD", 0.0005), opt("SGD", 0.002), opt("SGD", 0.008),
 		opt("AdamW", 0.00025), opt("AdamW", 0.0005), opt("AdamW", 0.001),
 	}
-	for _, m := range []float64{0.5, 1, 2, 4, 8} {
+	for _, m := range []float64{0.5, 1, 2, 4, 8, 16} {
 		paper := map[float64]string{1: "the paper's"}[m]
 		families["lr"] = append(families["lr"], variant{fmt.Sprintf("lr ×%g", m), paper, func(c *train.Config) { c.Schedule.Multiplier = m }})
 	}
