@@ -105,17 +105,20 @@ var sweeps = map[string]bool{"optimizer": true, "lr": true, "warmup": true, "aug
 
 func init() {
 	// SGD and AdamW apply the rate to raw gradients, not to LARS's
-	// trust-ratio-scaled ones, so their shares are swept orders of
-	// magnitude lower, biases and BatchNorm at the weights' rate.
-	opt := func(name string, share float64) variant {
-		return variant{fmt.Sprintf("%s, lr-weights %g", name, share), "", func(c *train.Config) {
-			c.Optimizer, c.Schedule.Weights, c.Schedule.Vectors = strings.ToLower(name), share, share
+	// trust-ratio-scaled ones, so their rates are orders of magnitude
+	// lower, biases and BatchNorm at the weights' rate. They are set
+	// outright (the peak rate at batch 256, scaled by batch/256 like
+	// LARS's), not as shares of the flags' -lr: the sweep's centre takes
+	// LARS's best multiplier, which says nothing of theirs.
+	opt := func(name string, rate float64) variant {
+		return variant{fmt.Sprintf("%s, rate %g", name, rate), "", func(c *train.Config) {
+			c.Optimizer, c.Schedule.Multiplier, c.Schedule.Weights, c.Schedule.Vectors = strings.ToLower(name), 1, rate, rate
 		}}
 	}
 	families["optimizer"] = []variant{
 		{"LARS", "the paper's", func(c *train.Config) { c.Optimizer = "lars" }},
-		opt("SGD", 0.0005), opt("SGD", 0.002), opt("SGD", 0.008),
-		opt("AdamW", 0.00025), opt("AdamW", 0.0005), opt("AdamW", 0.001),
+		opt("SGD", 0.001), opt("SGD", 0.004), opt("SGD", 0.016),
+		opt("AdamW", 0.0005), opt("AdamW", 0.001), opt("AdamW", 0.002),
 	}
 	for _, m := range []float64{0.5, 1, 2, 4, 8, 16} {
 		paper := map[float64]string{1: "the paper's"}[m]

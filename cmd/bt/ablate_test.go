@@ -244,10 +244,12 @@ func TestFamilies(t *testing.T) {
 		family, variant string
 		check           func(c train.Config) bool
 	}{
-		{"optimizer", "AdamW, lr-weights 0.0005", func(c train.Config) bool {
-			return c.Optimizer == "adamw" && c.Schedule.Weights == 0.0005 && c.Schedule.Vectors == 0.0005
+		{"optimizer", "AdamW, rate 0.001", func(c train.Config) bool {
+			return c.Optimizer == "adamw" && c.Schedule.Multiplier == 1 && c.Schedule.Weights == 0.001 && c.Schedule.Vectors == 0.001
 		}},
-		{"optimizer", "SGD, lr-weights 0.002", func(c train.Config) bool { return c.Optimizer == "sgd" && c.Schedule.Weights == 0.002 }},
+		{"optimizer", "SGD, rate 0.004", func(c train.Config) bool {
+			return c.Optimizer == "sgd" && c.Schedule.Multiplier == 1 && c.Schedule.Weights == 0.004
+		}},
 		{"lr", "lr ×4", func(c train.Config) bool { return c.Schedule.Multiplier == 4 }},
 		{"warmup", "warm-up 5%", func(c train.Config) bool {
 			return c.Schedule.Warmup.Steps(703, c.Epochs) == 35 && c.Schedule.Warmup.Steps(0, c.Epochs) == 0
@@ -265,7 +267,9 @@ func TestFamilies(t *testing.T) {
 			t.Errorf("%s has no variant %q", tc.family, tc.variant)
 			continue
 		}
+		// A centre at another rate than the paper's, as the sweep's is.
 		c := train.DefaultConfig()
+		c.Schedule.Multiplier = 8
 		families[tc.family][i].apply(&c)
 		if !tc.check(c) {
 			t.Errorf("%s / %s: configuration %+v", tc.family, tc.variant, c)
