@@ -120,7 +120,7 @@ func init() {
 		opt("SGD", 0.001), opt("SGD", 0.004), opt("SGD", 0.016),
 		opt("AdamW", 0.0005), opt("AdamW", 0.001), opt("AdamW", 0.002),
 	}
-	for _, m := range []float64{0.5, 1, 2, 4, 8, 16} {
+	for _, m := range []float64{0.5, 1, 2, 4, 8, 16, 32} {
 		paper := map[float64]string{1: "the paper's"}[m]
 		families["lr"] = append(families["lr"], variant{fmt.Sprintf("lr ×%g", m), paper, func(c *train.Config) { c.Schedule.Multiplier = m }})
 	}
