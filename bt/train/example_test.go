@@ -64,7 +64,7 @@ func ExampleConfig_UseRecipe() {
 	fmt.Printf("paper: rate ×%g, warm-up %v epochs\n", cfg.Schedule.Multiplier, cfg.Schedule.Warmup)
 	fmt.Println(train.RecipeNames())
 	// Output:
-	// short: rate ×2, warm-up 10%
+	// short: rate ×32, warm-up 10%
 	// paper: rate ×1, warm-up 10 epochs
 	// [paper short]
 }

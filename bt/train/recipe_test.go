@@ -25,7 +25,7 @@ func TestRecipes(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := DefaultConfig()
-	want.Schedule.Multiplier, want.Schedule.Warmup = 2, optim.Warmup{Value: 0.1, Unit: optim.WarmupFraction}
+	want.Schedule.Multiplier, want.Schedule.Warmup = 32, optim.Warmup{Value: 0.1, Unit: optim.WarmupFraction}
 	if !reflect.DeepEqual(short, want) {
 		t.Errorf("short recipe:\n%+v, want\n%+v", short, want)
 	}

@@ -282,13 +282,13 @@ func TestFamilies(t *testing.T) {
 		t.Fatal(err)
 	}
 	centre.Batch, centre.Steps, centre.Epochs, centre.Model.Projector = 256, 703, 10, "1024-1024-1024"
-	centre.Schedule.Warmup, centre.Schedule.Multiplier = optim.Warmup{Value: 1, Unit: optim.WarmupEpochs}, 2
+	centre.Schedule.Warmup, centre.Schedule.Multiplier = optim.Warmup{Value: 1, Unit: optim.WarmupEpochs}, 32
 	ef := evalFlags{batch: 512}
 	want, err := fingerprint(centre, ef)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for family, name := range map[string]string{"optimizer": "LARS", "lr": "lr ×2", "warmup": "warm-up 10%",
+	for family, name := range map[string]string{"optimizer": "LARS", "lr": "lr ×32", "warmup": "warm-up 10%",
 		"augment-strength": "crop 0.08–1, jitter ×1", "width-lambda": "width 1024, λ 0.0051"} {
 		i := slices.IndexFunc(families[family], func(v variant) bool { return v.name == name })
 		if i < 0 {

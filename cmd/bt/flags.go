@@ -156,7 +156,7 @@ type flagGroup struct {
 // c.Seed after parsing.
 func registerConfig(fs *flag.FlagSet, c *train.Config, recipe *string) []flagGroup {
 	fs.Var(choiceFlag[string]{recipe, append([]string{""}, train.RecipeNames()...)}, "recipe",
-		"the optimisation recipe the other flags adjust: paper (the official, tuned for 1000 epochs) or short (the rate doubled, warm-up over the first tenth; best at a few epochs: docs/quality.md) (default: short for a run with a step budget, as bt pretrain -steps, bt demo and bt ablate, else paper)")
+		"the optimisation recipe the other flags adjust: paper (the official, tuned for 1000 epochs) or short (the best of docs/quality.md's sweep at a few epochs: train.Recipes) (default: short for a run with a step budget, as bt pretrain -steps, bt demo and bt ablate, else paper)")
 	archs := make([]string, len(models.Archs))
 	copy(archs, models.Archs)
 	fs.Var(choiceFlag[string]{&c.Data.Name, []string{"fashion-mnist", "mnist", "cifar10", "cifar100", "folder", "folder-unlabeled", "synthetic"}},

@@ -24,11 +24,11 @@ func TestPretrainRecipe(t *testing.T) {
 		warmup optim.Warmup
 	}{
 		{nil, "paper", 1, paper},
-		{[]string{"-steps", "100"}, "short", 2, short},
+		{[]string{"-steps", "100"}, "short", 32, short},
 		{[]string{"-steps", "100", "-lr", "3"}, "short", 3, short},
-		{[]string{"-steps", "100", "-warmup", "5"}, "short", 2, optim.Warmup{Value: 5, Unit: optim.WarmupEpochs}},
+		{[]string{"-steps", "100", "-warmup", "5"}, "short", 32, optim.Warmup{Value: 5, Unit: optim.WarmupEpochs}},
 		{[]string{"-steps", "100", "-recipe", "paper"}, "paper", 1, paper},
-		{[]string{"-recipe", "short"}, "short", 2, short},
+		{[]string{"-recipe", "short"}, "short", 32, short},
 	} {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
 			cfg, ro, err := parsePretrain(c.args)
