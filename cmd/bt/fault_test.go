@@ -430,4 +430,7 @@ func TestInit(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "holds a tiny backbone") {
 		t.Errorf("a tiny backbone into a resnet18 run: %v", err)
 	}
+	if err := runPretrain([]string{"-resume", exported}); err == nil || !strings.Contains(err.Error(), "-resume "+exported) || !strings.Contains(err.Error(), "no run to continue") {
+		t.Errorf("resuming a backbone export: %v", err)
+	}
 }

@@ -200,9 +200,6 @@ func (ro *runOptions) resolve(cfg *train.Config, explicit map[string]bool) error
 	if err != nil {
 		return err
 	}
-	if c.Opt == nil || c.State.Config.Model.Arch == "" {
-		return fmt.Errorf("-resume %s: it holds no run settings or optimiser state to resume from (was it written by bt pretrain?)", ro.resume)
-	}
 	given := *cfg
 	*cfg = c.State.Config
 	if explicit["epochs"] {
@@ -216,6 +213,11 @@ func (ro *runOptions) resolve(cfg *train.Config, explicit map[string]bool) error
 	}
 	if explicit["augment-on"] {
 		cfg.Data.AugmentOn = given.Data.AugmentOn
+	}
+	// Refused here, before anything is written, for what Resume would
+	// refuse: a file that holds no run (a backbone export).
+	if _, err := c.Continues(*cfg); err != nil {
+		return fmt.Errorf("-resume %s: %w", ro.resume, err)
 	}
 	ro.ckpt = c
 	if !explicit["out"] {
