@@ -22,8 +22,8 @@ import (
 //   - "short": for runs of a few epochs, a step budget (bt pretrain
 //     -steps, bt demo, bt ablate): the paper's with 32 times the rate and
 //     warm-up over the run's first tenth. The rate is the best of
-//     docs/quality.md's sweep at 3 epochs (×0.5 to ×32: kNN rose from 76%
-//     to 85% and levelled off from ×16); LARS's relative step is then
+//     docs/quality.md's sweep at 3 epochs (×0.5 to ×32: kNN rose from 76.4%
+//     to 84.6% and levelled off from ×16); LARS's relative step is then
 //     32 × 0.2 × η 0.001 = 0.0064 of each weight's norm, about
 //     solo-learn's (0.3 × η 0.02). docs/quality.md also measures the
 //     recipe against the same one in PyTorch, and sweeps the other
