@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Runs the short-budget sweep of docs/quality.md, one variant at a time,
+# and keeps what each finished variant measured (its result.json) in
+# docs/sweep/FAMILY/VARIANT/. The sweep takes a day and more of a 2-core
+# machine, longer than any one machine here lasts, so the repository is
+# where its finished runs live: each start copies them back under the
+# runs directory, where `bt ablate` skips them (and -reuse finds the
+# shared centre), and an unfinished run still there continues from its
+# checkpoint.
+#
+# Usage: bash scripts/sweep.sh [FAMILY...]   (default: every family but lr,
+# which is done and chose the rate the others run at)
+# Environment: BT (the bt binary, default bin/bt), RUNS (default runs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bt=${BT:-bin/bt}
+runs=${RUNS:-runs}
+families=("$@")
+[ ${#families[@]} -gt 0 ] || families=(warmup optimizer augment-strength width-lambda)
+recipe=(-batch 256 -projector 1024-1024-1024 -epochs 10 -warmup 1 -lr 32 -steps 703
+  -probe-epochs 30 -eval-train 0 -eval-test 0 -reuse "$runs")
+
+# docs/sweep/F/V/result.json is runs/sweep-F/V/result.json.
+for kept in docs/sweep/*/*/result.json; do
+  [ -e "$kept" ] || continue
+  rel=${kept#docs/sweep/}
+  dest=$runs/sweep-$rel
+  [ -e "$dest" ] || { mkdir -p "$(dirname "$dest")"; cp "$kept" "$dest"; }
+done
+
+for f in "${families[@]}"; do
+  # -only 0 is refused at once with the family's size.
+  n=$("$bt" ablate -only 0 "$f" 2>&1 | sed -n 's/.*numbered 1 to \([0-9]*\).*/\1/p' || true)
+  [ -n "$n" ] || { echo "sweep: no family $f" >&2; exit 1; }
+  for ((i = 1; i <= n; i++)); do
+    "$bt" ablate "${recipe[@]}" -out "$runs/sweep-$f" -only "$i" "$f"
+    for done in "$runs/sweep-$f"/*/result.json; do
+      [ -e "$done" ] || continue
+      rel=${done#"$runs"/sweep-}
+      [ -e "docs/sweep/$rel" ] || { mkdir -p "docs/sweep/$(dirname "$rel")"; cp "$done" "docs/sweep/$rel"; }
+    done
+  done
+  # Every variant is finished now: the family's whole table and plot.
+  "$bt" ablate "${recipe[@]}" -out "$runs/sweep-$f" "$f"
+done
