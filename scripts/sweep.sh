@@ -20,13 +20,19 @@ families=("$@")
 recipe=(-batch 256 -projector 1024-1024-1024 -epochs 10 -warmup 1 -lr 32 -steps 703
   -probe-epochs 30 -eval-train 0 -eval-test 0 -reuse "$runs")
 
-# docs/sweep/F/V/result.json is runs/sweep-F/V/result.json.
-for kept in docs/sweep/*/*/result.json; do
-  [ -e "$kept" ] || continue
-  rel=${kept#docs/sweep/}
-  dest=$runs/sweep-$rel
-  [ -e "$dest" ] || { mkdir -p "$(dirname "$dest")"; cp "$kept" "$dest"; }
-done
+# copy_new FROM TO copies each FROM/*/*/result.json to the same place
+# under TO where that has none. docs/sweep/F/V/result.json is
+# runs/sweep-F/V/result.json, so FROM and TO are the two prefixes.
+copy_new() {
+  local src rel
+  for src in "$1"*/*/result.json; do
+    [ -e "$src" ] || continue
+    rel=${src#"$1"}
+    [ -e "$2$rel" ] || { mkdir -p "$(dirname "$2$rel")"; cp "$src" "$2$rel"; }
+  done
+}
+
+copy_new docs/sweep/ "$runs/sweep-"
 
 for f in "${families[@]}"; do
   # -only 0 is refused at once with the family's size.
@@ -34,11 +40,7 @@ for f in "${families[@]}"; do
   [ -n "$n" ] || { echo "sweep: no family $f" >&2; exit 1; }
   for ((i = 1; i <= n; i++)); do
     "$bt" ablate "${recipe[@]}" -out "$runs/sweep-$f" -only "$i" "$f"
-    for done in "$runs/sweep-$f"/*/result.json; do
-      [ -e "$done" ] || continue
-      rel=${done#"$runs"/sweep-}
-      [ -e "docs/sweep/$rel" ] || { mkdir -p "docs/sweep/$(dirname "$rel")"; cp "$done" "docs/sweep/$rel"; }
-    done
+    copy_new "$runs/sweep-" docs/sweep/
   done
   # Every variant is finished now: the family's whole table and plot.
   "$bt" ablate "${recipe[@]}" -out "$runs/sweep-$f" "$f"
