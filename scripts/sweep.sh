@@ -35,9 +35,7 @@ copy_new() {
 copy_new docs/sweep/ "$runs/sweep-"
 
 for f in "${families[@]}"; do
-  # -only 0 is refused at once with the family's size.
-  n=$("$bt" ablate -only 0 "$f" 2>&1 | sed -n 's/.*numbered 1 to \([0-9]*\).*/\1/p' || true)
-  [ -n "$n" ] || { echo "sweep: no family $f" >&2; exit 1; }
+  n=$("$bt" ablate -list "$f" | wc -l)
   for ((i = 1; i <= n; i++)); do
     "$bt" ablate "${recipe[@]}" -out "$runs/sweep-$f" -only "$i" "$f"
     copy_new "$runs/sweep-" docs/sweep/

@@ -201,6 +201,7 @@ type ablateOptions struct {
 	adapter          *string
 	recipe           string
 	out, only, reuse string
+	list             bool
 	every            int // -checkpoint-every
 	minutes          float64
 	ef               evalFlags
@@ -213,6 +214,7 @@ func ablateFlags(cfg *train.Config, o *ablateOptions) *flag.FlagSet {
 	setGroups(fs, registerConfig(fs, cfg, &o.recipe))
 	fs.StringVar(&o.out, "out", "", "run directory (default runs/ablate-FAMILY)")
 	fs.StringVar(&o.only, "only", "", "comma-separated variant numbers (1-based) to run, e.g. 1,3; default all")
+	fs.BoolVar(&o.list, "list", false, "print the family's variants, one a line and numbered as -only takes them, and run nothing")
 	fs.StringVar(&o.reuse, "reuse", "", "a directory of earlier grids (e.g. runs): a variant whose configuration and evaluation one of their runs already has (augmentation settings compared by the views they make) takes that run's figures instead of training again, and its table names the run")
 	fs.Var(intFlag{&o.every, 1}, "checkpoint-every", "steps between a run's checkpoints: a grid stopped (Ctrl-C) or killed continues each unfinished run from its newest one when run again")
 	o.every = 100
@@ -243,6 +245,17 @@ func runAblate(args []string) error {
 	vs, ok := families[family]
 	if !ok {
 		return fmt.Errorf("unknown family %q: want one of %s", family, familyNames())
+	}
+	if o.list {
+		// Scripts read the family from here (scripts/sweep.sh), so a flag
+		// that would change a run is refused rather than ignored.
+		if fs.NFlag() > 1 {
+			return fmt.Errorf("flag -list prints the family and runs nothing: it takes no other flag")
+		}
+		for i, v := range vs {
+			fmt.Printf("%d\t%s\n", i+1, v.name)
+		}
+		return nil
 	}
 	if o.only != "" {
 		var pick []variant

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -196,6 +197,28 @@ func TestBatchVariantPairs(t *testing.T) {
 		batchVariant(tc.batch, tc.lr, "").apply(&c)
 		if c.Batch != tc.batch || c.Steps != tc.steps || c.Schedule.Weights != tc.lr {
 			t.Errorf("batch %d: got batch %d, %d steps, lr %g; want %d steps, lr %g", tc.batch, c.Batch, c.Steps, c.Schedule.Weights, tc.steps, tc.lr)
+		}
+	}
+}
+
+// TestAblateList: -list prints every variant of the family, numbered as
+// -only takes them, and refuses a flag it would ignore.
+func TestAblateList(t *testing.T) {
+	out, err := btCommand("ablate", "-list", "warmup").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for i, v := range families["warmup"] {
+		want = append(want, fmt.Sprintf("%d\t%s", i+1, v.name))
+	}
+	if got := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n"); !slices.Equal(got, want) {
+		t.Errorf("bt ablate -list warmup printed %q, want %q", got, want)
+	}
+	for _, extra := range [][]string{{"-only", "1"}, {"-steps", "5"}} {
+		out, err := btCommand("ablate", append(append([]string{"-list"}, extra...), "warmup")...).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "flag -list") {
+			t.Errorf("bt ablate -list %v: %v, %s; want an error naming -list", extra, err, out)
 		}
 	}
 }
