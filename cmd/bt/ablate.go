@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"image/color"
+	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
 
 	"github.com/bt-org/bt/bench"
 	"github.com/bt-org/bt/bt/loss"
@@ -589,7 +591,9 @@ func ablationTable(d *gpu.Device, family string, cfg train.Config, rs []ablation
 	return b.String()
 }
 
-// writeAblation writes the table and a bar chart of accuracy per variant.
+// writeAblation writes the table and a plot of accuracy per variant:
+// points on an axis that spans the figures, since the sweep's variants
+// differ by a point or two, which bars from zero do not show.
 func writeAblation(d *gpu.Device, dir, family string, cfg train.Config, rs []ablationResult) error {
 	if err := os.WriteFile(filepath.Join(dir, "ablation.md"), []byte(ablationTable(d, family, cfg, rs)), 0o644); err != nil {
 		return err
@@ -597,34 +601,52 @@ func writeAblation(d *gpu.Device, dir, family string, cfg train.Config, rs []abl
 	p := plot.New()
 	p.Title.Text = "Ablation: " + family
 	p.Y.Label.Text = "accuracy (%)"
-	knn, lin := make(plotter.Values, len(rs)), make(plotter.Values, len(rs))
+	var knn, lin plotter.XYs
 	names := make([]string, len(rs))
+	lo, hi := math.Inf(1), math.Inf(-1)
 	for i, r := range rs {
-		knn[i], lin[i], names[i] = 100*r.KNN20, 100*r.Linear, r.Variant
-		// Runs without figures say why, rather than read as zero accuracy.
+		names[i] = r.Variant
+		// Runs without figures say why and have no points, rather than
+		// read as zero accuracy.
 		switch {
 		case r.Unfit != "":
 			names[i] += " (does not fit)"
+			continue
 		case r.Diverged != "":
 			names[i] += " (diverged)"
+			continue
 		}
+		knn = append(knn, plotter.XY{X: float64(i) - 0.08, Y: 100 * r.KNN20})
+		lin = append(lin, plotter.XY{X: float64(i) + 0.08, Y: 100 * r.Linear})
+		lo = min(lo, 100*r.KNN20, 100*r.Linear)
+		hi = max(hi, 100*r.KNN20, 100*r.Linear)
 	}
-	w := vg.Points(14)
-	kb, err := plotter.NewBarChart(knn, w)
-	if err != nil {
-		return err
+	if len(knn) == 0 {
+		lo, hi = 0, 100
 	}
-	kb.Color, kb.Offset = color.RGBA{R: 30, G: 90, B: 200, A: 255}, -w/2
-	lb, err := plotter.NewBarChart(lin, w)
-	if err != nil {
-		return err
+	p.Add(plotter.NewGrid())
+	for _, s := range []struct {
+		name  string
+		xys   plotter.XYs
+		c     color.RGBA
+		shape draw.GlyphDrawer
+	}{
+		{"kNN k=20", knn, color.RGBA{R: 30, G: 90, B: 200, A: 255}, draw.CircleGlyph{}},
+		{"linear top-1", lin, color.RGBA{R: 220, G: 120, B: 30, A: 255}, draw.BoxGlyph{}},
+	} {
+		sc, err := plotter.NewScatter(s.xys)
+		if err != nil {
+			return err
+		}
+		sc.GlyphStyle = draw.GlyphStyle{Color: s.c, Radius: vg.Points(4), Shape: s.shape}
+		p.Add(sc)
+		p.Legend.Add(s.name, sc)
 	}
-	lb.Color, lb.Offset = color.RGBA{R: 220, G: 120, B: 30, A: 255}, w/2
-	p.Add(kb, lb)
-	p.Legend.Add("kNN k=20", kb)
-	p.Legend.Add("linear top-1", lb)
 	p.Legend.Top = true
-	p.Y.Min, p.Y.Max = 0, 115 // room for the legend above the bars
+	// Whole points around the figures, and a quarter more above for the
+	// legend.
+	lo, hi = math.Floor(lo)-1, math.Ceil(hi)+1
+	p.Y.Min, p.Y.Max = lo, hi+(hi-lo)/4
 	p.NominalX(names...)
 	p.X.Min, p.X.Max = -0.5, float64(len(rs)) // room on the right for the last, slanted label
 	p.X.Tick.Label.Rotation = 0.4
