@@ -188,49 +188,44 @@ func BTViews(rng *rand.Rand, n, d int) (za, zb []float64) {
 				za[i*d+j] = size * a
 				zb[i*d+j] = size * (0.8*a + 0.6*rng.NormFloat64()*spread - off/2)
 			}
-			if n == 3 && math.Abs(correlation(za[j:], zb[j:], n, d)) >= 0.99 {
-				continue
+			if wellDrawn(za[j:], zb[j:], n, d) {
+				break
 			}
-			if spreadRatio(za[j:], n, d) < 1.0/64 || spreadRatio(zb[j:], n, d) < 1.0/64 {
-				continue
-			}
-			break
 		}
 	}
 	return za, zb
 }
 
-// spreadRatio is the sample standard deviation of a[i·stride] over their
-// largest magnitude.
-func spreadRatio(a []float64, n, stride int) float64 {
-	var m, big float64
+// wellDrawn reports whether the column a[i·stride], b[i·stride] is one
+// BTViews keeps: each view's sample standard deviation at least 1/64 of
+// its largest magnitude and, with n = 3, the views' sample correlation
+// under 0.99 in magnitude.
+func wellDrawn(a, b []float64, n, stride int) bool {
+	x, bigA := centred(a, n, stride)
+	y, bigB := centred(b, n, stride)
+	var sxy, sxx, syy float64
+	for i := range n {
+		sxy += x[i] * y[i]
+		sxx += x[i] * x[i]
+		syy += y[i] * y[i]
+	}
+	if math.Sqrt(sxx/float64(n))/bigA < 1.0/64 || math.Sqrt(syy/float64(n))/bigB < 1.0/64 {
+		return false
+	}
+	return n != 3 || math.Abs(sxy/math.Sqrt(sxx*syy)) < 0.99
+}
+
+// centred returns a[i·stride] less their mean, and their largest magnitude.
+func centred(a []float64, n, stride int) (x []float64, big float64) {
+	var m float64
 	for i := range n {
 		m += a[i*stride]
 		big = math.Max(big, math.Abs(a[i*stride]))
 	}
 	m /= float64(n)
-	var v float64
+	x = make([]float64, n)
 	for i := range n {
-		v += (a[i*stride] - m) * (a[i*stride] - m)
+		x[i] = a[i*stride] - m
 	}
-	return math.Sqrt(v/float64(n)) / big
-}
-
-// correlation is the sample correlation of a[i·stride] and b[i·stride].
-func correlation(a, b []float64, n, stride int) float64 {
-	var ma, mb float64
-	for i := range n {
-		ma += a[i*stride]
-		mb += b[i*stride]
-	}
-	ma /= float64(n)
-	mb /= float64(n)
-	var sab, saa, sbb float64
-	for i := range n {
-		x, y := a[i*stride]-ma, b[i*stride]-mb
-		sab += x * y
-		saa += x * x
-		sbb += y * y
-	}
-	return sab / math.Sqrt(saa*sbb)
+	return x, big
 }
