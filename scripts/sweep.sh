@@ -17,7 +17,7 @@ bt=${BT:-bin/bt}
 runs=${RUNS:-runs}
 families=("$@")
 [ ${#families[@]} -gt 0 ] || families=(warmup optimizer augment-strength width-lambda)
-recipe=(-batch 256 -projector 1024-1024-1024 -epochs 10 -warmup 1 -lr 32 -steps 703
+recipe=(-recipe paper -batch 256 -projector 1024-1024-1024 -epochs 10 -warmup 1 -lr 32 -steps 703
   -probe-epochs 30 -eval-train 0 -eval-test 0 -reuse "$runs")
 
 # copy_new FROM TO copies each FROM/*/*/result.json to the same place
