@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"image/color"
+	"io/fs"
 	"math"
 	"os"
 	"os/signal"
@@ -350,17 +351,20 @@ func ablate(ctx context.Context, d *gpu.Device, family string, vs []variant, bas
 	for i, v := range vs {
 		runDir := filepath.Join(dir, slug(v.name))
 		resultPath := filepath.Join(runDir, "result.json")
-		var r ablationResult
-		if b, err := os.ReadFile(resultPath); err == nil && json.Unmarshal(b, &r) == nil && r.Variant == v.name {
-			fmt.Fprintf(os.Stderr, "== %s: done before, skipped (%s)\n", v.name, resultPath)
-			results = append(results, r)
-			continue
-		}
 		cfg := base
 		v.apply(&cfg)
 		key, err := fingerprint(cfg, ef)
 		if err != nil {
 			return results, fmt.Errorf("%s: %w", v.name, err)
+		}
+		r, done, err := finished(resultPath, v.name, key)
+		if err != nil {
+			return results, err
+		}
+		if done {
+			fmt.Fprintf(os.Stderr, "== %s: done before, skipped (%s)\n", v.name, resultPath)
+			results = append(results, r)
+			continue
 		}
 		same, from, err := findRun(reuse, key, runDir)
 		if err != nil {
@@ -509,6 +513,33 @@ func fingerprint(c train.Config, ef evalFlags) (string, error) {
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:]), nil
+}
+
+// finished reads the result.json at path of a variant of this grid, if
+// there is one. A result of another variant, or of this variant run with
+// other settings, is refused rather than taken or overwritten: a grid
+// rerun into the same -out with other flags would otherwise put the old
+// figures in the new table. Results saved before fingerprints were
+// recorded are taken by the variant's name.
+func finished(path, name, key string) (ablationResult, bool, error) {
+	var r ablationResult
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return r, false, nil
+	}
+	if err != nil {
+		return r, false, err
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		return r, false, fmt.Errorf("%s: %w", path, err)
+	}
+	switch {
+	case r.Variant != name:
+		return r, false, fmt.Errorf("%s: the result of %q, not %q", path, r.Variant, name)
+	case r.Fingerprint != "" && r.Fingerprint != key:
+		return r, false, fmt.Errorf("%s: %q was run there with other settings; give another -out, or remove %s to run it again", path, name, filepath.Dir(path))
+	}
+	return r, true, nil
 }
 
 // findRun looks under dir for a finished run other than self with the

@@ -91,6 +91,45 @@ func TestAblateUnfit(t *testing.T) {
 	}
 }
 
+// TestAblateOtherSettings reruns a grid into the same -out: with the same
+// settings its result is read back, with other ones (more steps, another
+// evaluation) the rerun is refused, naming the directory, rather than
+// taking the old figures. A variant that fits no adapter keeps it cheap.
+func TestAblateOtherSettings(t *testing.T) {
+	d := gputest.Device(t)
+	dir := t.TempDir()
+	tf := train.DefaultConfig()
+	tf.Steps, tf.Batch = 2, 32
+	ef := evalFlags{trainN: 100, testN: 50, batch: 50}
+	vs := []variant{{"too wide", "", func(c *train.Config) { c.Model.Projector = "65536-65536" }}}
+	first, err := ablate(t.Context(), d, "projector", vs, tf, ablateOptions{ef: ef, out: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := ablate(t.Context(), d, "projector", vs, tf, ablateOptions{ef: ef, out: dir})
+	if err != nil || len(again) != 1 || again[0] != first[0] {
+		t.Fatalf("same settings: %+v, %v; want the saved %+v", again, err, first[0])
+	}
+	longer, otherEval := tf, ef
+	longer.Steps = 3
+	otherEval.testN = 60
+	for _, tc := range []struct {
+		name string
+		tf   train.Config
+		ef   evalFlags
+	}{{"steps", longer, ef}, {"evaluation", tf, otherEval}} {
+		_, err := ablate(t.Context(), d, "projector", vs, tc.tf, ablateOptions{ef: tc.ef, out: dir})
+		if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "too-wide")) {
+			t.Errorf("other %s: %v, want an error naming the variant's directory", tc.name, err)
+		}
+	}
+	// A result.json another variant's name maps to is not taken either.
+	clash := []variant{{"too-wide", "", vs[0].apply}}
+	if _, err := ablate(t.Context(), d, "projector", clash, tf, ablateOptions{ef: ef, out: dir}); err == nil || !strings.Contains(err.Error(), `the result of "too wide"`) {
+		t.Errorf("another variant's result: %v, want it refused", err)
+	}
+}
+
 // TestAblateReuse checks that -reuse takes a finished run's figures for a
 // variant of another grid with the same fingerprint, names it in the
 // table, and trains (here: tries) a variant whose fingerprint differs.
