@@ -57,14 +57,14 @@ func ExampleConfig_UseRecipe() {
 		log.Fatal(err)
 	}
 	cfg.Steps = 703
-	fmt.Printf("short: rate ×%g, warm-up %v\n", cfg.Schedule.Multiplier, cfg.Schedule.Warmup)
+	fmt.Printf("short: rate ×%g, warm-up %v, crops from %g\n", cfg.Schedule.Multiplier, cfg.Schedule.Warmup, cfg.Data.CropMin)
 	if err := cfg.UseRecipe("paper"); err != nil {
 		log.Fatal(err)
 	}
 	fmt.Printf("paper: rate ×%g, warm-up %v epochs\n", cfg.Schedule.Multiplier, cfg.Schedule.Warmup)
 	fmt.Println(train.RecipeNames())
 	// Output:
-	// short: rate ×32, warm-up 10%
+	// short: rate ×32, warm-up 5%, crops from 0.4
 	// paper: rate ×1, warm-up 10 epochs
 	// [paper short]
 }

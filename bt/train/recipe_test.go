@@ -9,7 +9,7 @@ import (
 )
 
 // TestRecipes checks that "paper" is DefaultConfig's recipe, that "short"
-// changes only its rate and warm-up, that each recipe sets all of its
+// changes only its rate, warm-up and smallest crop, that each recipe sets all of its
 // settings (applying one after another leaves nothing of the first), and
 // that an unknown name is refused naming the known ones.
 func TestRecipes(t *testing.T) {
@@ -25,7 +25,8 @@ func TestRecipes(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := DefaultConfig()
-	want.Schedule.Multiplier, want.Schedule.Warmup = 32, optim.Warmup{Value: 0.1, Unit: optim.WarmupFraction}
+	want.Schedule.Multiplier, want.Schedule.Warmup = 32, optim.Warmup{Value: 0.05, Unit: optim.WarmupFraction}
+	want.Data.CropMin = 0.4
 	if !reflect.DeepEqual(short, want) {
 		t.Errorf("short recipe:\n%+v, want\n%+v", short, want)
 	}

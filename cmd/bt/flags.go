@@ -165,7 +165,7 @@ func registerConfig(fs *flag.FlagSet, c *train.Config, recipe *string) []flagGro
 	fs.Var(choiceFlag[string]{&c.Data.Augment, append([]string{""}, pipeline.PresetNames()...)}, "augment", "augmentation preset: imagenet, cifar, fashion-mnist, mnist (default: the dataset's)")
 	fs.Var(intFlag{&c.Data.Size, 0}, "size", "image size of the views (default: the preset's)")
 	fs.Var(choiceFlag[string]{&c.Data.Without, append([]string{""}, pipeline.Ablations...)}, "augment-without", "drop augmentations (an ablation): "+strings.Join(pipeline.Ablations, ", "))
-	fs.Var(floatFlag[float64]{p: &c.Data.CropMin, min: 0, open: true, max: 1}, "crop-min", "smallest area fraction of the random resized crops (default: the preset's, 0.08)")
+	fs.Var(floatFlag[float64]{p: &c.Data.CropMin, min: 0, open: true, max: 1}, "crop-min", "smallest area fraction of the random resized crops (default: the recipe's; short: 0.4, paper: the preset's, 0.08)")
 	fs.Var(floatFlag[float64]{p: &c.Data.Jitter, min: 0, open: true, max: 5}, "jitter-strength", "multiplies the colour jitter's brightness, contrast, saturation and hue (default: the preset's, 1)")
 	fs.Var(intFlag{&c.Data.Workers, 0}, "workers", "data-loading goroutines (default: the number of CPUs)")
 	fs.BoolVar(&c.Data.SkipBad, "skip-bad-images", c.Data.SkipBad, "skip images that do not decode (each logged once and counted) instead of stopping at the first")

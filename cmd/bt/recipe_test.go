@@ -16,7 +16,7 @@ import (
 // given override the recipe's settings, and that -recipe is refused beside
 // -config and -resume, which carry a run's whole recipe.
 func TestPretrainRecipe(t *testing.T) {
-	short, paper := optim.Warmup{Value: 0.1, Unit: optim.WarmupFraction}, optim.Warmup{Value: 10, Unit: optim.WarmupEpochs}
+	short, paper := optim.Warmup{Value: 0.05, Unit: optim.WarmupFraction}, optim.Warmup{Value: 10, Unit: optim.WarmupEpochs}
 	for _, c := range []struct {
 		args   []string
 		recipe string
