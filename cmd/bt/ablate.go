@@ -302,14 +302,6 @@ func runAblate(args []string) error {
 	def("probe-epochs", &o.ef.probe.Epochs, 30, 100)
 	cfg.Model.Seed = cfg.Seed
 	o.ef.batch = 512
-	if o.minutes > 0 {
-		budgeted := make([]variant, len(vs))
-		for i, v := range vs {
-			budgeted[i] = v
-			budgeted[i].apply = withBudget(d, v.apply, o.minutes)
-		}
-		vs = budgeted
-	}
 	// Ctrl-C (or SIGTERM) stops the run in flight at a checkpoint, which
 	// the same command continues.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -322,22 +314,19 @@ func runAblate(args []string) error {
 	return nil
 }
 
-// withBudget wraps a variant so that its run gets as many steps as fit in
-// minutes, timed on a grayscale twin step of the same network and batch
-// (random views, no data loading), at least 10.
-func withBudget(d *gpu.Device, apply func(*train.Config), minutes float64) func(*train.Config) {
-	return func(c *train.Config) {
-		apply(c)
-		views, err := c.Data.Views()
-		if err != nil {
-			return // the run itself reports what does not work
-		}
-		r, err := bench.MeasureTwinStep(d, c.Model.Arch, c.Batch, views.A.Size, c.Model.Projector, c.Activations(), 0)
-		if err != nil {
-			return
-		}
-		c.Steps = max(10, int(minutes*60/r.Seconds))
+// budget gives a run as many steps as fit in minutes, timed on a
+// grayscale twin step of the same network and batch (random views, no
+// data loading), at least 10.
+func budget(d *gpu.Device, c *train.Config, minutes float64) {
+	views, err := c.Data.Views()
+	if err != nil {
+		return // the run itself reports what does not work
 	}
+	r, err := bench.MeasureTwinStep(d, c.Model.Arch, c.Batch, views.A.Size, c.Model.Projector, c.Activations(), 0)
+	if err != nil {
+		return
+	}
+	c.Steps = max(10, int(minutes*60/r.Seconds))
 }
 
 // ablate runs every variant not already done in dir and returns all
@@ -353,7 +342,7 @@ func ablate(ctx context.Context, d *gpu.Device, family string, vs []variant, bas
 		resultPath := filepath.Join(runDir, "result.json")
 		cfg := base
 		v.apply(&cfg)
-		key, err := fingerprint(cfg, ef)
+		key, err := fingerprint(cfg, ef, o.minutes)
 		if err != nil {
 			return results, fmt.Errorf("%s: %w", v.name, err)
 		}
@@ -380,6 +369,9 @@ func ablate(ctx context.Context, d *gpu.Device, family string, vs []variant, bas
 			continue
 		}
 		fmt.Fprintf(os.Stderr, "== %s %d/%d: %s\n", family, i+1, len(vs), v.name)
+		if o.minutes > 0 {
+			budget(d, &cfg, o.minutes)
+		}
 		r = ablationResult{Variant: v.name, Paper: v.paper, Fingerprint: key}
 		start := time.Now()
 		// A variant's directory without its result.json holds an
@@ -496,18 +488,23 @@ func saveResult(runDir string, r ablationResult) error {
 // fingerprint is a digest of everything that decides a run's figures: its
 // configuration, with the augmentation settings resolved into the views
 // they make (a smallest crop of 0.08 and the preset's 0.08 are one run),
-// and the evaluation.
-func fingerprint(c train.Config, ef evalFlags) (string, error) {
+// and the evaluation. Under a budget of minutes (-minutes) the budget
+// stands for the steps, which are timed anew each time the grid runs.
+func fingerprint(c train.Config, ef evalFlags, minutes float64) (string, error) {
 	views, err := c.Data.Views()
 	if err != nil {
 		return "", err
 	}
 	c.Data.CropMin, c.Data.Jitter = 0, 0
+	if minutes > 0 {
+		c.Steps = 0
+	}
 	b, err := json.Marshal(struct {
-		Config train.Config
-		Views  pipeline.Config
-		Eval   string
-	}{c, views, fmt.Sprintf("%+v", ef)})
+		Config  train.Config
+		Views   pipeline.Config
+		Eval    string
+		Minutes float64 `json:",omitempty"` // without a budget, the digest the recorded runs have
+	}{c, views, fmt.Sprintf("%+v", ef), minutes})
 	if err != nil {
 		return "", err
 	}

@@ -188,7 +188,7 @@ func TestAblateReuse(t *testing.T) {
 // differently does.
 func TestFingerprint(t *testing.T) {
 	ef := evalFlags{trainN: 100, testN: 50, batch: 50}
-	base, err := fingerprint(train.DefaultConfig(), ef)
+	base, err := fingerprint(train.DefaultConfig(), ef, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,13 +214,27 @@ func TestFingerprint(t *testing.T) {
 		if tc.ef != nil {
 			tc.ef(&e)
 		}
-		got, err := fingerprint(c, e)
+		got, err := fingerprint(c, e, 0)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
 		if (got == base) != tc.same {
 			t.Errorf("%s: same fingerprint %v, want %v", tc.name, got == base, tc.same)
 		}
+	}
+	// Under -minutes the steps are timed anew each time the grid runs: the
+	// budget, not the steps it gave, is the run's.
+	key := func(steps int, minutes float64) string {
+		c := train.DefaultConfig()
+		c.Steps = steps
+		k, err := fingerprint(c, ef, minutes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	if two := key(100, 2); two != key(17, 2) || two == key(100, 3) || two == base {
+		t.Errorf("budgets: 2 minutes at 100 and 17 steps, 3 minutes, none: %s %s %s %s; want the steps ignored and the budget counted", two, key(17, 2), key(100, 3), base)
 	}
 }
 
@@ -344,7 +358,7 @@ func TestFamilies(t *testing.T) {
 	centre.Batch, centre.Steps, centre.Epochs, centre.Model.Projector = 256, 703, 10, "1024-1024-1024"
 	centre.Schedule.Warmup, centre.Schedule.Multiplier = optim.Warmup{Value: 1, Unit: optim.WarmupEpochs}, 32
 	ef := evalFlags{batch: 512}
-	want, err := fingerprint(centre, ef)
+	want, err := fingerprint(centre, ef, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -357,7 +371,7 @@ func TestFamilies(t *testing.T) {
 		}
 		c := centre
 		families[family][i].apply(&c)
-		if got, err := fingerprint(c, ef); err != nil || got != want {
+		if got, err := fingerprint(c, ef, 0); err != nil || got != want {
 			t.Errorf("%s / %s: not the centre's fingerprint (%v): %+v", family, name, err, c)
 		}
 	}
