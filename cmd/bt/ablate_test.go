@@ -60,16 +60,24 @@ func TestAblate(t *testing.T) {
 	}
 }
 
-// TestAblateUnfit records a variant that fits no adapter (a 65536-wide
-// projector: 16 GiB per weight) as not fitting, in the table and in its
+// unfitGrid is a grid of one variant that fits no adapter (a 65536-wide
+// projector: 16 GiB per weight) at a tiny budget and evaluation: its
+// result is saved like any other's without anything trained, which keeps
+// the tests of how bt ablate keeps and reads results cheap.
+func unfitGrid() (train.Config, evalFlags, []variant) {
+	tf := train.DefaultConfig()
+	tf.Steps, tf.Batch = 2, 32
+	ef := evalFlags{trainN: 100, testN: 50, batch: 50}
+	return tf, ef, []variant{{"too wide", "", func(c *train.Config) { c.Model.Projector = "65536-65536" }}}
+}
+
+// TestAblateUnfit records a variant that fits no adapter (unfitGrid) as
+// not fitting, in the table and in its
 // result.json, which a rerun reads back instead of trying again.
 func TestAblateUnfit(t *testing.T) {
 	d := gputest.Device(t)
 	dir := t.TempDir()
-	tf := train.DefaultConfig()
-	tf.Steps, tf.Batch = 2, 32
-	ef := evalFlags{trainN: 100, testN: 50, batch: 50}
-	vs := []variant{{"too wide", "", func(c *train.Config) { c.Model.Projector = "65536-65536" }}}
+	tf, ef, vs := unfitGrid()
 	for run := range 2 {
 		rs, err := ablate(t.Context(), d, "projector", vs, tf, ablateOptions{ef: ef, out: dir})
 		if err != nil {
@@ -94,14 +102,11 @@ func TestAblateUnfit(t *testing.T) {
 // TestAblateOtherSettings reruns a grid into the same -out: with the same
 // settings its result is read back, with other ones (more steps, another
 // evaluation) the rerun is refused, naming the directory, rather than
-// taking the old figures. A variant that fits no adapter keeps it cheap.
+// taking the old figures. unfitGrid keeps it cheap.
 func TestAblateOtherSettings(t *testing.T) {
 	d := gputest.Device(t)
 	dir := t.TempDir()
-	tf := train.DefaultConfig()
-	tf.Steps, tf.Batch = 2, 32
-	ef := evalFlags{trainN: 100, testN: 50, batch: 50}
-	vs := []variant{{"too wide", "", func(c *train.Config) { c.Model.Projector = "65536-65536" }}}
+	tf, ef, vs := unfitGrid()
 	first, err := ablate(t.Context(), d, "projector", vs, tf, ablateOptions{ef: ef, out: dir})
 	if err != nil {
 		t.Fatal(err)
@@ -133,16 +138,13 @@ func TestAblateOtherSettings(t *testing.T) {
 // TestAblateReuse checks that -reuse takes a finished run's figures for a
 // variant of another grid with the same fingerprint, names it in the
 // table, and trains (here: tries) a variant whose fingerprint differs.
-// Variants that do not fit keep it cheap: their results are saved like
-// any other.
+// Variants that do not fit (unfitGrid's and a deeper one) keep it cheap.
 func TestAblateReuse(t *testing.T) {
 	d := gputest.Device(t)
 	root := t.TempDir()
-	tf := train.DefaultConfig()
-	tf.Steps, tf.Batch = 2, 32
-	ef := evalFlags{trainN: 100, testN: 50, batch: 50}
-	wide := func(c *train.Config) { c.Model.Projector = "65536-65536" }
-	first, err := ablate(t.Context(), d, "projector", []variant{{"too wide", "", wide}}, tf, ablateOptions{ef: ef, out: filepath.Join(root, "a"), reuse: root})
+	tf, ef, unfit := unfitGrid()
+	wide := unfit[0].apply
+	first, err := ablate(t.Context(), d, "projector", unfit, tf, ablateOptions{ef: ef, out: filepath.Join(root, "a"), reuse: root})
 	if err != nil {
 		t.Fatal(err)
 	}
