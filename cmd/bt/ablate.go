@@ -310,7 +310,7 @@ func runAblate(args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Println(ablationTable(d, family, cfg, results))
+	fmt.Println(ablationTable(d.Info.Name, family, cfg, o.minutes, results))
 	return nil
 }
 
@@ -411,7 +411,7 @@ func ablate(ctx context.Context, d *gpu.Device, family string, vs []variant, bas
 		}
 		results = append(results, r)
 	}
-	if err := writeAblation(d, dir, family, base, results); err != nil {
+	if err := writeAblation(dir, ablationTable(d.Info.Name, family, base, o.minutes, results), family, results); err != nil {
 		return results, err
 	}
 	return results, nil
@@ -592,29 +592,35 @@ func slug(name string) string {
 	return strings.TrimSuffix(b.String(), "-")
 }
 
-func ablationTable(d *gpu.Device, family string, cfg train.Config, rs []ablationResult) string {
+// ablationTable is the grid's table in Markdown. Under a budget of minutes
+// each variant ran the steps that fit it, which the steps column gives.
+func ablationTable(adapter, family string, cfg train.Config, minutes float64, rs []ablationResult) string {
 	var b strings.Builder
 	paper := "Paper: ResNet-50 on ImageNet, 300 epochs, linear top-1 (%)."
 	if sweeps[family] {
 		paper = "Paper: its choice of the setting, tuned for 1000 epochs."
 	}
-	fmt.Fprintf(&b, "## Ablation: %s\n\n%s, %s, batch %d unless varied, %d steps per run; adapter %s.\n%s\n\n",
-		family, cfg.Data.Name, cfg.Model.Arch, cfg.Batch, cfg.Steps, d.Info.Name, paper)
-	b.WriteString("| variant | kNN k=20 | kNN k=200 | linear top-1 | final loss | paper |\n|---|---|---|---|---|---|\n")
+	budget := fmt.Sprintf("%d steps per run", cfg.Steps)
+	if minutes > 0 {
+		budget = fmt.Sprintf("%g minutes per run", minutes)
+	}
+	fmt.Fprintf(&b, "## Ablation: %s\n\n%s, %s, batch %d unless varied, %s; adapter %s.\n%s\n\n",
+		family, cfg.Data.Name, cfg.Model.Arch, cfg.Batch, budget, adapter, paper)
+	b.WriteString("| variant | steps | kNN k=20 | kNN k=200 | linear top-1 | final loss | paper |\n|---|---|---|---|---|---|---|\n")
 	for _, r := range rs {
 		name := r.Variant
 		if r.SameAs != "" {
 			name += " (the run of " + r.SameAs + ")"
 		}
 		if r.Diverged != "" {
-			fmt.Fprintf(&b, "| %s | diverged | | | | %s |\n", name, r.Paper)
+			fmt.Fprintf(&b, "| %s | | diverged | | | | %s |\n", name, r.Paper)
 			continue
 		}
 		if r.Unfit != "" {
-			fmt.Fprintf(&b, "| %s | does not fit this adapter | | | | %s |\n", name, r.Paper)
+			fmt.Fprintf(&b, "| %s | | does not fit this adapter | | | | %s |\n", name, r.Paper)
 			continue
 		}
-		fmt.Fprintf(&b, "| %s | %.1f%% | %.1f%% | %.1f%% | %.1f | %s |\n", name, 100*r.KNN20, 100*r.KNN200, 100*r.Linear, r.LossEnd, r.Paper)
+		fmt.Fprintf(&b, "| %s | %d | %.1f%% | %.1f%% | %.1f%% | %.1f | %s |\n", name, r.Steps, 100*r.KNN20, 100*r.KNN200, 100*r.Linear, r.LossEnd, r.Paper)
 	}
 	return b.String()
 }
@@ -622,8 +628,8 @@ func ablationTable(d *gpu.Device, family string, cfg train.Config, rs []ablation
 // writeAblation writes the table and a plot of accuracy per variant:
 // points on an axis that spans the figures, since the sweep's variants
 // differ by a point or two, which bars from zero do not show.
-func writeAblation(d *gpu.Device, dir, family string, cfg train.Config, rs []ablationResult) error {
-	if err := os.WriteFile(filepath.Join(dir, "ablation.md"), []byte(ablationTable(d, family, cfg, rs)), 0o644); err != nil {
+func writeAblation(dir, table, family string, rs []ablationResult) error {
+	if err := os.WriteFile(filepath.Join(dir, "ablation.md"), []byte(table), 0o644); err != nil {
 		return err
 	}
 	p := plot.New()

@@ -240,6 +240,36 @@ func TestFingerprint(t *testing.T) {
 	}
 }
 
+// TestAblationTable checks that the table states the budget every run had:
+// under -minutes each variant's own steps, since the base's steps were
+// not what any of them ran.
+func TestAblationTable(t *testing.T) {
+	cfg := train.Config{Batch: 64, Steps: 100}
+	cfg.Data.Name, cfg.Model.Arch = "fashion-mnist", "tiny"
+	rs := []ablationResult{
+		{Variant: "batch 32", Paper: "-", Steps: 171, KNN20: 0.5, KNN200: 0.4, Linear: 0.6, LossEnd: 12},
+		{Variant: "batch 128", Paper: "-", Diverged: "loss NaN"},
+	}
+	for _, tc := range []struct {
+		minutes float64
+		want    []string
+		not     string
+	}{
+		{0, []string{"batch 64 unless varied, 100 steps per run;", "| batch 32 | 171 | 50.0% | 40.0% | 60.0% | 12.0 | - |", "| batch 128 | | diverged |"}, "minutes"},
+		{2.5, []string{"batch 64 unless varied, 2.5 minutes per run;", "| batch 32 | 171 | 50.0% |"}, "100 steps"},
+	} {
+		table := ablationTable("lavapipe", "batch", cfg, tc.minutes, rs)
+		for _, w := range tc.want {
+			if !strings.Contains(table, w) {
+				t.Errorf("minutes %g: table lacks %q:\n%s", tc.minutes, w, table)
+			}
+		}
+		if strings.Contains(table, tc.not) {
+			t.Errorf("minutes %g: table says %q:\n%s", tc.minutes, tc.not, table)
+		}
+	}
+}
+
 // TestBatchVariantPairs checks that the batch family compares batch sizes
 // at an equal number of pairs, not an equal number of steps.
 func TestBatchVariantPairs(t *testing.T) {
