@@ -121,7 +121,7 @@ func init() {
 	families["optimizer"] = []variant{
 		{"LARS", "the paper's", func(c *train.Config) { c.Optimizer = "lars" }},
 		opt("SGD", 0.001), opt("SGD", 0.004), opt("SGD", 0.016),
-		opt("AdamW", 0.0005), opt("AdamW", 0.001), opt("AdamW", 0.002),
+		opt("AdamW", 0.0005), opt("AdamW", 0.001), opt("AdamW", 0.002), opt("AdamW", 0.004),
 	}
 	for _, m := range []float64{0.5, 1, 2, 4, 8, 16, 32} {
 		paper := map[float64]string{1: "the paper's"}[m]
