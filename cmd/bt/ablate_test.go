@@ -94,7 +94,7 @@ func TestAblateUnfit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(table), "| too wide | does not fit this adapter |") {
+	if !strings.Contains(string(table), "| too wide | | does not fit this adapter |") {
 		t.Errorf("table does not say the variant does not fit:\n%s", table)
 	}
 }
