@@ -369,19 +369,21 @@ func ablate(ctx context.Context, d *gpu.Device, family string, vs []variant, bas
 			continue
 		}
 		fmt.Fprintf(os.Stderr, "== %s %d/%d: %s\n", family, i+1, len(vs), v.name)
-		if o.minutes > 0 {
-			budget(d, &cfg, o.minutes)
-		}
 		r = ablationResult{Variant: v.name, Paper: v.paper, Fingerprint: key}
 		start := time.Now()
 		// A variant's directory without its result.json holds an
 		// unfinished run of this grid's own: continued from its checkpoint
-		// when that is this variant's run, replaced otherwise.
+		// when that is this variant's run, replaced otherwise. Only a run
+		// that starts anew is timed for a budget of minutes: a continued
+		// one keeps the steps it was given.
 		ro := runOptions{out: runDir, overwrite: true, every: o.every, keep: 1}
-		c, resolved := unfinished(runDir, cfg)
-		if c != nil {
+		c, resolved := unfinished(runDir, cfg, o.minutes)
+		switch {
+		case c != nil:
 			cfg, ro.ckpt, ro.resume, ro.overwrite = resolved, c, c.Path, false
 			r.ResumedFrom = c.State.Step
+		case o.minutes > 0:
+			budget(d, &cfg, o.minutes)
 		}
 		res, err := pretrain(ctx, d, cfg, ro, os.Stderr)
 		switch {
@@ -454,8 +456,10 @@ func (r *ablationResult) evaluateEnded(d *gpu.Device, c *train.Checkpoint, cfg t
 // unfinished is the newest checkpoint in runDir when it belongs to an
 // unfinished run of cfg, with the configuration that continues it (nil and
 // cfg otherwise): the same run as Checkpoint.Continues has it, and as long
-// as cfg's, since a variant of another length is another variant.
-func unfinished(runDir string, cfg train.Config) (*train.Checkpoint, train.Config) {
+// as cfg's, since a variant of another length is another variant. Under a
+// budget of minutes the run's steps are the ones timed when it started,
+// which cfg, not yet timed, does not know.
+func unfinished(runDir string, cfg train.Config, minutes float64) (*train.Checkpoint, train.Config) {
 	path := filepath.Join(runDir, train.Latest)
 	if _, err := os.Stat(path); err != nil {
 		return nil, cfg
@@ -463,6 +467,9 @@ func unfinished(runDir string, cfg train.Config) (*train.Checkpoint, train.Confi
 	c, err := train.LoadCheckpoint(path)
 	var resolved train.Config
 	if err == nil {
+		if minutes > 0 {
+			cfg.Steps = c.State.Config.Steps
+		}
 		resolved, err = c.Continues(cfg)
 	}
 	if err == nil && (c.State.Config.Epochs != cfg.Epochs || c.State.Config.Steps != cfg.Steps) {

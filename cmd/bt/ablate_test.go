@@ -492,22 +492,29 @@ func TestAblateResume(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		change  func(*train.Config)
+		minutes float64
 		resumes bool
 	}{
-		{"as the run resolved it", func(*train.Config) {}, true},
-		{"stem and channels left to the data", func(c *train.Config) { c.Model.Stem, c.Model.InChannels = "", 0 }, true},
-		{"other workers, augmented on the CPU", func(c *train.Config) { c.Data.Workers, c.Data.AugmentOn = 1, "cpu" }, true},
-		{"another rate", func(c *train.Config) { c.Schedule.Multiplier *= 2 }, false},
-		{"fewer steps", func(c *train.Config) { c.Steps = steps / 2 }, false},
-		{"another seed", func(c *train.Config) { c.Seed++ }, false},
+		{"as the run resolved it", func(*train.Config) {}, 0, true},
+		{"stem and channels left to the data", func(c *train.Config) { c.Model.Stem, c.Model.InChannels = "", 0 }, 0, true},
+		{"other workers, augmented on the CPU", func(c *train.Config) { c.Data.Workers, c.Data.AugmentOn = 1, "cpu" }, 0, true},
+		{"another rate", func(c *train.Config) { c.Schedule.Multiplier *= 2 }, 0, false},
+		{"fewer steps", func(c *train.Config) { c.Steps = steps / 2 }, 0, false},
+		{"other steps under a budget of minutes", func(c *train.Config) { c.Steps = 1000 }, 2, true},
+		{"another rate under a budget of minutes", func(c *train.Config) { c.Schedule.Multiplier *= 2 }, 2, false},
+		{"another seed", func(c *train.Config) { c.Seed++ }, 0, false},
 	} {
 		cfg := ran.State.Config
 		tc.change(&cfg)
-		if c, _ := unfinished(filepath.Join(whole, run), cfg); (c != nil) != tc.resumes {
+		c, resolved := unfinished(filepath.Join(whole, run), cfg, tc.minutes)
+		if (c != nil) != tc.resumes {
 			t.Errorf("%s: continued %v, want %v", tc.name, c != nil, tc.resumes)
 		}
+		if c != nil && resolved.Steps != ran.State.Config.Steps {
+			t.Errorf("%s: continued for %d steps, want the run's %d", tc.name, resolved.Steps, ran.State.Config.Steps)
+		}
 	}
-	if c, _ := unfinished(filepath.Join(root, "none"), ran.State.Config); c != nil {
+	if c, _ := unfinished(filepath.Join(root, "none"), ran.State.Config, 0); c != nil {
 		t.Error("a directory without a checkpoint: continued")
 	}
 	damaged := filepath.Join(root, "damaged")
@@ -517,7 +524,39 @@ func TestAblateResume(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(damaged, train.Latest), []byte("not a checkpoint"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if c, _ := unfinished(damaged, ran.State.Config); c != nil {
+	if c, _ := unfinished(damaged, ran.State.Config, 0); c != nil {
 		t.Error("a damaged checkpoint: continued")
+	}
+}
+
+// TestAblateResumeBudget stops a grid under a budget of minutes mid-run:
+// run again, it continues the run for the steps timed when it started,
+// and does not time it anew and start again.
+func TestAblateResumeBudget(t *testing.T) {
+	out := t.TempDir()
+	flags := []string{"-minutes", "0.5", "-batch", "16", "-projector", "64-64-64", "-workers", "2", "-eval-train", "200", "-eval-test", "100",
+		"-probe-epochs", "2", "-checkpoint-every", "4", "-only", "1", "-out", out, "lr"}
+	run := filepath.Join(out, slug(families["lr"][0].name))
+	killMidRun(t, btCommand("ablate", flags...), run, 6)
+	c, err := train.LoadCheckpoint(filepath.Join(run, train.Latest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.State.Step >= c.State.Config.Steps {
+		t.Fatalf("killed at the end (checkpoint at step %d of %d)", c.State.Step, c.State.Config.Steps)
+	}
+	if err := runAblate(flags); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(run, "result.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r ablationResult
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.ResumedFrom != c.State.Step || r.Steps != c.State.Config.Steps {
+		t.Errorf("continued from step %d for %d steps, want from %d for the run's %d", r.ResumedFrom, r.Steps, c.State.Step, c.State.Config.Steps)
 	}
 }
