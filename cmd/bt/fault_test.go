@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"image"
 	"image/color"
 	"image/png"
@@ -289,18 +290,21 @@ func TestDamagedCheckpoint(t *testing.T) {
 }
 
 // TestKillAndResume: a run killed with SIGKILL and resumed from its last
-// checkpoint gives the uninterrupted run's losses, and its metrics.jsonl
-// has every step once.
+// checkpoint gives the uninterrupted run's losses and kNN monitor, its
+// metrics.jsonl has every step once, and it is kept as it was started
+// (checkpoint interval, how many kept, the monitor) without being told
+// again.
 func TestKillAndResume(t *testing.T) {
-	const steps = 24
+	const steps, every = 24, 4
+	keeping := []string{"-steps", "24", "-checkpoint-every", "4", "-keep", "2", "-knn-every", "4", "-knn-images", "100"}
 	whole := filepath.Join(t.TempDir(), "whole")
-	if err := runPretrain(args("-out", whole, "-steps", "24")); err != nil {
+	if err := runPretrain(args(append([]string{"-out", whole}, keeping...)...)); err != nil {
 		t.Fatal(err)
 	}
 	want := metricsRows(t, filepath.Join(whole, "metrics.jsonl"))
 
 	out := filepath.Join(t.TempDir(), "killed")
-	killMidRun(t, btCommand("pretrain", args("-out", out, "-steps", "24", "-checkpoint-every", "4")...), out, 6)
+	killMidRun(t, btCommand("pretrain", args(append([]string{"-out", out}, keeping...)...)...), out, 6)
 	c, err := train.LoadCheckpoint(filepath.Join(out, train.Latest))
 	if err != nil {
 		t.Fatal(err)
@@ -319,8 +323,73 @@ func TestKillAndResume(t *testing.T) {
 		if got[i]["step"] != float64(i+1) || got[i]["loss"] != want[i]["loss"] {
 			t.Errorf("row %d: step %v loss %v, want step %d loss %v", i, got[i]["step"], got[i]["loss"], i+1, want[i]["loss"])
 		}
+		knn, ran := got[i]["knn20"]
+		if ran != ((i+1)%every == 0) || knn != want[i]["knn20"] {
+			t.Errorf("row %d: kNN %v (monitored %v), want the uninterrupted run's %v every %d steps", i, knn, ran, want[i]["knn20"], every)
+		}
+	}
+	// -keep 2 and -checkpoint-every 4 held after the resume: the defaults
+	// (3 kept, every 500) would leave the killed run's checkpoint.
+	var ckpts []string
+	entries, err := os.ReadDir(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "checkpoint-") {
+			ckpts = append(ckpts, e.Name())
+		}
+	}
+	if fmt.Sprint(ckpts) != "[checkpoint-20.safetensors checkpoint-24.safetensors]" {
+		t.Errorf("checkpoints after the resume: %v, want those of steps 20 and 24", ckpts)
 	}
 	t.Logf("killed after the checkpoint at step %d; %d rows match", c.State.Step, len(got))
+}
+
+// TestRunKeeping: a resumed run takes from run.json the run options not
+// given again; a damaged run.json is refused, naming it, and a run from
+// before run.json keeps the defaults.
+func TestRunKeeping(t *testing.T) {
+	defaults := runOptions{every: 500, keep: 3, monitor: knnMonitor{trainN: 5000}}
+	for _, tc := range []struct {
+		name     string
+		file     string // "" writes none
+		explicit map[string]bool
+		want     runOptions
+		err      string
+	}{
+		{"kept", `{"checkpoint_every": 100, "keep": 2, "knn_every": 234, "knn_images": 1000}`, nil,
+			runOptions{every: 100, keep: 2, monitor: knnMonitor{every: 234, trainN: 1000}}, ""},
+		{"given again", `{"checkpoint_every": 100, "keep": 2, "knn_every": 234, "knn_images": 1000}`, map[string]bool{"knn-every": true, "keep": true},
+			runOptions{every: 100, keep: 3, monitor: knnMonitor{every: 0, trainN: 1000}}, ""},
+		{"none", "", nil, defaults, ""},
+		{"damaged", `{"checkpoint_every": 100`, nil, defaults, "run.json"},
+		{"unknown field", `{"checkpoint_every": 100, "keep": 2, "knn_every": 0, "knn_images": 1, "every": 3}`, nil, defaults, "every"},
+		{"out of range", `{"checkpoint_every": 0, "keep": 2, "knn_every": 0, "knn_images": 1}`, nil, defaults, "checkpoint_every 0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), runFile)
+			if tc.file != "" {
+				if err := os.WriteFile(path, []byte(tc.file), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ro := defaults
+			err := ro.keeping(path, tc.explicit)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("error %v, want one naming %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ro.every != tc.want.every || ro.keep != tc.want.keep || ro.monitor != tc.want.monitor {
+				t.Errorf("every %d keep %d monitor %+v, want %d %d %+v", ro.every, ro.keep, ro.monitor, tc.want.every, tc.want.keep, tc.want.monitor)
+			}
+		})
+	}
 }
 
 // killMidRun starts cmd, a run into dir, and kills it (SIGKILL: nothing

@@ -156,7 +156,7 @@ func (ro *runOptions) register(fs *flag.FlagSet) flagGroup {
 	ro.every = 500
 	fs.Var(intFlag{&ro.keep, 1}, "keep", "checkpoints to keep (checkpoint-STEP.safetensors; checkpoint.safetensors is always the newest)")
 	ro.keep = train.DefaultKeep
-	fs.StringVar(&ro.resume, "resume", "", "checkpoint to continue from exactly; its settings are the run's (only -epochs, -steps, -workers and -augment-on may change)")
+	fs.StringVar(&ro.resume, "resume", "", "checkpoint to continue from exactly; its settings are the run's (only -epochs, -steps, -workers and -augment-on may change), and so, unless given, are its -checkpoint-every, -keep, -knn-every and -knn-images (run.json)")
 	fs.StringVar(&ro.init, "init", "", "start from this backbone: a bt checkpoint or export, or a torchvision state dict converted by tools/reference/torchvision_to_safetensors.py")
 	fs.StringVar(&ro.config, "config", "", "a run's config.json to start from; flags given beside it override its settings")
 	fs.Var(floatFlag[float64]{p: &ro.memoryGiB, min: 0, open: false}, "memory", "device memory to plan for, in GiB (WebGPU does not report it; 0 checks only the adapter's per-buffer limit)")
@@ -186,11 +186,15 @@ func (ro *runOptions) resolve(cfg *train.Config, explicit map[string]bool) error
 	if ro.init != "" && ro.resume != "" {
 		return errors.New("-init and -resume: a resumed run continues from its checkpoint's weights")
 	}
-	ro.monitor.testN = max(1, ro.monitor.trainN/5)
 	ro.auto = !explicit["out"] && ro.resume == ""
 	if ro.resume == "" {
+		ro.monitor.testN = max(1, ro.monitor.trainN/5)
 		return cfg.Validate()
 	}
+	if err := ro.keeping(filepath.Join(filepath.Dir(ro.resume), runFile), explicit); err != nil {
+		return err
+	}
+	ro.monitor.testN = max(1, ro.monitor.trainN/5)
 	for name := range explicit {
 		if configFlag(name) && !resumable[name] {
 			return fmt.Errorf("-%s: a resumed run keeps its checkpoint's settings; only -epochs, -steps, -workers and -augment-on may be given with -resume", name)
@@ -222,6 +226,56 @@ func (ro *runOptions) resolve(cfg *train.Config, explicit map[string]bool) error
 	ro.ckpt = c
 	if !explicit["out"] {
 		ro.out = filepath.Dir(ro.resume)
+	}
+	return nil
+}
+
+// runFile is the file in a run's directory that holds how the run is
+// kept (runKeeping), so that -resume keeps it the same way.
+const runFile = "run.json"
+
+// runKeeping is what of the run options a resumed run takes from the run
+// it continues unless given again: without it a run started with
+// -knn-every and -checkpoint-every would, resumed, lose its monitor and
+// checkpoint at the default interval.
+type runKeeping struct {
+	CheckpointEvery int `json:"checkpoint_every"`
+	Keep            int `json:"keep"`
+	KNNEvery        int `json:"knn_every"`
+	KNNImages       int `json:"knn_images"`
+}
+
+// keeping takes the run options not given in explicit from path, a
+// run.json; a run written before run.json existed has none and keeps the
+// defaults.
+func (ro *runOptions) keeping(path string, explicit map[string]bool) error {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("-resume: %w", err)
+	}
+	var k runKeeping
+	if err := strictjson.Decode(b, &k); err != nil {
+		return fmt.Errorf("-resume: %s: %v", path, err)
+	}
+	if k.CheckpointEvery < 1 || k.Keep < 1 || k.KNNEvery < 0 || k.KNNImages < 1 {
+		return fmt.Errorf("-resume: %s: checkpoint_every %d, keep %d, knn_every %d, knn_images %d: want at least 1, 1, 0 and 1", path, k.CheckpointEvery, k.Keep, k.KNNEvery, k.KNNImages)
+	}
+	for _, f := range []struct {
+		name string
+		to   *int
+		from int
+	}{
+		{"checkpoint-every", &ro.every, k.CheckpointEvery},
+		{"keep", &ro.keep, k.Keep},
+		{"knn-every", &ro.monitor.every, k.KNNEvery},
+		{"knn-images", &ro.monitor.trainN, k.KNNImages},
+	} {
+		if !explicit[f.name] {
+			*f.to = f.from
+		}
 	}
 	return nil
 }
@@ -334,12 +388,20 @@ func pretrain(ctx context.Context, d *gpu.Device, cfg train.Config, ro runOption
 	if err := os.WriteFile(filepath.Join(dir, "config.json"), append(raw, '\n'), 0o644); err != nil {
 		return nil, err
 	}
+	keeping, _ := json.MarshalIndent(runKeeping{ro.every, ro.keep, ro.monitor.every, ro.monitor.trainN}, "", "  ")
+	if err := os.WriteFile(filepath.Join(dir, runFile), append(keeping, '\n'), 0o644); err != nil {
+		return nil, err
+	}
 	if ro.recipe != "" {
 		fmt.Fprintf(log, "recipe   %s (-recipe: %s)\n", ro.recipe, strings.Join(train.RecipeNames(), ", "))
 	}
 	fmt.Fprintf(log, "%s\nrun      %s\n", run.Describe(d), dir)
 	if start > 0 {
-		fmt.Fprintf(log, "resuming from %s at step %d\n", ro.resume, start)
+		monitor := "no kNN monitor"
+		if ro.monitor.every > 0 {
+			monitor = fmt.Sprintf("kNN every %d", ro.monitor.every)
+		}
+		fmt.Fprintf(log, "resuming from %s at step %d (checkpoints every %d steps, %d kept; %s)\n", ro.resume, start, ro.every, ro.keep, monitor)
 	}
 	// A resumed run logs again the steps after its checkpoint, so the
 	// metrics of those steps from the interrupted run are dropped first.
@@ -481,7 +543,7 @@ func pretrain(ctx context.Context, d *gpu.Device, cfg train.Config, ro runOption
 	if bad := run.Loader.Skipped(); len(bad) > 0 {
 		fmt.Fprintf(log, "skipped  %d bad images (-skip-bad-images), listed above\n", len(bad))
 	}
-	fmt.Fprintf(log, "wrote    %s: checkpoint.safetensors, config.json, metrics.jsonl, loss.png, lr.png, c_start.png, c_end.png%s\n", dir,
+	fmt.Fprintf(log, "wrote    %s: checkpoint.safetensors, config.json, run.json, metrics.jsonl, loss.png, lr.png, c_start.png, c_end.png%s\n", dir,
 		map[bool]string{true: ", knn.png"}[len(knnSteps) > 0])
 	res = &pretrainResult{run: run, cfg: cfg, dir: dir, owner: owner, steps: len(losses), elapsed: lastEv.Elapsed, pairsPerS: lastEv.PairsPerS}
 	res.lossStart, res.lossEnd = lossEnds(losses)
