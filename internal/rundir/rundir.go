@@ -36,7 +36,7 @@ var ErrBusy = errors.New("run directory in use")
 
 // runFiles are the patterns of what a run writes; any of the first three
 // marks the directory as holding a run.
-var runFiles = []string{"config.json", "metrics.jsonl", "checkpoint*.safetensors", "*.png", "results.md"}
+var runFiles = []string{"config.json", "metrics.jsonl", "checkpoint*.safetensors", "run.json", "*.png", "results.md"}
 
 // Dir is a run directory claimed by this process.
 type Dir struct {

@@ -27,6 +27,7 @@ func TestOpenModes(t *testing.T) {
 		t.Fatal(err)
 	}
 	write(t, filepath.Join(dir, "metrics.jsonl"), "first run\n")
+	write(t, filepath.Join(dir, "run.json"), "{}\n")
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -58,8 +59,10 @@ func TestOpenModes(t *testing.T) {
 	if err := o.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "metrics.jsonl")); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("overwrite kept the old run's metrics: %v", err)
+	for _, f := range []string{"metrics.jsonl", "run.json"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("overwrite kept the old run's %s: %v", f, err)
+		}
 	}
 	o.Close()
 }
