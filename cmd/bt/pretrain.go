@@ -188,13 +188,11 @@ func (ro *runOptions) resolve(cfg *train.Config, explicit map[string]bool) error
 	}
 	ro.auto = !explicit["out"] && ro.resume == ""
 	if ro.resume == "" {
-		ro.monitor.testN = max(1, ro.monitor.trainN/5)
 		return cfg.Validate()
 	}
 	if err := ro.keeping(filepath.Join(filepath.Dir(ro.resume), runFile), explicit); err != nil {
 		return err
 	}
-	ro.monitor.testN = max(1, ro.monitor.trainN/5)
 	for name := range explicit {
 		if configFlag(name) && !resumable[name] {
 			return fmt.Errorf("-%s: a resumed run keeps its checkpoint's settings; only -epochs, -steps, -workers and -augment-on may be given with -resume", name)
@@ -315,7 +313,7 @@ func (r *pretrainResult) release() {
 // knnMonitor evaluates the backbone with kNN every so many steps while it
 // trains, as lightly and solo-learn report.
 type knnMonitor struct {
-	every, trainN, testN int
+	every, trainN int // trainN training images, a fifth of that test images
 }
 
 // pretrain builds (or resumes) a run, claims its directory and trains,
@@ -445,7 +443,7 @@ func pretrain(ctx context.Context, d *gpu.Device, cfg train.Config, ro runOption
 			if ro.monitor.every <= 0 {
 				return nil
 			}
-			ef := evalFlags{trainN: ro.monitor.trainN, testN: ro.monitor.testN, batch: 256}
+			ef := evalFlags{trainN: ro.monitor.trainN, testN: max(1, ro.monitor.trainN/5), batch: 256}
 			trainSet, classes, err := features(d, run.Model, cfg.Data, ef, "train", ef.trainN, cfg.Seed)
 			if err != nil {
 				return err
