@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"image"
 	"image/color"
@@ -350,22 +351,22 @@ func TestKillAndResume(t *testing.T) {
 // given again; a damaged run.json is refused, naming it, and a run from
 // before run.json keeps the defaults.
 func TestRunKeeping(t *testing.T) {
-	defaults := runOptions{every: 500, keep: 3, monitor: knnMonitor{trainN: 5000}}
+	type kept struct{ every, keep, knnEvery, knnImages int }
+	defaults := kept{500, 3, 0, 5000}
+	full := `{"checkpoint_every": 100, "keep": 2, "knn_every": 234, "knn_images": 1000}`
 	for _, tc := range []struct {
-		name     string
-		file     string // "" writes none
-		explicit map[string]bool
-		want     runOptions
-		err      string
+		name  string
+		file  string   // "" writes none
+		given []string // flags given again with -resume
+		want  kept
+		err   string
 	}{
-		{"kept", `{"checkpoint_every": 100, "keep": 2, "knn_every": 234, "knn_images": 1000}`, nil,
-			runOptions{every: 100, keep: 2, monitor: knnMonitor{every: 234, trainN: 1000}}, ""},
-		{"given again", `{"checkpoint_every": 100, "keep": 2, "knn_every": 234, "knn_images": 1000}`, map[string]bool{"knn-every": true, "keep": true},
-			runOptions{every: 100, keep: 3, monitor: knnMonitor{every: 0, trainN: 1000}}, ""},
+		{"kept", full, nil, kept{100, 2, 234, 1000}, ""},
+		{"given again", full, []string{"-knn-every", "0", "-keep", "3"}, kept{100, 3, 0, 1000}, ""},
 		{"none", "", nil, defaults, ""},
 		{"damaged", `{"checkpoint_every": 100`, nil, defaults, "run.json"},
 		{"unknown field", `{"checkpoint_every": 100, "keep": 2, "knn_every": 0, "knn_images": 1, "every": 3}`, nil, defaults, "every"},
-		{"out of range", `{"checkpoint_every": 0, "keep": 2, "knn_every": 0, "knn_images": 1}`, nil, defaults, "checkpoint_every 0"},
+		{"out of range", `{"checkpoint_every": 100, "keep": 0, "knn_every": 0, "knn_images": 1}`, nil, defaults, "keep 0: must be at least 1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), runFile)
@@ -374,8 +375,14 @@ func TestRunKeeping(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			ro := defaults
-			err := ro.keeping(path, tc.explicit)
+			cfg := train.DefaultConfig()
+			fs, ro := pretrainFlags(&cfg)
+			if err := fs.Parse(tc.given); err != nil {
+				t.Fatal(err)
+			}
+			explicit := map[string]bool{}
+			fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
+			err := keeping(path, fs, explicit)
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("error %v, want one naming %q", err, tc.err)
@@ -385,8 +392,8 @@ func TestRunKeeping(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if ro.every != tc.want.every || ro.keep != tc.want.keep || ro.monitor != tc.want.monitor {
-				t.Errorf("every %d keep %d monitor %+v, want %d %d %+v", ro.every, ro.keep, ro.monitor, tc.want.every, tc.want.keep, tc.want.monitor)
+			if got := (kept{ro.every, ro.keep, ro.monitor.every, ro.monitor.trainN}); got != tc.want {
+				t.Errorf("got %+v, want %+v", got, tc.want)
 			}
 		})
 	}

@@ -108,7 +108,7 @@ func parsePretrain(args []string) (train.Config, runOptions, error) {
 	if ro.config == "" || explicit["seed"] {
 		cfg.Model.Seed = cfg.Seed
 	}
-	if err := ro.resolve(&cfg, explicit); err != nil {
+	if err := ro.resolve(&cfg, fs, explicit); err != nil {
 		return cfg, *ro, err
 	}
 	return cfg, *ro, nil
@@ -175,8 +175,9 @@ var resumable = map[string]bool{"epochs": true, "steps": true, "workers": true, 
 
 // resolve checks the run options against each other and, with -resume,
 // replaces cfg by the checkpoint's configuration (extended by the flags
-// that may extend it), all before anything is opened or written.
-func (ro *runOptions) resolve(cfg *train.Config, explicit map[string]bool) error {
+// that may extend it), all before anything is opened or written. fs holds
+// the flags parsed into ro.
+func (ro *runOptions) resolve(cfg *train.Config, fs *flag.FlagSet, explicit map[string]bool) error {
 	if ro.overwrite && ro.resume != "" {
 		return errors.New("-overwrite and -resume: a run is either replaced or continued")
 	}
@@ -190,7 +191,7 @@ func (ro *runOptions) resolve(cfg *train.Config, explicit map[string]bool) error
 	if ro.resume == "" {
 		return cfg.Validate()
 	}
-	if err := ro.keeping(filepath.Join(filepath.Dir(ro.resume), runFile), explicit); err != nil {
+	if err := keeping(filepath.Join(filepath.Dir(ro.resume), runFile), fs, explicit); err != nil {
 		return err
 	}
 	for name := range explicit {
@@ -243,10 +244,11 @@ type runKeeping struct {
 	KNNImages       int `json:"knn_images"`
 }
 
-// keeping takes the run options not given in explicit from path, a
-// run.json; a run written before run.json existed has none and keeps the
-// defaults.
-func (ro *runOptions) keeping(path string, explicit map[string]bool) error {
+// keeping sets the flags of fs not given in explicit to their values in
+// path, a run.json, through the flags themselves, so that a value a flag
+// would refuse is refused the same way; a run written before run.json
+// existed has none and keeps the defaults.
+func keeping(path string, fs *flag.FlagSet, explicit map[string]bool) error {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -258,21 +260,20 @@ func (ro *runOptions) keeping(path string, explicit map[string]bool) error {
 	if err := strictjson.Decode(b, &k); err != nil {
 		return fmt.Errorf("-resume: %s: %v", path, err)
 	}
-	if k.CheckpointEvery < 1 || k.Keep < 1 || k.KNNEvery < 0 || k.KNNImages < 1 {
-		return fmt.Errorf("-resume: %s: checkpoint_every %d, keep %d, knn_every %d, knn_images %d: want at least 1, 1, 0 and 1", path, k.CheckpointEvery, k.Keep, k.KNNEvery, k.KNNImages)
-	}
 	for _, f := range []struct {
-		name string
-		to   *int
-		from int
+		flag, field string
+		v           int
 	}{
-		{"checkpoint-every", &ro.every, k.CheckpointEvery},
-		{"keep", &ro.keep, k.Keep},
-		{"knn-every", &ro.monitor.every, k.KNNEvery},
-		{"knn-images", &ro.monitor.trainN, k.KNNImages},
+		{"checkpoint-every", "checkpoint_every", k.CheckpointEvery},
+		{"keep", "keep", k.Keep},
+		{"knn-every", "knn_every", k.KNNEvery},
+		{"knn-images", "knn_images", k.KNNImages},
 	} {
-		if !explicit[f.name] {
-			*f.to = f.from
+		if explicit[f.flag] {
+			continue
+		}
+		if err := fs.Set(f.flag, strconv.Itoa(f.v)); err != nil {
+			return fmt.Errorf("-resume: %s: %s %d: %v", path, f.field, f.v, err)
 		}
 	}
 	return nil
