@@ -363,6 +363,8 @@ func TestRunKeeping(t *testing.T) {
 	}{
 		{"kept", full, nil, kept{100, 2, 234, 1000}, ""},
 		{"given again", full, []string{"-knn-every", "0", "-keep", "3"}, kept{100, 3, 0, 1000}, ""},
+		// -checkpoint-every 0 (at the end only) is a value the flag takes.
+		{"checkpoint at the end", `{"checkpoint_every": 0, "keep": 1, "knn_every": 0, "knn_images": 1}`, nil, kept{0, 1, 0, 1}, ""},
 		{"none", "", nil, defaults, ""},
 		{"damaged", `{"checkpoint_every": 100`, nil, defaults, "run.json"},
 		{"unknown field", `{"checkpoint_every": 100, "keep": 2, "knn_every": 0, "knn_images": 1, "every": 3}`, nil, defaults, "every"},
