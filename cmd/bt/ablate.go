@@ -306,12 +306,8 @@ func runAblate(args []string) error {
 	// the same command continues.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	results, err := ablate(ctx, d, family, vs, cfg, o)
-	if err != nil {
-		return err
-	}
-	fmt.Println(ablationTable(d.Info.Name, family, cfg, o.minutes, results))
-	return nil
+	_, err = ablate(ctx, d, family, vs, cfg, o)
+	return err
 }
 
 // budget gives a run as many steps as fit in minutes, timed on a
@@ -329,8 +325,9 @@ func budget(d *gpu.Device, c *train.Config, minutes float64) {
 	c.Steps = max(10, int(minutes*60/r.Seconds))
 }
 
-// ablate runs every variant not already done in dir and returns all
-// results in order. Unless reuse is "", a variant with the fingerprint of
+// ablate runs every variant not already done in dir, writes the grid's
+// table and plot there (ablation.md, ablation.png), prints the table and
+// returns all results in order. Unless reuse is "", a variant with the fingerprint of
 // a finished run in a grid under reuse (reuse/*/*/result.json,
 // reuse/*/result.json) takes that run's figures: the sweep's families
 // share their centre.
@@ -413,9 +410,11 @@ func ablate(ctx context.Context, d *gpu.Device, family string, vs []variant, bas
 		}
 		results = append(results, r)
 	}
-	if err := writeAblation(dir, ablationTable(d.Info.Name, family, base, o.minutes, results), family, results); err != nil {
+	table := ablationTable(d.Info.Name, family, base, o.minutes, results)
+	if err := writeAblation(dir, table, family, results); err != nil {
 		return results, err
 	}
+	fmt.Println(table)
 	return results, nil
 }
 
