@@ -275,14 +275,9 @@ func (d *Device) Sync() {
 
 // wait blocks in wgpu-native until the submission index names (all
 // submitted work when nil) has finished, and again until done reports true:
-// callbacks run during a poll once the work they wait on is complete.
-//
-// wgpu-native 0.17 gave up a blocking wait after five seconds and carried
-// on, and lavapipe then crashed in its queue thread, so bt used to poll
-// without blocking. wgpu-native 29 waits as long as the work takes
-// (TestLongSubmission covers 8 s; a 68 s submission was probed by hand), and
-// a blocking wait wakes when the work is done rather than at the next
-// backed-off poll, which small products on a CPU adapter noticed.
+// callbacks run during a poll once the work they wait on is complete. A
+// blocking poll waits as long as the work takes (TestLongSubmission) and
+// wakes when it is done, not at the next step of a backed-off poll.
 func (d *Device) wait(index *wgpu.SubmissionIndex, done func() bool) {
 	for !done() {
 		d.device.Poll(true, (*uint64)(index))

@@ -20,25 +20,15 @@ import (
 //     augmentation preset's crops and colour jitter. Tuned for 1000
 //     epochs on ImageNet.
 //   - "short": for runs of a few epochs, a step budget (bt pretrain
-//     -steps, bt demo, bt ablate): the paper's with each setting that
-//     docs/quality.md's sweep at 3 epochs moved, one family at a time
-//     around the paper's recipe at the chosen rate, each family's best by
-//     kNN k=20 plus linear accuracy, and the combination checked by a run
-//     of its own (kNN 85.1% and linear 84.8% against 84.6% and 84.2% at
-//     ×32 alone):
-//   - 32 times the rate. kNN rose from 76.4% (×0.5) to 84.6% and
-//     levelled off from ×16; LARS's relative step is then 32 × 0.2 × η
-//     0.001 = 0.0064 of each weight's norm, about solo-learn's (0.3 × η
-//     0.02).
-//   - Warm-up over the run's first 5%: under 5% cost 1–1.5 points, 5% to
-//     30% were level.
-//   - Crops from 0.4 of the image, not 0.08: level within the seed
-//     spread from 0.08 to 0.4, on Fashion-MNIST; the colour jitter stays
-//     the preset's (half or half again cost 1–1.5 points).
-//   - LARS stays: SGD and AdamW at the rates tried were below it.
+//     -steps, bt demo, bt ablate): the paper's with 32 times the rate,
+//     warm-up over the run's first 5% and crops from 0.4 of the image.
+//     A short run needs a larger relative step to move the weights far
+//     enough (LARS's step is then 32 × 0.2 × η = 0.0064 of each weight's
+//     norm, about solo-learn's), and small images lose their object to
+//     crops far below half the image. docs/quality.md has the sweep that
+//     chose each setting and the runs that measured it.
 //
-// The width-lambda family sets no recipe field: the projector and λ are
-// the run's, and λ 0.0051 was best at widths 256 and 1024.
+// The projector and λ are the run's own settings, not a recipe's.
 var Recipes = map[string]func(*Config){
 	"paper": paperRecipe,
 	"short": func(c *Config) {
