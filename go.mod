@@ -27,6 +27,15 @@ require (
 )
 
 require (
+	// ONNX Runtime's C API, opened at run time (bt/onnx): v1.38.0 is built
+	// against ONNX Runtime 1.31, whose library the npm package
+	// onnxruntime-node 1.31.1 ships (scripts/setup.sh).
+	github.com/yalue/onnxruntime_go v1.38.0
+	// Serialises the ONNX models bt export writes (internal/onnxpb).
+	google.golang.org/protobuf v1.36.11
+)
+
+require (
 	codeberg.org/go-fonts/liberation v0.5.0 // indirect
 	codeberg.org/go-latex/latex v0.2.0 // indirect
 	codeberg.org/go-pdf/fpdf v0.11.1 // indirect
@@ -40,8 +49,6 @@ require (
 	github.com/oliverbestmann/webgpu/libs-linux v0.0.0-20260628152803-421b8a341d08 // indirect
 	github.com/oliverbestmann/webgpu/libs-windows v0.0.0-20260628152801-f47d1b682eb8 // indirect
 	github.com/rivo/uniseg v0.4.7 // indirect
-	github.com/yalue/onnxruntime_go v1.38.0 // indirect
 	golang.org/x/sys v0.50.0 // indirect
 	golang.org/x/text v0.37.0 // indirect
-	google.golang.org/protobuf v1.36.11 // indirect
 )
