@@ -83,7 +83,7 @@ func setup(t *testing.T, lim limits) fixture {
 	return f
 }
 
-func multipartBody(t *testing.T, field string, files ...[]byte) (string, *bytes.Buffer) {
+func multipartBody(t testing.TB, field string, files ...[]byte) (string, *bytes.Buffer) {
 	t.Helper()
 	var b bytes.Buffer
 	mw := multipart.NewWriter(&b)
