@@ -27,6 +27,15 @@ require (
 )
 
 require (
+	// ONNX Runtime's C API, opened at run time (bt/onnx): v1.38.0 is built
+	// against ONNX Runtime 1.31, whose library the npm package
+	// onnxruntime-node 1.31.1 ships (scripts/setup.sh).
+	github.com/yalue/onnxruntime_go v1.38.0
+	// Serialises the ONNX models bt export writes (internal/onnxpb).
+	google.golang.org/protobuf v1.36.11
+)
+
+require (
 	codeberg.org/go-fonts/liberation v0.5.0 // indirect
 	codeberg.org/go-latex/latex v0.2.0 // indirect
 	codeberg.org/go-pdf/fpdf v0.11.1 // indirect

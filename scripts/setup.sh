@@ -32,3 +32,31 @@ if [ ${#need[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+
+# --- ONNX Runtime (bt/onnx, examples/serve-embeddings) ---
+# The shared library of ONNX Runtime 1.31.1, as the npm package
+# onnxruntime-node ships it (about 300 MB with its other platforms' files,
+# a few seconds to install), into the cache directory bt/onnx looks in
+# (onnx.DefaultLibraryPath); BT_ONNXRUNTIME names another library instead.
+# Skipped when present.
+ort_version=1.31.1
+ort_dir="${XDG_CACHE_HOME:-$HOME/.cache}/bt/onnxruntime-node-$ort_version"
+if [ -z "${BT_ONNXRUNTIME:-}" ] && [ ! -f "$ort_dir/node_modules/onnxruntime-node/package.json" ]; then
+  if ! command -v npm >/dev/null; then
+    if ! command -v apt-get >/dev/null; then
+      echo "setup: please install npm (for ONNX Runtime); no apt-get here" >&2
+      exit 1
+    fi
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo=sudo
+    echo "setup: installing npm" >&2
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq npm >/dev/null
+  fi
+  echo "setup: installing onnxruntime-node@$ort_version into $ort_dir" >&2
+  mkdir -p "$ort_dir"
+  # --ignore-scripts: its install script would fetch CUDA libraries from
+  # outside the registry; the CPU library is in the package itself.
+  npm install --prefix "$ort_dir" --no-audit --no-fund --ignore-scripts --loglevel=error "onnxruntime-node@$ort_version" >/dev/null
+fi
+# --- end ONNX Runtime ---
