@@ -18,6 +18,7 @@
 package serve
 
 import (
+	"bytes"
 	"context"
 	"embed"
 	"encoding/json"
@@ -326,14 +327,34 @@ func (s *Server) readMetrics(name string, offset int64) (Metrics, error) {
 		return m, err
 	}
 	rows, used, bad := parseRows(buf, false)
+	m.Next = offset + int64(used)
 	if used == 0 && n == maxMetricsChunk {
-		// One line longer than a whole answer: skipped, not waited for.
-		used, bad = int(n), bad+1
+		// One line longer than a whole answer: skipped to its end, not
+		// waited for.
+		if end, ok := lineEnd(f, offset+n); ok {
+			m.Next, bad = end, bad+1
+		}
 	}
 	m.Rows = append(m.Rows, rows...)
-	m.Next, m.Broken = offset+int64(used), bad
+	m.Broken = bad
 	m.More = m.Next < m.Size && n == maxMetricsChunk
 	return m, nil
+}
+
+// lineEnd is the offset after the first newline in f from offset on;
+// false when the file ends first.
+func lineEnd(f *os.File, offset int64) (int64, bool) {
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := f.ReadAt(buf, offset)
+		if i := bytes.IndexByte(buf[:n], '\n'); i >= 0 {
+			return offset + int64(i) + 1, true
+		}
+		if err != nil {
+			return 0, false
+		}
+		offset += int64(n)
+	}
 }
 
 func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
