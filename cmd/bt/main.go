@@ -6,6 +6,7 @@
 //	bt eval               kNN, linear probe, or features to .npy
 //	bt devices            list adapters, show the chosen one, run a kernel self-check
 //	bt bench              measure kernels against a CPU reference
+//	bt serve              a local web page for runs: live curves, heat maps, neighbours
 //
 // Every subcommand takes -adapter (index or name substring; also
 // $BT_ADAPTER) and -h for its flags.
@@ -34,6 +35,7 @@ var commands = map[string]command{
 	"pretrain": {"pretrain a backbone with Barlow Twins", runPretrain},
 	"export":   {"write a checkpoint's backbone with torchvision's names, for PyTorch", runExport},
 	"eval":     {"evaluate a backbone: weighted kNN, linear probe, or embed to .npy", runEval},
+	"serve":    {"a local web page for runs: live curves, heat maps, overlays, nearest neighbours", runServe},
 }
 
 func usage(w io.Writer) {
