@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/bt-org/bt/bt/train"
-	"github.com/bt-org/bt/gpu"
 )
 
 func runExport(args []string) error {
@@ -18,7 +17,7 @@ func runExport(args []string) error {
 	if *ckpt == "" {
 		return errors.New("give -checkpoint, a file written by bt pretrain")
 	}
-	d, err := gpu.Open(gpu.Options{Adapter: *adapter})
+	d, err := openDevice(*adapter)
 	if err != nil {
 		return err
 	}
