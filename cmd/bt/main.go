@@ -6,6 +6,7 @@
 //	bt eval               kNN, linear probe, or features to .npy
 //	bt devices            list adapters, show the chosen one, run a kernel self-check
 //	bt bench              measure kernels against a CPU reference
+//	bt version            versions of bt, Go and wgpu-native, and the build's parts
 //
 // Every subcommand takes -adapter (index or name substring; also
 // $BT_ADAPTER), -backend (auto, vulkan, metal, dx12 or gl; also
@@ -35,6 +36,7 @@ var commands = map[string]command{
 	"pretrain": {"pretrain a backbone with Barlow Twins", runPretrain},
 	"export":   {"write a checkpoint's backbone with torchvision's names, for PyTorch", runExport},
 	"eval":     {"evaluate a backbone: weighted kNN, linear probe, or embed to .npy", runEval},
+	"version":  {"print bt's version and commit, Go's, wgpu-native's and the build's optional parts", runVersion},
 }
 
 func usage(w io.Writer) {
