@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"maps"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -26,10 +25,16 @@ import (
 // Options chooses and configures the adapter that Open uses.
 type Options struct {
 	// Adapter picks an adapter by index (as listed by Adapters) or by a
-	// case-insensitive substring of its name. Empty means $BT_ADAPTER, and
-	// when that is empty too, the best adapter: discrete before integrated
-	// before virtual before CPU.
+	// case-insensitive substring of its name, and opens it whether or not
+	// it passes the quick check. Empty means $BT_ADAPTER, and when that is
+	// empty too, the best adapter that passes it: discrete before
+	// integrated before virtual before CPU. The quick check compiles and
+	// runs a GEMM and a reduction against float64 references; the adapters
+	// it fails are in Device.Skipped, with the reason.
 	Adapter string
+	// Backend limits the adapters to one native API. BackendAuto means
+	// $BT_BACKEND, and when that is empty too, Vulkan, Metal and DX12.
+	Backend Backend
 	// Verbose keeps wgpu-native's log messages and the window-system noise
 	// that Vulkan drivers print on start.
 	Verbose bool
@@ -38,7 +43,20 @@ type Options struct {
 	// run both paths on one adapter, and a user can avoid a driver whose
 	// subgroup operations misbehave. $BT_NO_SUBGROUPS set does the same.
 	NoSubgroups bool
+
+	// refusePipelines makes every pipeline creation on the adapters it
+	// returns true for fail, as wgpu does where a backend's shader compiler
+	// cannot build a kernel: the tests' adapter that refuses pipelines.
+	refusePipelines func(AdapterInfo) bool
 }
+
+// Skip is an adapter that Open passed over, and why.
+type Skip struct {
+	Adapter AdapterInfo
+	Err     error
+}
+
+func (s Skip) String() string { return fmt.Sprintf("%s: %v", s.Adapter, s.Err) }
 
 // AdapterInfo describes one adapter.
 type AdapterInfo struct {
@@ -73,6 +91,11 @@ type Device struct {
 	// F16 reports whether tensors may be stored as f16 (DType F16): the
 	// adapter has WebGPU's shader-f16, which bt always asks for.
 	F16 bool
+	// Backend is the backend setting the adapters were listed with.
+	Backend Backend
+	// Skipped are the adapters ranked above this one that failed the quick
+	// check (Options.Adapter) and were passed over.
+	Skipped []Skip
 
 	instance  *wgpu.Instance
 	adapter   *wgpu.Adapter
@@ -82,6 +105,8 @@ type Device struct {
 	// hasSubgroups is whether the adapter offers subgroups, whether or not
 	// Options.NoSubgroups left them off.
 	hasSubgroups bool
+	// refusePipelines fails every pipeline creation (Options.refusePipelines).
+	refusePipelines bool
 
 	kernels    map[string]*Kernel
 	dispatches map[string]int // per shader file, recorded so far
@@ -96,10 +121,10 @@ const noAdapterHelp = "bt needs a Vulkan, Metal or DX12 driver; on Debian or Ubu
 
 var quietOnce sync.Once
 
-// quiet silences what drivers print on every start. wgpu-native logs through
-// a callback whose level can be set; the Vulkan loader's Wayland probe prints
-// "XDG_RUNTIME_DIR is invalid" whenever that variable is unset, so give it a
-// private, empty directory to look in.
+// quiet sets wgpu-native's log level, once per process: its log callback
+// is process-wide. The Vulkan loader's Wayland probe still prints
+// "XDG_RUNTIME_DIR is invalid" where that variable is unset; a program that
+// minds sets it before Open (cmd/bt does).
 func quiet(verbose bool) {
 	quietOnce.Do(func() {
 		if verbose {
@@ -107,20 +132,8 @@ func quiet(verbose bool) {
 			return
 		}
 		wgpu.SetLogLevel(wgpu.LogLevelOff)
-		if os.Getenv("XDG_RUNTIME_DIR") == "" {
-			dir := filepath.Join(os.TempDir(), fmt.Sprintf("bt-runtime-%d", os.Getuid()))
-			if err := os.MkdirAll(dir, 0o700); err == nil {
-				os.Setenv("XDG_RUNTIME_DIR", dir)
-			}
-		}
 	})
 }
-
-// backends are the native APIs bt runs on. OpenGL is left out: its compute
-// support in wgpu lacks the storage-buffer sizes and timestamp queries bt
-// needs, and it would list lavapipe a second time. The binding names only
-// "all" of wgpu-native's backend flags, so these are wgpu.h's bits.
-const backends wgpu.InstanceBackend = 1<<0 | 1<<2 | 1<<3 // Vulkan, Metal, DX12
 
 // adapterTypes and backendNames keep the names bt has always printed, which
 // `bt devices` and the benchmark records show, rather than the binding's
@@ -132,6 +145,7 @@ var (
 	}
 	backendNames = map[wgpu.BackendType]string{
 		wgpu.BackendTypeVulkan: "Vulkan", wgpu.BackendTypeMetal: "Metal", wgpu.BackendTypeD3D12: "D3D12",
+		wgpu.BackendTypeOpenGL: "OpenGL", wgpu.BackendTypeOpenGLES: "OpenGLES",
 	}
 )
 
@@ -161,14 +175,14 @@ func adapterInfo(i int, a *wgpu.Adapter) AdapterInfo {
 // enumerate creates an instance and lists its adapters. The binding panics
 // where wgpu-native returns no instance, which has no error-returning form;
 // that panic comes back as an error.
-func enumerate(verbose bool) (inst *wgpu.Instance, ads []*wgpu.Adapter, infos []AdapterInfo, err error) {
+func enumerate(verbose bool, b Backend) (inst *wgpu.Instance, ads []*wgpu.Adapter, infos []AdapterInfo, err error) {
 	quiet(verbose)
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("gpu: wgpu-native could not create an instance (%v); %s", r, noAdapterHelp)
 		}
 	}()
-	inst = wgpu.CreateInstance(&wgpu.InstanceDescriptor{Backends: backends})
+	inst = wgpu.CreateInstance(&wgpu.InstanceDescriptor{Backends: b.flags()})
 	ads = inst.EnumerateAdapters(nil)
 	infos = make([]AdapterInfo, len(ads))
 	for i, a := range ads {
@@ -177,9 +191,19 @@ func enumerate(verbose bool) (inst *wgpu.Instance, ads []*wgpu.Adapter, infos []
 	return inst, ads, infos, nil
 }
 
-// Adapters lists the adapters Open can choose from.
+// Adapters lists the adapters Open can choose from with the backend
+// $BT_BACKEND names (all of BackendAuto's when it is unset).
 func Adapters() ([]AdapterInfo, error) {
-	inst, ads, infos, err := enumerate(false)
+	b, err := envBackend(BackendAuto)
+	if err != nil {
+		return nil, err
+	}
+	return AdaptersOf(b)
+}
+
+// AdaptersOf lists the adapters of backend b.
+func AdaptersOf(b Backend) ([]AdapterInfo, error) {
+	inst, ads, infos, err := enumerate(false, b)
 	if err != nil {
 		return nil, err
 	}
@@ -188,22 +212,41 @@ func Adapters() ([]AdapterInfo, error) {
 	}
 	inst.Release()
 	if len(infos) == 0 {
-		return nil, errors.New("gpu: no WebGPU adapter found; " + noAdapterHelp)
+		return nil, noAdapter(b)
 	}
 	return infos, nil
 }
 
-// choose returns the index of the adapter that sel names, or of the best one.
-func choose(infos []AdapterInfo, sel string) (int, error) {
-	if sel == "" {
-		best := 0
-		for i, a := range infos {
-			if a.rank < infos[best].rank {
-				best = i
-			}
-		}
-		return best, nil
+func noAdapter(b Backend) error {
+	if b != BackendAuto {
+		return fmt.Errorf("gpu: no WebGPU adapter found with backend %s (-backend auto lists the others); %s", b, noAdapterHelp)
 	}
+	return errors.New("gpu: no WebGPU adapter found; " + noAdapterHelp)
+}
+
+// envBackend is b, or the backend $BT_BACKEND names where b is BackendAuto.
+func envBackend(b Backend) (Backend, error) {
+	if s := os.Getenv("BT_BACKEND"); b == BackendAuto && s != "" {
+		if err := b.UnmarshalText([]byte(s)); err != nil {
+			return 0, fmt.Errorf("gpu: $BT_BACKEND: %w", err)
+		}
+	}
+	return b, nil
+}
+
+// ranked is the order in which Open tries the adapters when none is named:
+// by type (discrete first, CPU last), then as listed.
+func ranked(infos []AdapterInfo) []int {
+	order := make([]int, len(infos))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(i, j int) int { return infos[i].rank - infos[j].rank })
+	return order
+}
+
+// choose returns the index of the adapter that sel names.
+func choose(infos []AdapterInfo, sel string) (int, error) {
 	if i, err := strconv.Atoi(sel); err == nil {
 		if i < 0 || i >= len(infos) {
 			return 0, fmt.Errorf("gpu: adapter index %d out of range: %d adapter(s) found (run `bt devices` to list them)", i, len(infos))
@@ -232,6 +275,9 @@ func isSubgroups(f wgpu.FeatureName) bool {
 // Open opens the adapter that opts chooses and creates a device on it with
 // the adapter's own maxima for buffer sizes and workgroup storage, so that
 // an 8192×8192 matrix fits in one binding where the adapter allows it.
+// Where opts names no adapter, Open tries them best first and takes the
+// first whose device passes the quick check; it fails, naming each adapter
+// and its error, when none does.
 func Open(opts Options) (*Device, error) {
 	if opts.Adapter == "" {
 		opts.Adapter = os.Getenv("BT_ADAPTER")
@@ -242,29 +288,69 @@ func Open(opts Options) (*Device, error) {
 	if os.Getenv("BT_NO_SUBGROUPS") != "" {
 		opts.NoSubgroups = true
 	}
-	inst, ads, infos, err := enumerate(opts.Verbose)
+	backend, err := envBackend(opts.Backend)
 	if err != nil {
 		return nil, err
 	}
+	inst, ads, infos, err := enumerate(opts.Verbose, backend)
+	if err != nil {
+		return nil, err
+	}
+	// Each adapter is released once: the chosen one by Device.Release,
+	// with the instance.
+	chosen := -1
+	defer func() {
+		for i, a := range ads {
+			if i != chosen {
+				a.Release()
+			}
+		}
+		if chosen < 0 {
+			inst.Release()
+		}
+	}()
 	if len(ads) == 0 {
-		inst.Release()
-		return nil, errors.New("gpu: no WebGPU adapter found; " + noAdapterHelp)
+		return nil, noAdapter(backend)
 	}
-	idx, err := choose(infos, opts.Adapter)
-	if err != nil {
-		for _, a := range ads {
-			a.Release()
+	if opts.Adapter != "" {
+		idx, err := choose(infos, opts.Adapter)
+		if err != nil {
+			return nil, err
 		}
-		inst.Release()
-		return nil, err
-	}
-	for i, a := range ads {
-		if i != idx {
-			a.Release()
+		d, err := openAdapter(ads[idx], infos[idx], opts)
+		if err != nil {
+			return nil, err
 		}
+		chosen = idx
+		d.instance, d.Backend = inst, backend
+		return d, nil
 	}
-	adapter := ads[idx]
+	var skipped []Skip
+	for _, idx := range ranked(infos) {
+		d, err := openAdapter(ads[idx], infos[idx], opts)
+		if err == nil {
+			if err = d.quickCheck(); err != nil {
+				d.close()
+			}
+		}
+		if err != nil {
+			skipped = append(skipped, Skip{infos[idx], err})
+			continue
+		}
+		chosen = idx
+		d.instance, d.Backend, d.Skipped = inst, backend, skipped
+		return d, nil
+	}
+	msgs := make([]string, len(skipped))
+	for i, s := range skipped {
+		msgs[i] = s.String()
+	}
+	return nil, fmt.Errorf("gpu: no adapter passed bt's quick check (-adapter or $BT_ADAPTER opens one all the same): %s", strings.Join(msgs, "; "))
+}
 
+// openAdapter creates a device on adapter, which stays the caller's to
+// release until the device is returned.
+func openAdapter(adapter *wgpu.Adapter, info AdapterInfo, opts Options) (*Device, error) {
 	limits := adapter.GetLimits()
 	var features []wgpu.FeatureName
 	var names []string
@@ -286,24 +372,22 @@ func Open(opts Options) (*Device, error) {
 		RequiredLimits:   &limits,
 	})
 	if err != nil {
-		adapter.Release()
-		inst.Release()
-		return nil, fmt.Errorf("gpu: adapter %s refused a device with its own limits: %v", infos[idx], err)
+		return nil, fmt.Errorf("gpu: adapter %s refused a device with its own limits: %v", info, err)
 	}
 	d := &Device{
-		Info:         infos[idx],
-		Limits:       dev.GetLimits(),
-		Features:     names,
-		instance:     inst,
-		adapter:      adapter,
-		device:       dev,
-		queue:        dev.GetQueue(),
-		Subgroups:    slices.ContainsFunc(dev.GetFeatures(), isSubgroups),
-		F16:          dev.HasFeature(wgpu.FeatureNameShaderF16),
-		timestamp:    dev.HasFeature(wgpu.FeatureNameTimestampQuery),
-		hasSubgroups: slices.ContainsFunc(adapter.GetFeatures(), isSubgroups),
-		kernels:      map[string]*Kernel{},
-		dispatches:   map[string]int{},
+		Info:            info,
+		Limits:          dev.GetLimits(),
+		Features:        names,
+		adapter:         adapter,
+		device:          dev,
+		queue:           dev.GetQueue(),
+		Subgroups:       slices.ContainsFunc(dev.GetFeatures(), isSubgroups),
+		F16:             dev.HasFeature(wgpu.FeatureNameShaderF16),
+		timestamp:       dev.HasFeature(wgpu.FeatureNameTimestampQuery),
+		hasSubgroups:    slices.ContainsFunc(adapter.GetFeatures(), isSubgroups),
+		refusePipelines: opts.refusePipelines != nil && opts.refusePipelines(info),
+		kernels:         map[string]*Kernel{},
+		dispatches:      map[string]int{},
 	}
 	d.pool = newPool(d)
 	return d, nil
@@ -335,6 +419,14 @@ func (d *Device) Release() {
 	if d == nil || d.device == nil {
 		return
 	}
+	d.close()
+	d.adapter.Release()
+	d.instance.Release()
+}
+
+// close frees the kernels, the pool and the device, leaving the adapter
+// and the instance to their owner.
+func (d *Device) close() {
 	for _, k := range d.kernels {
 		k.release()
 	}
@@ -342,8 +434,6 @@ func (d *Device) Release() {
 	d.pool.release()
 	d.queue.Release()
 	d.device.Release()
-	d.adapter.Release()
-	d.instance.Release()
 	d.device = nil
 }
 
@@ -352,6 +442,10 @@ func (d *Device) Report() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "adapter  %s\n", d.Info)
 	fmt.Fprintf(&b, "vendor   %s\n", d.Info.Vendor)
+	fmt.Fprintf(&b, "backend  %s (-backend or $BT_BACKEND: %s)\n", d.Backend.describe(), strings.Join(backendSpellings[:], ", "))
+	for _, s := range d.Skipped {
+		fmt.Fprintf(&b, "skipped  %s\n", s)
+	}
 	l := d.Limits
 	fmt.Fprintf(&b, "limits   buffer %d MiB, storage binding %d MiB, workgroup storage %d KiB, %d invocations/workgroup, %d workgroups/dimension\n",
 		l.MaxBufferSize>>20, l.MaxStorageBufferBindingSize>>20, l.MaxComputeWorkgroupStorageSize>>10,

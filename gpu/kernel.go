@@ -156,6 +156,9 @@ func (k *Kernel) checkParams(p Params) error {
 // compile builds k's pipeline from WGSL source. naga's diagnostics come
 // back as errors, with the kernel's name and specialisation.
 func (d *Device) compile(k *Kernel, src string) error {
+	if d.refusePipelines {
+		return fmt.Errorf("gpu: creating pipeline for kernel %s: refused by Options.refusePipelines", k.Name)
+	}
 	mod, err := d.device.TryCreateShaderModule(&wgpu.ShaderModuleDescriptor{
 		Label:      k.Name,
 		WGSLSource: &wgpu.ShaderSourceWGSL{Code: src},

@@ -277,7 +277,7 @@ func runAblate(args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	d, err := gpu.Open(gpu.Options{Adapter: *o.adapter})
+	d, err := openDevice(*o.adapter)
 	if err != nil {
 		return err
 	}

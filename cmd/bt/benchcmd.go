@@ -29,7 +29,7 @@ func runBench(args []string) error {
 	if precision != "f32" && !strings.Contains(*suites, "twin") {
 		return fmt.Errorf("-precision %s: only the twin suite has a precision; add twin to -suites", precision)
 	}
-	d, err := gpu.Open(gpu.Options{Adapter: *adapter})
+	d, err := openDevice(*adapter)
 	if err != nil {
 		return err
 	}

@@ -51,7 +51,7 @@ func runDemo(args []string) error {
 			return fmt.Errorf("-%s %d: must be 0 (the adapter's default) or more", f.name, f.v)
 		}
 	}
-	d, err := gpu.Open(gpu.Options{Adapter: *adapter})
+	d, err := openDevice(*adapter)
 	if err != nil {
 		return err
 	}

@@ -13,13 +13,13 @@ import (
 )
 
 func runDevices(args []string) error {
-	fs, adapter := newFlags("devices", "Lists the WebGPU adapters, describes the one bt would use, and checks its kernels against float64 references.")
+	fs, adapter := newFlags("devices", "Lists the WebGPU adapters, describes the one bt would use (and those it skipped, with the reason), and checks its\nkernels against float64 references.")
 	check := fs.Bool("check", true, "run the kernel self-check on the chosen adapter")
 	seed := fs.Uint64("seed", uint64(time.Now().UnixNano()), "seed of the self-check's random inputs (default: the clock; printed, to repeat a failure)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	infos, err := gpu.Adapters()
+	infos, err := adapters()
 	if err != nil {
 		return err
 	}
@@ -27,7 +27,7 @@ func runDevices(args []string) error {
 	for _, a := range infos {
 		fmt.Println("  " + a.String())
 	}
-	d, err := gpu.Open(gpu.Options{Adapter: *adapter})
+	d, err := gpu.Open(gpu.Options{Adapter: *adapter, Backend: backend})
 	if err != nil {
 		return err
 	}

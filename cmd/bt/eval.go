@@ -157,7 +157,7 @@ func runEval(args []string) error {
 		return errors.New("-precision f16: semi fine-tunes the backbone, which bt evaluates in f32; leave semi out or drop the flag")
 	}
 	ef.act = train.Config{Precision: precision}.Activations()
-	d, err := gpu.Open(gpu.Options{Adapter: *adapter})
+	d, err := openDevice(*adapter)
 	if err != nil {
 		return err
 	}

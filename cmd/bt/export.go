@@ -9,7 +9,6 @@ import (
 
 	"github.com/bt-org/bt/bt/onnx"
 	"github.com/bt-org/bt/bt/train"
-	"github.com/bt-org/bt/gpu"
 )
 
 // exportFormats are bt export's -format values.
@@ -63,7 +62,7 @@ func runExport(args []string) error {
 }
 
 func exportSafetensors(ckpt, out, adapter string) error {
-	d, err := gpu.Open(gpu.Options{Adapter: adapter})
+	d, err := openDevice(adapter)
 	if err != nil {
 		return err
 	}

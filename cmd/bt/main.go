@@ -7,9 +7,11 @@
 //	bt devices            list adapters, show the chosen one, run a kernel self-check
 //	bt bench              measure kernels against a CPU reference
 //	bt serve              a local web page for runs: live curves, heat maps, neighbours
+//	bt version            versions of bt, Go and wgpu-native, and the build's parts
 //
 // Every subcommand takes -adapter (index or name substring; also
-// $BT_ADAPTER) and -h for its flags.
+// $BT_ADAPTER), -backend (auto, vulkan, metal, dx12 or gl; also
+// $BT_BACKEND) and -h for its flags.
 package main
 
 import (
@@ -36,6 +38,7 @@ var commands = map[string]command{
 	"export":   {"write a checkpoint's backbone with torchvision's names, for PyTorch", runExport},
 	"eval":     {"evaluate a backbone: weighted kNN, linear probe, or embed to .npy", runEval},
 	"serve":    {"a local web page for runs: live curves, heat maps, overlays, nearest neighbours", runServe},
+	"version":  {"print bt's version and commit, Go's, wgpu-native's and the build's optional parts", runVersion},
 }
 
 func usage(w io.Writer) {
@@ -43,7 +46,7 @@ func usage(w io.Writer) {
 	for _, n := range commandNames() {
 		fmt.Fprintf(w, "  %-10s %s\n", n, commands[n].summary)
 	}
-	fmt.Fprintf(w, "\nRun 'bt <command> -h' for a command's flags. Pick an adapter with -adapter or BT_ADAPTER (index or name substring); BT_VERBOSE=1 shows driver logs.\n")
+	fmt.Fprintf(w, "\nRun 'bt <command> -h' for a command's flags. Pick an adapter with -adapter or BT_ADAPTER (index or name substring), a native API with -backend or BT_BACKEND; BT_VERBOSE=1 shows driver logs.\n")
 }
 
 func commandNames() []string {
@@ -56,6 +59,7 @@ func commandNames() []string {
 }
 
 func main() {
+	quietDrivers()
 	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
 		if len(os.Args) < 2 {
 			usage(os.Stderr)
@@ -102,7 +106,8 @@ func newFlags(name, synopsis string) (*flag.FlagSet, *string) {
 	fs := flag.NewFlagSet("bt "+name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
-	adapter := fs.String("adapter", "", "adapter index or name substring (default $BT_ADAPTER, else the best adapter)")
+	adapter := fs.String("adapter", "", "adapter index or name substring, used even where it fails the quick check (default $BT_ADAPTER, else the best adapter that passes it)")
+	fs.Var(backendFlag{&backend}, "backend", "native API: "+backendNames()+" (auto: Vulkan, Metal and DX12; default $BT_BACKEND, else auto)")
 	lastFlags = fs
 	synopses[fs] = synopsis
 	return fs, adapter

@@ -47,7 +47,7 @@ func runPretrain(args []string) error {
 	if err != nil {
 		return err
 	}
-	d, err := gpu.Open(gpu.Options{Adapter: adapter})
+	d, err := openDevice(adapter)
 	if err != nil {
 		return err
 	}
