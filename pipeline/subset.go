@@ -66,3 +66,32 @@ func (s *encodedSubset) ReadFile(i int, buf []byte) ([]byte, ImageHeader, error)
 
 // Path names image i's file.
 func (s *encodedSubset) Path(i int) string { return s.enc.Path(s.Indices[i]) }
+
+// Holdout splits ds into the images it keeps and n of them held out,
+// drawn without replacement by seed (the same n and seed hold out the same
+// images of the same data), each part in ds's order: a validation split
+// of a training set.
+func Holdout(ds Dataset, n int, seed uint64) (keep, held Dataset, err error) {
+	if n < 1 || n >= ds.Len() {
+		return nil, nil, fmt.Errorf("pipeline: holding out %d of %d images: want at least 1 and fewer than all", n, ds.Len())
+	}
+	out := make([]bool, ds.Len())
+	for _, i := range rand.New(rand.NewPCG(seed, 0x6f7574)).Perm(ds.Len())[:n] {
+		out[i] = true
+	}
+	k, h := make([]int, 0, ds.Len()-n), make([]int, 0, n)
+	for i, o := range out {
+		if o {
+			h = append(h, i)
+		} else {
+			k = append(k, i)
+		}
+	}
+	if keep, err = NewSubset(ds, k); err != nil {
+		return nil, nil, err
+	}
+	if held, err = NewSubset(ds, h); err != nil {
+		return nil, nil, err
+	}
+	return keep, held, nil
+}

@@ -138,3 +138,50 @@ func TestSubsetOfFolderIsEncoded(t *testing.T) {
 		t.Errorf("subset image 0 is %s, %d px wide; want %s, 360 px", enc.Path(0), hdr.W, d.Path(3))
 	}
 }
+
+// TestHoldout checks that a holdout splits the images in two disjoint
+// parts that cover them all, in order, that the same seed holds out the
+// same images and another seed others, and that impossible sizes are
+// refused.
+func TestHoldout(t *testing.T) {
+	ds, err := NewSynthetic(SyntheticConfig{Count: 103, Size: 8, Channels: 1, Classes: 5, Seed: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	indices := func(d Dataset) []int { return d.(*Subset).Indices }
+	keep, held, err := Holdout(ds, 17, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keep.Len() != 86 || held.Len() != 17 {
+		t.Fatalf("kept %d and held %d of 103, want 86 and 17", keep.Len(), held.Len())
+	}
+	all := append(slices.Clone(indices(keep)), indices(held)...)
+	slices.Sort(all)
+	for i, v := range all {
+		if v != i {
+			t.Fatalf("the two parts do not cover the images once each: position %d holds %d", i, v)
+		}
+	}
+	for _, part := range [][]int{indices(keep), indices(held)} {
+		if !slices.IsSorted(part) {
+			t.Fatalf("a part is not in the dataset's order: %v", part)
+		}
+	}
+	if held.Label(0) != ds.Label(indices(held)[0]) {
+		t.Error("a held-out image's label is not its dataset's")
+	}
+	_, again, err := Holdout(ds, 17, 4)
+	if err != nil || !slices.Equal(indices(again), indices(held)) {
+		t.Errorf("the same seed held out %v, then %v (%v)", indices(held), indices(again), err)
+	}
+	_, other, err := Holdout(ds, 17, 5)
+	if err != nil || slices.Equal(indices(other), indices(held)) {
+		t.Errorf("seeds 4 and 5 held out the same images %v (%v)", indices(other), err)
+	}
+	for _, n := range []int{0, -1, 103, 200} {
+		if _, _, err := Holdout(ds, n, 4); err == nil {
+			t.Errorf("holding out %d of 103 images was accepted", n)
+		}
+	}
+}

@@ -180,6 +180,10 @@ type Stats struct {
 	OffDiag    float32 // Σ_{i≠j} C_ij², the redundancy-reduction term before Lambda
 	MeanDiag   float32 // mean of C_ii: 1 when the views agree perfectly
 	MeanAbsOff float32 // mean of |C_ij| over i ≠ j: 0 when decorrelated; 0 when D = 1
+	// RMSOff is the root mean square of C_ij over i ≠ j, at least
+	// MeanAbsOff, and known from every step's figures where MeanAbsOff
+	// is not (StatsOf); 0 when D = 1.
+	RMSOff float32
 }
 
 func maxBinding(d *gpu.Device) uint64 {
@@ -588,12 +592,36 @@ func (l *BarlowTwins) Stats() (Stats, error) {
 // terms arrive with its loss at no extra wait.
 func (l *BarlowTwins) Figures() *gpu.Tensor { return l.stats }
 
+// Scales is the tensor [2, D] in which each Forward leaves 1/√(σ² + ε) of
+// every embedding dimension, view A's then view B's, σ its standard
+// deviation over the batch before normalisation (the global batch's over
+// several ranks) and ε 1e-5; Std turns a value back into σ. A trainer reads
+// it back with the step's figures to watch for collapse. nil where the loss
+// does not normalise over the batch (FeatureNorm, NoNorm), which fills no
+// scales.
+func (l *BarlowTwins) Scales() *gpu.Tensor {
+	if !l.batchNorm() {
+		return nil
+	}
+	return l.inv
+}
+
+// Std is the standard deviation σ held by one of Scales' values; 0 where
+// σ² is too small to be told from ε's rounding.
+func Std(scale float32) float64 {
+	s := float64(scale)
+	return math.Sqrt(max(0, 1/(s*s)-bnEps))
+}
+
 // StatsOf is the Stats of figures read back from Figures; MeanAbsOff is
 // NaN where Figures lacks Σ|C_ij| (Stats computes it there).
 func (l *BarlowTwins) StatsOf(v []float32) Stats { return l.statsOf(v, !l.gramLoss()) }
 
 func (l *BarlowTwins) statsOf(v []float32, absKnown bool) Stats {
 	s := Stats{Loss: v[0], OnDiag: v[1], OffDiag: v[2], MeanDiag: v[3] / float32(l.dim)}
+	if l.dim > 1 {
+		s.RMSOff = float32(math.Sqrt(float64(v[2]) / float64(l.dim*(l.dim-1))))
+	}
 	switch {
 	case !absKnown:
 		s.MeanAbsOff = float32(math.NaN())

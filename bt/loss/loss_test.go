@@ -514,3 +514,71 @@ func TestLossNonFinite(t *testing.T) {
 		}
 	}
 }
+
+// TestLossScales checks Scales against each embedding dimension's standard
+// deviation over the batch, taken in float64, on both paths, every value
+// within kcheck.Reduction; RMSOff against C's off-diagonal entries; and
+// that a loss that does not normalise over the batch has no scales.
+func TestLossScales(t *testing.T) {
+	d := gputest.Device(t)
+	rng := rand.New(rand.NewPCG(43, 1))
+	for _, fused := range []bool{false, true} {
+		for _, s := range [][2]int{{3, 17}, {17, 65}, {65, 3}, {17, 129}} {
+			n, dim := s[0], s[1]
+			t.Run(fmt.Sprintf("%s/%dx%d", PathName(fused), n, dim), func(t *testing.T) {
+				l, err := NewBarlowTwins(d, n, dim, options(DefaultLambda, 1, fused))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer l.Release()
+				za, zb := ref.BTViews(rng, n, dim)
+				if _, _, err := runLoss(d, l, za, zb, n, dim); err != nil {
+					t.Fatal(err)
+				}
+				got, err := l.Scales().Download()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(got) != 2*dim {
+					t.Fatalf("%d scales, want 2·%d", len(got), dim)
+				}
+				for v, z := range [][]float64{za, zb} {
+					for j := range dim {
+						mean, sq := 0.0, 0.0
+						for i := range n {
+							mean += z[i*dim+j]
+						}
+						mean /= float64(n)
+						for i := range n {
+							sq += (z[i*dim+j] - mean) * (z[i*dim+j] - mean)
+						}
+						want := math.Sqrt(sq / float64(n))
+						if g := Std(got[v*dim+j]); !near(float32(g), want, kcheck.Reduction) {
+							t.Errorf("view %d, dimension %d: standard deviation %.7g, want %.7g", v, j, g, want)
+						}
+					}
+				}
+				st, err := l.Stats()
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := ref.BTLoss(za, zb, n, dim, DefaultLambda, 1)
+				if rms := math.Sqrt(want.OffDiag / float64(dim*(dim-1))); !near(st.RMSOff, rms, kcheck.Reduction) {
+					t.Errorf("RMSOff %.7g, want %.7g", st.RMSOff, rms)
+				}
+			})
+		}
+	}
+	for _, norm := range []Norm{FeatureNorm, NoNorm} {
+		o := DefaultOptions()
+		o.Norm = norm
+		l, err := NewBarlowTwins(d, 4, 8, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.Scales() != nil {
+			t.Errorf("normalisation %s: Scales is not nil", norm)
+		}
+		l.Release()
+	}
+}

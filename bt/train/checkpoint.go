@@ -417,8 +417,8 @@ func (c *Checkpoint) Backbone(d *gpu.Device) (*Model, error) {
 // caller asks for: c's own, with cfg's Epochs and Steps (a run may be
 // extended) and Data.Workers and Data.AugmentOn (where the views are
 // augmented changes none of their draws). What cfg leaves to the data,
-// Model.Stem, Model.InChannels and Data.Augment when empty, takes the
-// run's decision. Any other difference is an error naming it: it would
+// Model.Stem, Model.InChannels, Data.Augment and Data.Validation.Images
+// when empty, takes the run's decision. Any other difference is an error naming it: it would
 // not be the same run.
 func (c *Checkpoint) Continues(cfg Config) (Config, error) {
 	run := c.State.Config
@@ -433,6 +433,9 @@ func (c *Checkpoint) Continues(cfg Config) (Config, error) {
 	}
 	if cfg.Data.Augment == "" {
 		cfg.Data.Augment = run.Data.Augment
+	}
+	if cfg.Data.Validation.Images == 0 {
+		cfg.Data.Validation.Images = run.Data.Validation.Images
 	}
 	run.Epochs, run.Steps, run.Data.Workers, run.Data.AugmentOn = cfg.Epochs, cfg.Steps, cfg.Data.Workers, cfg.Data.AugmentOn
 	if run != cfg {

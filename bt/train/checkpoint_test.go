@@ -133,6 +133,7 @@ func TestBadCheckpoints(t *testing.T) {
 func TestContinues(t *testing.T) {
 	run := DefaultConfig()
 	run.Model.Stem, run.Model.InChannels, run.Data.Augment = "cifar", 3, "cifar"
+	run.Data.Validation = Validation{Fraction: 0.1, Seed: 2, Images: 6000}
 	c := &Checkpoint{Path: "run/checkpoint.safetensors", State: RunState{Config: run, Step: 40}, Opt: &optim.State{}}
 	for _, tc := range []struct {
 		name   string
@@ -143,7 +144,11 @@ func TestContinues(t *testing.T) {
 		{"the run's own", func(*Config) {}, func(*Config) {}, ""},
 		{"extended", func(c *Config) { c.Epochs, c.Steps = 20, 5000 }, func(c *Config) { c.Epochs, c.Steps = 20, 5000 }, ""},
 		{"augmented elsewhere", func(c *Config) { c.Data.Workers, c.Data.AugmentOn = 3, "cpu" }, func(c *Config) { c.Data.Workers, c.Data.AugmentOn = 3, "cpu" }, ""},
-		{"left to the data", func(c *Config) { c.Model.Stem, c.Model.InChannels, c.Data.Augment = "", 0, "" }, func(*Config) {}, ""},
+		{"left to the data", func(c *Config) {
+			c.Model.Stem, c.Model.InChannels, c.Data.Augment, c.Data.Validation.Images = "", 0, "", 0
+		}, func(*Config) {}, ""},
+		{"another validation split", func(c *Config) { c.Data.Validation = Validation{Fraction: 0.2, Seed: 2} }, nil, "Data.Validation.Fraction"},
+		{"no validation split", func(c *Config) { c.Data.Validation = Validation{} }, nil, "Data.Validation.Fraction, Data.Validation.Seed"},
 		{"another rate", func(c *Config) { c.Schedule.Multiplier *= 2 }, nil, "Schedule.Multiplier"},
 		{"another seed and lambda", func(c *Config) { c.Seed++; c.Loss.Lambda = 0.1 }, nil, "Loss.Lambda, Seed"},
 		{"another stem", func(c *Config) { c.Model.Stem = "imagenet" }, nil, "Model.Stem"},

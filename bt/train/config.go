@@ -91,6 +91,59 @@ type DataConfig struct {
 	// the workers are faster (BENCHMARKS.md). Both draw the same
 	// augmentations for a seed; the pixels differ by float rounding.
 	AugmentOn string `json:"augment_on,omitempty"`
+	// Validation holds a seeded share of the training images out of
+	// pretraining (and of the probes' training, Open), for choosing
+	// settings on; the test split is left for the final figures. Zero (as
+	// in configurations written before the setting): none held out.
+	Validation Validation `json:"validation,omitzero"`
+}
+
+// Validation is a validation split: a share of a data set's training
+// images, drawn by a seed, held out of pretraining and of the probes'
+// training (DataConfig.Open's "validation" split).
+type Validation struct {
+	// Fraction is the share of the training split held out, in [0, 1);
+	// 0: none.
+	Fraction float64 `json:"fraction"`
+	// Seed draws the images (pipeline.Holdout); it is the split's own, not
+	// the run's, so that runs of several seeds are compared on one set.
+	Seed uint64 `json:"seed"`
+	// Images is how many images the split holds, recorded when a run
+	// opens its data, so that an evaluation that draws it again from other
+	// data is refused; 0 before.
+	Images int `json:"images,omitempty"`
+}
+
+// Split names of DataConfig.Open.
+const (
+	TrainSplit      = "train"
+	ValidationSplit = "validation"
+	TestSplit       = "test"
+)
+
+// DefaultValidationFraction is the validation split where settings are
+// chosen (bt ablate, the sweep): a tenth of the training images.
+const DefaultValidationFraction = 0.1
+
+// ChoiceSplit is the split on which figures for choosing settings are
+// taken: validation where d holds one, else test.
+func (d DataConfig) ChoiceSplit() string {
+	if d.Validation.Fraction > 0 {
+		return ValidationSplit
+	}
+	return TestSplit
+}
+
+// Describe says what the split holds, for the user.
+func (v Validation) Describe() string {
+	if v.Fraction == 0 {
+		return "no validation split: every training image is trained on"
+	}
+	n := ""
+	if v.Images > 0 {
+		n = fmt.Sprintf("%d images, ", v.Images)
+	}
+	return fmt.Sprintf("validation split: %s%g%% of the training images drawn by seed %d, held out of pretraining and of the probes' training", n, 100*v.Fraction, v.Seed)
 }
 
 // Precisions are Config.Precision's values.
@@ -220,9 +273,55 @@ func (d *DataConfig) fitPreset(ds pipeline.Dataset) (string, error) {
 	return fmt.Sprintf("the folder's first image is %d×%d: the cifar preset (32-px views, no blur) is used; -augment imagenet gives 224-px views", img.W, img.H), nil
 }
 
-// Open opens the data set's train or test split.
+// Open opens one of the data set's splits: "train", the training images
+// less those Validation holds out, "validation", those images (an error
+// when it holds none), or "test".
 func (d DataConfig) Open(split string) (pipeline.Dataset, error) {
-	return pipeline.Open(d.Name, d.Dir, split, pipeline.FolderOptions{MaxPixels: d.MaxPixels})
+	if split == TestSplit || (split == TrainSplit && d.Validation.Fraction == 0) {
+		return pipeline.Open(d.Name, d.Dir, split, pipeline.FolderOptions{MaxPixels: d.MaxPixels})
+	}
+	if split != TrainSplit && split != ValidationSplit {
+		return nil, fmt.Errorf("train: split %q: want %s, %s or %s", split, TrainSplit, ValidationSplit, TestSplit)
+	}
+	if d.Validation.Fraction == 0 {
+		return nil, fmt.Errorf("train: no validation split of %s: no training images were held out (a validation fraction)", d.Name)
+	}
+	keep, held, err := d.holdOut()
+	if split == ValidationSplit {
+		return held, err
+	}
+	return keep, err
+}
+
+// holdOut opens the training split and splits it as Validation says.
+func (d DataConfig) holdOut() (keep, held pipeline.Dataset, err error) {
+	ds, err := pipeline.Open(d.Name, d.Dir, TrainSplit, pipeline.FolderOptions{MaxPixels: d.MaxPixels})
+	if err != nil {
+		return nil, nil, err
+	}
+	v := d.Validation
+	n := int(math.Round(v.Fraction * float64(ds.Len())))
+	if v.Images != 0 && v.Images != n {
+		return nil, nil, fmt.Errorf("train: the validation split holds %d images, but %g of %s's %d training images are %d: it was drawn from other data", v.Images, v.Fraction, d.Name, ds.Len(), n)
+	}
+	if keep, held, err = pipeline.Holdout(ds, n, v.Seed); err != nil {
+		return nil, nil, fmt.Errorf("train: validation fraction %g of %d training images: %w", v.Fraction, ds.Len(), err)
+	}
+	return keep, held, nil
+}
+
+// openTrain opens the images pretraining draws from and records in d how
+// many Validation holds out.
+func (d *DataConfig) openTrain() (pipeline.Dataset, error) {
+	if d.Validation.Fraction == 0 {
+		return d.Open(TrainSplit)
+	}
+	keep, held, err := d.holdOut()
+	if err != nil {
+		return nil, err
+	}
+	d.Validation.Images = held.Len()
+	return keep, nil
 }
 
 // Resolve fills what the data decides: the network's input channels and,
@@ -261,13 +360,19 @@ func (c Config) Validate() error {
 		{"schedule biases share", s.Vectors, false}, {"schedule end factor", s.EndFactor, false},
 		{"weight decay", c.WeightDecay, false}, {"InfoNCE temperature", c.InfoNCE, false},
 		{"max bad fraction", c.Data.MaxBadFraction, false}, {"loss scale", c.LossScale, false},
-		{"smallest crop", c.Data.CropMin, false}, {"jitter strength", c.Data.Jitter, false}} {
+		{"smallest crop", c.Data.CropMin, false}, {"jitter strength", c.Data.Jitter, false},
+		{"validation fraction", c.Data.Validation.Fraction, false}} {
 		if !finite(f.v) || f.v < 0 || (f.open && f.v == 0) {
 			bad("train: %s %v: must be a finite number %s", f.name, f.v, map[bool]string{true: "> 0", false: "≥ 0"}[f.open])
 		}
 	}
 	if c.Data.MaxBadFraction > 1 {
 		bad("train: max bad fraction %v: a share is at most 1", c.Data.MaxBadFraction)
+	}
+	if v := c.Data.Validation; v.Fraction >= 1 {
+		bad("train: validation fraction %v: a share of the training images below 1", v.Fraction)
+	} else if v.Fraction == 0 && (v.Seed != 0 || v.Images != 0) {
+		bad("train: validation seed %d without a validation fraction: no images are held out, the seed would be ignored", v.Seed)
 	}
 	if c.Data.MaxPixels == 0 || c.Data.MaxPixels < -1 {
 		bad("train: max pixels %d: want a positive limit, or -1 for none", c.Data.MaxPixels)

@@ -1,10 +1,13 @@
 package train
 
 import (
+	"encoding/json"
 	"image"
 	"image/png"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -99,6 +102,89 @@ func TestViewStrength(t *testing.T) {
 				t.Errorf("%+v: view %d: scale %v, jitter %v %v %v %v; want scale [%v %v], jitter ×%v of %v %v %v %v",
 					tc, i, g.Scale, g.Brightness, g.Contrast, g.Saturation, g.Hue, lo, w.Scale[1], k, w.Brightness, w.Contrast, w.Saturation, w.Hue)
 			}
+		}
+	}
+}
+
+// TestValidationSplit: a validation fraction splits the training images
+// in two by its seed, the same images every time; the test split is left
+// alone; a configuration without the setting (as written before it)
+// reads as holding nothing out and writes nothing of it; values that
+// cannot work, or would be ignored, are refused naming the setting; and
+// a recorded size that the data no longer gives is refused.
+func TestValidationSplit(t *testing.T) {
+	data := DataConfig{Name: "synthetic", MaxBadFraction: 0.01, MaxPixels: 1000, Validation: Validation{Fraction: 0.1, Seed: 3}}
+	all, err := DataConfig{Name: "synthetic", MaxPixels: 1000}.Open(TrainSplit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := data.openTrain()
+	if err != nil {
+		t.Fatal(err)
+	}
+	val, err := data.Open(ValidationSplit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := int(math.Round(0.1 * float64(all.Len())))
+	if val.Len() != want || tr.Len() != all.Len()-want || data.Validation.Images != want {
+		t.Fatalf("train %d, validation %d, recorded %d of %d images; want %d held out", tr.Len(), val.Len(), data.Validation.Images, all.Len(), want)
+	}
+	held := map[int]bool{}
+	for _, i := range val.(*pipeline.Subset).Indices {
+		held[i] = true
+	}
+	for _, i := range tr.(*pipeline.Subset).Indices {
+		if held[i] {
+			t.Fatalf("image %d is in both the training and the validation split", i)
+		}
+	}
+	again, err := data.Open(ValidationSplit)
+	if err != nil || !slices.Equal(again.(*pipeline.Subset).Indices, val.(*pipeline.Subset).Indices) {
+		t.Errorf("the recorded split drew other images the second time (%v)", err)
+	}
+	if test, err := data.Open(TestSplit); err != nil || test.Len() != 2000 {
+		t.Errorf("the test split: %v images, %v; want all 2000", test, err)
+	}
+	if data.ChoiceSplit() != ValidationSplit || (DataConfig{}).ChoiceSplit() != TestSplit {
+		t.Error("choices are not taken on the validation split where there is one, on test otherwise")
+	}
+	if _, err := (DataConfig{Name: "synthetic", MaxPixels: 1000}).Open(ValidationSplit); err == nil {
+		t.Error("a validation split was opened from data that holds none out")
+	}
+	other := data
+	other.Validation.Images = want + 1
+	if _, err := other.Open(ValidationSplit); err == nil || !strings.Contains(err.Error(), "other data") {
+		t.Errorf("a split recorded with %d images opened from data that gives %d: %v", want+1, want, err)
+	}
+
+	var old Config
+	if err := json.Unmarshal([]byte(`{"data": {"name": "fashion-mnist"}, "batch": 256}`), &old); err != nil {
+		t.Fatal(err)
+	}
+	if old.Data.Validation != (Validation{}) {
+		t.Errorf("a configuration without a validation split reads as %+v", old.Data.Validation)
+	}
+	b, err := json.Marshal(DefaultConfig())
+	if err != nil || strings.Contains(string(b), "validation") {
+		t.Errorf("a configuration without a validation split writes %s (%v)", b, err)
+	}
+	for _, c := range []struct {
+		v       Validation
+		wantErr string
+	}{
+		{Validation{Fraction: 0.1}, ""},
+		{Validation{Fraction: 0.5, Seed: 9, Images: 30000}, ""},
+		{Validation{Fraction: 1}, "validation fraction 1"},
+		{Validation{Fraction: -0.1}, "validation fraction -0.1"},
+		{Validation{Fraction: math.NaN()}, "validation fraction NaN"},
+		{Validation{Seed: 4}, "validation seed 4 without a validation fraction"},
+	} {
+		cfg := DefaultConfig()
+		cfg.Data.Validation = c.v
+		err := cfg.Validate()
+		if (c.wantErr == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.wantErr)) {
+			t.Errorf("%+v: Validate() = %v, want %q", c.v, err, c.wantErr)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"log"
 	"os"
 
+	"github.com/bt-org/bt/bt/loss"
 	"github.com/bt-org/bt/bt/train"
 	"github.com/bt-org/bt/gpu"
 )
@@ -67,4 +68,23 @@ func ExampleConfig_UseRecipe() {
 	// short: rate ×32, warm-up 5%, crops from 0.4
 	// paper: rate ×1, warm-up 10 epochs
 	// [paper short]
+}
+
+// A Watch installed on a run's loop warns of a run that is collapsing or
+// diverging; here it is fed the figures of a run whose mean C_ii falls
+// from 0.8 to 0.3, as a Loop would, step by step.
+func ExampleWatch() {
+	w := train.NewWatch(func(x train.Warning) { fmt.Println(x.Alarm, "at step", x.Step+1) })
+	// run.Loop.Hooks = append([]train.Hook{w.Hook()}, run.Loop.Hooks...)
+	for step := range 100 {
+		diag := float32(0.8)
+		if step >= 50 {
+			diag = 0.3
+		}
+		w.Observe(train.Event{Step: step, Terms: &loss.Stats{MeanDiag: diag, RMSOff: 0.05}})
+	}
+	fmt.Println("holding at the end:", w.Active())
+	// Output:
+	// diagonal-fall at step 60
+	// holding at the end: [diagonal-fall]
 }

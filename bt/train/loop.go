@@ -22,6 +22,7 @@ type Event struct {
 	Epoch      int         // epoch of that step
 	Loss       float32     // its loss
 	Terms      *loss.Stats // the Barlow Twins loss's terms and C's figures; nil for other objectives
+	Spread     *Spread     // its embeddings' spread; nil where the objective keeps no scales
 	LRWeights  float32     // learning rates it used
 	LRVectors  float32
 	PairsPerS  float64 // throughput since the loop started
@@ -110,7 +111,7 @@ func (l *Loop) Execute(ctx context.Context) error {
 		l.lastGood = sl.Step
 		lrW, lrV := l.LR(sl.Step)
 		el := time.Since(start)
-		ev := Event{Step: sl.Step, Steps: total, Epoch: sl.Step / l.Loader.StepsPerEpoch(), Loss: sl.Loss, Terms: sl.Terms,
+		ev := Event{Step: sl.Step, Steps: total, Epoch: sl.Step / l.Loader.StepsPerEpoch(), Loss: sl.Loss, Terms: sl.Terms, Spread: sl.Spread,
 			LRWeights: lrW, LRVectors: lrV, Elapsed: el, Checkpoint: l.lastCheckpoint,
 			PairsPerS: float64((sl.Step-first+1)*l.Batch) / el.Seconds()}
 		for _, h := range l.Hooks {

@@ -147,7 +147,7 @@ func assemble(d *gpu.Device, cfg Config, o Options, ckpt *Checkpoint) (_ *Run, e
 			r.Release()
 		}
 	}()
-	if r.Data, err = cfg.Data.Open("train"); err != nil {
+	if r.Data, err = cfg.Data.openTrain(); err != nil {
 		return nil, err
 	}
 	// The preset decides the view size and so the stem, which Resolve
@@ -301,6 +301,9 @@ func (r *Run) Describe(d *gpu.Device) string {
 	note := ""
 	if r.Note != "" {
 		note = "\nnote     " + r.Note
+	}
+	if v := cfg.Data.Validation; v.Fraction > 0 {
+		note += "\nsplit    " + v.Describe() + "; figures for choices are taken on it"
 	}
 	return fmt.Sprintf("adapter  %s\nmodel    %s\ndata     %s train, %d images, %dpx %d-channel views (%s preset) augmented on %s, batch %d, %d steps (%d per epoch)\nloss     %s\noptimise %s, weight decay %g, seed %d\nschedule %s\nmemory   %s",
 		d.Info, model, cfg.Data.Name, r.Data.Len(), views.A.Size, views.A.Channels(), cfg.Data.Preset(), on, cfg.Batch, total,

@@ -2,6 +2,7 @@ package train
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/bt-org/bt/augment"
 	"github.com/bt-org/bt/bt/loss"
@@ -52,16 +53,41 @@ type Trainer struct {
 }
 
 type pendingLoss struct {
-	step int
-	rb   *gpu.Readback
+	step   int
+	rb     *gpu.Readback
+	scales *gpu.Readback // the objective's Scales; nil without
 }
 
 // StepLoss is the loss of one step, read back from the device, with the
-// Barlow Twins loss's terms and C's figures (nil for other objectives).
+// Barlow Twins loss's terms and C's figures (nil for other objectives)
+// and its embeddings' spread (nil where the objective keeps no scales).
 type StepLoss struct {
-	Step  int
-	Loss  float32
-	Terms *loss.Stats
+	Step   int
+	Loss   float32
+	Terms  *loss.Stats
+	Spread *Spread
+}
+
+// Spread summarises the standard deviation over the batch of every
+// embedding dimension, before the loss normalises it, over both views:
+// what falls towards 0 when the embeddings collapse to a constant.
+type Spread struct {
+	Mean float32 // over the dimensions of both views
+	Min  float32 // the smallest
+}
+
+// spreadOf is the Spread of Scales' values read back.
+func spreadOf(scales []float32) *Spread {
+	if len(scales) == 0 {
+		return nil
+	}
+	sum, lo := 0.0, math.Inf(1)
+	for _, v := range scales {
+		s := loss.Std(v)
+		sum += s
+		lo = min(lo, s)
+	}
+	return &Spread{Mean: float32(sum / float64(len(scales))), Min: float32(lo)}
 }
 
 // figured is an objective that leaves more figures than the loss on the
@@ -69,6 +95,13 @@ type StepLoss struct {
 type figured interface {
 	Figures() *gpu.Tensor
 	StatsOf(v []float32) loss.Stats
+}
+
+// scaled is an objective that leaves each embedding dimension's scale on
+// the device, read back with the loss (loss.BarlowTwins with batch
+// normalisation: Scales is nil otherwise).
+type scaled interface {
+	Scales() *gpu.Tensor
 }
 
 // NewTrainer prepares twin steps of n image pairs of c×h×w for model, with
@@ -298,11 +331,18 @@ func (t *Trainer) submit(views func(*gpu.Recorder) error, lrWeights, lrVectors f
 		r.Discard()
 		return nil, err
 	}
+	var scales *gpu.Readback // 2·D floats: the spread costs no wait of its own
+	if s, ok := t.Loss.(scaled); ok && s.Scales() != nil {
+		if scales, err = r.Readback(s.Scales()); err != nil {
+			r.Discard()
+			return nil, err
+		}
+	}
 	if err := r.Submit(); err != nil {
 		return nil, err
 	}
 	prev, err := t.Flush()
-	t.pending = &pendingLoss{step: t.Step, rb: rb}
+	t.pending = &pendingLoss{step: t.Step, rb: rb, scales: scales}
 	t.Step++
 	return prev, err
 }
@@ -323,6 +363,13 @@ func (t *Trainer) Flush() (*StepLoss, error) {
 	if f, ok := t.Loss.(figured); ok {
 		terms := f.StatsOf(v)
 		sl.Terms = &terms
+	}
+	if p.scales != nil {
+		sc, err := p.scales.Wait()
+		if err != nil {
+			return nil, fmt.Errorf("train: reading the embeddings' spread of step %d: %w", p.step, err)
+		}
+		sl.Spread = spreadOf(sc)
 	}
 	return sl, nil
 }

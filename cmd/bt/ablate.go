@@ -25,6 +25,7 @@ import (
 	"gonum.org/v1/plot/vg/draw"
 
 	"github.com/bt-org/bt/bench"
+	"github.com/bt-org/bt/bt/eval"
 	"github.com/bt-org/bt/bt/loss"
 	"github.com/bt-org/bt/bt/optim"
 	"github.com/bt-org/bt/bt/train"
@@ -187,7 +188,11 @@ type ablationResult struct {
 	KNN20    float64 `json:"knn20"`
 	KNN200   float64 `json:"knn200"`
 	Linear   float64 `json:"linear_top1"`
-	Seconds  float64 `json:"seconds"`
+	// Split is the split the figures are on: validation, or test ("" in
+	// results saved before the validation split existed, which are on
+	// test).
+	Split   string  `json:"split,omitempty"`
+	Seconds float64 `json:"seconds"`
 	// Fingerprint identifies what decided the figures (fingerprint);
 	// SameAs names the run directory, relative to -reuse's, they were
 	// taken from when -reuse found a run with the same fingerprint, under
@@ -273,6 +278,13 @@ func runAblate(args []string) error {
 	}
 	if o.out == "" {
 		o.out = filepath.Join("runs", "ablate-"+family)
+	}
+	// Choices are made on a validation split, never on the test split
+	// that reports the final figures.
+	valGiven := false
+	fs.Visit(func(f *flag.Flag) { valGiven = valGiven || f.Name == "val-fraction" })
+	if !valGiven {
+		cfg.Data.Validation.Fraction = train.DefaultValidationFraction
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -420,11 +432,12 @@ func ablate(ctx context.Context, d *gpu.Device, family string, vs []variant, bas
 
 // evaluate fills r's figures from m, trained by a run of cfg.
 func (r *ablationResult) evaluate(d *gpu.Device, m *train.Model, cfg train.Config, ef evalFlags) error {
+	ef.split = cfg.Data.ChoiceSplit()
 	ev, err := evaluate(d, m, cfg.Data, ef, cfg.Seed)
 	if err != nil {
 		return fmt.Errorf("evaluation: %w", err)
 	}
-	r.KNN20, r.KNN200, r.Linear = ev.knn[0], ev.knn[1], ev.linear.Top1
+	r.KNN20, r.KNN200, r.Linear, r.Split = ev.knn[0], ev.knn[1], ev.linear.Top1, ef.split
 	return nil
 }
 
@@ -505,12 +518,21 @@ func fingerprint(c train.Config, ef evalFlags, minutes float64) (string, error) 
 	if minutes > 0 {
 		c.Steps = 0
 	}
+	// The evaluation as it was printed before evalFlags had a split: the
+	// split follows from the configuration (its validation fraction), and
+	// the recorded runs keep their digests.
+	e := struct {
+		trainN, testN int
+		batch         int
+		probe         eval.ProbeConfig
+		act           gpu.DType
+	}{ef.trainN, ef.testN, ef.batch, ef.probe, ef.act}
 	b, err := json.Marshal(struct {
 		Config  train.Config
 		Views   pipeline.Config
 		Eval    string
 		Minutes float64 `json:",omitempty"` // without a budget, the digest the recorded runs have
-	}{c, views, fmt.Sprintf("%+v", ef), minutes})
+	}{c, views, fmt.Sprintf("%+v", e), minutes})
 	if err != nil {
 		return "", err
 	}
@@ -610,8 +632,12 @@ func ablationTable(adapter, family string, cfg train.Config, minutes float64, rs
 	if minutes > 0 {
 		budget = fmt.Sprintf("%g minutes per run", minutes)
 	}
-	fmt.Fprintf(&b, "## Ablation: %s\n\n%s, %s, batch %d unless varied, %s; adapter %s.\n%s\n\n",
-		family, cfg.Data.Name, cfg.Model.Arch, cfg.Batch, budget, adapter, paper)
+	split := "Figures on the test split."
+	if v := cfg.Data.Validation; v.Fraction > 0 {
+		split = fmt.Sprintf("Figures on the validation split: %g%% of the training images, drawn by seed %d, held out of pretraining and of the probes' training (the test split is kept for final figures).", 100*v.Fraction, v.Seed)
+	}
+	fmt.Fprintf(&b, "## Ablation: %s\n\n%s, %s, batch %d unless varied, %s; adapter %s.\n%s\n%s\n\n",
+		family, cfg.Data.Name, cfg.Model.Arch, cfg.Batch, budget, adapter, split, paper)
 	b.WriteString("| variant | steps | kNN k=20 | kNN k=200 | linear top-1 | final loss | paper |\n|---|---|---|---|---|---|---|\n")
 	for _, r := range rs {
 		name := r.Variant

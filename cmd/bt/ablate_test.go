@@ -208,6 +208,8 @@ func TestFingerprint(t *testing.T) {
 		{"seed 2", func(c *train.Config) { c.Seed = 2 }, nil, false},
 		{"probe epochs", nil, func(e *evalFlags) { e.probe.Epochs++ }, false},
 		{"all test images", nil, func(e *evalFlags) { e.testN = 0 }, false},
+		{"a validation split", func(c *train.Config) { c.Data.Validation.Fraction = 0.1 }, nil, false},
+		{"its seed", func(c *train.Config) { c.Data.Validation = train.Validation{Fraction: 0.1, Seed: 1} }, nil, false},
 	} {
 		c, e := train.DefaultConfig(), ef
 		if tc.cfg != nil {
@@ -255,7 +257,7 @@ func TestAblationTable(t *testing.T) {
 		want    []string
 		not     string
 	}{
-		{0, []string{"batch 64 unless varied, 100 steps per run;", "| batch 32 | 171 | 50.0% | 40.0% | 60.0% | 12.0 | - |", "| batch 128 | | diverged |"}, "minutes"},
+		{0, []string{"batch 64 unless varied, 100 steps per run;", "Figures on the test split.", "| batch 32 | 171 | 50.0% | 40.0% | 60.0% | 12.0 | - |", "| batch 128 | | diverged |"}, "minutes"},
 		{2.5, []string{"batch 64 unless varied, 2.5 minutes per run;", "| batch 32 | 171 | 50.0% |"}, "100 steps"},
 	} {
 		table := ablationTable("lavapipe", "batch", cfg, tc.minutes, rs)
@@ -267,6 +269,10 @@ func TestAblationTable(t *testing.T) {
 		if strings.Contains(table, tc.not) {
 			t.Errorf("minutes %g: table says %q:\n%s", tc.minutes, tc.not, table)
 		}
+	}
+	cfg.Data.Validation = train.Validation{Fraction: 0.1, Seed: 2}
+	if table := ablationTable("lavapipe", "batch", cfg, 0, rs); !strings.Contains(table, "Figures on the validation split: 10% of the training images, drawn by seed 2") {
+		t.Errorf("a grid on a validation split does not say so:\n%s", table)
 	}
 }
 
@@ -448,7 +454,7 @@ func TestAblateResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := result(whole)
-	if want.Steps != steps || !(want.KNN20 > 0) || !(want.Linear > 0) {
+	if want.Steps != steps || !(want.KNN20 > 0) || !(want.Linear > 0) || want.Split != train.ValidationSplit {
 		t.Fatalf("uninterrupted run: %+v", want)
 	}
 
@@ -558,5 +564,45 @@ func TestAblateResumeBudget(t *testing.T) {
 	}
 	if r.ResumedFrom != c.State.Step || r.Steps != c.State.Config.Steps {
 		t.Errorf("continued from step %d for %d steps, want from %d for the run's %d", r.ResumedFrom, r.Steps, c.State.Step, c.State.Config.Steps)
+	}
+}
+
+// TestRecordedFingerprints: the sweep's recorded runs (docs/sweep, on
+// the test split) keep their digests for the command that made them
+// with -val-fraction 0, so that -reuse still finds them, and a grid on a
+// validation split finds none of them.
+func TestRecordedFingerprints(t *testing.T) {
+	parse := func(val string) (train.Config, evalFlags) {
+		cfg, _ := recipeConfig("paper", true)
+		var o ablateOptions
+		fs := ablateFlags(&cfg, &o)
+		if err := fs.Parse([]string{"-recipe", "paper", "-batch", "256", "-projector", "1024-1024-1024", "-epochs", "10", "-warmup", "1",
+			"-lr", "32", "-steps", "703", "-probe-epochs", "30", "-eval-train", "0", "-eval-test", "0", "-val-fraction", val, "warmup"}); err != nil {
+			t.Fatal(err)
+		}
+		// As runAblate sets them.
+		cfg.Model.Seed, o.ef.batch = cfg.Seed, 512
+		return cfg, o.ef
+	}
+	for _, v := range families["warmup"][:3] {
+		b, err := os.ReadFile(filepath.Join("..", "..", "docs", "sweep", "warmup", slug(v.name), "result.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r ablationResult
+		if err := json.Unmarshal(b, &r); err != nil {
+			t.Fatal(err)
+		}
+		for _, val := range []string{"0", "0.1"} {
+			cfg, ef := parse(val)
+			v.apply(&cfg)
+			key, err := fingerprint(cfg, ef, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (key == r.Fingerprint) != (val == "0") {
+				t.Errorf("%s with -val-fraction %s: fingerprint %s, the recorded run's %s", v.name, val, key, r.Fingerprint)
+			}
+		}
 	}
 }

@@ -130,7 +130,7 @@ func demoTable(d *gpu.Device, res *pretrainResult, recipe string, pre, base eval
 	fmt.Fprintf(&b, "- adapter: %s\n", d.Info)
 	fmt.Fprintf(&b, "- pretraining: %s, projector %s, batch %d, the %s recipe, %d steps in %s (%.1f pairs/s), loss %.1f → %.1f\n",
 		cfg.Model.Arch, cfg.Model.Projector, cfg.Batch, recipe, res.steps, res.elapsed.Round(time.Second), res.pairsPerS, res.lossStart, res.lossEnd)
-	fmt.Fprintf(&b, "- evaluation: %s train / %s test images, frozen representations; linear probe %d epochs\n\n",
+	fmt.Fprintf(&b, "- evaluation, on the test split: %s train / %s test images, frozen representations; linear probe %d epochs\n\n",
 		countOrAll(ef.trainN), countOrAll(ef.testN), ef.probe.Epochs)
 	fmt.Fprintf(&b, "| backbone | kNN k=20 | kNN k=200 | linear top-1 | linear top-5 |\n|---|---|---|---|---|\n")
 	row := func(name string, r evalResult) {

@@ -25,6 +25,17 @@ type evalFlags struct {
 	batch         int
 	probe         eval.ProbeConfig
 	act           gpu.DType // the backbone's activations (bt eval's -precision)
+	// split is the split the figures are taken on: train.ValidationSplit
+	// for choices, "" or train.TestSplit for final figures.
+	split string
+}
+
+// on is the split the figures are taken on.
+func (e evalFlags) on() string {
+	if e.split == "" {
+		return train.TestSplit
+	}
+	return e.split
 }
 
 func (e *evalFlags) register(fs *flag.FlagSet) {
@@ -94,7 +105,7 @@ func evaluate(d *gpu.Device, m *train.Model, data train.DataConfig, ef evalFlags
 	if err != nil {
 		return evalResult{}, err
 	}
-	test, _, err := features(d, m, data, ef, "test", ef.testN, seed)
+	test, _, err := features(d, m, data, ef, ef.on(), ef.testN, seed)
 	if err != nil {
 		return evalResult{}, err
 	}
@@ -129,12 +140,17 @@ func runEval(args []string) error {
 	labels := fs.Float64("labels", 1, "semi: percentage of the training labels to fine-tune on (the paper: 1 or 10)")
 	labelFile := fs.String("label-file", "", "semi: file of training-image indices (one per line) to use instead of a random -labels subset")
 	out := fs.String("out", "runs/embed", "embed: directory for features_SPLIT.npy, labels_SPLIT.npy and names_SPLIT.txt")
+	fs.Var(choiceFlag[string]{&ef.split, []string{train.TestSplit, train.ValidationSplit}}, "split",
+		"the split the figures are taken on: test (the final figures) or validation (the images the checkpoint's run held out of pretraining, -val-fraction; for choosing settings) (default test)")
+	var val train.Validation
+	fs.Var(floatFlag[float64]{p: &val.Fraction, min: 0, open: false, max: 0.9}, "val-fraction", "share of the training images held out of the probes' training as the validation split (default: the checkpoint's, recorded in its settings; 0 holds none out)")
+	fs.Uint64Var(&val.Seed, "val-seed", 0, "with -val-fraction, the seed that draws the validation split's images")
 	precision := "f32"
 	fs.Var(choiceFlag[string]{&precision, train.Precisions}, "precision", "the backbone's activations: f32, or f16 (mixed precision, f32 arithmetic and features; adapters with shader-f16); semi fine-tunes in f32")
 	setGroups(fs, []flagGroup{
 		{"model", []string{"checkpoint", "random", "arch", "seed"}},
-		{"data", []string{"data", "data-dir", "augment", "size", "workers", "max-pixels", "augment-on"}},
-		{"evaluation", []string{"eval-train", "eval-test", "eval-batch", "probe-epochs", "probe-lr", "fast", "labels", "label-file", "out", "precision"}},
+		{"data", []string{"data", "data-dir", "augment", "size", "workers", "max-pixels", "augment-on", "val-fraction", "val-seed"}},
+		{"evaluation", []string{"split", "eval-train", "eval-test", "eval-batch", "probe-epochs", "probe-lr", "fast", "labels", "label-file", "out", "precision"}},
 	})
 	modes, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -153,6 +169,12 @@ func runEval(args []string) error {
 	if explicit["arch"] && !(*random && *ckpt == "") {
 		return errors.New("-arch chooses the network of -random without -checkpoint; a checkpoint names its own")
 	}
+	if explicit["val-seed"] && val.Fraction == 0 {
+		return errors.New("-val-seed draws the images -val-fraction holds out; give both (a checkpoint's split is taken whole)")
+	}
+	if explicit["split"] && slices.Equal(modes, []string{"embed"}) {
+		return errors.New("-split chooses the split of the knn, linear and semi figures; embed writes every split")
+	}
 	if precision == "f16" && slices.Contains(modes, "semi") {
 		return errors.New("-precision f16: semi fine-tunes the backbone, which bt evaluates in f32; leave semi out or drop the flag")
 	}
@@ -170,7 +192,13 @@ func runEval(args []string) error {
 		return err
 	}
 	defer m.Release()
-	fmt.Printf("model    %s\ndata     %s (%s preset)\n", m.Describe(), data.Name, data.Preset())
+	if explicit["val-fraction"] {
+		data.Validation = val
+	}
+	if ef.on() == train.ValidationSplit && data.Validation.Fraction == 0 {
+		return errors.New("-split validation: no training images are held out: the checkpoint's run trained on them all (or records no split); give -val-fraction to hold some out of the probes' training")
+	}
+	fmt.Printf("model    %s\ndata     %s (%s preset); %s\nsplit    figures on the %s split\n", m.Describe(), data.Name, data.Preset(), data.Validation.Describe(), ef.on())
 	for _, mode := range modes {
 		switch mode {
 		case "embed":
@@ -247,7 +275,8 @@ func loadModel(d *gpu.Device, path string, random bool, arch string, seed uint64
 		// the flags say otherwise.
 		saved := c.Data
 		if data.Name == "" {
-			data.Name, data.Dir = saved.Name, saved.Dir
+			// The run's validation split, drawn again from its data.
+			data.Name, data.Dir, data.Validation = saved.Name, saved.Dir, saved.Validation
 		}
 		if data.Augment == "" {
 			data.Augment = saved.Preset()
@@ -290,7 +319,7 @@ func probe(d *gpu.Device, m *train.Model, data train.DataConfig, ef evalFlags, m
 	if err != nil {
 		return err
 	}
-	test, _, err := features(d, m, data, ef, "test", ef.testN, seed)
+	test, _, err := features(d, m, data, ef, ef.on(), ef.testN, seed)
 	if err != nil {
 		return err
 	}
@@ -299,7 +328,7 @@ func probe(d *gpu.Device, m *train.Model, data train.DataConfig, ef evalFlags, m
 		if err != nil {
 			return err
 		}
-		fmt.Printf("kNN      k=20 %.2f%%   k=200 %.2f%%   (cosine, temperature 0.07; %d train, %d test)\n", 100*acc[0], 100*acc[1], trainSet.N, test.N)
+		fmt.Printf("kNN      k=20 %.2f%%   k=200 %.2f%%   (cosine, temperature 0.07; %d train, %d %s)\n", 100*acc[0], 100*acc[1], trainSet.N, test.N, ef.on())
 		if trainSet.N < 200 {
 			fmt.Printf("         (k=200 votes with all %d training images: fewer than k)\n", trainSet.N)
 		}
@@ -309,7 +338,7 @@ func probe(d *gpu.Device, m *train.Model, data train.DataConfig, ef evalFlags, m
 	if err != nil {
 		return err
 	}
-	fmt.Printf("linear   top-1 %.2f%%   top-5 %.2f%%   (%d epochs on frozen features)\n", 100*r.Top1, 100*r.Top5, ef.probe.Epochs)
+	fmt.Printf("linear   top-1 %.2f%%   top-5 %.2f%%   (%d epochs on frozen features; %d train, %d %s)\n", 100*r.Top1, 100*r.Top5, ef.probe.Epochs, trainSet.N, test.N, ef.on())
 	return nil
 }
 
@@ -321,7 +350,7 @@ func supervised(d *gpu.Device, m *train.Model, data train.DataConfig, ef evalFla
 	if err != nil {
 		return err
 	}
-	test, err := data.Open("test")
+	test, err := data.Open(ef.on())
 	if err != nil {
 		return err
 	}
@@ -383,7 +412,7 @@ func supervised(d *gpu.Device, m *train.Model, data train.DataConfig, ef evalFla
 	if cfg.AugmentOnDevice {
 		on = "the device"
 	}
-	fmt.Printf("%s: top-1 %.2f%%   top-5 %.2f%%   (%d epochs, %d test images, training views augmented on %s)\n", what, 100*r.Top1, 100*r.Top5, cfg.Epochs, test.Len(), on)
+	fmt.Printf("%s: top-1 %.2f%%   top-5 %.2f%%   (%d epochs, %d %s images, training views augmented on %s)\n", what, 100*r.Top1, 100*r.Top5, cfg.Epochs, test.Len(), ef.on(), on)
 	return nil
 }
 
@@ -420,9 +449,13 @@ func embed(d *gpu.Device, m *train.Model, data train.DataConfig, ef evalFlags, d
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	for _, split := range []string{"train", "test"} {
+	splits := []string{train.TrainSplit, train.TestSplit}
+	if data.Validation.Fraction > 0 {
+		splits = []string{train.TrainSplit, train.ValidationSplit, train.TestSplit}
+	}
+	for _, split := range splits {
 		n := ef.trainN
-		if split == "test" {
+		if split != train.TrainSplit {
 			n = ef.testN
 			if strings.EqualFold(data.Name, "folder-unlabeled") {
 				break

@@ -74,6 +74,8 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"extra"}, `unexpected argument "extra"`},
 		{[]string{"-exchange", "broadcast"}, "flag -exchange"},
 		{[]string{"-exchange", "gather"}, "-exchange gather: a run of one process"},
+		{[]string{"-val-fraction", "1"}, "flag -val-fraction"},
+		{[]string{"-val-seed", "3"}, "validation seed 3 without a validation fraction"},
 	} {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "run")
@@ -196,9 +198,15 @@ func metricsRows(t *testing.T, path string) []map[string]float64 {
 	}
 	var rows []map[string]float64
 	for line := range bytes.Lines(b) {
-		var r map[string]float64
-		if err := json.Unmarshal(line, &r); err != nil {
+		var all map[string]any
+		if err := json.Unmarshal(line, &all); err != nil {
 			t.Fatalf("%s: %v", path, err)
+		}
+		r := map[string]float64{} // the figures; "warnings" names alarms
+		for k, v := range all {
+			if f, ok := v.(float64); ok {
+				r[k] = f
+			}
 		}
 		if _, ok := r["loss"]; ok {
 			rows = append(rows, r)

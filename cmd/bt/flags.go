@@ -172,6 +172,9 @@ func registerConfig(fs *flag.FlagSet, c *train.Config, recipe *string) []flagGro
 	fs.Var(floatFlag[float64]{p: &c.Data.MaxBadFraction, min: 0, open: false, max: 1}, "max-bad-fraction", "with -skip-bad-images, stop once more than this share of the images tried is bad")
 	fs.Var(choiceFlag[string]{&c.Data.AugmentOn, train.AugmentPlaces}, "augment-on", "where the views are augmented: cpu (the loader's workers), device (the GPU, from 8-bit images), auto (the device unless the adapter is a CPU)")
 	fs.Var(intFlag{&c.Data.MaxPixels, -1}, "max-pixels", "refuse images with more pixels than this, read from their header before decoding (-1: no limit)")
+	fs.Var(floatFlag[float64]{p: &c.Data.Validation.Fraction, min: 0, open: false, max: 0.9}, "val-fraction",
+		"share of the training images held out of pretraining and of the probes' training as a validation split, for choosing settings (bt ablate's figures and the kNN monitor are taken on it; the test split is for final figures) (default: 0 for bt pretrain, 0.1 for bt ablate)")
+	fs.Uint64Var(&c.Data.Validation.Seed, "val-seed", c.Data.Validation.Seed, "seed that draws the validation split's images (its own, so that runs of several -seed share one split)")
 
 	fs.Var(choiceFlag[string]{&c.Model.Arch, archs}, "arch", "backbone: "+strings.Join(models.Archs, ", "))
 	fs.Var(choiceFlag[models.Stem]{&c.Model.Stem, []models.Stem{"", models.ImageNetStem, models.SmallStem}}, "stem", "backbone stem: imagenet or small (default: small for tiny and images under 64 px, else imagenet)")
@@ -229,7 +232,7 @@ func registerConfig(fs *flag.FlagSet, c *train.Config, recipe *string) []flagGro
 	fs.Var(intFlag{&c.Steps, 0}, "steps", "stop after this many steps, with the whole schedule compressed to fit (0: all epochs)")
 	fs.Uint64Var(&c.Seed, "seed", c.Seed, "seed of the initialisation, the data order and the augmentations")
 	return []flagGroup{
-		{"data", []string{"data", "data-dir", "augment", "size", "augment-without", "crop-min", "jitter-strength", "workers", "augment-on", "skip-bad-images", "max-bad-fraction", "max-pixels"}},
+		{"data", []string{"data", "data-dir", "augment", "size", "augment-without", "crop-min", "jitter-strength", "workers", "augment-on", "skip-bad-images", "max-bad-fraction", "max-pixels", "val-fraction", "val-seed"}},
 		{"model", []string{"arch", "stem", "projector", "projector-no-bn", "predictor", "sync-bn", "precision", "loss-scale"}},
 		{"loss", []string{"lambda", "scale-loss", "fused", "feature-normalisation", "no-normalisation", "redundancy-only", "infonce", "stop-gradient"}},
 		{"optimisation", []string{"recipe", "optimizer", "lr", "lr-weights", "lr-biases", "wd", "warmup", "batch", "epochs", "steps", "seed"}},

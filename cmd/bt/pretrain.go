@@ -160,8 +160,8 @@ func (ro *runOptions) register(fs *flag.FlagSet) flagGroup {
 	fs.StringVar(&ro.init, "init", "", "start from this backbone: a bt checkpoint or export, or a torchvision state dict converted by tools/reference/torchvision_to_safetensors.py")
 	fs.StringVar(&ro.config, "config", "", "a run's config.json to start from; flags given beside it override its settings")
 	fs.Var(floatFlag[float64]{p: &ro.memoryGiB, min: 0, open: false}, "memory", "device memory to plan for, in GiB (WebGPU does not report it; 0 checks only the adapter's per-buffer limit)")
-	fs.Var(intFlag{&ro.monitor.every, 0}, "knn-every", "steps between kNN accuracy checks on the test split (0: never); results go to metrics.jsonl")
-	fs.Var(intFlag{&ro.monitor.trainN, 1}, "knn-images", "training images the kNN monitor samples (test images: a fifth of that)")
+	fs.Var(intFlag{&ro.monitor.every, 0}, "knn-every", "steps between kNN accuracy checks (0: never), on the validation split with -val-fraction, else on the test split; results go to metrics.jsonl")
+	fs.Var(intFlag{&ro.monitor.trainN, 1}, "knn-images", "training images the kNN monitor samples (validation or test images: a fifth of that)")
 	ro.monitor.trainN = 5000
 	ro.exchange = "auto"
 	fs.Var(choiceFlag[string]{&ro.exchange, []string{"auto", string(train.Gather), string(train.ReduceC)}}, "exchange",
@@ -421,6 +421,9 @@ func pretrain(ctx context.Context, d *gpu.Device, cfg train.Config, ro runOption
 	for _, r := range kept {
 		losses = append(losses, r.Loss)
 		steps, lrW, lossV = append(steps, float64(*r.Step)), append(lrW, r.LRWeights), append(lossV, float64(r.Loss))
+		if r.KNN20 == nil { // the monitor ran on the validation split
+			r.KNN20, r.KNN200 = r.ValKNN20, r.ValKNN200
+		}
 		if r.KNN20 != nil && r.KNN200 != nil {
 			knnSteps, knn20, knn200 = append(knnSteps, float64(*r.Step)), append(knn20, 100**r.KNN20), append(knn200, 100**r.KNN200)
 		}
@@ -439,7 +442,13 @@ func pretrain(ctx context.Context, d *gpu.Device, cfg train.Config, ro runOption
 		// Over several ranks these are rank 0's share of the batch.
 		return report.Heatmap(filepath.Join(dir, name), title, train.CrossCorrelation(za, zb, len(za)/dim, dim, dims), min(dims, dim))
 	}
+	// Choices are made on the validation split where the run holds one.
+	knnSplit := cfg.Data.ChoiceSplit()
+	watch := train.NewWatch(func(w train.Warning) {
+		progress.note(w.String())
+	})
 	loop.Hooks = []train.Hook{
+		watch.Hook(),
 		{Name: "kNN monitor", Every: max(1, ro.monitor.every), AtEnd: true, Fn: func(_ *train.Loop, ev train.Event) error {
 			if ro.monitor.every <= 0 {
 				return nil
@@ -449,14 +458,14 @@ func pretrain(ctx context.Context, d *gpu.Device, cfg train.Config, ro runOption
 			if err != nil {
 				return err
 			}
-			test, _, err := features(d, run.Model, cfg.Data, ef, "test", ef.testN, cfg.Seed)
+			test, _, err := features(d, run.Model, cfg.Data, ef, knnSplit, ef.testN, cfg.Seed)
 			if err != nil {
 				return err
 			}
 			if knn, err = eval.KNN(d, trainSet, test, classes, knnK, 0.07); err != nil {
 				return err
 			}
-			fmt.Fprintf(log, "kNN      step %d: k=20 %.2f%%, k=200 %.2f%%\n", ev.Step+1, 100*knn[0], 100*knn[1])
+			fmt.Fprintf(log, "kNN      step %d: k=20 %.2f%%, k=200 %.2f%% (%s split)\n", ev.Step+1, 100*knn[0], 100*knn[1], knnSplit)
 			knnSteps, knn20, knn200 = append(knnSteps, float64(ev.Step+1)), append(knn20, 100*knn[0]), append(knn200, 100*knn[1])
 			return nil
 		}},
@@ -472,7 +481,10 @@ func pretrain(ctx context.Context, d *gpu.Device, cfg train.Config, ro runOption
 				row["comm_bytes"], row["comm_s"] = m.Bytes, m.Time.Seconds()
 			}
 			if knn != nil {
-				row["knn20"], row["knn200"] = knn[0], knn[1]
+				// The split is in the name: knn20 is always the test
+				// split's, as in runs written before the validation split.
+				key := map[string]string{train.TestSplit: "knn", train.ValidationSplit: "val_knn"}[knnSplit]
+				row[key+"20"], row[key+"200"] = knn[0], knn[1]
 				knn = nil
 			}
 			if t := ev.Terms; t != nil {
@@ -480,6 +492,13 @@ func pretrain(ctx context.Context, d *gpu.Device, cfg train.Config, ro runOption
 				if !math.IsNaN(float64(t.MeanAbsOff)) {
 					row["mean_abs_c_ij"] = t.MeanAbsOff
 				}
+				row["rms_c_ij"] = t.RMSOff
+			}
+			if sp := ev.Spread; sp != nil {
+				row["z_std_mean"], row["z_std_min"] = sp.Mean, sp.Min
+			}
+			if a := watch.Active(); len(a) > 0 {
+				row["warnings"] = a
 			}
 			b, _ := json.Marshal(row)
 			_, err := metrics.Write(append(b, '\n'))
@@ -506,7 +525,7 @@ func pretrain(ctx context.Context, d *gpu.Device, cfg train.Config, ro runOption
 			if len(knnSteps) == 0 {
 				return nil
 			}
-			return report.Curves(filepath.Join(dir, "knn.png"), what+": kNN on the test split", "step", "top-1 (%)",
+			return report.Curves(filepath.Join(dir, "knn.png"), what+": kNN on the "+knnSplit+" split", "step", "top-1 (%)",
 				report.Series{Name: "k = 20", X: knnSteps, Y: knn20}, report.Series{Name: "k = 200", X: knnSteps, Y: knn200})
 		}},
 	}
@@ -668,6 +687,8 @@ type metricsRow struct {
 	LRWeights float64  `json:"lr_weights"`
 	KNN20     *float64 `json:"knn20"` // nil at the steps the kNN monitor skipped
 	KNN200    *float64 `json:"knn200"`
+	ValKNN20  *float64 `json:"val_knn20"` // the same on the validation split
+	ValKNN200 *float64 `json:"val_knn200"`
 }
 
 // truncateMetrics keeps the lines of a metrics file that come from steps
@@ -743,16 +764,44 @@ func newProgress(log io.Writer, total int) *progress {
 
 func (p *progress) update(ev train.Event) {
 	if p.bar != nil {
-		p.bar.Describe(fmt.Sprintf("loss %8.2f  %6.1f pairs/s", ev.Loss, ev.PairsPerS))
+		p.bar.Describe(fmt.Sprintf("loss %8.2f  %6.1f pairs/s%s", ev.Loss, ev.PairsPerS, health(ev)))
 		p.bar.Add(1)
 		return
 	}
 	p.next++
 	if p.next == p.total || p.next%max(1, p.total/20) == 0 {
 		eta := time.Duration(float64(ev.Elapsed) / float64(p.next) * float64(p.total-p.next)).Round(time.Second)
-		fmt.Fprintf(p.log, "step %6d/%d  loss %8.2f  %6.1f pairs/s  elapsed %s  eta %s\n",
-			ev.Step+1, ev.Steps, ev.Loss, ev.PairsPerS, ev.Elapsed.Round(time.Second), eta)
+		fmt.Fprintf(p.log, "step %6d/%d  loss %8.2f  %6.1f pairs/s  elapsed %s  eta %s%s\n",
+			ev.Step+1, ev.Steps, ev.Loss, ev.PairsPerS, ev.Elapsed.Round(time.Second), eta, health(ev))
 	}
+}
+
+// note prints a line (a warning) between the progress updates.
+func (p *progress) note(line string) {
+	if p.bar != nil {
+		p.bar.Clear()
+	}
+	fmt.Fprintln(p.log, line)
+}
+
+// health is a step's figures that show a collapse or divergence coming:
+// mean C_ii, mean |C_ij| (its root mean square where the loss's path does
+// not give it per step) and the embeddings' mean per-dimension standard
+// deviation; "" for an objective without them.
+func health(ev train.Event) string {
+	var b strings.Builder
+	if t := ev.Terms; t != nil {
+		fmt.Fprintf(&b, "  C_ii %.3f", t.MeanDiag)
+		if math.IsNaN(float64(t.MeanAbsOff)) {
+			fmt.Fprintf(&b, "  rms C_ij %.3f", t.RMSOff)
+		} else {
+			fmt.Fprintf(&b, "  |C_ij| %.3f", t.MeanAbsOff)
+		}
+	}
+	if sp := ev.Spread; sp != nil {
+		fmt.Fprintf(&b, "  z std %.3g", sp.Mean)
+	}
+	return b.String()
 }
 
 func (p *progress) done() {
