@@ -167,26 +167,26 @@ func (a *Augmenter) view(r *gpu.Recorder, v *pipeline.ViewConfig, b *pipeline.Ba
 		mean[ch], inv[ch] = v.Mean[ch], 1/v.Std[ch]
 	}
 	params := gpu.Params{}.U(n).U(s).F(v.SolarizeThreshold).F(mean[0]).F(mean[1]).F(mean[2]).F(inv[0]).F(inv[1]).F(inv[2])
-	spec := func(stage string) shaders.Spec {
-		return shaders.Spec{"Stage": stage, "C": c, "Meta": meta, "Bicubic": v.Filter == pipeline.Bicubic, "Vertical": false}
+	spec := func(stage shaders.AugmentStage) shaders.Augment {
+		return shaders.Augment{Stage: stage, C: c, Meta: meta, Bicubic: v.Filter == pipeline.Bicubic}
 	}
 	tiles := (s + 15) / 16
-	k, err := a.d.Kernel("augment", spec("resize"))
+	k, err := a.d.Kernel("augment", spec(shaders.AugmentResize))
 	if err != nil {
 		return err
 	}
 	if err := r.Dispatch(k, [3]int{tiles, tiles, n}, params, src, m, out); err != nil {
 		return err
 	}
-	if k, err = a.d.Kernel("augment", spec("colour")); err != nil {
+	if k, err = a.d.Kernel("augment", spec(shaders.AugmentColour)); err != nil {
 		return err
 	}
 	if err := r.Dispatch(k, [3]int{n, 1, 1}, params, m, out); err != nil {
 		return err
 	}
 	for _, vertical := range []bool{false, true} {
-		sp := spec("blur")
-		sp["Vertical"] = vertical
+		sp := spec(shaders.AugmentBlur)
+		sp.Vertical = vertical
 		if k, err = a.d.Kernel("augment", sp); err != nil {
 			return err
 		}
@@ -198,7 +198,7 @@ func (a *Augmenter) view(r *gpu.Recorder, v *pipeline.ViewConfig, b *pipeline.Ba
 			return err
 		}
 	}
-	if k, err = a.d.Kernel("augment", spec("finish")); err != nil {
+	if k, err = a.d.Kernel("augment", spec(shaders.AugmentFinish)); err != nil {
 		return err
 	}
 	groups := (out.Len() + 255) / 256

@@ -51,7 +51,7 @@ func newFMA(d *gpu.Device, chains, groups int) (*fma, error) {
 	if groups < 1 || groups > int(d.Limits.MaxComputeWorkgroupsPerDimension) {
 		return nil, fmt.Errorf("bench: fma: %d workgroups; %s allows 1 to %d", groups, d.Info.Name, d.Limits.MaxComputeWorkgroupsPerDimension)
 	}
-	k, err := d.Kernel("fma", shaders.Spec{"WG": fmaWG, "Chains": chains, "Unroll": fmaUnroll})
+	k, err := d.Kernel("fma", shaders.FMA{Chains: chains, Unroll: fmaUnroll, Threads: shaders.Threads{WG: fmaWG}})
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package gpu
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/bt-org/bt/shaders"
 )
@@ -42,39 +43,79 @@ func (s ConvShape) operands(a shaders.AOperand, b shaders.BOperand) shaders.Gemm
 // measured on lavapipe (2-core EPYC, AVX2) against 4 or 16 columns, 8 or 32
 // rows and 16 or 32 threads over the tiny ResNet's layers at batch 64, it
 // ran them at 15–17 GFLOP/s where the staged 16×256 tiles ran 3–6.
-func (d *Device) convTile(m, n int) GemmTile {
-	if !d.IsCPU() || stagedConvTiles {
+func (d *Device) convTile(m, n int, tiles ConvTiles) GemmTile {
+	if !d.IsCPU() || tiles == ConvTilesStaged {
 		return d.GemmTileFor(m, n)
 	}
 	tm := min(16, m)
 	return GemmTile{BM: tm, TM: tm, BN: 64, TN: 8, BK: 8, Direct: true}
 }
 
-// stagedConvTiles makes CPU adapters use GPU tiles too, so that tests on
-// lavapipe cover both.
-var stagedConvTiles = false
+// ConvTiles chooses the tiles of a convolution's implicit GEMMs where the
+// adapter's choice should not stand: the variants the passes can run in.
+type ConvTiles int
 
-func checkConv(op string, s ConvShape, ts ...operand) error {
-	if err := s.validate(); err != nil {
-		return err
+const (
+	// ConvTilesAuto is the adapter's choice: on CPU adapters direct tiles,
+	// over every image's positions at once where its planes are small
+	// (see flatten); on GPUs staged tiles.
+	ConvTilesAuto ConvTiles = iota
+	// ConvTilesStaged is the staged tiles GPUs get, on any adapter.
+	ConvTilesStaged
+	// ConvTilesPerImage is the adapter's choice, but with direct tiles
+	// always one product per image, as products too wide for the grid are.
+	ConvTilesPerImage
+)
+
+// ConvTileChoices lists every ConvTiles.
+func ConvTileChoices() []ConvTiles {
+	return []ConvTiles{ConvTilesAuto, ConvTilesStaged, ConvTilesPerImage}
+}
+
+func (t ConvTiles) String() string {
+	switch t {
+	case ConvTilesAuto:
+		return "auto"
+	case ConvTilesStaged:
+		return "staged"
+	case ConvTilesPerImage:
+		return "per-image"
 	}
-	return checkOperands(fmt.Sprintf("%s %+v", op, s), ts...)
+	return fmt.Sprintf("ConvTiles(%d)", int(t))
+}
+
+// checkConv validates a pass's shape, operands and tiles (at most one
+// choice, ConvTilesAuto if none) and returns the tiles.
+func checkConv(op string, s ConvShape, tiles []ConvTiles, ts ...operand) (ConvTiles, error) {
+	if err := s.validate(); err != nil {
+		return 0, err
+	}
+	if len(tiles) > 1 || len(tiles) == 1 && !slices.Contains(ConvTileChoices(), tiles[0]) {
+		return 0, fmt.Errorf("gpu: %s: tiles %v: want at most one of %v", op, tiles, ConvTileChoices())
+	}
+	t := ConvTilesAuto
+	if len(tiles) == 1 {
+		t = tiles[0]
+	}
+	return t, checkOperands(fmt.Sprintf("%s %+v", op, s), ts...)
 }
 
 // ConvForward writes out = conv(x, w) as an implicit GEMM per image.
-// out [N, Cout, OH, OW], x [N, Cin, H, W], w [Cout, Cin, KH, KW].
-func ConvForward(r *Recorder, out, x, w *Tensor, s ConvShape) error {
+// out [N, Cout, OH, OW], x [N, Cin, H, W], w [Cout, Cin, KH, KW]. tiles,
+// at most one, overrides the adapter's choice of tiles; so in every pass.
+func ConvForward(r *Recorder, out, x, w *Tensor, s ConvShape, tiles ...ConvTiles) error {
 	oh, ow := s.Out()
 	kk := s.Cin * s.KH * s.KW
-	if err := checkConv("ConvForward", s, operand{"out", out, s.N * s.Cout * oh * ow},
-		operand{"x", x, s.N * s.Cin * s.H * s.W}, operand{"w", w, s.Cout * kk}); err != nil {
+	t, err := checkConv("ConvForward", s, tiles, operand{"out", out, s.N * s.Cout * oh * ow},
+		operand{"x", x, s.N * s.Cin * s.H * s.W}, operand{"w", w, s.Cout * kk})
+	if err != nil {
 		return err
 	}
-	tile := r.d.convTile(s.Cout, oh*ow)
+	tile := r.d.convTile(s.Cout, oh*ow, t)
 	call := gemmCall{ops: s.operands(shaders.ADense, shaders.BIm2col),
 		m: s.Cout, n: oh * ow, k: kk, batch: s.N, sa: 0, sb: s.Cin * s.H * s.W, sc: s.Cout * oh * ow,
 		alpha: 1, conv: s, tile: tile, kstep: vecStep(tile, kk)}
-	r.d.flatten(&call)
+	r.d.flatten(&call, t)
 	return gemm(r, out, w, x, call)
 }
 
@@ -86,19 +127,15 @@ func ConvForward(r *Recorder, out, x, w *Tensor, s ConvShape) error {
 // workgroups of one image run together and share its data in the CPU's
 // caches, which measured faster on lavapipe (ResNet-50's 56×56 1×1 data
 // gradient: 15 against 11 GFLOP/s).
-func (d *Device) flatten(g *gemmCall) {
+func (d *Device) flatten(g *gemmCall, tiles ConvTiles) {
 	cols := g.n * g.batch
 	tiled := (g.n + g.tile.BN - 1) / g.tile.BN * g.tile.BN
-	if !g.tile.Direct || perImageConv || 10*tiled <= 11*g.n || (cols+g.tile.BN-1)/g.tile.BN > int(d.Limits.MaxComputeWorkgroupsPerDimension) {
+	if !g.tile.Direct || tiles == ConvTilesPerImage || 10*tiled <= 11*g.n || (cols+g.tile.BN-1)/g.tile.BN > int(d.Limits.MaxComputeWorkgroupsPerDimension) {
 		return
 	}
 	g.n, g.batch = cols, 1
 	g.ops.Flat = true
 }
-
-// perImageConv makes direct tiles run convolutions image by image, as
-// products too wide for the grid do, so that tests cover both.
-var perImageConv = false
 
 // ConvBackwardData writes dx, the gradient of the input, gathering for every
 // input pixel the outputs that read it, so no scatter (and no float atomics)
@@ -108,10 +145,11 @@ var perImageConv = false
 // land it on an output, which depend on the pixel's phase (y mod stride,
 // x mod stride): one product per phase over just those taps does a
 // stride²-th of the work of gathering every tap for every pixel.
-func ConvBackwardData(r *Recorder, dx, dy, w *Tensor, s ConvShape) error {
+func ConvBackwardData(r *Recorder, dx, dy, w *Tensor, s ConvShape, tiles ...ConvTiles) error {
 	oh, ow := s.Out()
-	if err := checkConv("ConvBackwardData", s, operand{"dx", dx, s.N * s.Cin * s.H * s.W},
-		operand{"dy", dy, s.N * s.Cout * oh * ow}, operand{"w", w, s.Cout * s.Cin * s.KH * s.KW}); err != nil {
+	t, err := checkConv("ConvBackwardData", s, tiles, operand{"dx", dx, s.N * s.Cin * s.H * s.W},
+		operand{"dy", dy, s.N * s.Cout * oh * ow}, operand{"w", w, s.Cout * s.Cin * s.KH * s.KW})
+	if err != nil {
 		return err
 	}
 	var phases []convPhase
@@ -132,7 +170,7 @@ func ConvBackwardData(r *Recorder, dx, dy, w *Tensor, s ConvShape) error {
 		}
 	}
 	for _, ph := range phases {
-		if err := convBackwardDataPhase(r, dx, dy, w, s, ph); err != nil {
+		if err := convBackwardDataPhase(r, dx, dy, w, s, ph, t); err != nil {
 			return err
 		}
 	}
@@ -161,7 +199,7 @@ func (s ConvShape) phase(py, px int) convPhase {
 // of W are first laid out as the dense [Cin, Cout·TY·TX] matrix the product
 // reads (vec4 rows on direct tiles): a pass over the weights, small beside
 // the product.
-func convBackwardDataPhase(r *Recorder, dx, dy, w *Tensor, s ConvShape, ph convPhase) error {
+func convBackwardDataPhase(r *Recorder, dx, dy, w *Tensor, s ConvShape, ph convPhase, t ConvTiles) error {
 	k := s.Cout * ph.ty * ph.tx
 	wt, err := r.d.NewTensorOf(w.DType, s.Cin, k)
 	if err != nil {
@@ -177,10 +215,10 @@ func convBackwardDataPhase(r *Recorder, dx, dy, w *Tensor, s ConvShape, ph convP
 	ops := s.operands(shaders.ADense, shaders.BDyCol)
 	ops.Phase = shaders.Phase{PY: ph.py, PX: ph.px, TY: ph.ty, TX: ph.tx, QY: ph.qy, QX: ph.qx}
 	n := ph.ny * ph.nx
-	tile := r.d.convTile(s.Cin, n)
+	tile := r.d.convTile(s.Cin, n, t)
 	call := gemmCall{ops: ops, m: s.Cin, n: n, k: k, batch: s.N, sc: s.Cin * s.H * s.W,
 		alpha: 1, conv: s, tile: tile, kstep: vecStep(tile, k)}
-	r.d.flatten(&call)
+	r.d.flatten(&call, t)
 	return gemm(r, dx, wt, dy, call)
 }
 
@@ -205,17 +243,18 @@ func (d *Device) convSplitTarget() int {
 
 // ConvBackwardWeight accumulates dw += the gradient of the weights.
 // dw [Cout, Cin, KH, KW], dy [N, Cout, OH, OW], x [N, Cin, H, W].
-func ConvBackwardWeight(r *Recorder, dw, dy, x *Tensor, s ConvShape) error {
+func ConvBackwardWeight(r *Recorder, dw, dy, x *Tensor, s ConvShape, tiles ...ConvTiles) error {
 	oh, ow := s.Out()
 	kk := s.Cin * s.KH * s.KW
-	if err := checkConv("ConvBackwardWeight", s, operand{"dw", dw, s.Cout * kk},
-		operand{"dy", dy, s.N * s.Cout * oh * ow}, operand{"x", x, s.N * s.Cin * s.H * s.W}); err != nil {
+	t, err := checkConv("ConvBackwardWeight", s, tiles, operand{"dw", dw, s.Cout * kk},
+		operand{"dy", dy, s.N * s.Cout * oh * ow}, operand{"x", x, s.N * s.Cin * s.H * s.W})
+	if err != nil {
 		return err
 	}
-	tile := r.d.convTile(s.Cout, kk)
+	tile := r.d.convTile(s.Cout, kk, t)
 	red := s.N * oh * ow
-	tiles := ((s.Cout + tile.BM - 1) / tile.BM) * ((kk + tile.BN - 1) / tile.BN)
-	splits := max(1, min((r.d.convSplitTarget()+tiles-1)/tiles, red/(16*tile.BK)))
+	grid := ((s.Cout + tile.BM - 1) / tile.BM) * ((kk + tile.BN - 1) / tile.BN)
+	splits := max(1, min((r.d.convSplitTarget()+grid-1)/grid, red/(16*tile.BK)))
 	if tile.Direct {
 		// Each chunk within the loop limit of CPU adapters, with room
 		// for rounding the chunk up to a multiple of BK.

@@ -51,6 +51,13 @@ func TestConvValidation(t *testing.T) {
 			t.Errorf("%+v: got %v, want %q", tc.s, err, tc.want)
 		}
 	}
+	good := gpu.ConvShape{N: 1, Cin: 2, H: 4, W: 4, Cout: 3, KH: 3, KW: 3, Stride: 1, Pad: 1}
+	for _, tiles := range [][]gpu.ConvTiles{{gpu.ConvTiles(7)}, {gpu.ConvTilesStaged, gpu.ConvTilesPerImage}} {
+		err := d.Run(func(r *gpu.Recorder) error { return gpu.ConvForward(r, y, x, w, good, tiles...) })
+		if err == nil || !strings.Contains(err.Error(), "want at most one of") {
+			t.Errorf("tiles %v: got %v, want a refusal", tiles, err)
+		}
+	}
 }
 
 // TestConvLongReduction covers a weight gradient whose reduction (N·OH·OW,
@@ -64,5 +71,5 @@ func TestConvValidation(t *testing.T) {
 // correct kernel (BT_SEED=14112628225863231844); a partial sum, the bug
 // this guards against, is off by tens of percent.
 func TestConvLongReduction(t *testing.T) {
-	checkConvPasses(t, gputest.Device(t), gpu.ConvShape{N: 80, Cin: 4, H: 256, W: 256, Cout: 2, KH: 1, KW: 1, Stride: 1, Pad: 0}, 1e-3)
+	checkConvPasses(t, gputest.Device(t), gpu.ConvShape{N: 80, Cin: 4, H: 256, W: 256, Cout: 2, KH: 1, KW: 1, Stride: 1, Pad: 0}, 1e-3, gpu.F32, gpu.ConvTilesAuto)
 }

@@ -487,7 +487,7 @@ func (d *Device) SubgroupSize() (lo, hi int, err error) {
 	if !d.Subgroups {
 		return 0, 0, fmt.Errorf("gpu: %s has subgroups off", d.Info.Name)
 	}
-	k, err := d.Kernel("subgroup_size", shaders.Spec{"WG": subgroupProbeWG})
+	k, err := d.Kernel("subgroup_size", shaders.SubgroupProbe{Threads: shaders.Threads{WG: subgroupProbeWG}})
 	if err != nil {
 		return 0, 0, err
 	}

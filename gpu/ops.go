@@ -64,7 +64,7 @@ func dispatchElementwise(r *Recorder, expr string, names []string, alpha float32
 		}
 	}
 	expr = widen(expr, halves)
-	k, err := r.d.Kernel("elementwise", shaders.Spec{"Expr": expr, "Inputs": names, "WG": elementwiseWG, "Halves": halves})
+	k, err := r.d.Kernel("elementwise", shaders.Elementwise{Expr: expr, Inputs: names, Halves: halves, Threads: shaders.Threads{WG: elementwiseWG}})
 	if err != nil {
 		return err
 	}
@@ -201,7 +201,8 @@ func reduceKernel(r *Recorder, op string, beta float32, x *Tensor, a, b, c int, 
 	}
 	// Subgroups sum a b's values where a workgroup holds one b
 	// (shaders/lib.tmpl's total).
-	k, err := r.d.Kernel("reduce", shaders.Spec{"Op": op, "BX": bx, "BY": 256 / bx, "Subgroups": r.d.Subgroups && bx == 1, "X": x.DType.String()})
+	k, err := r.d.Kernel("reduce", shaders.Reduce{Op: shaders.ReduceOp(op), X: shaders.Elem(x.DType.String()), Columns: shaders.Columns{BX: bx, BY: 256 / bx},
+		Subgroups: r.d.Subgroups && bx == 1})
 	if err != nil {
 		return err
 	}

@@ -15,7 +15,7 @@ import (
 // reaches the device.
 func TestParamsChecked(t *testing.T) {
 	d := gputest.Device(t)
-	k, err := d.Kernel("fma", shaders.Spec{"WG": 64, "Chains": 1, "Unroll": 1})
+	k, err := d.Kernel("fma", shaders.FMA{Chains: 1, Unroll: 1, Threads: shaders.Threads{WG: 64}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package layers
 import (
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/bt-org/bt/dist"
 	"github.com/bt-org/bt/gpu"
@@ -39,17 +38,60 @@ type BatchNorm struct {
 	d      *gpu.Device
 	name   string
 	params []*Param
+	layout BatchNormLayout
+}
+
+// BatchNormLayout is how BatchNorm's training and backward passes lay a
+// channel's work out on the device.
+type BatchNormLayout int
+
+const (
+	// LayoutAuto is the adapter's: serial chunks (batchnorm_serial.wgsl)
+	// on CPU adapters where they fit, workgroups elsewhere (see serial).
+	LayoutAuto BatchNormLayout = iota
+	// LayoutWorkgroup is the workgroups (batchnorm.wgsl) that GPUs get, on
+	// any adapter.
+	LayoutWorkgroup
+)
+
+func (l BatchNormLayout) String() string {
+	switch l {
+	case LayoutAuto:
+		return "auto"
+	case LayoutWorkgroup:
+		return "workgroup"
+	}
+	return fmt.Sprintf("BatchNormLayout(%d)", int(l))
+}
+
+// BatchNormOption sets a choice of NewBatchNorm's.
+type BatchNormOption func(*BatchNorm) error
+
+// WithLayout makes the layer lay its passes out as l.
+func WithLayout(l BatchNormLayout) BatchNormOption {
+	return func(b *BatchNorm) error {
+		if l != LayoutAuto && l != LayoutWorkgroup {
+			return fmt.Errorf("unknown layout %v", l)
+		}
+		b.layout = l
+		return nil
+	}
 }
 
 // NewBatchNorm returns a BatchNorm over c channels with PyTorch's defaults:
 // eps 1e-5, momentum 0.1, γ = 1, β = 0, running mean 0 and variance 1. Its
 // parameters are named name.weight and name.bias, as in a PyTorch state
-// dict.
-func NewBatchNorm(d *gpu.Device, name string, c int, affine bool) (*BatchNorm, error) {
+// dict. Options choose what the adapter's defaults would otherwise.
+func NewBatchNorm(d *gpu.Device, name string, c int, affine bool, opts ...BatchNormOption) (*BatchNorm, error) {
 	if c < 1 {
 		return nil, fmt.Errorf("layers: BatchNorm %s: %d channels; need at least 1", name, c)
 	}
 	b := &BatchNorm{C: c, Eps: 1e-5, Momentum: 0.1, d: d, name: name}
+	for _, o := range opts {
+		if err := o(b); err != nil {
+			return nil, fmt.Errorf("layers: BatchNorm %s: %w", name, err)
+		}
+	}
 	var err error
 	if b.RunningMean, err = d.FromSlice(constant(c, 0), c); err != nil {
 		return nil, fmt.Errorf("layers: BatchNorm %s: %w", name, err)
@@ -117,10 +159,6 @@ const bnWG = 256
 // gpu.MaxLoopSteps.
 const serialSteps = gpu.MaxLoopSteps / 4
 
-// workgroupBN makes CPU adapters use the GPUs' layout, so that tests on
-// lavapipe cover both.
-var workgroupBN = false
-
 // serialChunks is how the serial layout (shaders/batchnorm_serial.wgsl)
 // splits each channel: chunks of rows images, each row of hw values costing
 // at most hw/4 + 10 loop steps (gallivm also counts each loop's last, failing
@@ -149,7 +187,7 @@ func (b *BatchNorm) serial(n, hw int) bool {
 	_, _, ok := serialChunks(n, hw)
 	// The serial backward binds 9 storage buffers with γ, β and a fused
 	// ReLU, one more than WebGPU's default limit.
-	return ok && b.d.IsCPU() && !workgroupBN && b.d.Limits.MaxStorageBuffersPerShaderStage >= 9
+	return ok && b.d.IsCPU() && b.layout == LayoutAuto && b.d.Limits.MaxStorageBuffersPerShaderStage >= 9
 }
 
 // layout is how the workgroup layout splits a channel's work: bx channels
@@ -188,18 +226,14 @@ func (b *BatchNorm) check(mode string, n, hw int, ts ...named) error {
 // merges, or one workgroup dispatch. Each binds its own buffers, so bind
 // returns them for pass 1 or 2 given the partial results (nil for a
 // workgroup dispatch, which is "pass 2" without partials).
-func (b *BatchNorm) channelPass(r *gpu.Recorder, mode string, n, hw int, bind func(pass int, partial *gpu.Tensor) []*gpu.Tensor) error {
+func (b *BatchNorm) channelPass(r *gpu.Recorder, mode shaders.BNMode, n, hw int, bind func(pass int, partial *gpu.Tensor) []*gpu.Tensor) error {
 	half := halfOf(bind(2, nil))
 	if !b.serial(n, hw) {
 		bx, v := layout(hw)
-		t := "f32"
-		if v == 4 {
-			t = "vec4<f32>"
-		}
 		// Subgroups sum a channel's values where a workgroup holds one
 		// channel (shaders/lib.tmpl's total).
-		k, err := b.d.Kernel("batchnorm", shaders.Spec{"Mode": mode, "Affine": b.Affine(), "ReLU": b.ReLU, "BX": bx, "BY": bnWG / bx, "V": v, "T": t,
-			"Subgroups": b.d.Subgroups && bx == 1, "Half": half, "S": storage(t, half)})
+		k, err := b.d.Kernel("batchnorm", shaders.BatchNorm{BNOp: b.op(mode, half), V: v,
+			Columns: shaders.Columns{BX: bx, BY: bnWG / bx}, Subgroups: b.d.Subgroups && bx == 1})
 		if err != nil {
 			return err
 		}
@@ -223,8 +257,7 @@ func (b *BatchNorm) channelPass(r *gpu.Recorder, mode string, n, hw int, bind fu
 	}
 	u := b.uniforms(n, hw).U(rows).U(chunks)
 	for pass := 1; pass <= 2; pass++ {
-		k, err := b.d.Kernel("batchnorm_serial", shaders.Spec{"Mode": mode, "Affine": b.Affine(), "ReLU": b.ReLU, "Pass": pass,
-			"Half": half, "S": storage("f32", half)})
+		k, err := b.d.Kernel("batchnorm_serial", shaders.BatchNormSerial{BNOp: b.op(mode, half), Pass: pass})
 		if err != nil {
 			return err
 		}
@@ -319,8 +352,7 @@ func (b *BatchNorm) Backward(r *gpu.Recorder, dIn, dOut, in, cache *gpu.Tensor, 
 // evaluation, the batch's over every rank in synchronised training.
 func (b *BatchNorm) normalise(r *gpu.Recorder, out, in, mean, variance *gpu.Tensor, n, hw int) error {
 	half := halfOf([]*gpu.Tensor{out, in})
-	k, err := b.d.Kernel("batchnorm", shaders.Spec{"Mode": "eval", "Affine": b.Affine(), "ReLU": b.ReLU, "WG": bnWG,
-		"Half": half, "S": storage("f32", half)})
+	k, err := b.d.Kernel("batchnorm", shaders.BatchNorm{BNOp: b.op(shaders.BNEval, half), V: 1, Columns: shaders.Columns{BX: 1, BY: bnWG}})
 	if err != nil {
 		return err
 	}
@@ -329,6 +361,11 @@ func (b *BatchNorm) normalise(r *gpu.Recorder, out, in, mean, variance *gpu.Tens
 		return err
 	}
 	return r.Dispatch(k, grid, b.uniforms(n, hw), b.with(out, in, mean, variance)...)
+}
+
+// op is what a pass computes.
+func (b *BatchNorm) op(mode shaders.BNMode, half bool) shaders.BNOp {
+	return shaders.BNOp{Mode: mode, Affine: b.Affine(), ReLU: b.ReLU, Half: half}
 }
 
 func (b *BatchNorm) uniforms(n, hw int) gpu.Params {
@@ -348,15 +385,6 @@ func (b *BatchNorm) with(ts ...*gpu.Tensor) []*gpu.Tensor {
 // always f32, so any f16 tensor among those bound is data.
 func halfOf(ts []*gpu.Tensor) bool {
 	return slices.ContainsFunc(ts, func(t *gpu.Tensor) bool { return t != nil && t.DType == gpu.F16 })
-}
-
-// storage is the kernels' storage type for values handled as t (f32 or
-// vec4<f32>): the same, or its f16 form.
-func storage(t string, half bool) string {
-	if half {
-		return strings.Replace(t, "f32", "f16", 1)
-	}
-	return t
 }
 
 // spreadGrid lays out groups workgroups over x and y, as gpu's 1-D grids

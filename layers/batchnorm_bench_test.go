@@ -32,8 +32,8 @@ func BenchmarkBatchNorm(b *testing.B) {
 				bn.run(b)
 			})
 			b.Run("workgroup", func(b *testing.B) {
-				workgroupBN = true
-				defer func() { workgroupBN = false }()
+				bnLayout = LayoutWorkgroup
+				defer func() { bnLayout = LayoutAuto }()
 				gputest.SubgroupModes(b, func(b *testing.B, d *gpu.Device) {
 					newBenchBN(b, d, n, c, hw).run(b)
 				})
@@ -51,7 +51,7 @@ type benchBN struct {
 }
 
 func newBenchBN(b *testing.B, d *gpu.Device, n, c, hw int) *benchBN {
-	bn, err := NewBatchNorm(d, "bench", c, true)
+	bn, err := NewBatchNorm(d, "bench", c, true, WithLayout(bnLayout))
 	if err != nil {
 		b.Fatal(err)
 	}

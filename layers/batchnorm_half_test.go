@@ -27,8 +27,8 @@ func TestBatchNormHalf(t *testing.T) {
 		for _, s := range []bnShape{{1, 3, 9, true, 0}, {17, 3, 1, true, 0}, {5, 65, 1, true, 0}, {5, 17, 49, true, 0}, {17, 3, 9, false, 0}} {
 			t.Run(fmt.Sprintf("%s/%v", layout, s), func(t *testing.T) {
 				if layout == "workgroup" {
-					workgroupBN = true
-					defer func() { workgroupBN = false }()
+					bnLayout = LayoutWorkgroup
+					defer func() { bnLayout = LayoutAuto }()
 				}
 				b, cache := newTestBN(t, d, s.c, s.affine)
 				if layout == "synced" {

@@ -140,10 +140,10 @@ func (b *BatchNorm) syncBackward(r *gpu.Recorder, dIn, dOut, in, cache *gpu.Tens
 }
 
 // syncPass dispatches one pass of batchnorm_sync over groups workgroups.
-func (b *BatchNorm) syncPass(r *gpu.Recorder, mode string, n, hw, groups int, m float32, ts ...*gpu.Tensor) error {
+func (b *BatchNorm) syncPass(r *gpu.Recorder, mode shaders.BNSyncMode, n, hw, groups int, m float32, ts ...*gpu.Tensor) error {
 	half := halfOf(ts)
-	k, err := b.d.Kernel("batchnorm_sync", shaders.Spec{"Mode": mode, "Affine": b.Affine(), "ReLU": b.ReLU, "WG": bnWG,
-		"Half": half, "S": storage("f32", half)})
+	k, err := b.d.Kernel("batchnorm_sync", shaders.BatchNormSync{Mode: mode, Affine: b.Affine(), ReLU: b.ReLU, Half: half,
+		Threads: shaders.Threads{WG: bnWG}})
 	if err != nil {
 		return err
 	}

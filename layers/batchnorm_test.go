@@ -195,6 +195,10 @@ func bnSubgroupModes(t *testing.T, run func(t *testing.T)) {
 // bnReLU makes the tests' BatchNorms fuse the ReLU (TestBatchNormReLU).
 var bnReLU = false
 
+// bnLayout is the layout the tests' BatchNorms are made with
+// (TestBatchNormWorkgroups forces the GPUs' on lavapipe).
+var bnLayout = LayoutAuto
+
 // relu64 applies the fused ReLU of the tests' BatchNorms, if any, in place.
 func relu64(y []float64) []float64 {
 	if !bnReLU {
@@ -209,7 +213,7 @@ func relu64(y []float64) []float64 {
 // newTestBN makes a BatchNorm and a cache released when the test ends.
 func newTestBN(t *testing.T, d *gpu.Device, c int, affine bool) (*BatchNorm, *gpu.Tensor) {
 	t.Helper()
-	b, err := NewBatchNorm(d, "bn", c, affine)
+	b, err := NewBatchNorm(d, "bn", c, affine, WithLayout(bnLayout))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,7 +302,7 @@ func TestBatchNormTrain(t *testing.T) {
 func TestBatchNormStats(t *testing.T) {
 	d := bnDevice(t)
 	shapes := append(bnShapes[:len(bnShapes):len(bnShapes)], bnLarge)
-	if !workgroupBN {
+	if bnLayout == LayoutAuto {
 		// bnLong checks the serial layout's BatchNorm1d, which the runs
 		// that force the workgroup layout do not take (its loops would
 		// overrun lavapipe's limit there).
@@ -552,6 +556,9 @@ func TestBatchNormErrors(t *testing.T) {
 	}
 	if _, err := NewBatchNorm(d, "none", 0, true); err == nil {
 		t.Error("NewBatchNorm with 0 channels returned no error")
+	}
+	if _, err := NewBatchNorm(d, "odd", 3, true, WithLayout(BatchNormLayout(9))); err == nil || !strings.Contains(err.Error(), "unknown layout") {
+		t.Errorf("NewBatchNorm with an unknown layout: got %v", err)
 	}
 }
 

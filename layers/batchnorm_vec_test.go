@@ -24,8 +24,8 @@ func TestBatchNormVec(t *testing.T) {
 // workgroup layout that GPUs get (on a GPU, the default layout again), with
 // its sums in subgroups and in workgroup memory.
 func TestBatchNormWorkgroups(t *testing.T) {
-	workgroupBN = true
-	defer func() { workgroupBN = false }()
+	bnLayout = LayoutWorkgroup
+	defer func() { bnLayout = LayoutAuto }()
 	bnSubgroupModes(t, func(t *testing.T) {
 		t.Run("shapes", func(t *testing.T) {
 			t.Run("train", TestBatchNormTrain)
@@ -48,8 +48,8 @@ func TestBatchNormReLU(t *testing.T) {
 	}
 	t.Run("default", run)
 	t.Run("workgroups", func(t *testing.T) {
-		workgroupBN = true
-		defer func() { workgroupBN = false }()
+		bnLayout = LayoutWorkgroup
+		defer func() { bnLayout = LayoutAuto }()
 		bnSubgroupModes(t, run)
 	})
 }

@@ -47,7 +47,7 @@ func (m *MaxPool2D) OutSize(h, w int) (oh, ow int) {
 	return size(h), size(w)
 }
 
-func (m *MaxPool2D) prepare(op string, n, c, h, w int, ts ...named) (*gpu.Kernel, error) {
+func (m *MaxPool2D) prepare(op shaders.PoolOp, n, c, h, w int, ts ...named) (*gpu.Kernel, error) {
 	if n < 1 || c < 1 || h < 1 || w < 1 {
 		return nil, fmt.Errorf("layers: MaxPool2D %s: N=%d, C=%d, H=%d, W=%d must be ≥ 1", op, n, c, h, w)
 	}
@@ -57,10 +57,11 @@ func (m *MaxPool2D) prepare(op string, n, c, h, w int, ts ...named) (*gpu.Kernel
 	if h*w > maxPlane {
 		return nil, fmt.Errorf("layers: MaxPool2D %s: planes of %d×%d exceed 2²⁴ elements", op, h, w)
 	}
-	if err := checkSizes("MaxPool2D "+op, ts); err != nil {
+	if err := checkSizes("MaxPool2D "+string(op), ts); err != nil {
 		return nil, err
 	}
-	return m.d.Kernel("pool", shaders.Spec{"Op": op, "K": m.K, "S": m.Stride, "Pad": m.Pad, "WG": poolWG, "Out": typeOf(ts, "out", "dIn"), "In": typeOf(ts, "in", "dOut")})
+	return m.d.Kernel("pool", shaders.Pool{Op: op, K: m.K, S: m.Stride, Pad: m.Pad,
+		In: typeOf(ts, "in", "dOut"), Out: typeOf(ts, "out", "dIn"), Threads: shaders.Threads{WG: poolWG}})
 }
 
 // Forward writes out, [N, C, OH, OW], the maxima of in, [N, C, H, W], and
@@ -95,14 +96,15 @@ type GlobalAvgPool struct{ d *gpu.Device }
 // NewGlobalAvgPool returns a global average pooling.
 func NewGlobalAvgPool(d *gpu.Device) *GlobalAvgPool { return &GlobalAvgPool{d: d} }
 
-func (g *GlobalAvgPool) prepare(op string, n, c, hw int, ts ...named) (*gpu.Kernel, error) {
+func (g *GlobalAvgPool) prepare(op shaders.PoolOp, n, c, hw int, ts ...named) (*gpu.Kernel, error) {
 	if n < 1 || c < 1 || hw < 1 {
 		return nil, fmt.Errorf("layers: GlobalAvgPool %s: N=%d, C=%d, H·W=%d must be ≥ 1", op, n, c, hw)
 	}
-	if err := checkSizes("GlobalAvgPool "+op, ts); err != nil {
+	if err := checkSizes("GlobalAvgPool "+string(op), ts); err != nil {
 		return nil, err
 	}
-	return g.d.Kernel("pool", shaders.Spec{"Op": op, "WG": poolWG, "Out": typeOf(ts, "out", "dIn"), "In": typeOf(ts, "in", "dOut")})
+	return g.d.Kernel("pool", shaders.Pool{Op: op, In: typeOf(ts, "in", "dOut"), Out: typeOf(ts, "out", "dIn"),
+		Threads: shaders.Threads{WG: poolWG}})
 }
 
 // Forward writes out, [N, C], the means of the planes of in, [N, C, H·W].
@@ -151,11 +153,11 @@ func dispatch1D(r *gpu.Recorder, d *gpu.Device, k *gpu.Kernel, n int, p gpu.Para
 // for the pooling kernels' In (x, dy) and Out (y, dx): under mixed
 // precision the activations are f16, and the global average pool's
 // representation may be f32.
-func typeOf(ts []named, names ...string) string {
+func typeOf(ts []named, names ...string) shaders.Elem {
 	for _, x := range ts {
 		if slices.Contains(names, x.name) {
-			return x.t.DType.String()
+			return shaders.Elem(x.t.DType.String())
 		}
 	}
-	return gpu.F32.String()
+	return shaders.F32
 }

@@ -31,7 +31,8 @@ func (m RowNorm) kernel(r *gpu.Recorder, backward bool, n, d int, ts ...*gpu.Ten
 			return fmt.Errorf("layers: RowNorm of [%d, %d]: operand %d must have %d elements", n, d, i, want)
 		}
 	}
-	k, err := r.Device().Kernel("rownorm", shaders.Spec{"Mode": m.Mode, "Backward": backward, "WG": rowNormWG, "Subgroups": r.Device().Subgroups})
+	k, err := r.Device().Kernel("rownorm", shaders.RowNorm{Mode: shaders.RowNormMode(m.Mode), Backward: backward,
+		Subgroups: r.Device().Subgroups, Threads: shaders.Threads{WG: rowNormWG}})
 	if err != nil {
 		return err
 	}

@@ -19,7 +19,7 @@ func xent(r *gpu.Recorder, out, logits, labels *gpu.Tensor, n, k int, scale floa
 	if n < 1 || k < 1 || logits.Len() != n*k || labels.Len() != n || out.Len() != want {
 		return fmt.Errorf("layers: cross-entropy of %d×%d logits: logits %v, labels %v and output %v do not fit", n, k, logits.Shape, labels.Shape, out.Shape)
 	}
-	kern, err := r.Device().Kernel("xent", shaders.Spec{"WG": xentWG, "Backward": backward})
+	kern, err := r.Device().Kernel("xent", shaders.Xent{Backward: backward, Threads: shaders.Threads{WG: xentWG}})
 	if err != nil {
 		return err
 	}

@@ -69,7 +69,7 @@
 @group(0) @binding(4) var<storage, read> stats: array<f32>;
 {{end}}{{end}}
 {{if eq .Mode "eval"}}
-{{template "bn" (set (set . "T" "f32") "Finish" false)}}
+{{template "bn" (.Steps "f32" false)}}
 
 @compute @workgroup_size({{.WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -90,8 +90,8 @@ fn hsum(v: {{.T}}) -> f32 {
 {{else}}  return v;
 {{end}}}
 
-{{template "total" (set . "T" "f32")}}
-{{template "bn" (set . "Finish" true)}}
+{{template "total" (reduction "total" "add" "f32" .BX .BY .Subgroups)}}
+{{template "bn" (.Steps .T true)}}
 
 // Cursor walks the values of one channel in memory order, BY at a time:
 // k is the index of the current value and pos its position within HW. It

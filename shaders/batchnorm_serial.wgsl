@@ -71,7 +71,7 @@
 @group(0) @binding(4) var<storage, read> stats: array<f32>;
 @group(0) @binding(5) var<storage, read> partial: array<f32>;
 {{end}}{{end}}{{end}}
-{{if or (eq .Pass 2) (and (eq .Mode "backward") .ReLU)}}{{template "bn" (set (set . "T" "vec4<f32>") "Finish" (eq .Pass 2))}}{{end}}
+{{if or (eq .Pass 2) (and (eq .Mode "backward") .ReLU)}}{{template "bn" (.Steps "vec4<f32>" (eq .Pass 2))}}{{end}}
 
 // inrow masks the components of the q-th vec4 that lie in [lo, hi).
 fn inrow(q: u32, lo: u32, hi: u32) -> vec4<bool> {

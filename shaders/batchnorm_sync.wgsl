@@ -74,22 +74,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 {{end}}  dx[k] = {{.S}}(g * cache[2u * p.c + b] * (grad(k, b) - sums[b] / p.m - xhat(k, b) * sums[p.c + b] / p.m));
 }
 {{else}}
-var<workgroup> part: array<vec2<f32>, {{.WG}}>;
-
-// total adds up every thread's v; all threads get the sums.
-fn total(v: vec2<f32>, t: u32) -> vec2<f32> {
-  part[t] = v;
-  workgroupBarrier();
-  for (var s = {{.WG}}u / 2u; s > 0u; s /= 2u) {
-    if (t < s) {
-      part[t] += part[t + s];
-    }
-    workgroupBarrier();
-  }
-  let r = part[0];
-  workgroupBarrier();
-  return r;
-}
+{{template "total" (reduction "total" "add" "vec2<f32>" 1 .WG false)}}
 
 // at is the index of the i-th value of channel b.
 fn at(i: u32, b: u32) -> u32 {
@@ -110,13 +95,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   for (var i = t; i < count; i += {{.WG}}u) {
     s += f32(x[at(i, b)]) - x0;
   }
-  let delta = total(vec2<f32>(s, 0.0), t).x / f32(count);
+  let delta = total(vec2<f32>(s, 0.0), 0u, t).x / f32(count);
   var q = 0.0;
   for (var i = t; i < count; i += {{.WG}}u) {
     let d = (f32(x[at(i, b)]) - x0) - delta;
     q += d * d;
   }
-  let m2 = total(vec2<f32>(q, 0.0), t).x;
+  let m2 = total(vec2<f32>(q, 0.0), 0u, t).x;
   if (t == 0u) {
     stats[b] = x0 + delta;
     stats[p.c + b] = m2;
@@ -127,7 +112,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let g = grad(k, b);
     s += vec2<f32>(g, g * xhat(k, b));
   }
-  let r = total(s, t);
+  let r = total(s, 0u, t);
   if (t == 0u) {
     sums[b] = r.x;
     sums[p.c + b] = r.y;

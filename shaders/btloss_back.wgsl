@@ -28,7 +28,7 @@ struct Params {
 @group(0) @binding(5) var<storage, read> inv: array<f32>;
 @group(0) @binding(6) var<storage, read> gap: array<f32>;
 
-{{template "total" (set . "T" "vec4<f32>")}}
+{{template "total" (reduction "total" "add" "vec4<f32>" .BX .BY false)}}
 
 @compute @workgroup_size({{.BX}}, {{.BY}})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {

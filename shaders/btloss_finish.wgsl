@@ -1,7 +1,7 @@
 // btloss_finish: the Barlow Twins loss and its statistics from the partial
 // sums of btloss_sum or btloss_tile, part [G, 2], and the diagonal's
 // gap [D] = 1 − C_ii. One workgroup; each thread adds a strided share of the
-// partials and of the diagonal, then they meet in workgroup memory.
+// partials and of the diagonal, then lib.tmpl's total adds up the threads.
 // stats = [loss, Σ_i (1 − C_ii)², Σ_{i≠j} C_ij², Σ_i C_ii, Σ_{i≠j} |C_ij|].
 // With Full, the partials' first column includes the diagonal (the Gram
 // form of the fused path), so Σ_i C_ii² is taken off it: the rank of C is at
@@ -23,8 +23,8 @@ struct Params {
 @group(0) @binding(2) var<storage, read> part: array<f32>;
 @group(0) @binding(3) var<storage, read> gap: array<f32>;
 {{end}}
-var<workgroup> red: array<vec4<f32>, {{.WG}}>;
-var<workgroup> red2: array<f32, {{.WG}}>;
+{{template "total" (reduction "total4" "add" "vec4<f32>" 1 .WG false)}}
+{{template "total" (reduction "total1" "add" "f32" 1 .WG false)}}
 
 @compute @workgroup_size({{.WG}})
 fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
@@ -41,20 +41,11 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
     s.w += 1.0 - g;
     sq += (1.0 - g) * (1.0 - g);
   }
-  red[lid.x] = s;
-  red2[lid.x] = sq;
-  workgroupBarrier();
-  for (var h = {{div .WG 2}}u; h > 0u; h = h >> 1u) {
-    if (lid.x < h) {
-      red[lid.x] += red[lid.x + h];
-      red2[lid.x] += red2[lid.x + h];
-    }
-    workgroupBarrier();
-  }
+  let t = total4(s, 0u, lid.x);
+  let tsq = total1(sq, 0u, lid.x);
   if (lid.x == 0u) {
-    let t = red[0];
 {{if .Full}}    // Rounding can take the difference below 0; NaN must pass.
-    let off = select(t.x - red2[0], 0.0, t.x - red2[0] < 0.0);
+    let off = select(t.x - tsq, 0.0, t.x - tsq < 0.0);
 {{else}}    let off = t.x;
 {{end}}    let l = p.scale * (p.ondiag * t.z + p.lambda * off);
 {{if .Loss}}    loss[0] = l;

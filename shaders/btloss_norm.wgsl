@@ -31,7 +31,7 @@ struct Params {
 @group(0) @binding(5) var<storage, read> z_a: array<f32>;
 @group(0) @binding(6) var<storage, read> z_b: array<f32>;
 {{end}}
-{{template "total" (set . "T" "vec2<f32>")}}
+{{template "total" (reduction "total" "add" "vec2<f32>" .BX .BY false)}}
 
 @compute @workgroup_size({{.BX}}, {{.BY}})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {

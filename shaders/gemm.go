@@ -8,8 +8,8 @@ import (
 	"strings"
 )
 
-// Specialisation is what a kernel's template is executed with: a Spec map,
-// or one of the typed specs below, whose fields the template reads by name
+// Specialisation is what a kernel's template is executed with: one of the
+// typed specs here or in specs.go, whose fields the template reads by name
 // and whose Validate rejects values the kernel cannot run with.
 type Specialisation interface {
 	// Key is a stable text form, used to cache compiled kernels.
@@ -222,8 +222,7 @@ func (s GemmDirect) Validate() error {
 	return s.GemmOperands.Validate()
 }
 
-// structKey is a typed spec's Key in Spec.Key's form, key=value sorted by
-// key, with embedded structs' fields flattened and zero values left out, so
+// structKey is a typed spec's Key: key=value sorted by key, with embedded structs' fields flattened and zero values left out, so
 // that names stay short and profiles can pick out the operand modes.
 func structKey(spec any) string {
 	var kvs []string

@@ -36,7 +36,7 @@
 {{else}}@group(0) @binding(3) var<storage, read> grad: array<f32>;
 {{if .Trust}}@group(0) @binding(4) var<storage, read> part: array<f32>;
 
-{{template "total" (set (set (set . "T" "vec2<f32>") "BX" 1) "BY" .WG)}}
+{{template "total" (reduction "total" "add" "vec2<f32>" 1 .WG .Subgroups)}}
 {{end}}{{end}}
 @compute @workgroup_size({{.WG}})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

@@ -15,7 +15,7 @@
 @group(0) @binding(2) var<storage, read> w: array<f32>;
 @group(0) @binding(3) var<storage, read> grad: array<f32>;
 
-{{template "total" (set (set (set . "T" "vec2<f32>") "BX" 1) "BY" .WG)}}
+{{template "total" (reduction "total" "add" "vec2<f32>" 1 .WG .Subgroups)}}
 
 @compute @workgroup_size({{.WG}})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>{{template "subgroup_args" .}}) {

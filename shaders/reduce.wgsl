@@ -21,7 +21,7 @@
 @group(0) @binding(3) var<storage, read> x: array<{{.X}}>;
 {{else}}@group(0) @binding(2) var<storage, read> x: array<{{.X}}>;
 {{end}}
-{{template "total" (set . "T" "f32")}}
+{{template "total" (reduction "total" "add" "f32" .BX .BY .Subgroups)}}
 
 @compute @workgroup_size({{mul .BX .BY}})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

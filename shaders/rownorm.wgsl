@@ -21,7 +21,7 @@
 @group(0) @binding(2) var<storage, read_write> inv: array<f32>;
 @group(0) @binding(3) var<storage, read> x: array<f32>;
 {{end}}
-{{template "total" (set (set (set . "T" "vec2<f32>") "BX" 1) "BY" .WG)}}
+{{template "total" (reduction "total" "add" "vec2<f32>" 1 .WG .Subgroups)}}
 
 @compute @workgroup_size({{.WG}})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

@@ -1,8 +1,7 @@
 // Package shaders holds bt's WGSL compute kernels and the one mechanism that
 // specialises them: tile sizes, workgroup sizes and expressions are written
-// into the source text with text/template before compilation, from a Spec
-// map or, for the kernels with many knobs (the GEMMs), a typed struct that
-// validates its fields. The templates carry structure that WGSL's override
+// into the source text with text/template before compilation, from a typed
+// spec per kernel (specs.go, gemm.go) that validates its fields. The templates carry structure that WGSL's override
 // constants cannot: which bindings exist, which loop a mode runs, and the
 // register tiles they unroll; and each specialisation is compiled to its
 // own pipeline either way, so the few plain numbers (a convolution's kernel
@@ -14,38 +13,12 @@ import (
 	"embed"
 	"fmt"
 	"slices"
-	"sort"
 	"strings"
 	"text/template"
 )
 
 //go:embed *.wgsl lib.tmpl
 var files embed.FS
-
-// Spec holds the values a kernel is specialised with, by template key.
-// Kernels with many keys take a typed Specialisation instead (gemm.go).
-type Spec map[string]any
-
-// Validate accepts every map: a key the template uses but the map lacks is
-// an error when it is rendered.
-func (s Spec) Validate() error { return nil }
-
-// Key is a stable text form of the spec, used to cache compiled kernels.
-func (s Spec) Key() string {
-	keys := make([]string, 0, len(s))
-	for k := range s {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var b strings.Builder
-	for i, k := range keys {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		fmt.Fprintf(&b, "%s=%v", k, s[k])
-	}
-	return b.String()
-}
 
 var funcs = template.FuncMap{
 	// seq lists 0..n-1, for unrolling register tiles.
@@ -70,16 +43,10 @@ var funcs = template.FuncMap{
 	},
 	// comp names component i of a vec4.
 	"comp": func(i int) string { return string("xyzw"[i]) },
-	// set returns a copy of a spec with key set to v, for passing a
-	// kernel's spec and one more value to a shared snippet.
-	"set": func(m map[string]any, key string, v any) map[string]any {
-		out := make(map[string]any, len(m)+1)
-		for k, x := range m {
-			out[k] = x
-		}
-		out[key] = v
-		return out
-	},
+	// reduction is a Reduction for lib.tmpl's total: its function's
+	// name, operation, type, columns, threads per column and whether it
+	// sums in subgroups.
+	"reduction": newReduction,
 }
 
 // Render returns the source of kernel name (the file name.wgsl) with spec
@@ -105,11 +72,7 @@ func Render(name string, spec Specialisation) (string, error) {
 		return "", fmt.Errorf("shaders: %s: %v", name, err)
 	}
 	var b bytes.Buffer
-	var data any = spec
-	if m, ok := spec.(Spec); ok {
-		data = map[string]any(m) // what the lib's set function takes
-	}
-	if err := t.Execute(&b, data); err != nil {
+	if err := t.Execute(&b, spec); err != nil {
 		return "", fmt.Errorf("shaders: %s with %s: %v", name, spec.Key(), err)
 	}
 	return b.String(), nil

@@ -7,7 +7,7 @@ import (
 )
 
 func TestRender(t *testing.T) {
-	src, err := Render("reduce", Spec{"Op": "sum", "BX": 32, "BY": 8, "Subgroups": false, "X": "f32"})
+	src, err := Render("reduce", Reduce{Op: ReduceSum, X: F32, Columns: Columns{BX: 32, BY: 8}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -18,7 +18,7 @@ func TestRender(t *testing.T) {
 	}
 	// With Subgroups, a workgroup of one column sums in subgroups; the
 	// tree's loop is gone.
-	src, err = Render("reduce", Spec{"Op": "sum", "BX": 1, "BY": 256, "Subgroups": true, "X": "f32"})
+	src, err = Render("reduce", Reduce{Op: ReduceSum, X: F32, Columns: Columns{BX: 1, BY: 256}, Subgroups: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,21 +30,21 @@ func TestRender(t *testing.T) {
 	if strings.Contains(src, "s >> 1u") {
 		t.Error("reduce with subgroups still has the tree")
 	}
-	if _, err := Render("reduce", Spec{"Op": "sum", "BX": 32, "Subgroups": false, "X": "f32"}); err == nil || !strings.Contains(err.Error(), "BY") {
+	if _, err := Render("reduce", Reduce{Op: ReduceSum, X: F32, Columns: Columns{BX: 32}}); err == nil || !strings.Contains(err.Error(), "BY") {
 		t.Errorf("a missing specialisation gave %v", err)
 	}
 	// f16 input (mixed precision): enabled first, read as f32.
-	src, err = Render("reduce", Spec{"Op": "sum", "BX": 32, "BY": 8, "Subgroups": false, "X": "f16"})
+	src, err = Render("reduce", Reduce{Op: ReduceSum, X: F16, Columns: Columns{BX: 32, BY: 8}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.HasPrefix(strings.TrimLeft(stripComments(src), "\n"), "enable f16;") || !strings.Contains(src, "array<f16>") || !strings.Contains(src, "f32(x[") {
 		t.Errorf("reduce of f16 does not enable f16 first, bind f16 and widen:\n%s", src)
 	}
-	if _, err := Render("nope", Spec{}); err == nil {
+	if _, err := Render("nope", Reduce{Op: ReduceSum, Columns: Columns{BX: 32, BY: 8}}); err == nil {
 		t.Error("an unknown kernel rendered")
 	}
-	if k := (Spec{"b": 1, "a": "x"}).Key(); k != "a=x,b=1" {
+	if k := (Reduce{Op: ReduceSum, Columns: Columns{BX: 32, BY: 8}}).Key(); k != "BX=32,BY=8,Op=sum" {
 		t.Errorf("Key %q is not sorted", k)
 	}
 	names := Names()

@@ -1,6 +1,6 @@
 // xent: softmax cross-entropy of logits [N, K] against integer labels
 // (stored as floats) [N]. One workgroup per row: the row's maximum and the
-// sum of exponentials are reduced in workgroup memory (the maximum is
+// sum of exponentials are reduced by lib.tmpl's total (the maximum is
 // subtracted first, so large logits do not overflow). The forward pass
 // writes each row's loss; the backward pass writes the gradient of the mean
 // loss, (softmax − onehot)/N, which is also the gradient's whole story: the
@@ -15,35 +15,8 @@ struct Params {
 @group(0) @binding(2) var<storage, read> logits: array<f32>;
 @group(0) @binding(3) var<storage, read> labels: array<f32>;
 
-var<workgroup> part: array<f32, {{.WG}}>;
-
-fn reduce_max(v: f32, t: u32) -> f32 {
-  part[t] = v;
-  workgroupBarrier();
-  for (var s = {{div .WG 2}}u; s > 0u; s = s >> 1u) {
-    if (t < s) {
-      part[t] = max(part[t], part[t + s]);
-    }
-    workgroupBarrier();
-  }
-  let r = part[0];
-  workgroupBarrier();
-  return r;
-}
-
-fn reduce_sum(v: f32, t: u32) -> f32 {
-  part[t] = v;
-  workgroupBarrier();
-  for (var s = {{div .WG 2}}u; s > 0u; s = s >> 1u) {
-    if (t < s) {
-      part[t] += part[t + s];
-    }
-    workgroupBarrier();
-  }
-  let r = part[0];
-  workgroupBarrier();
-  return r;
-}
+{{template "total" (reduction "reduce_max" "max" "f32" 1 .WG false)}}
+{{template "total" (reduction "reduce_sum" "add" "f32" 1 .WG false)}}
 
 @compute @workgroup_size({{.WG}})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -58,12 +31,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   for (var j = t; j < p.k; j += {{.WG}}u) {
     m = max(m, logits[base + j]);
   }
-  m = reduce_max(m, t);
+  m = reduce_max(m, 0u, t);
   var s = 0.0;
   for (var j = t; j < p.k; j += {{.WG}}u) {
     s += exp(logits[base + j] - m);
   }
-  s = reduce_sum(s, t);
+  s = reduce_sum(s, 0u, t);
   let label = u32(labels[min(row, p.n - 1u)]);
   if (!inside) {
     return;

@@ -28,6 +28,9 @@ const (
 	statsLen            = 8
 )
 
+// columns is the workgroup of the per-column kernels.
+var columns = shaders.Columns{BX: colBX, BY: colBY}
+
 // BarlowTwins is the Barlow Twins loss of a batch of N embedding pairs of width D
 // with its backward pass, on the device:
 //
@@ -413,7 +416,7 @@ func (l *BarlowTwins) forward(r *gpu.Recorder, loss, za, zb *gpu.Tensor) error {
 		return errors.New("loss: Forward needs a loss tensor of at least one element")
 	}
 	n, dim := l.n, l.dim
-	k, err := l.d.Kernel("btloss_norm", shaders.Spec{"BX": colBX, "BY": colBY, "Norm": l.batchNorm(), "Given": false})
+	k, err := l.d.Kernel("btloss_norm", shaders.BTLossNorm{Norm: l.batchNorm(), Columns: columns})
 	if err != nil {
 		return err
 	}
@@ -444,7 +447,7 @@ func (l *BarlowTwins) forward(r *gpu.Recorder, loss, za, zb *gpu.Tensor) error {
 		}
 		sum = append(sum, l.c)
 	}
-	if k, err = l.d.Kernel("btloss_sum", shaders.Spec{"WG": sumWG, "Dot": l.fused, "Subgroups": l.d.Subgroups}); err != nil {
+	if k, err = l.d.Kernel("btloss_sum", shaders.BTLossSum{Dot: l.fused, Subgroups: l.d.Subgroups, Threads: shaders.Threads{WG: sumWG}}); err != nil {
 		return err
 	}
 	if err := r.Dispatch(k, [3]int{l.sumGroups(), 1, 1}, gpu.Params{}.U(l.sumLen()).U(dim), sum...); err != nil {
@@ -470,7 +473,7 @@ func (l *BarlowTwins) gram(r *gpu.Recorder) error {
 
 // finish records btloss_finish over groups partial sums; loss may be nil.
 func (l *BarlowTwins) finish(r *gpu.Recorder, loss, stats, part *gpu.Tensor, groups int, full bool) error {
-	k, err := l.d.Kernel("btloss_finish", shaders.Spec{"WG": finishWG, "Full": full, "Loss": loss != nil})
+	k, err := l.d.Kernel("btloss_finish", shaders.BTLossFinish{Full: full, Loss: loss != nil, Threads: shaders.Threads{WG: finishWG}})
 	if err != nil {
 		return err
 	}
@@ -539,7 +542,7 @@ func (l *BarlowTwins) backward(r *gpu.Recorder, dza, dzb *gpu.Tensor) error {
 			return err
 		}
 	}
-	k, err := l.d.Kernel("btloss_back", shaders.Spec{"BX": colBX, "BY": colBY, "Norm": l.batchNorm()})
+	k, err := l.d.Kernel("btloss_back", shaders.BTLossBack{Norm: l.batchNorm(), Columns: columns})
 	if err != nil {
 		return err
 	}

@@ -130,7 +130,7 @@ func (l *BarlowTwins) shardedForward(r *gpu.Recorder, loss, za, zb *gpu.Tensor) 
 	if err := gpu.Gemm(r, l.c, l.ha, l.hb, gpu.GemmOp{M: dim, N: dim, K: n, TransA: true, Alpha: 1 / float32(total)}); err != nil {
 		return err
 	}
-	k, err := l.d.Kernel("btloss_norm", shaders.Spec{"BX": colBX, "BY": colBY, "Norm": true, "Given": true})
+	k, err := l.d.Kernel("btloss_norm", shaders.BTLossNorm{Norm: true, Given: true, Columns: columns})
 	if err != nil {
 		return err
 	}
@@ -180,7 +180,7 @@ func (l *BarlowTwins) shardedForward(r *gpu.Recorder, loss, za, zb *gpu.Tensor) 
 	if err != nil {
 		return err
 	}
-	k, err = l.d.Kernel("btloss_sum", shaders.Spec{"WG": sumWG, "Dot": false, "Subgroups": l.d.Subgroups})
+	k, err = l.d.Kernel("btloss_sum", shaders.BTLossSum{Subgroups: l.d.Subgroups, Threads: shaders.Threads{WG: sumWG}})
 	if err != nil {
 		return err
 	}
@@ -207,7 +207,7 @@ func (l *BarlowTwins) shardedBackward(r *gpu.Recorder, dza, dzb *gpu.Tensor) err
 	}
 	// btloss_back weighs the diagonal by Scale/n for its n rows; the
 	// global batch's 1/N is Scale·(n/N)/n.
-	k, err := l.d.Kernel("btloss_back", shaders.Spec{"BX": colBX, "BY": colBY, "Norm": false})
+	k, err := l.d.Kernel("btloss_back", shaders.BTLossBack{Columns: columns})
 	if err != nil {
 		return err
 	}

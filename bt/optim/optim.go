@@ -135,7 +135,7 @@ func NewLARS(d *gpu.Device, params []*layers.Param, c LARSConfig) (Optimizer, er
 	if !(c.Eta > 0) || math.IsInf(c.Eta, 0) {
 		return nil, fmt.Errorf("optim: LARS trust coefficient η = %g must be positive and finite", c.Eta)
 	}
-	o := &optimizer{kind: "lars", rule: "momentum", beta1: c.Momentum, eta: c.Eta}
+	o := &optimizer{kind: "lars", rule: shaders.Momentum, beta1: c.Momentum, eta: c.Eta}
 	return o.init(d, params, func(p *layers.Param) (float64, bool) {
 		if p.IsVector() {
 			return 0, false
@@ -150,7 +150,7 @@ func NewSGD(d *gpu.Device, params []*layers.Param, c SGDConfig) (Optimizer, erro
 	if err := checkHyper("SGD", c.WeightDecay, c.Momentum); err != nil {
 		return nil, err
 	}
-	o := &optimizer{kind: "sgd", rule: "momentum", beta1: c.Momentum}
+	o := &optimizer{kind: "sgd", rule: shaders.Momentum, beta1: c.Momentum}
 	return o.init(d, params, func(p *layers.Param) (float64, bool) {
 		if c.ExcludeVectors && p.IsVector() {
 			return 0, false
@@ -171,7 +171,7 @@ func NewAdamW(d *gpu.Device, params []*layers.Param, c AdamWConfig) (Optimizer, 
 	if !(c.Eps > 0) || math.IsInf(c.Eps, 0) {
 		return nil, fmt.Errorf("optim: AdamW eps = %g must be positive and finite", c.Eps)
 	}
-	o := &optimizer{kind: "adamw", rule: "adamw", beta1: c.Beta1, beta2: c.Beta2, eps: c.Eps}
+	o := &optimizer{kind: "adamw", rule: shaders.AdamW, beta1: c.Beta1, beta2: c.Beta2, eps: c.Eps}
 	return o.init(d, params, func(p *layers.Param) (float64, bool) {
 		if c.ExcludeVectors && p.IsVector() {
 			return 0, false
@@ -228,7 +228,7 @@ func grid(groups, maxX, maxY int) ([3]int, error) {
 type optimizer struct {
 	d      *gpu.Device
 	kind   string // lars, sgd, adamw
-	rule   string // optim's Rule: momentum or adamw
+	rule   shaders.OptimRule
 	params []*layers.Param
 	wd     []float64
 	trust  []bool
@@ -275,7 +275,7 @@ func (o *optimizer) alloc(d *gpu.Device, params []*layers.Param, group func(*lay
 	o.d, o.params = d, slices.Clone(params)
 	o.elems, o.maxX = optimElems(d), int(d.Limits.MaxComputeWorkgroupsPerDimension)
 	o.slots = []string{"momentum"}
-	if o.rule == "adamw" {
+	if o.rule == shaders.AdamW {
 		o.slots = []string{"exp_avg", "exp_avg_sq"}
 	}
 	total := 0
@@ -321,7 +321,7 @@ func (o *optimizer) Step(r *gpu.Recorder, lrWeights, lrVectors float32) error {
 			return fmt.Errorf("optim: %s learning rates %g (weights), %g (vectors) must be ≥ 0 and finite", o.kind, lrWeights, lrVectors)
 		}
 	}
-	norms, err := o.d.Kernel("optim_norms", shaders.Spec{"WG": optimWG, "Subgroups": o.d.Subgroups})
+	norms, err := o.d.Kernel("optim_norms", shaders.OptimNorms{Subgroups: o.d.Subgroups, Threads: shaders.Threads{WG: optimWG}})
 	if err != nil {
 		return err
 	}
@@ -343,7 +343,8 @@ func (o *optimizer) Step(r *gpu.Recorder, lrWeights, lrVectors float32) error {
 				return fmt.Errorf("optim: %s norms of %s: %w", o.kind, p.Name, err)
 			}
 		}
-		k, err := o.d.Kernel("optim", shaders.Spec{"WG": optimWG, "E": o.elems, "Rule": o.rule, "Trust": o.trust[i], "Subgroups": o.d.Subgroups})
+		k, err := o.d.Kernel("optim", shaders.Optim{Rule: o.rule, Trust: o.trust[i], E: o.elems, Subgroups: o.d.Subgroups,
+			Threads: shaders.Threads{WG: optimWG}})
 		if err != nil {
 			return err
 		}

@@ -98,31 +98,63 @@ func convChecks() []Check {
 		{N: 2, Cin: 3, H: 17, W: 13, Cout: 5, KH: 3, KW: 3, Stride: 2, Pad: 1},
 		{N: 3, Cin: 4, H: 5, W: 5, Cout: 8, KH: 3, KW: 3, Stride: 1, Pad: 1},
 	} {
-		oh, ow := s.Out()
-		xs, ws, ys := []int{s.N, s.Cin, s.H, s.W}, []int{s.Cout, s.Cin, s.KH, s.KW}, []int{s.N, s.Cout, oh, ow}
-		rs := ref.ConvShape{N: s.N, Cin: s.Cin, H: s.H, W: s.W, Cout: s.Cout, KH: s.KH, KW: s.KW, Stride: s.Stride, Pad: s.Pad}
-		name := fmt.Sprintf("%dx%dx%dx%d -> %d, %dx%d stride %d", s.N, s.Cin, s.H, s.W, s.Cout, s.KH, s.KW, s.Stride)
-		cs = append(cs,
-			op("conv forward "+name, kcheck.Op{Inputs: [][]int{xs, ws}, Outputs: [][]int{ys}, Tol: kcheck.Reduction,
-				GPU: func(r *gpu.Recorder, o, i []*gpu.Tensor) error { return gpu.ConvForward(r, o[0], i[0], i[1], s) },
-				Ref: func(o, i [][]float64) { copy(o[0], ref.ConvForward(rs, i[0], i[1], nil)) }}),
-			op("conv data gradient "+name, kcheck.Op{Inputs: [][]int{ys, ws, xs}, Outputs: [][]int{xs}, Tol: kcheck.Reduction,
-				GPU: func(r *gpu.Recorder, o, i []*gpu.Tensor) error { return gpu.ConvBackwardData(r, o[0], i[0], i[1], s) },
-				Ref: func(o, i [][]float64) {
-					dx, _, _ := ref.ConvBackward(rs, i[2], i[1], nil, i[0])
-					copy(o[0], dx)
-				}}),
-			op("conv weight gradient "+name, kcheck.Op{Inputs: [][]int{ys, xs}, Outputs: [][]int{ws}, Accumulate: []bool{true},
-				Tol: kcheck.Reduction,
-				GPU: func(r *gpu.Recorder, o, i []*gpu.Tensor) error { return gpu.ConvBackwardWeight(r, o[0], i[0], i[1], s) },
-				Ref: func(o, i [][]float64) {
-					_, dw, _ := ref.ConvBackward(rs, i[1], make([]float64, len(o[0])), nil, i[0])
-					for j := range dw {
-						o[0][j] += dw[j]
-					}
-				}}))
+		for _, c := range ConvOps(s, kcheck.Reduction, gpu.F32, gpu.ConvTilesAuto) {
+			cs = append(cs, op(c.Name, c.Op))
+		}
 	}
 	return cs
+}
+
+// NamedOp is a kernel check with its name.
+type NamedOp struct {
+	Name string
+	Op   kcheck.Op
+}
+
+// ConvOps are the checks of the three passes of convolution s with the
+// given tiles, held to tol, with activations, weights and the data
+// gradient stored as act: with f16, the forward pass and the data
+// gradient, stored as f16, are held to kcheck.HalfStorage, and the weight
+// gradient, accumulated into f32, to tol. The suite's and gpu's tests
+// alike.
+func ConvOps(s gpu.ConvShape, tol float64, act gpu.DType, tiles gpu.ConvTiles) []NamedOp {
+	oh, ow := s.Out()
+	xs, ws, ys := []int{s.N, s.Cin, s.H, s.W}, []int{s.Cout, s.Cin, s.KH, s.KW}, []int{s.N, s.Cout, oh, ow}
+	rs := ref.ConvShape{N: s.N, Cin: s.Cin, H: s.H, W: s.W, Cout: s.Cout, KH: s.KH, KW: s.KW, Stride: s.Stride, Pad: s.Pad}
+	name := fmt.Sprintf("%dx%dx%dx%d -> %d, %dx%d stride %d pad %d", s.N, s.Cin, s.H, s.W, s.Cout, s.KH, s.KW, s.Stride, s.Pad)
+	if tiles != gpu.ConvTilesAuto {
+		name += fmt.Sprintf(", %v tiles", tiles)
+	}
+	if act != gpu.F32 {
+		name += fmt.Sprintf(", %v", act)
+	}
+	stored, acts := tol, []gpu.DType{act, act, act}
+	if act == gpu.F16 {
+		stored = kcheck.HalfStorage
+	}
+	return []NamedOp{
+		{"conv forward " + name, kcheck.Op{Inputs: [][]int{xs, ws}, Outputs: [][]int{ys}, Tol: stored, InTypes: acts[:2], OutTypes: acts[:1],
+			GPU: func(r *gpu.Recorder, o, i []*gpu.Tensor) error { return gpu.ConvForward(r, o[0], i[0], i[1], s, tiles) },
+			Ref: func(o, i [][]float64) { copy(o[0], ref.ConvForward(rs, i[0], i[1], nil)) }}},
+		{"conv data gradient " + name, kcheck.Op{Inputs: [][]int{ys, ws, xs}, Outputs: [][]int{xs}, Tol: stored, InTypes: acts, OutTypes: acts[:1],
+			GPU: func(r *gpu.Recorder, o, i []*gpu.Tensor) error {
+				return gpu.ConvBackwardData(r, o[0], i[0], i[1], s, tiles)
+			},
+			Ref: func(o, i [][]float64) {
+				dx, _, _ := ref.ConvBackward(rs, i[2], i[1], nil, i[0])
+				copy(o[0], dx)
+			}}},
+		{"conv weight gradient " + name, kcheck.Op{Inputs: [][]int{ys, xs}, Outputs: [][]int{ws}, Accumulate: []bool{true}, Tol: tol, InTypes: acts[:2],
+			GPU: func(r *gpu.Recorder, o, i []*gpu.Tensor) error {
+				return gpu.ConvBackwardWeight(r, o[0], i[0], i[1], s, tiles)
+			},
+			Ref: func(o, i [][]float64) {
+				_, dw, _ := ref.ConvBackward(rs, i[1], make([]float64, len(o[0])), nil, i[0])
+				for j := range dw {
+					o[0][j] += dw[j]
+				}
+			}}},
+	}
 }
 
 func elementwiseChecks() []Check {
@@ -675,7 +707,7 @@ func augmentChecks() []Check {
 func fmaChecks() []Check {
 	const wg, chains, unroll, iters, groups = 64, 3, 8, 5, 3
 	return []Check{{"fma probe, 3 chains", func(d *gpu.Device, rng *rand.Rand) error {
-		k, err := d.Kernel("fma", shaders.Spec{"WG": wg, "Chains": chains, "Unroll": unroll})
+		k, err := d.Kernel("fma", shaders.FMA{Chains: chains, Unroll: unroll, Threads: shaders.Threads{WG: wg}})
 		if err != nil {
 			return err
 		}
