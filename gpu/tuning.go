@@ -161,6 +161,15 @@ func (d *Device) tileFor(c GemmCase, builtin GemmTile) GemmTile {
 	return builtin
 }
 
+// DenseTile is the tile a dense product takes without one given in op: the
+// tuned one for its class, or else GemmTileFor's.
+func (d *Device) DenseTile(op GemmOp) GemmTile {
+	if t, ok := d.tuning.Gemm[ClassOf(GemmDense, op.TransA, op.TransB, op.M, op.N, op.K)]; ok {
+		return t
+	}
+	return d.GemmTileFor(op.M, op.N)
+}
+
 // GemmCase is a product to time: its form, sizes, and for a convolution
 // pass the convolution. It is what CollectGemms records of a run's products.
 type GemmCase struct {
