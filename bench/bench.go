@@ -155,5 +155,5 @@ func MeasureGemm(d *gpu.Device, s GemmShape, min time.Duration) (GemmResult, err
 	}
 	cpu, _ := Time(min, func() error { g.CPU(); return nil })
 	return GemmResult{Shape: s, GFLOPS: s.Flops() / sec / 1e9, CPUGFLOPS: s.Flops() / cpu / 1e9,
-		Tile: d.GemmTileFor(s.M, s.N), AdapterBytes: 4 * uint64(s.M*s.K+s.K*s.N+s.M*s.N)}, nil
+		Tile: d.DenseTile(gpu.GemmOp{M: s.M, N: s.N, K: s.K}), AdapterBytes: 4 * uint64(s.M*s.K+s.K*s.N+s.M*s.N)}, nil
 }

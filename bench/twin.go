@@ -146,6 +146,26 @@ func MeasureTwinStep(d *gpu.Device, arch string, batch, size int, projector stri
 		PairsPerSec: float64(batch) / sec, PeakBytes: d.MemStats().Peak, Adapter: d.Info.Name, Params: params}, nil
 }
 
+// TwinGemms is the products one training step of the twin benchmark's
+// network records, one case per class (gpu.Device.CollectGemms): what
+// tuning times for a run of that backbone, projector, batch and size.
+func TwinGemms(d *gpu.Device, arch string, batch, size int, projector string, act gpu.DType) ([]gpu.GemmCase, error) {
+	t, err := newTwinRun(d, arch, batch, size, projector, act)
+	if err != nil {
+		return nil, err
+	}
+	defer t.release()
+	d.CollectGemms(true)
+	defer d.CollectGemms(false)
+	if err := t.step(); err != nil {
+		return nil, err
+	}
+	if _, err := t.tr.Flush(); err != nil {
+		return nil, err
+	}
+	return d.CollectedGemms(), nil
+}
+
 // KernelTime is the device time of one kernel family within a step.
 type KernelTime struct {
 	Family     string

@@ -37,13 +37,25 @@ func (s ConvShape) operands(a shaders.AOperand, b shaders.BOperand) shaders.Gemm
 	return shaders.GemmOperands{A: a, B: b, Conv: shaders.Conv{KH: s.KH, KW: s.KW, Stride: s.Stride, Pad: s.Pad}}
 }
 
-// convTile is the tile of a convolution's implicit GEMM with m rows and n
-// columns. CPU adapters get direct tiles (shaders/gemm_direct.wgsl) of one
+// convTile is the tile of a convolution pass's implicit GEMM with m rows, n
+// columns and a reduction of k: with ConvTilesAuto the tuned one for its
+// class, or else the built-in one; tiles forced by the caller are used as
+// forced.
+func (d *Device) convTile(form GemmForm, s ConvShape, m, n, k int, tiles ConvTiles) GemmTile {
+	builtin := d.convTileBuiltin(m, n, tiles)
+	if tiles != ConvTilesAuto {
+		return builtin
+	}
+	return d.tileFor(GemmCase{Class: ClassOf(form, false, false, m, n, k), Conv: s}, builtin)
+}
+
+// convTileBuiltin is the tile of a convolution's implicit GEMM with m rows
+// and n columns that bt takes without tuning. CPU adapters get direct tiles (shaders/gemm_direct.wgsl) of one
 // SIMD row of 8 threads, each with 16 rows × 8 columns of accumulators:
 // measured on lavapipe (2-core EPYC, AVX2) against 4 or 16 columns, 8 or 32
 // rows and 16 or 32 threads over the tiny ResNet's layers at batch 64, it
 // ran them at 15–17 GFLOP/s where the staged 16×256 tiles ran 3–6.
-func (d *Device) convTile(m, n int, tiles ConvTiles) GemmTile {
+func (d *Device) convTileBuiltin(m, n int, tiles ConvTiles) GemmTile {
 	if !d.IsCPU() || tiles == ConvTilesStaged {
 		return d.GemmTileFor(m, n)
 	}
@@ -111,7 +123,7 @@ func ConvForward(r *Recorder, out, x, w *Tensor, s ConvShape, tiles ...ConvTiles
 	if err != nil {
 		return err
 	}
-	tile := r.d.convTile(s.Cout, oh*ow, t)
+	tile := r.d.convTile(GemmConvForward, s, s.Cout, oh*ow, kk, t)
 	call := gemmCall{ops: s.operands(shaders.ADense, shaders.BIm2col),
 		m: s.Cout, n: oh * ow, k: kk, batch: s.N, sa: 0, sb: s.Cin * s.H * s.W, sc: s.Cout * oh * ow,
 		alpha: 1, conv: s, tile: tile, kstep: vecStep(tile, kk)}
@@ -215,7 +227,7 @@ func convBackwardDataPhase(r *Recorder, dx, dy, w *Tensor, s ConvShape, ph convP
 	ops := s.operands(shaders.ADense, shaders.BDyCol)
 	ops.Phase = shaders.Phase{PY: ph.py, PX: ph.px, TY: ph.ty, TX: ph.tx, QY: ph.qy, QX: ph.qx}
 	n := ph.ny * ph.nx
-	tile := r.d.convTile(s.Cin, n, t)
+	tile := r.d.convTile(GemmConvData, s, s.Cin, n, k, t)
 	call := gemmCall{ops: ops, m: s.Cin, n: n, k: k, batch: s.N, sc: s.Cin * s.H * s.W,
 		alpha: 1, conv: s, tile: tile, kstep: vecStep(tile, k)}
 	r.d.flatten(&call, t)
@@ -251,7 +263,7 @@ func ConvBackwardWeight(r *Recorder, dw, dy, x *Tensor, s ConvShape, tiles ...Co
 	if err != nil {
 		return err
 	}
-	tile := r.d.convTile(s.Cout, kk, t)
+	tile := r.d.convTile(GemmConvWeight, s, s.Cout, kk, s.N*oh*ow, t)
 	red := s.N * oh * ow
 	grid := ((s.Cout + tile.BM - 1) / tile.BM) * ((kk + tile.BN - 1) / tile.BN)
 	splits := max(1, min((r.d.convSplitTarget()+grid-1)/grid, red/(16*tile.BK)))

@@ -113,6 +113,9 @@ type Device struct {
 	pool       *pool
 	open       int  // recordings neither submitted nor discarded
 	trim       bool // a Trim waits for the open recordings
+
+	tuning  Tuning                 // tiles chosen by tuning (SetTuning)
+	collect map[GemmClass]GemmCase // products seen, while CollectGemms is on
 }
 
 // noAdapterHelp is the advice every "no adapter" error carries.

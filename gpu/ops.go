@@ -302,7 +302,8 @@ func (d *Device) GemmTileFor(m, n int) GemmTile {
 // GemmOp describes C = Alpha·op(A)·op(B) + Beta·C over Batch row-major
 // matrices: op(A) is M×K (A is stored K×M when TransA), op(B) is K×N (B is
 // stored N×K when TransB), C is M×N. Batch 0 means 1. A zero Tile means
-// Device.GemmTileFor(M, N).
+// the device's tuned tile for the product's class (Device.SetTuning), or
+// else Device.GemmTileFor(M, N).
 type GemmOp struct {
 	M, N, K, Batch int
 	TransA, TransB bool
@@ -320,10 +321,15 @@ func Gemm(r *Recorder, c, a, b *Tensor, op GemmOp) error {
 		operand{"C", c, batch * op.M * op.N}, operand{"A", a, batch * op.M * op.K}, operand{"B", b, batch * op.K * op.N}); err != nil {
 		return err
 	}
+	tile := op.Tile
+	if tile == (GemmTile{}) {
+		tile = r.d.tileFor(GemmCase{Class: ClassOf(GemmDense, op.TransA, op.TransB, op.M, op.N, op.K), Op: op},
+			r.d.GemmTileFor(op.M, op.N))
+	}
 	return gemm(r, c, a, b, gemmCall{
 		ops: shaders.GemmOperands{A: shaders.ADense, B: shaders.BDense, TransA: op.TransA, TransB: op.TransB},
 		m:   op.M, n: op.N, k: op.K, batch: batch, sa: op.M * op.K, sb: op.K * op.N, sc: op.M * op.N,
-		alpha: op.Alpha, beta: op.Beta, tile: op.Tile,
+		alpha: op.Alpha, beta: op.Beta, tile: tile,
 	})
 }
 
@@ -368,9 +374,6 @@ func gemm(r *Recorder, c, a, b *Tensor, g gemmCall) error {
 	// f32 whatever they are.
 	g.ops.CType, g.ops.AType, g.ops.BType = c.DType.spec(), a.DType.spec(), b.DType.spec()
 	tile := g.tile
-	if tile == (GemmTile{}) {
-		tile = r.d.GemmTileFor(g.m, g.n)
-	}
 	if err := tile.validate(r.d); err != nil {
 		return err
 	}

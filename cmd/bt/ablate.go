@@ -207,6 +207,7 @@ type ablationResult struct {
 // ablateOptions are bt ablate's flags beside the training configuration.
 type ablateOptions struct {
 	adapter          *string
+	tune             tuneSource
 	recipe           string
 	out, only, reuse string
 	list             bool
@@ -228,6 +229,7 @@ func ablateFlags(cfg *train.Config, o *ablateOptions) *flag.FlagSet {
 	o.every = 100
 	fs.Float64Var(&o.minutes, "minutes", 0, "pretraining budget per run in minutes instead of -steps: each run's steps come from timing two of its steps first (the batch family then compares at equal time, not equal pairs)")
 	o.ef.register(fs)
+	o.tune.register(fs)
 	return fs
 }
 
@@ -294,6 +296,9 @@ func runAblate(args []string) error {
 		return err
 	}
 	defer d.Release()
+	if err := o.tune.apply(d, os.Stderr); err != nil {
+		return err
+	}
 	// A grid is many runs: unless told otherwise, each is a short budgeted
 	// run, evaluated on samples, sized for the adapter like the demo.
 	explicit := map[string]bool{}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -23,6 +24,8 @@ func runBench(args []string) error {
 	precision := "f32"
 	fs.Var(choiceFlag[string]{&precision, []string{"f32", "f16", "both"}}, "precision", "activations of the twin-step benchmark: f32, f16 (mixed precision), or both, f16 beside f32 in the same run")
 	minTime := fs.Duration("time", 2*time.Second, "minimum time to measure each case")
+	var tuning tuneSource
+	tuning.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -34,6 +37,9 @@ func runBench(args []string) error {
 		return err
 	}
 	defer d.Release()
+	if err := tuning.apply(d, os.Stdout); err != nil {
+		return err
+	}
 	if precision != "f32" && !d.F16 {
 		return fmt.Errorf("-precision %s: %s has no shader-f16", precision, d.Info.Name)
 	}
@@ -52,6 +58,15 @@ func runBench(args []string) error {
 					return err
 				}
 				fmt.Println(r)
+				if err := untuned(d, func() error {
+					b, err := bench.MeasureGemm(d, s, *minTime)
+					if err == nil {
+						fmt.Printf("%v   built-in tile: tuned ×%.2f\n", b, r.GFLOPS/b.GFLOPS)
+					}
+					return err
+				}); err != nil {
+					return err
+				}
 			}
 		case "conv":
 			g, err := bench.MeasureGemm(d, bench.GemmShape{Name: "square-1024", M: 1024, N: 1024, K: 1024}, *minTime)
@@ -91,6 +106,15 @@ func runBench(args []string) error {
 				} else {
 					fmt.Printf("%v   %.2f× the f32 step's pairs/s, %.2f× its peak memory\n", r, r.PairsPerSec/first.PairsPerSec, float64(r.PeakBytes)/float64(first.PeakBytes))
 				}
+				if err := untuned(d, func() error {
+					b, err := bench.MeasureTwinStep(d, *arch, *batch, *size, *projector, act, *minTime)
+					if err == nil {
+						fmt.Printf("%v   built-in tiles: tuned ×%.2f\n", b, r.PairsPerSec/b.PairsPerSec)
+					}
+					return err
+				}); err != nil {
+					return err
+				}
 				if *profile {
 					p, err := bench.ProfileTwinStep(d, *arch, *batch, *size, *projector, act, 3)
 					if err != nil {
@@ -117,6 +141,24 @@ func runBench(args []string) error {
 		}
 	}
 	return nil
+}
+
+// untuned runs measure with bt's built-in tiles, where the device holds
+// tuned ones, so that a tuned figure has the untuned one beside it from the
+// same run; without tuning it does nothing.
+func untuned(d *gpu.Device, measure func() error) error {
+	t := d.Tuning()
+	if len(t.Gemm) == 0 {
+		return nil
+	}
+	if err := d.SetTuning(gpu.Tuning{}); err != nil {
+		return err
+	}
+	err := measure()
+	if err2 := d.SetTuning(t); err == nil {
+		err = err2
+	}
+	return err
 }
 
 func shapeNames() string {

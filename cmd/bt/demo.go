@@ -35,6 +35,8 @@ func runDemo(args []string) error {
 	fs.IntVar(&o.evalTrain, "eval-train", 0, "training images for evaluation (default: 10000 on a CPU adapter, all on a GPU)")
 	fs.IntVar(&o.evalTest, "eval-test", 0, "test images for evaluation (default: 2000 on a CPU adapter, all on a GPU)")
 	fs.StringVar(&o.data, "data", "", "dataset (default: fashion-mnist if installed, else synthetic)")
+	var tuning tuneSource
+	tuning.register(fs)
 	fs.Var(choiceFlag[string]{&o.recipe, append([]string{""}, train.RecipeNames()...)}, "recipe", "optimisation recipe: short (the best of docs/quality.md's sweep at a few epochs: train.Recipes) or paper (the official, tuned for 1000 epochs) (default: short)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -56,6 +58,9 @@ func runDemo(args []string) error {
 		return err
 	}
 	defer d.Release()
+	if err := tuning.apply(d, os.Stderr); err != nil {
+		return err
+	}
 	table, _, _, err := demo(d, o)
 	if err != nil {
 		return err

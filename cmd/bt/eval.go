@@ -147,6 +147,8 @@ func runEval(args []string) error {
 	fs.Uint64Var(&val.Seed, "val-seed", 0, "with -val-fraction, the seed that draws the validation split's images")
 	precision := "f32"
 	fs.Var(choiceFlag[string]{&precision, train.Precisions}, "precision", "the backbone's activations: f32, or f16 (mixed precision, f32 arithmetic and features; adapters with shader-f16); semi fine-tunes in f32")
+	var tuning tuneSource
+	tuning.register(fs)
 	setGroups(fs, []flagGroup{
 		{"model", []string{"checkpoint", "random", "arch", "seed"}},
 		{"data", []string{"data", "data-dir", "augment", "size", "workers", "max-pixels", "augment-on", "val-fraction", "val-seed"}},
@@ -184,6 +186,9 @@ func runEval(args []string) error {
 		return err
 	}
 	defer d.Release()
+	if err := tuning.apply(d, os.Stderr); err != nil {
+		return err
+	}
 	if ef.act == gpu.F16 && !d.F16 {
 		return fmt.Errorf("-precision f16: %s has no shader-f16", d.Info.Name)
 	}

@@ -35,6 +35,7 @@ var commands = map[string]command{
 	"devices":  {"list adapters, describe the chosen one and run a kernel self-check", runDevices},
 	"bench":    {"measure GEMM GFLOP/s on the adapter beside gonum's CPU BLAS", runBench},
 	"pretrain": {"pretrain a backbone with Barlow Twins", runPretrain},
+	"tune":     {"time kernel variants on the adapter and keep the fastest for later runs", runTune},
 	"export":   {"write a checkpoint's backbone with torchvision's names, for PyTorch", runExport},
 	"eval":     {"evaluate a backbone: weighted kNN, linear probe, or embed to .npy", runEval},
 	"serve":    {"a local web page for runs: live curves, heat maps, overlays, nearest neighbours", runServe},

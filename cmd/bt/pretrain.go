@@ -52,6 +52,9 @@ func runPretrain(args []string) error {
 		return err
 	}
 	defer d.Release()
+	if err := ro.tune.apply(d, os.Stderr); err != nil {
+		return err
+	}
 	// Ctrl-C (or SIGTERM from a scheduler) finishes the step in flight,
 	// writes a checkpoint and exits; a second one kills as usual.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -122,6 +125,7 @@ func pretrainFlags(cfg *train.Config) (*flag.FlagSet, *runOptions) {
 	groups = append(groups, ro.register(fs))
 	setGroups(fs, groups)
 	ro.adapter = adapter
+	ro.tune.register(fs)
 	return fs, ro
 }
 
@@ -142,8 +146,9 @@ type runOptions struct {
 	// auto picks the next free directory named after out (runs/pretrain,
 	// runs/pretrain-2, …): the user named none.
 	auto    bool
-	adapter *string   // the -adapter flag
-	comm    dist.Comm // the ranks of a run over several processes; nil for one
+	adapter *string    // the -adapter flag
+	tune    tuneSource // the -tune flag
+	comm    dist.Comm  // the ranks of a run over several processes; nil for one
 	// exchange is -exchange: "auto", or a train.Exchange to insist on.
 	exchange string
 	ready    *bool // rank 0: set once every rank has heard that the run is set up
