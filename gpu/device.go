@@ -110,6 +110,7 @@ type Device struct {
 
 	kernels    map[string]*Kernel
 	dispatches map[string]int // per shader file, recorded so far
+	tracer     *tracer        // nil unless SetTrace
 	pool       *pool
 	open       int  // recordings neither submitted nor discarded
 	trim       bool // a Trim waits for the open recordings

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"unsafe"
 
+	"github.com/bt-org/bt/trace"
 	"github.com/oliverbestmann/webgpu/wgpu"
 )
 
@@ -73,6 +74,7 @@ func (b *Readback) Wait() ([]float32, error) {
 	if _, err := b.Ready(); err != nil {
 		return nil, err
 	}
+	defer b.d.Trace().Begin("readback", trace.Arg{Key: "bytes", Value: b.size}).End()
 	b.d.wait(&b.r.index, b.m.done)
 	defer func() {
 		b.d.pool.put(b.staging, b.size, stagingUsage)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"time"
 	"unsafe"
 
 	"github.com/oliverbestmann/webgpu/wgpu"
@@ -59,11 +60,15 @@ type Recorder struct {
 	done   bool
 	index  wgpu.SubmissionIndex // set by Submit; what readbacks wait for
 
-	profile bool
+	profile bool // every dispatch timed: Record(true), or a trace
+	traced  bool // for the trace: past maxTimedDispatches, run untimed
+	untimed int
+	sent    time.Duration // on the trace's axis: the first part submitted (Sync), or 0
 	queries *wgpu.QuerySet
 	names   []string
 	resolve *wgpu.Buffer
 	resSize uint64
+	staging *wgpu.Buffer // a traced recording's timestamps, mappable
 }
 
 // maxTimedDispatches bounds one profiled recording: two timestamps each,
@@ -73,13 +78,15 @@ const maxTimedDispatches = 4096 / 2
 
 // Record starts a recording. With profile set, and where the adapter has
 // timestamp queries, every dispatch is timed on the device; Timings reads the
-// figures after Submit.
+// figures after Submit. While the device's trace is active (SetTrace), a
+// recording is timed for the trace instead.
 func (d *Device) Record(profile bool) (*Recorder, error) {
 	enc, err := d.device.TryCreateCommandEncoder(nil)
 	if err != nil {
 		return nil, fmt.Errorf("gpu: creating a command encoder: %w", err)
 	}
-	r := &Recorder{d: d, enc: enc, profile: profile && d.timestamp}
+	traced := !profile && d.traced()
+	r := &Recorder{d: d, enc: enc, profile: (profile || traced) && d.timestamp, traced: traced}
 	if r.profile {
 		r.queries, err = d.device.TryCreateQuerySet(&wgpu.QuerySetDescriptor{Type: wgpu.QueryTypeTimestamp, Count: 2 * maxTimedDispatches})
 		if err != nil {
@@ -133,7 +140,7 @@ func (r *Recorder) Dispatch(k *Kernel, grid [3]int, params Params, bufs ...*Tens
 			return fmt.Errorf("gpu: kernel %s dispatched with %d workgroups in dimension %d; the adapter allows 1 to %d", k.Name, g, i, maxWG)
 		}
 	}
-	if r.profile && len(r.names) == maxTimedDispatches {
+	if r.profile && !r.traced && len(r.names) == maxTimedDispatches {
 		return fmt.Errorf("gpu: a profiled recording holds at most %d dispatches; submit and start another", maxTimedDispatches)
 	}
 
@@ -153,7 +160,9 @@ func (r *Recorder) Dispatch(k *Kernel, grid [3]int, params Params, bufs ...*Tens
 	r.groups = append(r.groups, bg)
 	r.d.dispatches[k.shader]++
 
-	if r.profile {
+	if r.traced && len(r.names) == maxTimedDispatches {
+		r.untimed++
+	} else if r.profile {
 		// A profiled dispatch has a pass of its own, whose start and end
 		// the pass's timestamp writes record: WebGPU times passes, not
 		// commands within one.
@@ -265,6 +274,8 @@ func (r *Recorder) Submit() error {
 	if err := r.usable(); err != nil {
 		return err
 	}
+	span := r.d.Trace().Begin("submit")
+	defer span.End()
 	defer r.cleanup()
 	if err := r.endPass(); err != nil {
 		return fmt.Errorf("gpu: ending the compute pass: %w", err)
@@ -279,6 +290,20 @@ func (r *Recorder) Submit() error {
 		if err := r.enc.TryResolveQuerySet(r.queries, 0, uint32(2*len(r.names)), r.resolve, 0); err != nil {
 			return fmt.Errorf("gpu: resolving timestamps: %w", err)
 		}
+		if r.traced {
+			// The trace maps the timestamps once they are there, without a
+			// submission of its own: a resolved query set is not mappable.
+			if r.staging, err = r.d.pool.get(r.resSize, stagingUsage); err != nil {
+				return err
+			}
+			if err := r.enc.TryCopyBufferToBuffer(r.resolve, 0, r.staging, 0, r.resSize); err != nil {
+				r.d.pool.put(r.staging, r.resSize, stagingUsage)
+				r.staging = nil
+				return fmt.Errorf("gpu: copying timestamps: %w", err)
+			}
+			r.d.pool.put(r.resolve, r.resSize, resolveUsage)
+			r.resolve = nil
+		}
 	}
 	cmd, err := r.enc.TryFinish(nil)
 	if err != nil {
@@ -290,8 +315,14 @@ func (r *Recorder) Submit() error {
 			return fmt.Errorf("gpu: uploading kernel parameters: %w", err)
 		}
 	}
+	r.mark()
 	r.index = r.d.queue.Submit(cmd)
-	return nil
+	if r.staging != nil {
+		if err := r.d.submitted(r, r.sent); err != nil {
+			return err
+		}
+	}
+	return r.d.collect(false)
 }
 
 // Sync submits what has been recorded so far, waits until the device has
@@ -322,6 +353,7 @@ func (r *Recorder) Sync(fn func() error) error {
 			return fmt.Errorf("gpu: uploading kernel parameters: %w", err)
 		}
 	}
+	r.mark()
 	index := r.d.queue.Submit(cmd)
 	cmd.Release()
 	r.d.device.Poll(true, (*uint64)(&index))
@@ -329,6 +361,13 @@ func (r *Recorder) Sync(fn func() error) error {
 		return fmt.Errorf("gpu: creating a command encoder: %w", err)
 	}
 	return fn()
+}
+
+// mark notes when a traced recording's work first reaches the queue.
+func (r *Recorder) mark() {
+	if r.traced && r.sent == 0 {
+		r.sent = r.d.Trace().Since(time.Now())
+	}
 }
 
 // Discard abandons a recording that will not be submitted.
@@ -366,7 +405,7 @@ func (r *Recorder) cleanup() {
 // dispatch in recording order. It needs a profiled recorder on an adapter
 // with timestamp queries.
 func (r *Recorder) Timings() ([]Timing, error) {
-	if !r.profile {
+	if !r.profile || r.traced {
 		return nil, errors.New("gpu: recorder was not profiled, or the adapter lacks timestamp queries")
 	}
 	if r.resolve == nil {
@@ -395,7 +434,10 @@ func (d *Device) Run(fn func(r *Recorder) error) error {
 	if err != nil {
 		return err
 	}
-	if err := fn(r); err != nil {
+	span := d.Trace().Begin("record")
+	err = fn(r)
+	span.End()
+	if err != nil {
 		r.Discard()
 		return err
 	}

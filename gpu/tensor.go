@@ -11,6 +11,7 @@ import (
 	"github.com/x448/float16"
 
 	"github.com/bt-org/bt/shaders"
+	"github.com/bt-org/bt/trace"
 )
 
 // Tensor is a dense array in device memory, row-major, with a shape, of
@@ -171,6 +172,7 @@ func (t *Tensor) Upload(data []float32) error {
 	if len(data) == 0 {
 		return nil
 	}
+	defer t.dev.Trace().Begin("upload", trace.Arg{Key: "bytes", Value: t.bytes}).End()
 	if t.DType == F16 {
 		// Writes are whole 4-byte words; the buffer has room for the pad.
 		h := make([]uint16, (len(data)+1)&^1)
@@ -189,6 +191,7 @@ func (t *Tensor) Download() ([]float32, error) {
 	if err := t.check(); err != nil {
 		return nil, err
 	}
+	defer t.dev.Trace().Begin("download", trace.Arg{Key: "bytes", Value: t.bytes}).End()
 	out := make([]float32, t.n)
 	if t.DType == F16 {
 		h := make([]uint16, t.n)
@@ -279,7 +282,12 @@ func (d *Device) Sync() {
 // blocking poll waits as long as the work takes (TestLongSubmission) and
 // wakes when it is done, not at the next step of a backed-off poll.
 func (d *Device) wait(index *wgpu.SubmissionIndex, done func() bool) {
+	if done() {
+		return
+	}
+	span := d.Trace().Begin("wait")
 	for !done() {
 		d.device.Poll(true, (*uint64)(index))
 	}
+	span.End()
 }
