@@ -115,8 +115,8 @@ type Device struct {
 	open       int  // recordings neither submitted nor discarded
 	trim       bool // a Trim waits for the open recordings
 
-	tuning  Tuning                 // tiles chosen by tuning (SetTuning)
-	collect map[GemmClass]GemmCase // products seen, while CollectGemms is on
+	tuning Tuning                 // tiles chosen by tuning (SetTuning)
+	seen   map[GemmClass]GemmCase // products recorded, while CollectGemms is on
 }
 
 // noAdapterHelp is the advice every "no adapter" error carries.

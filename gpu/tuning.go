@@ -150,9 +150,9 @@ func (d *Device) Tuning() Tuning {
 // tileFor is the tile for the case's product: the tuned one for its class,
 // or builtin. While collecting, it records the case.
 func (d *Device) tileFor(c GemmCase, builtin GemmTile) GemmTile {
-	if d.collect != nil {
-		if old, ok := d.collect[c.Class]; !ok || c.Flops() > old.Flops() {
-			d.collect[c.Class] = c
+	if d.seen != nil {
+		if old, ok := d.seen[c.Class]; !ok || c.Flops() > old.Flops() {
+			d.seen[c.Class] = c
 		}
 	}
 	if t, ok := d.tuning.Gemm[c.Class]; ok {
@@ -194,17 +194,17 @@ func (c GemmCase) Flops() float64 {
 // returns them. Tuning collects a training step's products this way.
 func (d *Device) CollectGemms(on bool) {
 	if on {
-		d.collect = map[GemmClass]GemmCase{}
+		d.seen = map[GemmClass]GemmCase{}
 	} else {
-		d.collect = nil
+		d.seen = nil
 	}
 }
 
 // CollectedGemms returns the cases recorded since CollectGemms(true), in the
 // order of GemmForms and then of their classes' text.
 func (d *Device) CollectedGemms() []GemmCase {
-	out := make([]GemmCase, 0, len(d.collect))
-	for _, c := range d.collect {
+	out := make([]GemmCase, 0, len(d.seen))
+	for _, c := range d.seen {
 		out = append(out, c)
 	}
 	slices.SortFunc(out, func(a, b GemmCase) int {
