@@ -21,6 +21,12 @@ fi
 if ! command -v mpirun >/dev/null || ! pkg-config --exists ompi 2>/dev/null; then
   need+=(openmpi-bin libopenmpi-dev pkg-config)
 fi
+# --- bt serve: Debian's chromium, headless, for the browser test
+# (cmd/bt TestServeInBrowser); bt serve itself needs no browser. ---
+if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
+  need+=(chromium)
+fi
+# --- end of bt serve's block ---
 if [ ${#need[@]} -gt 0 ]; then
   if ! command -v apt-get >/dev/null; then
     echo "setup: please install a Vulkan driver and Fashion-MNIST (${need[*]}); no apt-get here" >&2

@@ -78,7 +78,7 @@ class Metrics {
 
 // chart draws series [{name, pts: [[x, y]…]}] as an SVG line plot; the
 // svg element carries data-points, the number of points drawn.
-function chart(id, title, series, w = 400, h = 210) {
+function chart(id, title, series, w = 390, h = 210) {
   const box = el("div", { class: "chart", id: "chart-" + id });
   box.append(el("h3", {}, title));
   const pad = { l: 52, r: 8, t: 6, b: 22 };
@@ -145,7 +145,7 @@ async function runsPage(main) {
     const table = el("table", { id: "runs" }, el("tr", {}, ["", "run", "kind", "state", "model", "data", "batch", "started", "step", "loss", "kNN k=20", "pairs/s"].map(h => el("th", {}, h))));
     const grids = new Map();
     for (const r of data.runs) {
-      const c = r.config ? JSON.parse(JSON.stringify(r.config)) : {};
+      const c = r.config || {};
       const last = r.last || {};
       if (r.grid) grids.set(r.grid, (grids.get(r.grid) || []).concat(r.id));
       table.append(el("tr", { "data-run": r.id },
