@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 )
 
@@ -40,10 +41,6 @@ type Encoded interface {
 	Path(i int) string
 }
 
-// DefaultDir is where Open looks for a dataset when no directory is given:
-// the Debian dataset packages install there (dataset-fashion-mnist).
-const DefaultDir = "/usr/share/datasets"
-
 // Open opens a dataset by name: "fashion-mnist", "mnist", "cifar10",
 // "cifar100", "folder" (dir is the root, one subfolder per class),
 // "folder-unlabeled" or "synthetic". split is "train" or "test" (for
@@ -65,7 +62,7 @@ func Open(name, dir, split string, opts ...FolderOptions) (Dataset, error) {
 	}
 	named := func() string {
 		if dir == "" {
-			return DefaultDir + "/" + name
+			return filepath.Join(DefaultDir, name)
 		}
 		return dir
 	}

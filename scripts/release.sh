@@ -8,7 +8,8 @@
 #
 # VERSION is the git tag on HEAD, else 0.0.0-<12 digits of the commit>;
 # a tree with uncommitted changes to tracked files is refused, so that the
-# version names what was built. The builds are reproducible: -trimpath
+# version names what was built (RELEASE_DIRTY_OK=1 builds it as
+# VERSION-dirty: scripts/test.sh, on a working tree). The builds are reproducible: -trimpath
 # drops this machine's paths, -buildvcs=false leaves out the VCS stamp
 # (whose time and "modified" flag depend on the checkout; version and
 # commit are set with -X instead), and the C toolchains are Debian's, whose
@@ -26,13 +27,16 @@ cd "$(dirname "$0")/.."
 out=${1:-release}
 targets=${TARGETS:-linux/amd64 linux/arm64 windows/amd64}
 
-if [ -n "$(git status --porcelain --untracked-files=no)" ]; then
-  echo "release: uncommitted changes to tracked files; commit them first:" >&2
-  git status --short --untracked-files=no >&2
-  exit 1
-fi
 commit=$(git rev-parse HEAD)
 version=$(git describe --tags --exact-match 2>/dev/null || echo "0.0.0-${commit:0:12}")
+if [ -n "$(git status --porcelain --untracked-files=no)" ]; then
+  if [ -z "${RELEASE_DIRTY_OK:-}" ]; then
+    echo "release: uncommitted changes to tracked files; commit them first (RELEASE_DIRTY_OK=1 builds them as VERSION-dirty):" >&2
+    git status --short --untracked-files=no >&2
+    exit 1
+  fi
+  version+=-dirty commit+=-dirty
+fi
 
 declare -A cc=([linux/amd64]=gcc [linux/arm64]=aarch64-linux-gnu-gcc [windows/amd64]=x86_64-w64-mingw32-gcc)
 mkdir -p "$out"

@@ -27,6 +27,21 @@ if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null;
   need+=(chromium)
 fi
 # --- end of bt serve's block ---
+# --- cross-builds and their checks (scripts/release.sh, wine-check.sh, arm64-check.sh) ---
+# mingw-w64 and the aarch64 toolchain for windows/amd64 and linux/arm64;
+# Wine (with vkd3d for its DX12) under Xvfb to run bt.exe; qemu-user with
+# Debian's arm64 Vulkan loader and lavapipe (multiarch) to run bt for arm64.
+cross=0
+command -v x86_64-w64-mingw32-gcc >/dev/null || need+=(gcc-mingw-w64-x86-64)
+command -v aarch64-linux-gnu-gcc >/dev/null || need+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
+command -v qemu-aarch64-static >/dev/null || need+=(qemu-user-static)
+command -v xvfb-run >/dev/null || need+=(xvfb xauth)
+[ -x /usr/lib/wine/wine64 ] || need+=(wine64 libvkd3d1)
+if [ ! -f /usr/share/vulkan/icd.d/lvp_icd.aarch64.json ] || [ ! -e /usr/lib/aarch64-linux-gnu/libvulkan.so.1 ]; then
+  need+=(libvulkan1:arm64 mesa-vulkan-drivers:arm64)
+  dpkg --print-foreign-architectures | grep -qx arm64 || cross=1
+fi
+# --- end of cross-builds ---
 if [ ${#need[@]} -gt 0 ]; then
   if ! command -v apt-get >/dev/null; then
     echo "setup: please install a Vulkan driver and Fashion-MNIST (${need[*]}); no apt-get here" >&2
@@ -35,6 +50,7 @@ if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -ne 0 ] && sudo=sudo
   echo "setup: installing ${need[*]}" >&2
+  [ "$cross" = 1 ] && $sudo dpkg --add-architecture arm64
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 fi

@@ -126,7 +126,7 @@ func runEval(args []string) error {
 	random := fs.Bool("random", false, "evaluate a random initialisation instead (the baseline): of the checkpoint's architecture, else -arch")
 	data := train.DataConfig{MaxBadFraction: pipeline.DefaultMaxBadFraction, MaxPixels: pipeline.DefaultMaxPixels, AugmentOn: "auto"}
 	fs.StringVar(&data.Name, "data", "", "dataset (default: the checkpoint's): fashion-mnist, mnist, cifar10, cifar100, folder, folder-unlabeled (embed only), synthetic")
-	fs.StringVar(&data.Dir, "data-dir", "", "dataset directory (default: the checkpoint's, else /usr/share/datasets/<data>)")
+	fs.StringVar(&data.Dir, "data-dir", "", "dataset directory (default: the checkpoint's, else "+filepath.Join(pipeline.DefaultDir, "<data>")+")")
 	fs.Var(choiceFlag[string]{&data.Augment, append([]string{""}, pipeline.PresetNames()...)}, "augment", "preprocessing preset (default: the checkpoint's)")
 	fs.Var(intFlag{&data.Size, 0}, "size", "image size (default: the checkpoint's)")
 	fs.Var(intFlag{&data.Workers, 0}, "workers", "data-loading goroutines (default: the number of CPUs)")

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"math"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -161,7 +162,7 @@ func registerConfig(fs *flag.FlagSet, c *train.Config, recipe *string) []flagGro
 	copy(archs, models.Archs)
 	fs.Var(choiceFlag[string]{&c.Data.Name, []string{"fashion-mnist", "mnist", "cifar10", "cifar100", "folder", "folder-unlabeled", "synthetic"}},
 		"data", "dataset: fashion-mnist, mnist, cifar10, cifar100, folder (class subfolders), folder-unlabeled, synthetic")
-	fs.StringVar(&c.Data.Dir, "data-dir", c.Data.Dir, "dataset directory (default /usr/share/datasets/<data>)")
+	fs.StringVar(&c.Data.Dir, "data-dir", c.Data.Dir, "dataset directory (default "+filepath.Join(pipeline.DefaultDir, "<data>")+")")
 	fs.Var(choiceFlag[string]{&c.Data.Augment, append([]string{""}, pipeline.PresetNames()...)}, "augment", "augmentation preset: imagenet, cifar, fashion-mnist, mnist (default: the dataset's)")
 	fs.Var(intFlag{&c.Data.Size, 0}, "size", "image size of the views (default: the preset's)")
 	fs.Var(choiceFlag[string]{&c.Data.Without, append([]string{""}, pipeline.Ablations...)}, "augment-without", "drop augmentations (an ablation): "+strings.Join(pipeline.Ablations, ", "))

@@ -108,7 +108,7 @@ func newFlags(name, synopsis string) (*flag.FlagSet, *string) {
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
 	adapter := fs.String("adapter", "", "adapter index or name substring, used even where it fails the quick check (default $BT_ADAPTER, else the best adapter that passes it)")
-	fs.Var(backendFlag{&backend}, "backend", "native API: "+backendNames()+" (auto: Vulkan, Metal and DX12; default $BT_BACKEND, else auto)")
+	fs.Var(backendFlag{&backend}, "backend", "native API, also $BT_BACKEND: "+backendNames()+" (auto: Vulkan, Metal and DX12)")
 	lastFlags = fs
 	synopses[fs] = synopsis
 	return fs, adapter
