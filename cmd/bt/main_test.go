@@ -74,6 +74,8 @@ func TestEvalRefusals(t *testing.T) {
 		{[]string{"-random", "-precision", "f64", "knn"}, "flag -precision"},
 		{[]string{"-random", "-out", "x", "knn"}, "-out applies to the embed mode"},
 		{[]string{"-random", "-fast", "knn"}, "-fast applies to the linear mode"},
+		{[]string{"-random", "-split", "validation", "embed"}, "-split chooses the split of the knn, linear and semi figures"},
+		{[]string{"-random", "-val-seed", "3", "knn"}, "-val-seed draws the images -val-fraction holds out"},
 	} {
 		err := runEval(c.args)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
