@@ -1,4 +1,4 @@
-package augment
+package augment_test
 
 import (
 	"math"
@@ -7,18 +7,9 @@ import (
 
 	"github.com/bt-org/bt/gpu"
 	"github.com/bt-org/bt/internal/gputest"
+	"github.com/bt-org/bt/internal/selfcheck"
 	"github.com/bt-org/bt/pipeline"
 )
-
-// randomImage8 is an h×w image of c channels of random bytes.
-func randomImage8(r *rand.Rand, c, h, w int) pipeline.Image8 {
-	m := pipeline.Image8{}
-	m.Resize(c, h, w)
-	for i := range m.Pix {
-		m.Pix[i] = uint8(r.IntN(256))
-	}
-	return m
-}
 
 // base is a view with every random step off: crop and resize (with a flip
 // drawn half the time) and normalisation only.
@@ -33,54 +24,23 @@ func base(size, c int, f pipeline.Filter) pipeline.ViewConfig {
 }
 
 // render runs one view over images on the device and on the CPU with the
-// same draws and returns the largest absolute difference, failing on any
-// NaN (the output is NaN-filled first, so an unwritten value shows).
+// same draws (selfcheck.AugmentViews) and returns the largest absolute
+// difference, failing on any NaN (the output is NaN-filled first, so an
+// unwritten value shows).
 func render(t *testing.T, d *gpu.Device, rng *rand.Rand, v pipeline.ViewConfig, imgs []pipeline.Image8) float64 {
 	t.Helper()
-	cpu, err := pipeline.NewAugmenter(v)
+	got, want, err := selfcheck.AugmentViews(d, rng, v, imgs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &pipeline.Batch{N: len(imgs), Images: imgs, Params: [][]pipeline.Params{make([]pipeline.Params, len(imgs))}}
-	for k := range imgs {
-		b.Params[0][k] = cpu.Draw(rng, imgs[k].H, imgs[k].W)
-	}
-	c, s := v.Channels(), v.Size
-	sz := c * s * s
-	nan := make([]float32, len(imgs)*sz)
-	for i := range nan {
-		nan[i] = float32(math.NaN())
-	}
-	out, err := d.FromSlice(nan, len(imgs), c, s, s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Release()
-	a, err := NewEval(d, v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	if err := d.Run(func(r *gpu.Recorder) error { return a.Record(r, b, out) }); err != nil {
-		t.Fatal(err)
-	}
-	got, err := out.Download()
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := make([]float32, sz)
+	sz := len(want) / len(imgs)
 	var worst float64
-	for k := range imgs {
-		var src pipeline.Image
-		imgs[k].ToImage(&src, imgs[k].C)
-		cpu.Apply(want, &src, &b.Params[0][k])
-		for i, w := range want {
-			g := got[k*sz+i]
-			if math.IsNaN(float64(g)) {
-				t.Fatalf("sample %d value %d not written", k, i)
-			}
-			worst = max(worst, math.Abs(float64(g-w)))
+	for i, w := range want {
+		g := got[i]
+		if math.IsNaN(float64(g)) {
+			t.Fatalf("sample %d value %d not written", i/sz, i%sz)
 		}
+		worst = max(worst, math.Abs(float64(g-w)))
 	}
 	return worst
 }
@@ -129,10 +89,10 @@ func TestKernelsMatchCPU(t *testing.T) {
 					for _, hw := range [][2]int{{1, 1}, {3, 5}, {17, 9}, {65, 33}, {130, 97}} {
 						// Sources with the output's channels, and RGB
 						// sources for a gray output (converted on the way).
-						imgs = append(imgs, randomImage8(rng, c, hw[0], hw[1]))
+						imgs = append(imgs, selfcheck.RandomImage8(rng, c, hw[0], hw[1]))
 					}
 					if c == 1 {
-						imgs = append(imgs, randomImage8(rng, 3, 40, 50))
+						imgs = append(imgs, selfcheck.RandomImage8(rng, 3, 40, 50))
 					}
 					if worst := render(t, d, rng, v, imgs); worst > tt.tol {
 						t.Errorf("%s %s C=%d size %d: max abs difference %.3g, want ≤ %.1g", tt.name, f, c, size, worst, tt.tol)

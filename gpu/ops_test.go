@@ -11,6 +11,7 @@ import (
 	"github.com/bt-org/bt/internal/gputest"
 	"github.com/bt-org/bt/internal/kcheck"
 	"github.com/bt-org/bt/internal/ref"
+	"github.com/bt-org/bt/internal/selfcheck"
 )
 
 // sizes are element counts that are not multiples of any workgroup or tile,
@@ -20,39 +21,6 @@ var sizes = []int{1, 3, 17, 65, 129, 1000, 4099}
 
 func TestElementwise(t *testing.T) {
 	d := gputest.Device(t)
-	ops := []struct {
-		name  string
-		nin   int
-		acc   bool
-		gpu   func(r *gpu.Recorder, y *gpu.Tensor, x []*gpu.Tensor) error
-		ref   func(y, x0, x1 float64) float64
-		alpha float64
-	}{
-		{"Add", 2, false, func(r *gpu.Recorder, y *gpu.Tensor, x []*gpu.Tensor) error { return gpu.Add(r, y, x[0], x[1]) },
-			func(_, a, b float64) float64 { return a + b }, 0},
-		{"AddReLU", 2, false, func(r *gpu.Recorder, y *gpu.Tensor, x []*gpu.Tensor) error { return gpu.AddReLU(r, y, x[0], x[1]) },
-			func(_, a, b float64) float64 { return math.Max(a+b, 0) }, 0},
-		{"Scale", 1, false, func(r *gpu.Recorder, y *gpu.Tensor, x []*gpu.Tensor) error { return gpu.Scale(r, y, x[0], -1.75) },
-			func(_, a, _ float64) float64 { return -1.75 * a }, 0},
-		{"Axpy", 1, true, func(r *gpu.Recorder, y *gpu.Tensor, x []*gpu.Tensor) error { return gpu.Axpy(r, y, x[0], 0.3) },
-			func(y, a, _ float64) float64 { return y + float64(float32(0.3))*a }, 0},
-		{"Fill", 0, false, func(r *gpu.Recorder, y *gpu.Tensor, _ []*gpu.Tensor) error { return gpu.Fill(r, y, 2.5) },
-			func(_, _, _ float64) float64 { return 2.5 }, 0},
-		{"ReLU", 1, false, func(r *gpu.Recorder, y *gpu.Tensor, x []*gpu.Tensor) error { return gpu.ReLU(r, y, x[0]) },
-			func(_, a, _ float64) float64 { return math.Max(a, 0) }, 0},
-		{"ReLUInPlace", 0, true, func(r *gpu.Recorder, y *gpu.Tensor, _ []*gpu.Tensor) error { return gpu.ReLU(r, y, y) },
-			func(y, _, _ float64) float64 { return math.Max(y, 0) }, 0},
-		{"ScaleInPlace", 0, true, func(r *gpu.Recorder, y *gpu.Tensor, _ []*gpu.Tensor) error { return gpu.Scale(r, y, y, 1024) },
-			func(y, _, _ float64) float64 { return 1024 * y }, 0},
-		{"ReLUBackward", 2, false, func(r *gpu.Recorder, y *gpu.Tensor, x []*gpu.Tensor) error {
-			return gpu.ReLUBackward(r, y, x[0], x[1])
-		}, func(_, dy, x float64) float64 {
-			if x > 0 {
-				return dy
-			}
-			return 0
-		}, 0},
-	}
 	// Each op in f32, with every tensor in f16 (mixed precision's
 	// activations), and with an f16 output from f32 and f16 inputs.
 	f16, f32 := gpu.F16, gpu.F32
@@ -60,40 +28,17 @@ func TestElementwise(t *testing.T) {
 		name    string
 		out, in []gpu.DType
 	}{{"f32", nil, nil}, {"f16", []gpu.DType{f16}, []gpu.DType{f16, f16}}, {"mixed", []gpu.DType{f16}, []gpu.DType{f32, f16}}} {
-		for _, op := range ops {
+		for _, op := range selfcheck.ElementwiseOps() {
 			sizes := sizes
 			if ty.name != "f32" {
 				sizes = []int{1, 17, 1000}
 			}
 			for _, n := range sizes {
-				t.Run(fmt.Sprintf("%s/%s/%d", ty.name, op.name, n), func(t *testing.T) {
+				t.Run(fmt.Sprintf("%s/%s/%d", ty.name, op.Name, n), func(t *testing.T) {
 					if ty.out != nil {
 						gputest.NeedF16(t, d)
 					}
-					in := make([][]int, op.nin)
-					for i := range in {
-						in[i] = []int{n}
-					}
-					tol := kcheck.Elementwise
-					if ty.out != nil {
-						tol = kcheck.HalfStorage
-					}
-					gputest.Check(t, d, kcheck.Op{
-						Inputs: in, Outputs: [][]int{{n}}, Accumulate: []bool{op.acc}, Tol: tol, InTypes: ty.in, OutTypes: ty.out,
-						GPU: func(r *gpu.Recorder, outs, ins []*gpu.Tensor) error { return op.gpu(r, outs[0], ins) },
-						Ref: func(outs, ins [][]float64) {
-							for i := range outs[0] {
-								var a, b float64
-								if len(ins) > 0 {
-									a = ins[0][i]
-								}
-								if len(ins) > 1 {
-									b = ins[1][i]
-								}
-								outs[0][i] = op.ref(outs[0][i], a, b)
-							}
-						},
-					})
+					gputest.Check(t, d, op.Check(n, ty.out, ty.in))
 				})
 			}
 		}
@@ -103,11 +48,6 @@ func TestElementwise(t *testing.T) {
 func TestReduce(t *testing.T) {
 	gputest.SubgroupModes(t, func(t *testing.T, d *gpu.Device) {
 		shapes := [][3]int{{1, 1, 1}, {3, 17, 1}, {65, 129, 1}, {1, 3, 1000}, {1, 65, 17}, {4, 3, 49}, {17, 5, 9}, {2048, 33, 1}}
-		funcs := map[gpu.ReduceOp]func(float64) float64{
-			gpu.Sum:   func(v float64) float64 { return v },
-			gpu.SumSq: func(v float64) float64 { return v * v },
-			gpu.Mean:  func(v float64) float64 { return v },
-		}
 		// x in f32 and, for mixed precision's gradients, f16; the sums
 		// and outputs are f32 either way.
 		types := gputest.Precisions(t, d)
@@ -116,39 +56,12 @@ func TestReduce(t *testing.T) {
 			for _, op := range []gpu.ReduceOp{gpu.Sum, gpu.SumSq, gpu.Mean} {
 				for _, ty := range types {
 					t.Run(fmt.Sprintf("%s/%v/%dx%dx%d", op, ty, a, b, c), func(t *testing.T) {
-						gputest.Check(t, d, kcheck.Op{
-							Inputs: [][]int{{a, b, c}}, Outputs: [][]int{{b}}, Tol: kcheck.Reduction, InTypes: []gpu.DType{ty},
-							GPU: func(r *gpu.Recorder, outs, ins []*gpu.Tensor) error {
-								return gpu.Reduce(r, outs[0], ins[0], a, b, c, op)
-							},
-							Ref: func(outs, ins [][]float64) {
-								ref.Reduce3(outs[0], ins[0], a, b, c, funcs[op])
-								if op == gpu.Mean {
-									for j := range outs[0] {
-										outs[0][j] /= float64(a * c)
-									}
-								}
-							},
-						})
+						gputest.Check(t, d, selfcheck.ReduceCheck(op, a, b, c, ty))
 					})
 				}
 			}
 			t.Run(fmt.Sprintf("meanvar/%dx%dx%d", a, b, c), func(t *testing.T) {
-				gputest.Check(t, d, kcheck.Op{
-					Inputs: [][]int{{a, b, c}}, Outputs: [][]int{{b}, {b}}, Tol: kcheck.Reduction,
-					// A large common offset is where E[x²]−E[x]² would fail.
-					Draw: func(r *rand.Rand, _, n int) []float64 {
-						v := kcheck.Normal(r, n)
-						for i := range v {
-							v[i] += 1000
-						}
-						return v
-					},
-					GPU: func(r *gpu.Recorder, outs, ins []*gpu.Tensor) error {
-						return gpu.MeanVar(r, outs[0], outs[1], ins[0], a, b, c)
-					},
-					Ref: func(outs, ins [][]float64) { ref.MeanVar(outs[0], outs[1], ins[0], a, b, c) },
-				})
+				gputest.Check(t, d, selfcheck.MeanVarCheck(a, b, c))
 			})
 		}
 	})
@@ -169,19 +82,8 @@ func TestGemm(t *testing.T) {
 					for _, beta := range []float32{0, 0.5} {
 						name := fmt.Sprintf("%dx%dx%dx%d/tA=%v/tB=%v/tile%d/beta=%v", batch, m, n, k, ta, tb, ti, beta)
 						t.Run(name, func(t *testing.T) {
-							gputest.Check(t, d, kcheck.Op{
-								Inputs:     [][]int{{batch, m, k}, {batch, k, n}},
-								Outputs:    [][]int{{batch, m, n}},
-								Accumulate: []bool{beta != 0},
-								Tol:        kcheck.Reduction,
-								GPU: func(r *gpu.Recorder, outs, ins []*gpu.Tensor) error {
-									return gpu.Gemm(r, outs[0], ins[0], ins[1], gpu.GemmOp{M: m, N: n, K: k, Batch: batch,
-										TransA: ta, TransB: tb, Alpha: 1.5, Beta: beta, Tile: tile})
-								},
-								Ref: func(outs, ins [][]float64) {
-									ref.Gemm(outs[0], ins[0], ins[1], batch, m, n, k, ta, tb, 1.5, float64(beta))
-								},
-							})
+							gputest.Check(t, d, selfcheck.GemmCheck(gpu.GemmOp{M: m, N: n, K: k, Batch: batch,
+								TransA: ta, TransB: tb, Alpha: 1.5, Beta: beta, Tile: tile}, gpu.F32, gpu.F32, gpu.F32))
 						})
 					}
 				}
@@ -210,17 +112,7 @@ func TestAddBias(t *testing.T) {
 	for _, s := range [][3]int{{1, 1, 1}, {3, 17, 1}, {2, 5, 49}, {129, 65, 1}, {4, 3, 17}} { // outer, channels, inner
 		outer, ch, inner := s[0], s[1], s[2]
 		t.Run(fmt.Sprintf("%dx%dx%d", outer, ch, inner), func(t *testing.T) {
-			gputest.Check(t, d, kcheck.Op{
-				Inputs: [][]int{{ch}}, Outputs: [][]int{{outer, ch, inner}}, Accumulate: []bool{true}, Tol: kcheck.Elementwise,
-				GPU: func(r *gpu.Recorder, outs, ins []*gpu.Tensor) error {
-					return gpu.AddBias(r, outs[0], ins[0], inner, ch)
-				},
-				Ref: func(outs, ins [][]float64) {
-					for i := range outs[0] {
-						outs[0][i] += ins[0][(i/inner)%ch]
-					}
-				},
-			})
+			gputest.Check(t, d, selfcheck.AddBiasCheck(outer, ch, inner))
 		})
 	}
 }
@@ -342,26 +234,9 @@ func TestGemmHalf(t *testing.T) {
 		for _, s := range shapes {
 			for ti, tc := range tiles {
 				batch, m, n, k := s[0], s[1], s[2], s[3]
-				tol := kcheck.Reduction
-				if ty[0] == f16 {
-					tol = kcheck.HalfStorage
-				}
 				t.Run(fmt.Sprintf("C%v=A%v·B%v/%dx%dx%dx%d/tile%d", ty[0], ty[1], ty[2], batch, m, n, k, ti), func(t *testing.T) {
-					gputest.Check(t, d, kcheck.Op{
-						Inputs:     [][]int{{batch, m, k}, {batch, k, n}},
-						Outputs:    [][]int{{batch, m, n}},
-						Accumulate: []bool{tc.beta != 0},
-						InTypes:    []gpu.DType{ty[1], ty[2]},
-						OutTypes:   []gpu.DType{ty[0]},
-						Tol:        tol,
-						GPU: func(r *gpu.Recorder, outs, ins []*gpu.Tensor) error {
-							return gpu.Gemm(r, outs[0], ins[0], ins[1], gpu.GemmOp{M: m, N: n, K: k, Batch: batch,
-								TransA: tc.transA, TransB: tc.transB, Alpha: 1.5, Beta: tc.beta, Tile: tc.tile})
-						},
-						Ref: func(outs, ins [][]float64) {
-							ref.Gemm(outs[0], ins[0], ins[1], batch, m, n, k, tc.transA, tc.transB, 1.5, float64(tc.beta))
-						},
-					})
+					gputest.Check(t, d, selfcheck.GemmCheck(gpu.GemmOp{M: m, N: n, K: k, Batch: batch,
+						TransA: tc.transA, TransB: tc.transB, Alpha: 1.5, Beta: tc.beta, Tile: tc.tile}, ty[0], ty[1], ty[2]))
 				})
 			}
 		}

@@ -21,6 +21,9 @@ func (p poolShape) String() string {
 	return fmt.Sprintf("%dx%dx%dx%d/k%ds%dp%d", p.n, p.c, p.h, p.w, p.k, p.s, p.pad)
 }
 
+// Sizes are the shape's fields, for the external tests.
+func (p poolShape) Sizes() (n, c, h, w, k, s, pad int) { return p.n, p.c, p.h, p.w, p.k, p.s, p.pad }
+
 func (p poolShape) out() (int, int) {
 	return ref.PoolOut(p.h, p.k, p.s, p.pad), ref.PoolOut(p.w, p.k, p.s, p.pad)
 }
@@ -32,16 +35,6 @@ var poolShapes = []poolShape{
 	{1, 1, 1, 1, 3, 2, 1}, {2, 3, 3, 3, 3, 2, 1}, {1, 2, 7, 7, 3, 2, 1}, {2, 3, 8, 8, 3, 2, 1},
 	{1, 2, 17, 17, 3, 2, 1}, {3, 1, 8, 17, 3, 2, 1}, {2, 1, 8, 17, 2, 2, 0}, {1, 3, 7, 8, 3, 1, 1},
 	{1, 1, 17, 3, 5, 3, 2}, {3, 2, 9, 9, 3, 3, 0}, {1, 2, 1, 7, 3, 2, 1}, {65, 3, 8, 8, 3, 2, 1},
-}
-
-// distinct draws a shuffled ramp: no two values closer than 2/n, so that
-// finite differences of 10⁻⁶ never change which element wins a window.
-func distinct(r *rand.Rand, _, n int) []float64 {
-	v := make([]float64, n)
-	for i, j := range r.Perm(n) {
-		v[i] = 4 * (float64(j)/float64(n) - 0.5)
-	}
-	return v
 }
 
 func refMaxPool(p poolShape, x []float64) ([]float64, []int) {
@@ -66,75 +59,8 @@ func newTestMaxPool(t *testing.T, d *gpu.Device, p poolShape) (*MaxPool2D, *gpu.
 	return m, arg, scratch
 }
 
-// TestMaxPool2D checks the pooling and its gradient against float64, in
-// f32 and with the activations stored as f16 (mixed precision).
-func TestMaxPool2D(t *testing.T) {
-	d := gputest.Device(t)
-	for _, half := range halfModes(t, d) {
-		for _, p := range poolShapes {
-			t.Run(fmt.Sprintf("half=%v/%v", half, p), func(t *testing.T) {
-				m, arg, scratch := newTestMaxPool(t, d, p)
-				oh, ow := p.out()
-				scratch = halfScratch(t, d, half, scratch)
-				gputest.CheckLayer(t, d, gputest.Layer{
-					Inputs: [][]int{{p.n, p.c, p.h, p.w}}, Output: []int{p.n, p.c, oh, ow}, Draw: distinct,
-					Tol: tolFor(half, kcheck.Elementwise), Half: half,
-					Forward: func(r *gpu.Recorder, out *gpu.Tensor, ins []*gpu.Tensor) error {
-						return m.Forward(r, out, arg, ins[0], p.n, p.c, p.h, p.w)
-					},
-					Backward: func(r *gpu.Recorder, grads []*gpu.Tensor, dout *gpu.Tensor, ins []*gpu.Tensor) error {
-						if err := m.Forward(r, scratch, arg, ins[0], p.n, p.c, p.h, p.w); err != nil {
-							return err
-						}
-						return m.Backward(r, grads[0], dout, arg, p.n, p.c, p.h, p.w)
-					},
-					RefForward: func(ins [][]float64) []float64 {
-						y, _ := refMaxPool(p, ins[0])
-						return y
-					},
-					RefBackward: func(ins [][]float64, dout []float64) [][]float64 {
-						_, a := refMaxPool(p, ins[0])
-						dx := make([]float64, len(ins[0]))
-						ref.MaxPool2DBackward(dx, dout, a, p.n*p.c, p.h, p.w, oh, ow)
-						return [][]float64{dx}
-					},
-				})
-			})
-		}
-	}
-}
-
-// halfModes are the storage modes a layer test runs in: f32, and f16
-// activations where d has shader-f16 (gputest.Precisions).
-func halfModes(t *testing.T, d *gpu.Device) []bool {
-	var modes []bool
-	for _, p := range gputest.Precisions(t, d) {
-		modes = append(modes, p == gpu.F16)
-	}
-	return modes
-}
-
-// tolFor is a check's tolerance: tol in f32, HalfStorage for f16 outputs.
-func tolFor(half bool, tol float64) float64 {
-	if half {
-		return kcheck.HalfStorage
-	}
-	return tol
-}
-
-// halfScratch is a scratch tensor of x's shape in the activations' type.
-func halfScratch(t *testing.T, d *gpu.Device, half bool, x *gpu.Tensor) *gpu.Tensor {
-	t.Helper()
-	if !half {
-		return x
-	}
-	h, err := d.NewTensorOf(gpu.F16, x.Shape...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(h.Release)
-	return h
-}
+// PoolShapes exports poolShapes to the external tests (maxpool_test.go).
+var PoolShapes = poolShapes
 
 // TestMaxPool2DTies draws small integers, so that most windows hold their
 // maximum more than once, and NaNs: the argmax and the gradient must follow
@@ -184,37 +110,6 @@ func TestMaxPool2DTies(t *testing.T) {
 					Ref: func(outs, ins [][]float64) {
 						_, a := refMaxPool(p, ins[0])
 						ref.MaxPool2DBackward(outs[0], ins[1], a, p.n*p.c, p.h, p.w, oh, ow)
-					},
-				})
-			})
-		}
-	}
-}
-
-func TestGlobalAvgPool(t *testing.T) {
-	d := gputest.Device(t)
-	g := NewGlobalAvgPool(d)
-	for _, half := range halfModes(t, d) {
-		for _, s := range [][3]int{{1, 1, 1}, {3, 17, 49}, {2, 3, 9}, {65, 3, 1}, {5, 129, 16}, {1, 2, 1000}} {
-			n, c, hw := s[0], s[1], s[2]
-			t.Run(fmt.Sprintf("half=%v/%dx%dx%d", half, n, c, hw), func(t *testing.T) {
-				gputest.CheckLayer(t, d, gputest.Layer{
-					Inputs: [][]int{{n, c, hw}}, Output: []int{n, c}, Half: half, Tol: tolFor(half, 0),
-					Forward: func(r *gpu.Recorder, out *gpu.Tensor, ins []*gpu.Tensor) error {
-						return g.Forward(r, out, ins[0], n, c, hw)
-					},
-					Backward: func(r *gpu.Recorder, grads []*gpu.Tensor, dout *gpu.Tensor, _ []*gpu.Tensor) error {
-						return g.Backward(r, grads[0], dout, n, c, hw)
-					},
-					RefForward: func(ins [][]float64) []float64 {
-						y := make([]float64, n*c)
-						ref.GlobalAvgPool(y, ins[0], n*c, hw)
-						return y
-					},
-					RefBackward: func(ins [][]float64, dout []float64) [][]float64 {
-						dx := make([]float64, n*c*hw)
-						ref.GlobalAvgPoolBackward(dx, dout, n*c, hw)
-						return [][]float64{dx}
 					},
 				})
 			})

@@ -519,8 +519,8 @@ const (
 
 // Reduction is what lib.tmpl's total is executed with: a function Fn(v,
 // lx, ly) that reduces v of type T with Op over the BY threads of column
-// lx of a BX×BY workgroup, in subgroups where Subgroups. A kernel builds
-// one with the template function reduction.
+// lx of a BX×BY workgroup, in subgroups where Subgroups (sums only). A
+// kernel builds one with the template function reduction.
 type Reduction struct {
 	Fn        string
 	Op        ReduceFn
@@ -531,7 +531,11 @@ type Reduction struct {
 
 func newReduction(fn string, op ReduceFn, t string, bx, by int, subgroups bool) (Reduction, error) {
 	r := Reduction{fn, op, t, subgroups, Columns{bx, by}}
-	return r, errors.Join(oneOf("reduction", op, Add, Max), r.Columns.Validate(), subgroupsOn(subgroups, bx))
+	err := errors.Join(oneOf("reduction", op, Add, Max), r.Columns.Validate(), subgroupsOn(subgroups, bx))
+	if subgroups && op != Add {
+		err = errors.Join(err, fmt.Errorf("reduction %s: subgroups only add", fn))
+	}
+	return r, err
 }
 
 // Combine is the WGSL expression that combines a and b.
@@ -540,21 +544,4 @@ func (r Reduction) Combine(a, b string) string {
 		return "max(" + a + ", " + b + ")"
 	}
 	return a + " + " + b
-}
-
-// Identity is the WGSL value that Combine leaves the other side unchanged
-// with.
-func (r Reduction) Identity() string {
-	if r.Op == Max {
-		return r.T + "(-3.4e38)"
-	}
-	return r.T + "(0.0)"
-}
-
-// SubgroupOp is the subgroup builtin that reduces with Op.
-func (r Reduction) SubgroupOp() string {
-	if r.Op == Max {
-		return "subgroupMax"
-	}
-	return "subgroupAdd"
 }

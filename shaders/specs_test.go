@@ -99,6 +99,26 @@ func TestReductionFromLib(t *testing.T) {
 	}
 }
 
+// TestReductionRefused checks that lib.tmpl's total refuses what it
+// cannot build: a maximum in subgroups, and columns that do not halve.
+func TestReductionRefused(t *testing.T) {
+	for _, tc := range []struct {
+		op        ReduceFn
+		bx, by    int
+		subgroups bool
+		want      string
+	}{
+		{Max, 1, 64, true, "subgroups only add"},
+		{Add, 1, 48, false, "power of two"},
+		{Add, 2, 64, true, "one column"},
+		{"min", 1, 64, false, `"min"`},
+	} {
+		if _, err := newReduction("total", tc.op, "f32", tc.bx, tc.by, tc.subgroups); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: got %v, want an error with %q", tc, err, tc.want)
+		}
+	}
+}
+
 // TestChoices checks that every layout a tuner may enumerate is valid.
 func TestChoices(t *testing.T) {
 	for _, c := range ThreadChoices() {

@@ -136,11 +136,7 @@ func TestLoss(t *testing.T) {
 						l.tile = []gpu.GemmTile{{BM: 16, BN: 32, BK: 4, TM: 4, TN: 8}, {BM: 128, BN: 128, BK: 16, TM: 8, TN: 8}}[i]
 						lambda, scale := float64(p[0]), float64(p[1])
 						var want ref.BTTerms
-						gputest.Check(t, d, lossOp(l, n, dim, func(outs, ins [][]float64) {
-							want = ref.BTLoss(ins[0], ins[1], n, dim, lambda, scale)
-							outs[0][0] = want.Loss
-							ref.BTLossBackward(outs[1], outs[2], ins[0], ins[1], n, dim, lambda, scale)
-						}))
+						gputest.Check(t, d, kcheck.LossOp(l, n, dim, kcheck.BTLossRef(n, dim, lambda, scale, &want)))
 						got, err := l.Stats()
 						if err != nil {
 							t.Fatal(err)
@@ -162,32 +158,6 @@ func TestLoss(t *testing.T) {
 			}
 		}
 	})
-}
-
-// lossOp checks l's forward and backward on two correlated views drawn
-// afresh: outputs are the loss [1] and both gradients [n, dim].
-func lossOp(l *BarlowTwins, n, dim int, reference func(outs, ins [][]float64)) kcheck.Op {
-	var zb []float64
-	return kcheck.Op{
-		Inputs:  [][]int{{n, dim}, {n, dim}},
-		Outputs: [][]int{{1}, {n, dim}, {n, dim}},
-		Tol:     kcheck.Reduction,
-		Draw: func(rng *rand.Rand, i, _ int) []float64 {
-			if i == 1 {
-				return zb
-			}
-			var za []float64
-			za, zb = ref.BTViews(rng, n, dim)
-			return za
-		},
-		GPU: func(r *gpu.Recorder, outs, ins []*gpu.Tensor) error {
-			if err := l.Forward(r, outs[0], ins[0], ins[1]); err != nil {
-				return err
-			}
-			return l.Backward(r, outs[1], outs[2])
-		},
-		Ref: reference,
-	}
 }
 
 // runLoss runs a loss's forward and backward on za and zb [n, d] and
@@ -478,7 +448,7 @@ func lossAblation(t *testing.T, d *gpu.Device, rng *rand.Rand, o ref.BTOptions, 
 				t.Fatal(err)
 			}
 			defer l.Release()
-			gputest.Check(t, d, lossOp(l, n, dim, func(outs, ins [][]float64) {
+			gputest.Check(t, d, kcheck.LossOp(l, n, dim, func(outs, ins [][]float64) {
 				outs[0][0] = ref.BTLossWith(ins[0], ins[1], n, dim, o).Loss
 				ref.BTLossWithBackward(outs[1], outs[2], ins[0], ins[1], n, dim, o)
 			}))

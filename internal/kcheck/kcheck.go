@@ -285,3 +285,48 @@ func To64(v []float32) []float64 {
 	}
 	return out
 }
+
+// Loss is a loss of two views [n, dim] on the device: Forward writes the
+// loss, Backward both views' gradients.
+type Loss interface {
+	Forward(r *gpu.Recorder, loss, za, zb *gpu.Tensor) error
+	Backward(r *gpu.Recorder, dza, dzb *gpu.Tensor) error
+}
+
+// LossOp checks l's forward and backward on two correlated views [n, dim]
+// drawn afresh (ref.BTViews): the outputs are the loss [1] and both
+// gradients [n, dim], which reference computes in float64.
+func LossOp(l Loss, n, dim int, reference func(outs, ins [][]float64)) Op {
+	var zb []float64
+	return Op{
+		Inputs:  [][]int{{n, dim}, {n, dim}},
+		Outputs: [][]int{{1}, {n, dim}, {n, dim}},
+		Tol:     Reduction,
+		Draw: func(rng *rand.Rand, i, _ int) []float64 {
+			if i == 1 {
+				return zb
+			}
+			var za []float64
+			za, zb = ref.BTViews(rng, n, dim)
+			return za
+		},
+		GPU: func(r *gpu.Recorder, outs, ins []*gpu.Tensor) error {
+			if err := l.Forward(r, outs[0], ins[0], ins[1]); err != nil {
+				return err
+			}
+			return l.Backward(r, outs[1], outs[2])
+		},
+		Ref: reference,
+	}
+}
+
+// BTLossRef is LossOp's reference for the Barlow Twins loss with lambda
+// and scale; it keeps the loss's terms in *terms, for checking the
+// statistics the device reports.
+func BTLossRef(n, dim int, lambda, scale float64, terms *ref.BTTerms) func(outs, ins [][]float64) {
+	return func(outs, ins [][]float64) {
+		*terms = ref.BTLoss(ins[0], ins[1], n, dim, lambda, scale)
+		outs[0][0] = terms.Loss
+		ref.BTLossBackward(outs[1], outs[2], ins[0], ins[1], n, dim, lambda, scale)
+	}
+}

@@ -67,15 +67,8 @@ func gemmChecks() []Check {
 				name += s.text
 			}
 		}
-		return op(name, kcheck.Op{
-			Inputs: [][]int{{batch, m, k}, {batch, k, n}}, Outputs: [][]int{{batch, m, n}}, Accumulate: []bool{beta != 0},
-			Tol: kcheck.Reduction,
-			GPU: func(r *gpu.Recorder, o, i []*gpu.Tensor) error {
-				return gpu.Gemm(r, o[0], i[0], i[1], gpu.GemmOp{M: m, N: n, K: k, Batch: batch, TransA: ta, TransB: tb,
-					Alpha: 1.5, Beta: beta, Tile: tile})
-			},
-			Ref: func(o, i [][]float64) { ref.Gemm(o[0], i[0], i[1], batch, m, n, k, ta, tb, 1.5, float64(beta)) },
-		})
+		return op(name, GemmCheck(gpu.GemmOp{M: m, N: n, K: k, Batch: batch, TransA: ta, TransB: tb, Alpha: 1.5, Beta: beta, Tile: tile},
+			gpu.F32, gpu.F32, gpu.F32))
 	}
 	for _, ta := range []bool{false, true} {
 		for _, tb := range []bool{false, true} {
@@ -86,6 +79,28 @@ func gemmChecks() []Check {
 		gemm("(staged 32x64 tile)", 3, 17, 33, 9, true, false, 0.5, gpu.GemmTile{BM: 32, BN: 64, BK: 8, TM: 4, TN: 8}),
 		gemm("(direct tile)", 3, 17, 33, 9, false, true, 0.5, directTile),
 		gemm("(direct tile)", 1, 65, 129, 17, true, false, 0, directTile))
+}
+
+// GemmCheck is the check of g, whose C, A and B are stored as c, a and b:
+// C starts random where g.Beta is not 0, and is held to kcheck.Reduction,
+// or kcheck.HalfStorage where c is f16. The suite's and gpu's tests alike.
+func GemmCheck(g gpu.GemmOp, c, a, b gpu.DType) kcheck.Op {
+	tol := kcheck.Reduction
+	if c == gpu.F16 {
+		tol = kcheck.HalfStorage
+	}
+	return kcheck.Op{
+		Inputs:     [][]int{{g.Batch, g.M, g.K}, {g.Batch, g.K, g.N}},
+		Outputs:    [][]int{{g.Batch, g.M, g.N}},
+		Accumulate: []bool{g.Beta != 0},
+		InTypes:    []gpu.DType{a, b},
+		OutTypes:   []gpu.DType{c},
+		Tol:        tol,
+		GPU:        func(r *gpu.Recorder, o, i []*gpu.Tensor) error { return gpu.Gemm(r, o[0], i[0], i[1], g) },
+		Ref: func(o, i [][]float64) {
+			ref.Gemm(o[0], i[0], i[1], g.Batch, g.M, g.N, g.K, g.TransA, g.TransB, float64(g.Alpha), float64(g.Beta))
+		},
+	}
 }
 
 // convChecks are the three passes of a strided convolution with odd sizes
@@ -159,54 +174,148 @@ func ConvOps(s gpu.ConvShape, tol float64, act gpu.DType, tiles gpu.ConvTiles) [
 
 func elementwiseChecks() []Check {
 	const n = 4099
-	return []Check{
-		op("add-relu 4099", kcheck.Op{Inputs: [][]int{{n}, {n}}, Outputs: [][]int{{n}}, Tol: kcheck.Elementwise,
-			GPU: func(r *gpu.Recorder, o, i []*gpu.Tensor) error { return gpu.AddReLU(r, o[0], i[0], i[1]) },
-			Ref: func(o, i [][]float64) {
-				for j := range o[0] {
-					o[0][j] = max(i[0][j]+i[1][j], 0)
+	var cs []Check
+	for _, e := range ElementwiseOps() {
+		cs = append(cs, op(fmt.Sprintf("elementwise %s %d", e.Name, n), e.Check(n, nil, nil)))
+	}
+	return append(cs, op("channel bias 3x17x49", AddBiasCheck(3, 17, 49)))
+}
+
+// Elementwise is one of gpu's elementwise operations, y = f(y, x0, x1),
+// with its float64 reference.
+type Elementwise struct {
+	Name       string
+	Inputs     int  // the tensors x it reads
+	Accumulate bool // whether it reads y too
+	GPU        func(r *gpu.Recorder, y *gpu.Tensor, x []*gpu.Tensor) error
+	Ref        func(y, x0, x1 float64) float64
+}
+
+// ElementwiseOps lists gpu's elementwise operations, in place where they
+// may run so.
+func ElementwiseOps() []Elementwise {
+	return []Elementwise{
+		{"Add", 2, false, func(r *gpu.Recorder, y *gpu.Tensor, x []*gpu.Tensor) error { return gpu.Add(r, y, x[0], x[1]) },
+			func(_, a, b float64) float64 { return a + b }},
+		{"AddReLU", 2, false, func(r *gpu.Recorder, y *gpu.Tensor, x []*gpu.Tensor) error { return gpu.AddReLU(r, y, x[0], x[1]) },
+			func(_, a, b float64) float64 { return math.Max(a+b, 0) }},
+		{"Scale", 1, false, func(r *gpu.Recorder, y *gpu.Tensor, x []*gpu.Tensor) error { return gpu.Scale(r, y, x[0], -1.75) },
+			func(_, a, _ float64) float64 { return -1.75 * a }},
+		{"Axpy", 1, true, func(r *gpu.Recorder, y *gpu.Tensor, x []*gpu.Tensor) error { return gpu.Axpy(r, y, x[0], 0.3) },
+			func(y, a, _ float64) float64 { return y + float64(float32(0.3))*a }},
+		{"Fill", 0, false, func(r *gpu.Recorder, y *gpu.Tensor, _ []*gpu.Tensor) error { return gpu.Fill(r, y, 2.5) },
+			func(_, _, _ float64) float64 { return 2.5 }},
+		{"ReLU", 1, false, func(r *gpu.Recorder, y *gpu.Tensor, x []*gpu.Tensor) error { return gpu.ReLU(r, y, x[0]) },
+			func(_, a, _ float64) float64 { return math.Max(a, 0) }},
+		{"ReLUInPlace", 0, true, func(r *gpu.Recorder, y *gpu.Tensor, _ []*gpu.Tensor) error { return gpu.ReLU(r, y, y) },
+			func(y, _, _ float64) float64 { return math.Max(y, 0) }},
+		{"ScaleInPlace", 0, true, func(r *gpu.Recorder, y *gpu.Tensor, _ []*gpu.Tensor) error { return gpu.Scale(r, y, y, 1024) },
+			func(y, _, _ float64) float64 { return 1024 * y }},
+		{"ReLUBackward", 2, false, func(r *gpu.Recorder, y *gpu.Tensor, x []*gpu.Tensor) error {
+			return gpu.ReLUBackward(r, y, x[0], x[1])
+		}, func(_, dy, x float64) float64 {
+			if x > 0 {
+				return dy
+			}
+			return 0
+		}},
+	}
+}
+
+// Check is e's check on n elements, y stored as out and the inputs as in
+// (nil: f32), held to kcheck.Elementwise, or kcheck.HalfStorage where y
+// is f16: the suite's and gpu's tests alike.
+func (e Elementwise) Check(n int, out, in []gpu.DType) kcheck.Op {
+	ins := make([][]int, e.Inputs)
+	for i := range ins {
+		ins[i] = []int{n}
+	}
+	tol := kcheck.Elementwise
+	if len(out) > 0 && out[0] == gpu.F16 {
+		tol = kcheck.HalfStorage
+	}
+	return kcheck.Op{
+		Inputs: ins, Outputs: [][]int{{n}}, Accumulate: []bool{e.Accumulate}, Tol: tol, InTypes: in, OutTypes: out,
+		GPU: func(r *gpu.Recorder, outs, ins []*gpu.Tensor) error { return e.GPU(r, outs[0], ins) },
+		Ref: func(outs, ins [][]float64) {
+			for i := range outs[0] {
+				var a, b float64
+				if len(ins) > 0 {
+					a = ins[0][i]
 				}
-			}}),
-		op("axpy 4099", kcheck.Op{Inputs: [][]int{{n}}, Outputs: [][]int{{n}}, Accumulate: []bool{true}, Tol: kcheck.Elementwise,
-			GPU: func(r *gpu.Recorder, o, i []*gpu.Tensor) error { return gpu.Axpy(r, o[0], i[0], -0.75) },
-			Ref: func(o, i [][]float64) {
-				for j := range o[0] {
-					o[0][j] += -0.75 * i[0][j]
+				if len(ins) > 1 {
+					b = ins[1][i]
 				}
-			}}),
-		op("relu backward 4099", kcheck.Op{Inputs: [][]int{{n}, {n}}, Outputs: [][]int{{n}}, Tol: kcheck.Elementwise,
-			GPU: func(r *gpu.Recorder, o, i []*gpu.Tensor) error { return gpu.ReLUBackward(r, o[0], i[0], i[1]) },
-			Ref: func(o, i [][]float64) {
-				for j := range o[0] {
-					if i[1][j] > 0 {
-						o[0][j] = i[0][j]
-					}
-				}
-			}}),
-		op("channel bias 3x17x49", kcheck.Op{Inputs: [][]int{{17}}, Outputs: [][]int{{3, 17, 49}}, Accumulate: []bool{true},
-			Tol: kcheck.Elementwise,
-			GPU: func(r *gpu.Recorder, o, i []*gpu.Tensor) error { return gpu.AddBias(r, o[0], i[0], 49, 17) },
-			Ref: func(o, i [][]float64) {
-				for j := range o[0] {
-					o[0][j] += i[0][(j/49)%17]
-				}
-			}}),
+				outs[0][i] = e.Ref(outs[0][i], a, b)
+			}
+		},
+	}
+}
+
+// AddBiasCheck is the check of gpu.AddBias on y [outer, ch, inner]: the
+// suite's and gpu's tests alike.
+func AddBiasCheck(outer, ch, inner int) kcheck.Op {
+	return kcheck.Op{
+		Inputs: [][]int{{ch}}, Outputs: [][]int{{outer, ch, inner}}, Accumulate: []bool{true}, Tol: kcheck.Elementwise,
+		GPU: func(r *gpu.Recorder, outs, ins []*gpu.Tensor) error {
+			return gpu.AddBias(r, outs[0], ins[0], inner, ch)
+		},
+		Ref: func(outs, ins [][]float64) {
+			for i := range outs[0] {
+				outs[0][i] += ins[0][(i/inner)%ch]
+			}
+		},
 	}
 }
 
 func reduceChecks() []Check {
 	return []Check{
-		op("column sum 129x65", kcheck.Op{Inputs: [][]int{{129, 65}}, Outputs: [][]int{{65}}, Tol: kcheck.Reduction,
-			GPU: func(r *gpu.Recorder, o, i []*gpu.Tensor) error { return gpu.Reduce(r, o[0], i[0], 129, 65, 1, gpu.Sum) },
-			Ref: func(o, i [][]float64) { ref.Reduce3(o[0], i[0], 129, 65, 1, func(v float64) float64 { return v }) }}),
-		op("row sum of squares 65x129", kcheck.Op{Inputs: [][]int{{65, 129}}, Outputs: [][]int{{65}}, Tol: kcheck.Reduction,
-			GPU: func(r *gpu.Recorder, o, i []*gpu.Tensor) error {
-				return gpu.Reduce(r, o[0], i[0], 1, 65, 129, gpu.SumSq)
-			},
-			Ref: func(o, i [][]float64) { ref.Reduce3(o[0], i[0], 1, 65, 129, func(v float64) float64 { return v * v }) }}),
-		op("mean/var 17x65x9", kcheck.Op{Inputs: [][]int{{17, 65, 9}}, Outputs: [][]int{{65}, {65}}, Tol: kcheck.Reduction,
-			GPU: func(r *gpu.Recorder, o, i []*gpu.Tensor) error { return gpu.MeanVar(r, o[0], o[1], i[0], 17, 65, 9) },
-			Ref: func(o, i [][]float64) { ref.MeanVar(o[0], o[1], i[0], 17, 65, 9) }}),
+		op("column sum 129x65", ReduceCheck(gpu.Sum, 129, 65, 1, gpu.F32)),
+		op("row sum of squares 65x129", ReduceCheck(gpu.SumSq, 1, 65, 129, gpu.F32)),
+		op("mean/var 17x65x9", MeanVarCheck(17, 65, 9)),
+	}
+}
+
+// ReduceCheck is the check of gpu.Reduce's op over x [a, b, c] stored as
+// ty: the suite's and gpu's tests alike.
+func ReduceCheck(op gpu.ReduceOp, a, b, c int, ty gpu.DType) kcheck.Op {
+	f := func(v float64) float64 { return v }
+	if op == gpu.SumSq {
+		f = func(v float64) float64 { return v * v }
+	}
+	return kcheck.Op{
+		Inputs: [][]int{{a, b, c}}, Outputs: [][]int{{b}}, Tol: kcheck.Reduction, InTypes: []gpu.DType{ty},
+		GPU: func(r *gpu.Recorder, outs, ins []*gpu.Tensor) error {
+			return gpu.Reduce(r, outs[0], ins[0], a, b, c, op)
+		},
+		Ref: func(outs, ins [][]float64) {
+			ref.Reduce3(outs[0], ins[0], a, b, c, f)
+			if op == gpu.Mean {
+				for j := range outs[0] {
+					outs[0][j] /= float64(a * c)
+				}
+			}
+		},
+	}
+}
+
+// MeanVarCheck is the check of gpu.MeanVar over x [a, b, c] with a large
+// common offset, where E[x²]−E[x]² would fail: the suite's and gpu's
+// tests alike.
+func MeanVarCheck(a, b, c int) kcheck.Op {
+	return kcheck.Op{
+		Inputs: [][]int{{a, b, c}}, Outputs: [][]int{{b}, {b}}, Tol: kcheck.Reduction,
+		Draw: func(r *rand.Rand, _, n int) []float64 {
+			v := kcheck.Normal(r, n)
+			for i := range v {
+				v[i] += 1000
+			}
+			return v
+		},
+		GPU: func(r *gpu.Recorder, outs, ins []*gpu.Tensor) error {
+			return gpu.MeanVar(r, outs[0], outs[1], ins[0], a, b, c)
+		},
+		Ref: func(outs, ins [][]float64) { ref.MeanVar(outs[0], outs[1], ins[0], a, b, c) },
 	}
 }
 
@@ -340,29 +449,7 @@ func lossChecks() []Check {
 			}
 			defer l.Release()
 			var want ref.BTTerms
-			var zb []float64
-			if err := kcheck.Run(d, rng, kcheck.Op{
-				Inputs: [][]int{{n, dim}, {n, dim}}, Outputs: [][]int{{1}, {n, dim}, {n, dim}}, Tol: kcheck.Reduction,
-				Draw: func(r *rand.Rand, i, _ int) []float64 {
-					if i == 1 {
-						return zb
-					}
-					var za []float64
-					za, zb = ref.BTViews(r, n, dim)
-					return za
-				},
-				GPU: func(r *gpu.Recorder, outs, ins []*gpu.Tensor) error {
-					if err := l.Forward(r, outs[0], ins[0], ins[1]); err != nil {
-						return err
-					}
-					return l.Backward(r, outs[1], outs[2])
-				},
-				Ref: func(outs, ins [][]float64) {
-					want = ref.BTLoss(ins[0], ins[1], n, dim, lambda, scale)
-					outs[0][0] = want.Loss
-					ref.BTLossBackward(outs[1], outs[2], ins[0], ins[1], n, dim, lambda, scale)
-				},
-			}); err != nil {
+			if err := kcheck.Run(d, rng, kcheck.LossOp(l, n, dim, kcheck.BTLossRef(n, dim, lambda, scale, &want))); err != nil {
 				return err
 			}
 			s, err := l.Stats()
@@ -485,26 +572,60 @@ func wrap(what string, err error) error {
 }
 
 func poolChecks() []Check {
-	const n, c, h, w, k, s, pad = 2, 3, 17, 13, 3, 2, 1
+	return []Check{
+		layer("max pool 3x3 stride 2, 2x3x17x13", MaxPoolLayer(2, 3, 17, 13, 3, 2, 1, false)),
+		layer("global average pool 3x17x49", GlobalAvgPoolLayer(3, 17, 49, false)),
+	}
+}
+
+// MaxPoolLayer is the check of layers.MaxPool2D with a k×k window, stride
+// s and padding pad on [n, c, h, w], with the activations stored as f16
+// where half (then held to kcheck.HalfStorage): the suite's and layers'
+// tests' alike. Its inputs are a shuffled ramp (Distinct), so that finite
+// differences never change which element wins a window.
+func MaxPoolLayer(n, c, h, w, k, s, pad int, half bool) kcheck.Layer {
 	oh, ow := ref.PoolOut(h, k, s, pad), ref.PoolOut(w, k, s, pad)
 	refMax := func(x []float64) ([]float64, []int) {
 		y, arg := make([]float64, n*c*oh*ow), make([]int, n*c*oh*ow)
 		ref.MaxPool2D(y, arg, x, n*c, h, w, k, s, pad)
 		return y, arg
 	}
-	// The argmax and a scratch output live for one run of the check.
-	var arg, scratch *gpu.Tensor
-	var m *layers.MaxPool2D
-	maxPool := kcheck.Layer{
-		Inputs: [][]int{{n, c, h, w}}, Output: []int{n, c, oh, ow}, Tol: kcheck.Elementwise,
+	tol := kcheck.Elementwise
+	if half {
+		tol = kcheck.HalfStorage
+	}
+	// forward records the pooling of in into out, and its argmax into a
+	// temporary that goes back to the pool once recorded: work recorded
+	// later that reuses its memory runs after.
+	forward := func(r *gpu.Recorder, out, in *gpu.Tensor, then func(m *layers.MaxPool2D, arg *gpu.Tensor) error) error {
+		m, err := layers.NewMaxPool2D(r.Device(), k, s, pad)
+		if err != nil {
+			return err
+		}
+		arg, err := r.Device().NewTensor(n, c, oh, ow)
+		if err != nil {
+			return err
+		}
+		defer arg.Release()
+		if err := m.Forward(r, out, arg, in, n, c, h, w); err != nil {
+			return err
+		}
+		return then(m, arg)
+	}
+	return kcheck.Layer{
+		Inputs: [][]int{{n, c, h, w}}, Output: []int{n, c, oh, ow}, Draw: Distinct, Tol: tol, Half: half,
 		Forward: func(r *gpu.Recorder, out *gpu.Tensor, ins []*gpu.Tensor) error {
-			return m.Forward(r, out, arg, ins[0], n, c, h, w)
+			return forward(r, out, ins[0], func(*layers.MaxPool2D, *gpu.Tensor) error { return nil })
 		},
 		Backward: func(r *gpu.Recorder, grads []*gpu.Tensor, dout *gpu.Tensor, ins []*gpu.Tensor) error {
-			if err := m.Forward(r, scratch, arg, ins[0], n, c, h, w); err != nil {
+			y, err := r.Device().NewTensorOf(ins[0].DType, n, c, oh, ow)
+			if err != nil {
 				return err
 			}
-			return m.Backward(r, grads[0], dout, arg, n, c, h, w)
+			defer y.Release()
+			return forward(r, y, ins[0], func(m *layers.MaxPool2D, arg *gpu.Tensor) error {
+				return m.Backward(r, grads[0], dout, arg, n, c, h, w)
+			})
 		},
 		RefForward: func(ins [][]float64) []float64 {
 			y, _ := refMax(ins[0])
@@ -517,44 +638,44 @@ func poolChecks() []Check {
 			return [][]float64{dx}
 		},
 	}
-	const gn, gc, ghw = 3, 17, 49
-	return []Check{
-		{fmt.Sprintf("max pool %dx%d stride %d, %dx%dx%dx%d", k, k, s, n, c, h, w), func(d *gpu.Device, rng *rand.Rand) (err error) {
-			if m, err = layers.NewMaxPool2D(d, k, s, pad); err != nil {
-				return err
-			}
-			if arg, err = d.NewTensor(n, c, oh, ow); err != nil {
-				return err
-			}
-			defer arg.Release()
-			if scratch, err = d.NewTensor(n, c, oh, ow); err != nil {
-				return err
-			}
-			defer scratch.Release()
-			return kcheck.RunLayer(d, rng, maxPool)
-		}},
-		{"global average pool 3x17x49", func(d *gpu.Device, rng *rand.Rand) error {
-			g := layers.NewGlobalAvgPool(d)
-			return kcheck.RunLayer(d, rng, kcheck.Layer{
-				Inputs: [][]int{{gn, gc, ghw}}, Output: []int{gn, gc},
-				Forward: func(r *gpu.Recorder, out *gpu.Tensor, ins []*gpu.Tensor) error {
-					return g.Forward(r, out, ins[0], gn, gc, ghw)
-				},
-				Backward: func(r *gpu.Recorder, grads []*gpu.Tensor, dout *gpu.Tensor, _ []*gpu.Tensor) error {
-					return g.Backward(r, grads[0], dout, gn, gc, ghw)
-				},
-				RefForward: func(ins [][]float64) []float64 {
-					y := make([]float64, gn*gc)
-					ref.GlobalAvgPool(y, ins[0], gn*gc, ghw)
-					return y
-				},
-				RefBackward: func(_ [][]float64, dout []float64) [][]float64 {
-					dx := make([]float64, gn*gc*ghw)
-					ref.GlobalAvgPoolBackward(dx, dout, gn*gc, ghw)
-					return [][]float64{dx}
-				},
-			})
-		}},
+}
+
+// Distinct draws a shuffled ramp: no two values closer than 2/n, so that
+// finite differences of 10⁻⁶ never change which element wins a window.
+func Distinct(r *rand.Rand, _, n int) []float64 {
+	v := make([]float64, n)
+	for i, j := range r.Perm(n) {
+		v[i] = 4 * (float64(j)/float64(n) - 0.5)
+	}
+	return v
+}
+
+// GlobalAvgPoolLayer is the check of layers.GlobalAvgPool on [n, c, hw],
+// with the activations stored as f16 where half (then held to
+// kcheck.HalfStorage): the suite's and layers' tests' alike.
+func GlobalAvgPoolLayer(n, c, hw int, half bool) kcheck.Layer {
+	tol := 0.0
+	if half {
+		tol = kcheck.HalfStorage
+	}
+	return kcheck.Layer{
+		Inputs: [][]int{{n, c, hw}}, Output: []int{n, c}, Half: half, Tol: tol,
+		Forward: func(r *gpu.Recorder, out *gpu.Tensor, ins []*gpu.Tensor) error {
+			return layers.NewGlobalAvgPool(r.Device()).Forward(r, out, ins[0], n, c, hw)
+		},
+		Backward: func(r *gpu.Recorder, grads []*gpu.Tensor, dout *gpu.Tensor, _ []*gpu.Tensor) error {
+			return layers.NewGlobalAvgPool(r.Device()).Backward(r, grads[0], dout, n, c, hw)
+		},
+		RefForward: func(ins [][]float64) []float64 {
+			y := make([]float64, n*c)
+			ref.GlobalAvgPool(y, ins[0], n*c, hw)
+			return y
+		},
+		RefBackward: func(_ [][]float64, dout []float64) [][]float64 {
+			dx := make([]float64, n*c*hw)
+			ref.GlobalAvgPoolBackward(dx, dout, n*c, hw)
+			return [][]float64{dx}
+		},
 	}
 }
 
@@ -611,33 +732,50 @@ func RowNormLayer(mode string, n, dim int) kcheck.Layer {
 }
 
 func xentChecks() []Check {
-	const n, k = 65, 10
+	var cs []Check
+	for _, c := range CrossEntropyOps(65, 10) {
+		cs = append(cs, op(c.Name, c.Op))
+	}
+	return cs
+}
+
+// CrossEntropyOps are the checks of the cross-entropy's forward and
+// backward over n rows of k logits, far apart (where a naive softmax
+// overflows sooner), against random labels: the suite's and layers'
+// tests' alike.
+func CrossEntropyOps(n, k int) []NamedOp {
 	draw := func(r *rand.Rand, i, m int) []float64 {
-		v := kcheck.Normal(r, m)
 		if i == 1 { // labels
+			v := make([]float64, m)
 			for j := range v {
 				v[j] = float64(r.IntN(k))
 			}
+			return v
+		}
+		v := kcheck.Normal(r, m)
+		for j := range v {
+			v[j] *= 5
 		}
 		return v
 	}
-	return []Check{
-		op("cross-entropy forward 65x10", kcheck.Op{Inputs: [][]int{{n, k}, {n}}, Outputs: [][]int{{n}}, Draw: draw, Tol: kcheck.Reduction,
+	shape := fmt.Sprintf("%dx%d", n, k)
+	return []NamedOp{
+		{"cross-entropy forward " + shape, kcheck.Op{Inputs: [][]int{{n, k}, {n}}, Outputs: [][]int{{n}}, Draw: draw, Tol: kcheck.Reduction,
 			GPU: func(r *gpu.Recorder, o, i []*gpu.Tensor) error {
 				return layers.CrossEntropyForward(r, o[0], i[0], i[1], n, k)
 			},
-			Ref: func(o, i [][]float64) { copy(o[0], ref.CrossEntropy(i[0], i[1], n, k)) }}),
-		op("cross-entropy backward 65x10", kcheck.Op{Inputs: [][]int{{n, k}, {n}}, Outputs: [][]int{{n, k}}, Draw: draw, Tol: kcheck.Reduction,
+			Ref: func(o, i [][]float64) { copy(o[0], ref.CrossEntropy(i[0], i[1], n, k)) }}},
+		{"cross-entropy backward " + shape, kcheck.Op{Inputs: [][]int{{n, k}, {n}}, Outputs: [][]int{{n, k}}, Draw: draw, Tol: kcheck.Reduction,
 			GPU: func(r *gpu.Recorder, o, i []*gpu.Tensor) error {
 				return layers.CrossEntropyBackward(r, o[0], i[0], i[1], n, k)
 			},
 			Ref: func(o, i [][]float64) {
 				mean := make([]float64, n)
 				for j := range mean {
-					mean[j] = 1.0 / n
+					mean[j] = 1 / float64(n)
 				}
 				copy(o[0], ref.CrossEntropyBackward(i[0], i[1], mean, n, k))
-			}}),
+			}}},
 	}
 }
 
@@ -653,53 +791,70 @@ func augmentChecks() []Check {
 			Ratio: [2]float64{3.0 / 4, 4.0 / 3}, Filter: pipeline.Bicubic, FlipP: 0.5, SolarizeThreshold: 128.0 / 255,
 			BlurKernelFraction: 0.1, Sigma: [2]float64{0.1, 2}, JitterP: 1, Brightness: 0.4, Contrast: 0.4, Saturation: 0.2,
 			Hue: 0.1, GrayP: 0.5, BlurP: 1, Mean: []float32{0.4, 0.45, 0.5}, Std: []float32{0.25, 0.25, 0.25}}
-		cpu, err := pipeline.NewAugmenter(v)
-		if err != nil {
-			return err
-		}
 		var imgs []pipeline.Image8
 		for _, hw := range [][2]int{{17, 9}, {65, 33}, {3, 5}} {
-			m := pipeline.Image8{}
-			m.Resize(c, hw[0], hw[1])
-			for i := range m.Pix {
-				m.Pix[i] = uint8(rng.IntN(256))
-			}
-			imgs = append(imgs, m)
+			imgs = append(imgs, RandomImage8(rng, c, hw[0], hw[1]))
 		}
-		b := &pipeline.Batch{N: len(imgs), Images: imgs, Params: [][]pipeline.Params{make([]pipeline.Params, len(imgs))}}
-		for k := range imgs {
-			b.Params[0][k] = cpu.Draw(rng, imgs[k].H, imgs[k].W)
-		}
-		sz := c * size * size
-		nan := make([]float32, len(imgs)*sz)
-		for i := range nan {
-			nan[i] = float32(math.NaN())
-		}
-		out, err := d.FromSlice(nan, len(imgs), c, size, size)
+		got, want, err := AugmentViews(d, rng, v, imgs)
 		if err != nil {
 			return err
-		}
-		defer out.Release()
-		a, err := augment.NewEval(d, v)
-		if err != nil {
-			return err
-		}
-		defer a.Close()
-		if err := d.Run(func(r *gpu.Recorder) error { return a.Record(r, b, out) }); err != nil {
-			return err
-		}
-		got, err := out.Download()
-		if err != nil {
-			return err
-		}
-		want := make([]float32, len(imgs)*sz)
-		for k := range imgs {
-			var src pipeline.Image
-			imgs[k].ToImage(&src, c)
-			cpu.Apply(want[k*sz:(k+1)*sz], &src, &b.Params[0][k])
 		}
 		return ref.Compare(kcheck.To64(got), kcheck.To64(want), kcheck.Reduction)
 	}}}
+}
+
+// RandomImage8 is an h×w image of c channels of random bytes.
+func RandomImage8(rng *rand.Rand, c, h, w int) pipeline.Image8 {
+	m := pipeline.Image8{}
+	m.Resize(c, h, w)
+	for i := range m.Pix {
+		m.Pix[i] = uint8(rng.IntN(256))
+	}
+	return m
+}
+
+// AugmentViews renders view v of every image on d (augment.NewEval), into
+// an output filled with NaN first so that an unwritten value shows, and on
+// the CPU (pipeline.Augmenter) with the same draws from rng: the suite's
+// and augment's tests' alike.
+func AugmentViews(d *gpu.Device, rng *rand.Rand, v pipeline.ViewConfig, imgs []pipeline.Image8) (got, want []float32, err error) {
+	cpu, err := pipeline.NewAugmenter(v)
+	if err != nil {
+		return nil, nil, err
+	}
+	b := &pipeline.Batch{N: len(imgs), Images: imgs, Params: [][]pipeline.Params{make([]pipeline.Params, len(imgs))}}
+	for k := range imgs {
+		b.Params[0][k] = cpu.Draw(rng, imgs[k].H, imgs[k].W)
+	}
+	c, s := v.Channels(), v.Size
+	sz := c * s * s
+	nan := make([]float32, len(imgs)*sz)
+	for i := range nan {
+		nan[i] = float32(math.NaN())
+	}
+	out, err := d.FromSlice(nan, len(imgs), c, s, s)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer out.Release()
+	a, err := augment.NewEval(d, v)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer a.Close()
+	if err := d.Run(func(r *gpu.Recorder) error { return a.Record(r, b, out) }); err != nil {
+		return nil, nil, err
+	}
+	if got, err = out.Download(); err != nil {
+		return nil, nil, err
+	}
+	want = make([]float32, len(imgs)*sz)
+	for k := range imgs {
+		var src pipeline.Image
+		imgs[k].ToImage(&src, imgs[k].C)
+		cpu.Apply(want[k*sz:(k+1)*sz], &src, &b.Params[0][k])
+	}
+	return got, want, nil
 }
 
 // fmaChecks run the throughput probe of `bt bench -suites fma` a few loop
