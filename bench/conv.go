@@ -13,6 +13,14 @@ type ConvCase struct {
 	Shape gpu.ConvShape
 }
 
+// Bytes is one pass's minimal traffic: the input, the weights and the
+// output (or their gradients) in f32, each read or written once.
+func (c ConvCase) Bytes() float64 {
+	s := c.Shape
+	oh, ow := s.Out()
+	return 4 * float64(s.N*s.Cin*s.H*s.W+s.Cout*s.Cin*s.KH*s.KW+s.N*s.Cout*oh*ow)
+}
+
 // ConvCases are representative layers of ResNet-50 at batch 32, 224 px, of
 // a CIFAR ResNet-18 at batch 256, 32 px, and of the tiny ResNet of the demo
 // (one view of a batch of 256, 28 px).

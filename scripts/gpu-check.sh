@@ -6,6 +6,8 @@
 #
 # Stages (default: all, in this order; meant to fit one 10-minute call of
 # the device tool, and each can be run alone when they do not):
+#   tune     bt tune on ResNet-50's step (90 s budget); the benchmarks below
+#            then measure tuned tiles beside the built-in ones
 #   devices  the adapter report and the kernels' self-check against float64
 #   fma      the adapter's arithmetic ceiling (a pure-register FMA kernel)
 #   gemm     bt's GEMM beside PyTorch's float32 matmul with TF32 off
@@ -40,13 +42,17 @@ stage() {
   "$@" 2>&1 | tee -a "$out/$name.log"
 }
 
+tuned=$out/tune.json
+tune=(-tune off)
 stages=("$@")
-[ ${#stages[@]} -gt 0 ] || stages=(devices fma gemm conv loss twin demo)
+[ ${#stages[@]} -gt 0 ] || stages=(tune devices fma gemm conv loss twin demo)
 for s in "${stages[@]}"; do
+  [ -f "$tuned" ] && tune=(-tune "$tuned")
   case $s in
+  tune) stage tune "$bt" tune -arch resnet50 -size 224 -batch 64 -projector 8192-8192-8192 -budget 90s -out "$tuned" ;;
   devices) stage devices "$bt" devices ;;
   gemm)
-    stage gemm "$bt" bench -suites gemm -time 1s \
+    stage gemm "$bt" bench "${tune[@]}" -suites gemm -time 1s \
       -gemm-shapes square-1024,square-2048,square-4096,projector-256x2048x8192,projector-wgrad-8192x2048x256
     stage gemm "$python" tools/reference/torch_matmul.py --device "$torch_device" 1024 2048 4096 256x8192x2048 8192x2048x256
     ;;
@@ -54,7 +60,7 @@ for s in "${stages[@]}"; do
   fma) stage fma "$bt" bench -suites fma ;; # the adapter's arithmetic ceiling
   loss) stage loss "$bt" bench -suites loss -loss-shapes 256x2048,2048x8192,512x16384 ;;
   twin)
-    stage twin "$bt" bench -suites twin -arch resnet50 -size 224 -batch 64 -projector 8192-8192-8192 -profile -precision both
+    stage twin "$bt" bench "${tune[@]}" -suites twin -arch resnet50 -size 224 -batch 64 -projector 8192-8192-8192 -profile -precision both
     stage twin "$python" tools/reference/torch_twin_step.py --device "$torch_device" --arch resnet50 64 224 8192-8192-8192
     stage twin "$bt" bench -suites twin
     stage twin "$python" tools/reference/torch_twin_step.py --device "$torch_device" 256 28 512-512-512

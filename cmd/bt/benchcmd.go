@@ -12,7 +12,8 @@ import (
 
 func runBench(args []string) error {
 	fs, adapter := newFlags("bench", "Measures bt's kernels on the adapter: GEMM beside gonum's CPU BLAS on the same operands, convolutions\nagainst the adapter's GEMM, the Barlow Twins loss (fused against materialised and plain GEMMs), whole training steps,\nand the adapter's ceiling: multiply-adds in registers alone.")
-	suites := fs.String("suites", "gemm,loss,twin", "comma-separated: gemm, conv, loss, twin, fma")
+	suites := fs.String("suites", "gemm,loss,twin", "comma-separated: gemm, conv, loss, twin, fma, bw")
+	roofline := fs.Bool("roofline", false, "measure the adapter's FMA and bandwidth ceilings first and place every GEMM and convolution against them")
 	shapes := fs.String("gemm-shapes", "square-128,square-256,square-512,square-1024,projector-256x2048x8192",
 		"GEMM shapes, from: "+shapeNames())
 	lossShapes := fs.String("loss-shapes", "256x2048", "loss shapes N×D, e.g. 256x2048,2048x8192,512x16384")
@@ -45,6 +46,13 @@ func runBench(args []string) error {
 	}
 	acts := map[string][]gpu.DType{"f32": {gpu.F32}, "f16": {gpu.F16}, "both": {gpu.F32, gpu.F16}}[precision]
 	fmt.Printf("adapter: %s\n", d.Info)
+	var roof bench.Ceilings
+	if *roofline {
+		if roof, err = bench.MeasureCeilings(d, *minTime); err != nil {
+			return err
+		}
+		fmt.Printf("ceilings: %.1f GFLOP/s (FMA in registers), %.1f GB/s (streaming)\n", roof.GFLOPS, roof.GBps)
+	}
 	for _, suite := range strings.Split(*suites, ",") {
 		switch strings.TrimSpace(suite) {
 		case "gemm":
@@ -58,6 +66,9 @@ func runBench(args []string) error {
 					return err
 				}
 				fmt.Println(r)
+				if *roofline {
+					fmt.Printf("  roofline %s\n", roof.Roof(s.Flops(), float64(r.AdapterBytes), s.Flops()/r.GFLOPS/1e9))
+				}
 				if err := untuned(d, func() error {
 					b, err := bench.MeasureGemm(d, s, *minTime)
 					if err == nil {
@@ -80,6 +91,15 @@ func runBench(args []string) error {
 					return err
 				}
 				fmt.Printf("%v   forward %.2f× GEMM\n", r, r.Forward/g.GFLOPS)
+				if *roofline {
+					flops, bytes := c.Flops(), c.Bytes()
+					for _, p := range []struct {
+						pass   string
+						gflops float64
+					}{{"forward", r.Forward}, {"data-grad", r.Data}, {"weight-grad", r.Weight}} {
+						fmt.Printf("  roofline %-11s %s\n", p.pass, roof.Roof(flops, bytes, flops/p.gflops/1e9))
+					}
+				}
 			}
 		case "loss":
 			for _, name := range strings.Split(*lossShapes, ",") {
@@ -123,6 +143,12 @@ func runBench(args []string) error {
 					fmt.Println(p)
 				}
 			}
+		case "bw":
+			r, err := bench.MeasureBandwidth(d, *minTime)
+			if err != nil {
+				return err
+			}
+			fmt.Println(r)
 		case "fma":
 			var best bench.FMAResult
 			for _, chains := range bench.FMAChains {
@@ -137,7 +163,7 @@ func runBench(args []string) error {
 			}
 			fmt.Printf("fma      peak %.1f GFLOP/s at %d chains\n", best.GFLOPS, best.Chains)
 		default:
-			return fmt.Errorf("unknown suite %q: want gemm, conv, loss, twin or fma", suite)
+			return fmt.Errorf("unknown suite %q: want gemm, conv, loss, twin, fma or bw", suite)
 		}
 	}
 	return nil
