@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -9,7 +10,7 @@ import (
 	"github.com/bt-org/bt/gpu"
 )
 
-func runBench(args []string) error {
+func runBench(args []string) (err error) {
 	fs, adapter := newFlags("bench", "Measures bt's kernels on the adapter: GEMM beside gonum's CPU BLAS on the same operands, convolutions\nagainst the adapter's GEMM, the Barlow Twins loss (fused against materialised and plain GEMMs), whole training steps,\nand the adapter's ceiling: multiply-adds in registers alone.")
 	suites := fs.String("suites", "gemm,loss,twin", "comma-separated: gemm, conv, loss, twin, fma")
 	shapes := fs.String("gemm-shapes", "square-128,square-256,square-512,square-1024,projector-256x2048x8192",
@@ -23,6 +24,8 @@ func runBench(args []string) error {
 	precision := "f32"
 	fs.Var(choiceFlag[string]{&precision, []string{"f32", "f16", "both"}}, "precision", "activations of the twin-step benchmark: f32, f16 (mixed precision), or both, f16 beside f32 in the same run")
 	minTime := fs.Duration("time", 2*time.Second, "minimum time to measure each case")
+	var tf traceFlags
+	tf.register(fs, false)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -37,9 +40,15 @@ func runBench(args []string) error {
 	if precision != "f32" && !d.F16 {
 		return fmt.Errorf("-precision %s: %s has no shader-f16", precision, d.Info.Name)
 	}
+	finish, err := tf.start(d)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, finish()) }()
 	acts := map[string][]gpu.DType{"f32": {gpu.F32}, "f16": {gpu.F16}, "both": {gpu.F32, gpu.F16}}[precision]
 	fmt.Printf("adapter: %s\n", d.Info)
 	for _, suite := range strings.Split(*suites, ",") {
+		span := d.Trace().Begin(strings.TrimSpace(suite))
 		switch strings.TrimSpace(suite) {
 		case "gemm":
 			for _, name := range strings.Split(*shapes, ",") {
@@ -115,6 +124,7 @@ func runBench(args []string) error {
 		default:
 			return fmt.Errorf("unknown suite %q: want gemm, conv, loss, twin or fma", suite)
 		}
+		span.End()
 	}
 	return nil
 }
