@@ -18,7 +18,7 @@ type tracer struct {
 	t       *trace.Trace
 	pending []*timedSubmission // submitted, timestamps not yet read
 	done    []*timedSubmission // read, spans not yet added
-	next    int                // the next submission's id
+	next    int                // the last submission's id
 }
 
 // timedSubmission is one traced submission's timestamps on their way back.
@@ -63,10 +63,10 @@ func (d *Device) traced() bool { return d.tracer != nil && d.timestamp && d.trac
 // work is on the queue.
 func (d *Device) submitted(r *Recorder, at time.Duration) error {
 	tr := d.tracer
+	tr.next++
 	s := &timedSubmission{id: tr.next, names: r.names, untimed: r.untimed, staging: r.staging, size: r.resSize,
 		index: r.index, submitted: at}
 	r.staging = nil
-	tr.next++
 	if err := s.m.start(s.staging, s.size); err != nil {
 		d.pool.put(s.staging, s.size, stagingUsage)
 		return fmt.Errorf("gpu: reading timestamps: %w", err)

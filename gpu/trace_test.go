@@ -96,7 +96,7 @@ func TestTrace(t *testing.T) {
 	if count["submission"] != 3 || count["record"] != 2 || count["submit"] != 3 || count["readback"] != 1 {
 		t.Errorf("spans %v: want 3 submissions, 2 records, 3 submits, 1 readback", count)
 	}
-	if len(perSub) != 3 || perSub[2] != 1 || perSub[0] < 2 || perSub[0] != perSub[1] {
+	if len(perSub) != 3 || perSub[3] != 1 || perSub[1] < 2 || perSub[1] != perSub[2] {
 		t.Errorf("device spans per submission %v: want ≥ 2 in each of the runs and 1 for the fill", perSub)
 	}
 	for _, e := range f.TraceEvents {

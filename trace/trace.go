@@ -20,6 +20,8 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -134,7 +136,7 @@ func (t *Trace) Add(track Track, name string, start, dur time.Duration, args ...
 
 // Async records a span of its own row (an async span in the format), such
 // as a submission in flight, which overlaps the spans before and after it.
-// id tells spans of the same name apart.
+// id, from 1, tells spans of the same name apart.
 func (t *Trace) Async(name string, id int, start, end time.Duration, args ...Arg) {
 	if t == nil {
 		return
@@ -280,4 +282,31 @@ func Read(r io.Reader) (File, error) {
 		return f, fmt.Errorf("trace: %w", err)
 	}
 	return f, nil
+}
+
+// Window is the steps [From, To) of a training loop that are traced; the
+// zero Window is every step.
+type Window struct{ From, To int }
+
+// Contains reports whether step is in the window.
+func (w Window) Contains(step int) bool {
+	return w == Window{} || step >= w.From && step < w.To
+}
+
+func (w Window) String() string { return fmt.Sprintf("%d:%d", w.From, w.To) }
+
+// ParseWindow reads a window written FROM:TO, steps FROM to TO-1 counted
+// from 0.
+func ParseWindow(s string) (Window, error) {
+	var w Window
+	from, to, ok := strings.Cut(s, ":")
+	var err1, err2 error
+	if ok {
+		w.From, err1 = strconv.Atoi(from)
+		w.To, err2 = strconv.Atoi(to)
+	}
+	if !ok || err1 != nil || err2 != nil || w.From < 0 || w.To <= w.From {
+		return Window{}, fmt.Errorf("trace: steps %q: want FROM:TO, whole numbers with 0 ≤ FROM < TO (steps FROM to TO-1)", s)
+	}
+	return w, nil
 }

@@ -112,3 +112,27 @@ func TestCheckFindsFaults(t *testing.T) {
 		})
 	}
 }
+
+func TestParseWindow(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want trace.Window
+		ok   bool
+	}{
+		{"2:5", trace.Window{From: 2, To: 5}, true},
+		{"0:1", trace.Window{From: 0, To: 1}, true},
+		{"5:5", trace.Window{}, false},
+		{"-1:3", trace.Window{}, false},
+		{"3", trace.Window{}, false},
+		{"a:b", trace.Window{}, false},
+	} {
+		w, err := trace.ParseWindow(c.in)
+		if (err == nil) != c.ok || w != c.want {
+			t.Errorf("ParseWindow(%q) = %v, %v; want %v, ok %v", c.in, w, err, c.want, c.ok)
+		}
+	}
+	w := trace.Window{From: 2, To: 4}
+	if w.Contains(1) || !w.Contains(2) || !w.Contains(3) || w.Contains(4) || !(trace.Window{}).Contains(99) {
+		t.Errorf("%v.Contains is wrong at its edges, or the zero window is not every step", w)
+	}
+}

@@ -28,25 +28,105 @@ type Features struct {
 // evaluation loader and returns the representations. act is the type of
 // the backbone's activations: gpu.F16 is mixed precision (f32 arithmetic
 // and representations), where d.F16.
+//
+// Each batch's representations come back through a Readback collected
+// after the next batch has been submitted, so the device runs one batch
+// while the host takes the one before and the loader prepares the next.
 func ExtractFeatures(d *gpu.Device, backbone *models.ResNet, loader *pipeline.Loader, act gpu.DType) (*Features, error) {
 	f := &Features{Dim: backbone.Dim}
-	for {
+	tr := d.Trace()
+	// Two sets of buffers, used in turn: one batch's input is uploaded
+	// while the batch before may still read the other's.
+	type slot struct {
+		x, repr *gpu.Tensor
+		n       int
+	}
+	var slots [2]slot
+	defer func() {
+		for _, s := range slots {
+			s.x.Release()
+			s.repr.Release()
+		}
+	}()
+	type inFlight struct {
+		rb     *gpu.Readback
+		labels []int32
+		index  []int
+		n      int
+	}
+	var pending *inFlight
+	collect := func() error {
+		if pending == nil {
+			return nil
+		}
+		v, err := pending.rb.Wait()
+		if err != nil {
+			return fmt.Errorf("eval: extracting features: %w", err)
+		}
+		f.X = append(f.X, v...)
+		f.Labels = append(f.Labels, pending.labels...)
+		f.Index = append(f.Index, pending.index...)
+		f.N += pending.n
+		pending = nil
+		return nil
+	}
+	for i := 0; ; i++ {
+		span := tr.Begin("data wait")
 		b, err := loader.Next()
+		span.End()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
 			return nil, err
 		}
-		v, err := Represent(d, backbone, b.A, b.N, b.C, b.H, b.W, act)
+		s := &slots[i%2]
+		if s.x == nil || s.n != b.N || s.x.Len() != len(b.A) {
+			s.x.Release()
+			s.repr.Release()
+			*s = slot{}
+			if s.x, err = d.NewTensor(b.N, b.C, b.H, b.W); err == nil {
+				s.repr, err = d.NewTensor(b.N, backbone.Dim)
+			}
+			if err != nil {
+				return nil, err
+			}
+			s.n = b.N
+		}
+		if len(b.A) != b.N*b.C*b.H*b.W {
+			return nil, fmt.Errorf("eval: %d values for %d images of %d×%d×%d", len(b.A), b.N, b.C, b.H, b.W)
+		}
+		if err := s.x.Upload(b.A); err != nil {
+			return nil, err
+		}
+		next := &inFlight{labels: slices.Clone(b.Labels), index: slices.Clone(b.Index), n: b.N}
+		loader.Recycle(b)
+		r, err := d.Record(false)
 		if err != nil {
+			return nil, err
+		}
+		span = tr.Begin("record")
+		p := models.NewPassOf(d, false, act)
+		err = backbone.Forward(r, p, s.repr, s.x, s.n, b.H, b.W)
+		p.Release()
+		span.End()
+		if err == nil {
+			next.rb, err = r.Readback(s.repr)
+		}
+		if err != nil {
+			r.Discard()
 			return nil, fmt.Errorf("eval: extracting features: %w", err)
 		}
-		f.X = append(f.X, v...)
-		f.Labels = append(f.Labels, b.Labels...)
-		f.Index = append(f.Index, b.Index...)
-		f.N += b.N
-		loader.Recycle(b)
+		if err := r.Submit(); err != nil {
+			return nil, err
+		}
+		if err := collect(); err != nil {
+			return nil, err
+		}
+		pending = next
+	}
+	if err := collect(); err != nil {
+		return nil, err
 	}
 	if f.N == 0 {
 		return nil, errors.New("eval: the evaluation loader gave no images")
@@ -125,57 +205,113 @@ func KNN(d *gpu.Device, train, test *Features, classes int, ks []int, temperatur
 	}
 	// best[i] holds test row i's nearest neighbours, most similar first.
 	best := make([][]neighbour, test.N)
+	// One block of similarities is on the device while the host merges the
+	// block before into best.
+	type block struct {
+		t0, tn, r0, rn int
+		rb             *gpu.Readback
+	}
+	merge := func(bl *block) error {
+		s, err := bl.rb.Wait()
+		if err != nil {
+			return err
+		}
+		span := d.Trace().Begin("top-k")
+		defer span.End()
+		for i := range bl.tn {
+			nb := best[bl.t0+i]
+			for j, v := range s[i*bl.rn : (i+1)*bl.rn] {
+				if len(nb) == kmax && v <= nb[kmax-1].sim {
+					continue
+				}
+				at, _ := slices.BinarySearchFunc(nb, v, func(a neighbour, v float32) int {
+					if a.sim > v {
+						return -1
+					}
+					return 1
+				})
+				if len(nb) < kmax {
+					nb = append(nb, neighbour{})
+				}
+				copy(nb[at+1:], nb[at:len(nb)-1])
+				nb[at] = neighbour{v, train.Labels[bl.r0+j]}
+			}
+			best[bl.t0+i] = nb
+		}
+		return nil
+	}
+	var pending *block
+	var release []*gpu.Tensor
+	defer func() {
+		for _, t := range release {
+			t.Release()
+		}
+	}()
+	tensor := func(x []float32, shape ...int) (*gpu.Tensor, error) {
+		var t *gpu.Tensor
+		var err error
+		if x == nil {
+			t, err = d.NewTensor(shape...)
+		} else {
+			t, err = d.FromSlice(x, shape...)
+		}
+		if err == nil {
+			release = append(release, t)
+		}
+		return t, err
+	}
 	for t0 := 0; t0 < test.N; t0 += knnChunk {
 		tn := min(knnChunk, test.N-t0)
-		tt, err := d.FromSlice(tst[t0*dim:(t0+tn)*dim], tn, dim)
+		tt, err := tensor(tst[t0*dim:(t0+tn)*dim], tn, dim)
 		if err != nil {
 			return nil, err
 		}
 		for r0 := 0; r0 < train.N; r0 += knnChunk {
 			rn := min(knnChunk, train.N-r0)
-			rt, err := d.FromSlice(trn[r0*dim:(r0+rn)*dim], rn, dim)
+			rt, err := tensor(trn[r0*dim:(r0+rn)*dim], rn, dim)
 			if err != nil {
-				tt.Release()
 				return nil, err
 			}
-			sims, err := d.NewTensor(tn, rn)
-			if err == nil {
-				err = d.Run(func(r *gpu.Recorder) error {
-					return gpu.Gemm(r, sims, tt, rt, gpu.GemmOp{M: tn, N: rn, K: dim, TransB: true, Alpha: 1})
-				})
-			}
-			var s []float32
-			if err == nil {
-				s, err = sims.Download()
-			}
-			rt.Release()
-			sims.Release()
+			sims, err := tensor(nil, tn, rn)
 			if err != nil {
-				tt.Release()
 				return nil, err
 			}
-			for i := range tn {
-				nb := best[t0+i]
-				for j, v := range s[i*rn : (i+1)*rn] {
-					if len(nb) == kmax && v <= nb[kmax-1].sim {
-						continue
-					}
-					at, _ := slices.BinarySearchFunc(nb, v, func(a neighbour, v float32) int {
-						if a.sim > v {
-							return -1
-						}
-						return 1
-					})
-					if len(nb) < kmax {
-						nb = append(nb, neighbour{})
-					}
-					copy(nb[at+1:], nb[at:len(nb)-1])
-					nb[at] = neighbour{v, train.Labels[r0+j]}
+			r, err := d.Record(false)
+			if err != nil {
+				return nil, err
+			}
+			next := &block{t0: t0, tn: tn, r0: r0, rn: rn}
+			err = gpu.Gemm(r, sims, tt, rt, gpu.GemmOp{M: tn, N: rn, K: dim, TransB: true, Alpha: 1})
+			if err == nil {
+				next.rb, err = r.Readback(sims)
+			}
+			if err != nil {
+				r.Discard()
+				return nil, err
+			}
+			if err := r.Submit(); err != nil {
+				return nil, err
+			}
+			// The tensors go back to the pool now: whatever reuses them
+			// is submitted, and so runs, after this block.
+			for _, t := range release[1:] {
+				t.Release()
+			}
+			release = release[:1]
+			if pending != nil {
+				if err := merge(pending); err != nil {
+					return nil, err
 				}
-				best[t0+i] = nb
 			}
+			pending = next
 		}
 		tt.Release()
+		release = release[:0]
+	}
+	if pending != nil {
+		if err := merge(pending); err != nil {
+			return nil, err
+		}
 	}
 	acc := make([]float64, len(ks))
 	votes := make([]float64, classes)
@@ -232,7 +368,23 @@ type ProbeConfig struct {
 	Momentum    float64
 	WeightDecay float64
 	Seed        uint64
+	// On is where the classifier trains; the zero value is Auto.
+	On Place
 }
+
+// Place is where a linear probe trains.
+type Place int
+
+const (
+	// Auto trains on the host when the adapter is a CPU one (lavapipe):
+	// a 64-wide head makes steps of a few hundred thousand multiply-adds,
+	// less work than submitting them costs there.
+	Auto Place = iota
+	// Host trains with Go loops on the CPU.
+	Host
+	// Device trains with bt's kernels, one submission a step.
+	Device
+)
 
 // DefaultProbeConfig is the paper's linear evaluation: 100 epochs, batch
 // 256, lr 0.3 with cosine decay, momentum 0.9, weight decay 1e-6.
@@ -259,8 +411,12 @@ func LinearProbe(d *gpu.Device, train, test *Features, classes int, cfg ProbeCon
 	if err := checkLabels("probe", classes, train, test); err != nil {
 		return ProbeResult{}, err
 	}
+	defer d.Trace().Begin("linear probe").End()
 	train, test = standardise(train, test)
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x9b))
+	if cfg.On == Host || cfg.On == Auto && d.IsCPU() {
+		return probeHost(rng, train, test, classes, cfg), nil
+	}
 	dim := train.Dim
 	bs := min(cfg.Batch, train.N)
 	lin, err := newHead(d, rng, dim, classes)
@@ -418,4 +574,100 @@ func classify(d *gpu.Device, lin *layers.Linear, test *Features, classes int) (P
 		}
 	}
 	return ProbeResult{Top1: float64(top1) / float64(test.N), Top5: float64(top5) / float64(test.N)}, nil
+}
+
+// probeHost is LinearProbe's training on the host: the same initial
+// weights (drawn as newHead draws them), batches and updates (PyTorch's SGD
+// with momentum, weight decay on weights and bias alike), in float32.
+func probeHost(rng *rand.Rand, train, test *Features, classes int, cfg ProbeConfig) ProbeResult {
+	dim := train.Dim
+	bs := min(cfg.Batch, train.N)
+	w := make([]float32, classes*dim) // [classes, dim]
+	for i := range w {
+		w[i] = float32(0.01 * rng.NormFloat64())
+	}
+	bias := make([]float32, classes)
+	gw, gb := make([]float32, len(w)), make([]float32, classes)
+	mw, mb := make([]float32, len(w)), make([]float32, classes)
+	logits := make([]float32, classes)
+	wd, mom := float32(cfg.WeightDecay), float32(cfg.Momentum)
+	perm := make([]int, train.N)
+	for epoch := range cfg.Epochs {
+		lr := float32(cfg.LR * 0.5 * (1 + math.Cos(math.Pi*float64(epoch)/float64(cfg.Epochs))))
+		for i := range perm {
+			perm[i] = i
+		}
+		rng.Shuffle(len(perm), func(i, j int) { perm[i], perm[j] = perm[j], perm[i] })
+		for b0 := 0; b0+bs <= train.N; b0 += bs {
+			clear(gw)
+			clear(gb)
+			for _, idx := range perm[b0 : b0+bs] {
+				x := train.X[idx*dim : (idx+1)*dim]
+				forward(logits, w, bias, x)
+				softmax(logits)
+				logits[train.Labels[idx]]--
+				for c, g := range logits {
+					g /= float32(bs)
+					gb[c] += g
+					row := gw[c*dim : (c+1)*dim]
+					for j, v := range x {
+						row[j] += g * v
+					}
+				}
+			}
+			step := func(p, g, m []float32) {
+				for i := range p {
+					d := g[i] + wd*p[i]
+					m[i] = mom*m[i] + d
+					p[i] -= lr * m[i]
+				}
+			}
+			step(w, gw, mw)
+			step(bias, gb, mb)
+		}
+	}
+	var top1, top5 int
+	for i := range test.N {
+		forward(logits, w, bias, test.X[i*dim:(i+1)*dim])
+		label := test.Labels[i]
+		higher := 0
+		for _, s := range logits {
+			if s > logits[label] {
+				higher++
+			}
+		}
+		if higher == 0 {
+			top1++
+		}
+		if higher < 5 {
+			top5++
+		}
+	}
+	return ProbeResult{Top1: float64(top1) / float64(test.N), Top5: float64(top5) / float64(test.N)}
+}
+
+// forward writes x·wᵀ + bias into logits.
+func forward(logits, w, bias, x []float32) {
+	dim := len(x)
+	for c := range logits {
+		row := w[c*dim : (c+1)*dim]
+		var s float32
+		for j, v := range x {
+			s += row[j] * v
+		}
+		logits[c] = s + bias[c]
+	}
+}
+
+// softmax replaces v by its softmax.
+func softmax(v []float32) {
+	m := slices.Max(v)
+	var sum float32
+	for i, x := range v {
+		v[i] = float32(math.Exp(float64(x - m)))
+		sum += v[i]
+	}
+	for i := range v {
+		v[i] /= sum
+	}
 }

@@ -200,3 +200,26 @@ func TestRepresentHalf(t *testing.T) {
 	}
 	t.Logf("f16 against f32: %.3g relative", e)
 }
+
+// TestProbeHostMatchesDevice trains the probe on the host and on the
+// device from the same draws: the same batches and updates in another
+// order of float32 arithmetic, so the same accuracy within a few images.
+func TestProbeHostMatchesDevice(t *testing.T) {
+	d := gputest.Device(t)
+	rng := gputest.Rand(t)
+	const n, dim, classes = 600, 17, 7
+	train, test := split(rng, n, dim, classes, 1.5, false)
+	cfg := DefaultProbeConfig()
+	cfg.Epochs = 10
+	var res [2]ProbeResult
+	for i, on := range []Place{Host, Device} {
+		cfg.On = on
+		var err error
+		if res[i], err = LinearProbe(d, train, test, classes, cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if math.Abs(res[0].Top1-res[1].Top1) > 3.0/n || math.Abs(res[0].Top5-res[1].Top5) > 3.0/n || res[0].Top1 < 0.3 {
+		t.Errorf("host %+v, device %+v: want the same within 3 of %d images (and above chance)", res[0], res[1], n)
+	}
+}

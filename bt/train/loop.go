@@ -13,6 +13,7 @@ import (
 	"github.com/bt-org/bt/bt/optim"
 	"github.com/bt-org/bt/dist"
 	"github.com/bt-org/bt/pipeline"
+	"github.com/bt-org/bt/trace"
 )
 
 // Event is what the loop tells its hooks after a step's loss has arrived.
@@ -68,6 +69,11 @@ type Loop struct {
 	// same step when one is asked to, and with the same error when one
 	// fails between steps (loading its share, a hook). nil: one process.
 	Comm dist.Comm
+	// TraceSteps are the steps traced when the trainer's device has a
+	// trace (gpu.Device.SetTrace): each step's data wait, recording,
+	// submission, readbacks, hooks and checkpoint on the host, and its
+	// dispatches on the device. The zero window traces every step.
+	TraceSteps trace.Window
 
 	lastCheckpoint string
 	lastGood       int
@@ -101,6 +107,7 @@ func (l *Loop) Execute(ctx context.Context) error {
 	first := l.Trainer.Step
 	total := l.Steps()
 	l.lastGood = first - 1
+	tr := l.Trainer.d.Trace()
 	handle := func(sl *StepLoss, end bool) error {
 		if sl == nil {
 			return nil
@@ -116,7 +123,10 @@ func (l *Loop) Execute(ctx context.Context) error {
 			PairsPerS: float64((sl.Step-first+1)*l.Batch) / el.Seconds()}
 		for _, h := range l.Hooks {
 			if (h.Every <= 1 || (sl.Step+1)%h.Every == 0) || (end && h.AtEnd) {
-				if err := h.Fn(l, ev); err != nil {
+				span := tr.Begin("hook " + h.Name)
+				err := h.Fn(l, ev)
+				span.End()
+				if err != nil {
 					return fmt.Errorf("train: hook %s at step %d: %w", h.Name, sl.Step, err)
 				}
 			}
@@ -127,7 +137,10 @@ func (l *Loop) Execute(ctx context.Context) error {
 	if comm == nil {
 		comm = dist.Single{}
 	}
+	defer tr.SetActive(false)
 	for l.Trainer.Step < total {
+		tr.SetActive(l.TraceSteps.Contains(l.Trainer.Step))
+		span := tr.Begin("step", trace.Arg{Key: "step", Value: l.Trainer.Step})
 		stop, err := dist.Any(comm, ctx.Err() != nil)
 		if err != nil {
 			return err
@@ -144,7 +157,9 @@ func (l *Loop) Execute(ctx context.Context) error {
 			}
 			return fmt.Errorf("train: stopped at step %d (%w); %s", l.Trainer.Step, cause, l.resumeHint())
 		}
+		data := tr.Begin("data wait")
 		b, err := l.Loader.Next()
+		data.End()
 		if err == io.EOF {
 			break
 		}
@@ -170,6 +185,7 @@ func (l *Loop) Execute(ctx context.Context) error {
 				return err
 			}
 		}
+		span.End()
 	}
 	if l.CheckpointDir != "" {
 		return l.checkpoint(handle)
@@ -203,6 +219,7 @@ func (l *Loop) advice() string {
 // and only then saves, so a checkpoint never holds weights from a step whose
 // loss was not finite; SaveCheckpoint refuses non-finite weights too.
 func (l *Loop) checkpoint(handle func(*StepLoss, bool) error) error {
+	defer l.Trainer.d.Trace().Begin("checkpoint").End()
 	sl, err := l.Trainer.Flush()
 	if err != nil {
 		return err

@@ -312,13 +312,20 @@ func (t *Trainer) submit(views func(*gpu.Recorder) error, lrWeights, lrVectors f
 	if err != nil {
 		return nil, err
 	}
+	tr := t.d.Trace()
 	if views != nil {
-		if err := views(r); err != nil {
+		span := tr.Begin("augment (record)")
+		err := views(r)
+		span.End()
+		if err != nil {
 			r.Discard()
 			return nil, fmt.Errorf("train: step %d: %w", t.Step, err)
 		}
 	}
-	if err := t.record(r, lrWeights, lrVectors); err != nil {
+	span := tr.Begin("record")
+	err = t.record(r, lrWeights, lrVectors)
+	span.End()
+	if err != nil {
 		r.Discard()
 		return nil, fmt.Errorf("train: step %d: %w", t.Step, err)
 	}

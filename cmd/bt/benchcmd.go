@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -10,7 +11,7 @@ import (
 	"github.com/bt-org/bt/gpu"
 )
 
-func runBench(args []string) error {
+func runBench(args []string) (err error) {
 	fs, adapter := newFlags("bench", "Measures bt's kernels on the adapter: GEMM beside gonum's CPU BLAS on the same operands, convolutions\nagainst the adapter's GEMM, the Barlow Twins loss (fused against materialised and plain GEMMs), whole training steps,\nand the adapter's ceiling: multiply-adds in registers alone.")
 	suites := fs.String("suites", "gemm,loss,twin", "comma-separated: gemm, conv, loss, twin, fma, bw")
 	roofline := fs.Bool("roofline", false, "measure the adapter's FMA and bandwidth ceilings first and place every GEMM and convolution against them")
@@ -27,6 +28,8 @@ func runBench(args []string) error {
 	minTime := fs.Duration("time", 2*time.Second, "minimum time to measure each case")
 	var tuning tuneSource
 	tuning.register(fs)
+	var tf traceFlags
+	tf.register(fs, false)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -44,6 +47,11 @@ func runBench(args []string) error {
 	if precision != "f32" && !d.F16 {
 		return fmt.Errorf("-precision %s: %s has no shader-f16", precision, d.Info.Name)
 	}
+	finish, err := tf.start(d)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, finish()) }()
 	acts := map[string][]gpu.DType{"f32": {gpu.F32}, "f16": {gpu.F16}, "both": {gpu.F32, gpu.F16}}[precision]
 	fmt.Printf("adapter: %s\n", d.Info)
 	var roof bench.Ceilings
@@ -54,6 +62,7 @@ func runBench(args []string) error {
 		fmt.Printf("ceilings: %.1f GFLOP/s (FMA in registers), %.1f GB/s (streaming)\n", roof.GFLOPS, roof.GBps)
 	}
 	for _, suite := range strings.Split(*suites, ",") {
+		span := d.Trace().Begin(strings.TrimSpace(suite))
 		switch strings.TrimSpace(suite) {
 		case "gemm":
 			for _, name := range strings.Split(*shapes, ",") {
@@ -165,6 +174,7 @@ func runBench(args []string) error {
 		default:
 			return fmt.Errorf("unknown suite %q: want gemm, conv, loss, twin, fma or bw", suite)
 		}
+		span.End()
 	}
 	return nil
 }

@@ -120,7 +120,7 @@ func evaluate(d *gpu.Device, m *train.Model, data train.DataConfig, ef evalFlags
 // evalModes are bt eval's modes, in the order they run.
 var evalModes = []string{"knn", "linear", "semi", "embed"}
 
-func runEval(args []string) error {
+func runEval(args []string) (err error) {
 	fs, adapter := newFlags("eval", "Evaluates a pretrained backbone (a bt checkpoint or an exported backbone), or a randomly initialised one,\nwith weighted kNN and a linear probe on frozen features, fine-tunes it on a fraction of the labels, or writes its\nfeatures to .npy.\n\nUsage: bt eval [flags] MODE... [flags]   (MODE: knn, linear, semi, embed, or all = knn and linear)")
 	ckpt := fs.String("checkpoint", "", "checkpoint from bt pretrain, or a backbone from bt export")
 	random := fs.Bool("random", false, "evaluate a random initialisation instead (the baseline): of the checkpoint's architecture, else -arch")
@@ -149,10 +149,12 @@ func runEval(args []string) error {
 	fs.Var(choiceFlag[string]{&precision, train.Precisions}, "precision", "the backbone's activations: f32, or f16 (mixed precision, f32 arithmetic and features; adapters with shader-f16); semi fine-tunes in f32")
 	var tuning tuneSource
 	tuning.register(fs)
+	var tf traceFlags
+	tf.register(fs, false)
 	setGroups(fs, []flagGroup{
 		{"model", []string{"checkpoint", "random", "arch", "seed"}},
 		{"data", []string{"data", "data-dir", "augment", "size", "workers", "max-pixels", "augment-on", "val-fraction", "val-seed"}},
-		{"evaluation", []string{"split", "eval-train", "eval-test", "eval-batch", "probe-epochs", "probe-lr", "fast", "labels", "label-file", "out", "precision"}},
+		{"evaluation", []string{"split", "eval-train", "eval-test", "eval-batch", "probe-epochs", "probe-lr", "fast", "labels", "label-file", "out", "precision", "trace"}},
 	})
 	modes, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -192,6 +194,11 @@ func runEval(args []string) error {
 	if ef.act == gpu.F16 && !d.F16 {
 		return fmt.Errorf("-precision f16: %s has no shader-f16", d.Info.Name)
 	}
+	finish, err := tf.start(d)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, finish()) }()
 	m, data, err := loadModel(d, *ckpt, *random, *arch, *seed, data)
 	if err != nil {
 		return err
@@ -204,7 +211,9 @@ func runEval(args []string) error {
 		return errors.New("-split validation: no training images are held out: the checkpoint's run trained on them all (or records no split); give -val-fraction to hold some out of the probes' training")
 	}
 	fmt.Printf("model    %s\ndata     %s (%s preset); %s\nsplit    figures on the %s split\n", m.Describe(), data.Name, data.Preset(), data.Validation.Describe(), ef.on())
+	var fx extracted
 	for _, mode := range modes {
+		span := d.Trace().Begin(mode)
 		switch mode {
 		case "embed":
 			err = embed(d, m, data, ef, *out, *seed)
@@ -215,10 +224,11 @@ func runEval(args []string) error {
 				err = supervised(d, m, data, ef, false, 0, "", *seed)
 				break
 			}
-			err = probe(d, m, data, ef, "linear", *seed)
+			err = probe(d, m, data, ef, "linear", *seed, &fx)
 		case "knn":
-			err = probe(d, m, data, ef, "knn", *seed)
+			err = probe(d, m, data, ef, "knn", *seed, &fx)
 		}
+		span.End()
 		if err != nil {
 			return fmt.Errorf("%s: %w", mode, err)
 		}
@@ -318,16 +328,25 @@ func loadModel(d *gpu.Device, path string, random bool, arch string, seed uint64
 	return m, data, nil
 }
 
+// extracted are the features of a run's splits, extracted once for both
+// kNN and the fast linear probe.
+type extracted struct {
+	train, test *eval.Features
+	classes     int
+}
+
 // probe runs kNN or the fast linear probe on features extracted once.
-func probe(d *gpu.Device, m *train.Model, data train.DataConfig, ef evalFlags, mode string, seed uint64) error {
-	trainSet, classes, err := features(d, m, data, ef, "train", ef.trainN, seed)
-	if err != nil {
-		return err
+func probe(d *gpu.Device, m *train.Model, data train.DataConfig, ef evalFlags, mode string, seed uint64, fx *extracted) error {
+	if fx.train == nil {
+		var err error
+		if fx.train, fx.classes, err = features(d, m, data, ef, "train", ef.trainN, seed); err != nil {
+			return err
+		}
+		if fx.test, _, err = features(d, m, data, ef, ef.on(), ef.testN, seed); err != nil {
+			return err
+		}
 	}
-	test, _, err := features(d, m, data, ef, ef.on(), ef.testN, seed)
-	if err != nil {
-		return err
-	}
+	trainSet, test, classes := fx.train, fx.test, fx.classes
 	if mode == "knn" {
 		acc, err := eval.KNN(d, trainSet, test, classes, knnK, 0.07)
 		if err != nil {

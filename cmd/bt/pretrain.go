@@ -30,7 +30,7 @@ import (
 	"github.com/bt-org/bt/pipeline"
 )
 
-func runPretrain(args []string) error {
+func runPretrain(args []string) (err error) {
 	cfg, ro, err := parsePretrain(args)
 	if err != nil {
 		return err
@@ -47,6 +47,9 @@ func runPretrain(args []string) error {
 	if err != nil {
 		return err
 	}
+	if ro.trace.path != "" && comm.Size() > 1 {
+		return errors.New("-trace: a run over several processes is not traced; trace one process")
+	}
 	d, err := openDevice(adapter)
 	if err != nil {
 		return err
@@ -55,6 +58,11 @@ func runPretrain(args []string) error {
 	if err := ro.tune.apply(d, os.Stderr); err != nil {
 		return err
 	}
+	finish, err := ro.trace.start(d)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, finish()) }()
 	// Ctrl-C (or SIGTERM from a scheduler) finishes the step in flight,
 	// writes a checkpoint and exits; a second one kills as usual.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -123,6 +131,8 @@ func pretrainFlags(cfg *train.Config) (*flag.FlagSet, *runOptions) {
 	ro := &runOptions{}
 	groups := registerConfig(fs, cfg, &ro.recipe)
 	groups = append(groups, ro.register(fs))
+	ro.trace.register(fs, true)
+	groups = append(groups, flagGroup{"trace", []string{"trace", "trace-steps"}})
 	setGroups(fs, groups)
 	ro.adapter = adapter
 	ro.tune.register(fs)
@@ -152,6 +162,7 @@ type runOptions struct {
 	// exchange is -exchange: "auto", or a train.Exchange to insist on.
 	exchange string
 	ready    *bool // rank 0: set once every rank has heard that the run is set up
+	trace    traceFlags
 }
 
 func (ro *runOptions) register(fs *flag.FlagSet) flagGroup {
@@ -452,6 +463,7 @@ func pretrain(ctx context.Context, d *gpu.Device, cfg train.Config, ro runOption
 	watch := train.NewWatch(func(w train.Warning) {
 		progress.note(w.String())
 	})
+	loop.TraceSteps = ro.trace.window
 	loop.Hooks = []train.Hook{
 		watch.Hook(),
 		{Name: "kNN monitor", Every: max(1, ro.monitor.every), AtEnd: true, Fn: func(_ *train.Loop, ev train.Event) error {
