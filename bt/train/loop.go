@@ -69,6 +69,8 @@ type Loop struct {
 	Comm dist.Comm
 
 	lastCheckpoint string
+	lastSaved      int // the step of lastCheckpoint
+	first          int // the step Execute started from
 	lastGood       int
 }
 
@@ -98,6 +100,7 @@ var ErrNonFinite = errors.New("non-finite values")
 func (l *Loop) Execute(ctx context.Context) error {
 	start := time.Now()
 	first := l.Trainer.Step
+	l.first = first
 	total := l.Steps()
 	l.lastGood = first - 1
 	handle := func(sl *StepLoss, end bool) error {
@@ -126,29 +129,39 @@ func (l *Loop) Execute(ctx context.Context) error {
 	if comm == nil {
 		comm = dist.Single{}
 	}
+	stopped := func() error {
+		if l.CheckpointDir != "" {
+			if err := l.checkpoint(handle); err != nil {
+				return err
+			}
+		}
+		cause := context.Cause(ctx)
+		if cause == nil {
+			cause = errors.New("another rank was stopped")
+		}
+		return fmt.Errorf("train: stopped at step %d (%w); %s", l.Trainer.Step, cause, l.resumeHint())
+	}
 	for l.Trainer.Step < total {
 		stop, err := dist.Any(comm, ctx.Err() != nil)
 		if err != nil {
 			return err
 		}
 		if stop {
-			if l.CheckpointDir != "" {
-				if err := l.checkpoint(handle); err != nil {
-					return err
-				}
-			}
-			cause := context.Cause(ctx)
-			if cause == nil {
-				cause = errors.New("another rank was stopped")
-			}
-			return fmt.Errorf("train: stopped at step %d (%w); %s", l.Trainer.Step, cause, l.resumeHint())
+			return stopped()
 		}
-		b, err := l.Loader.Next()
+		// The wait for the batch ends with ctx too, so a read that never
+		// returns (a named pipe, a stuck mount) does not hold up Ctrl-C.
+		b, err := l.Loader.NextContext(ctx)
 		if err == io.EOF {
 			break
 		}
+		if err != nil && ctx.Err() != nil && comm.Size() == 1 {
+			return stopped()
+		}
 		if err = dist.Agree(comm, err); err != nil {
-			return err
+			// The steps done so far are sound: keep them, so that a run
+			// stopped by a bad image resumes once it is fixed.
+			return l.keepAfter(handle, err)
 		}
 		lrW, lrV := l.LR(l.Trainer.Step)
 		var sl *StepLoss
@@ -178,6 +191,22 @@ func (l *Loop) Execute(ctx context.Context) error {
 		return err
 	}
 	return handle(sl, true)
+}
+
+// keepAfter checkpoints the steps done before err, a failure that leaves
+// them sound (the data), when there is a directory and any step has been
+// done since the last checkpoint, and returns err naming the checkpoint to
+// resume from.
+func (l *Loop) keepAfter(handle func(*StepLoss, bool) error, err error) error {
+	if l.CheckpointDir != "" && l.Trainer.Step > l.first && !(l.lastCheckpoint != "" && l.lastSaved == l.Trainer.Step) {
+		if cerr := l.checkpoint(handle); cerr != nil {
+			return fmt.Errorf("%w (and then: %v)", err, cerr)
+		}
+	}
+	if l.lastCheckpoint == "" {
+		return err
+	}
+	return fmt.Errorf("%w; %s", err, l.resumeHint())
 }
 
 // resumeHint names the checkpoint a stopped run continues from.
@@ -217,8 +246,10 @@ func (l *Loop) checkpoint(handle func(*StepLoss, bool) error) error {
 		return fmt.Errorf("%w; %s", err, l.advice())
 	}
 	if err != nil {
-		return err
+		// A full disk, say: the earlier checkpoints are still whole.
+		return fmt.Errorf("train: the checkpoint of step %d was not written: %w; %s", st.Step, err, l.resumeHint())
 	}
 	l.lastCheckpoint = fmt.Sprintf("%s (step %d)", path, st.Step)
+	l.lastSaved = st.Step
 	return nil
 }

@@ -43,13 +43,18 @@ func runPretrain(args []string) error {
 	if comm.Size() > 1 {
 		ro.comm = comm
 	}
+	// A rank that cannot open its adapter stops every rank, as one that
+	// cannot build the run does, through the same collectives.
+	var d *gpu.Device
 	adapter, err := rankAdapter(*ro.adapter, comm)
-	if err != nil {
-		return err
+	if err == nil {
+		d, err = gpu.Open(gpu.Options{Adapter: adapter})
 	}
-	d, err := gpu.Open(gpu.Options{Adapter: adapter})
-	if err != nil {
-		return err
+	if err = dist.Agree(comm, err); err != nil {
+		if d != nil {
+			d.Release()
+		}
+		return reportOnce(comm, err)
 	}
 	defer d.Release()
 	// Ctrl-C (or SIGTERM from a scheduler) finishes the step in flight,
