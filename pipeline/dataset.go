@@ -44,7 +44,9 @@ type Encoded interface {
 // Open opens a dataset by name: "fashion-mnist", "mnist", "cifar10",
 // "cifar100", "folder" (dir is the root, one subfolder per class),
 // "folder-unlabeled" or "synthetic". split is "train" or "test" (for
-// folders, the subdirectory of dir if it exists). An empty dir means
+// folders, the subdirectory of dir if it exists; a test split's labels
+// number the training split's classes; "folder-unlabeled"'s train split is
+// every image under dir). An empty dir means
 // DefaultDir/<name> for the named datasets. opts, at most one, configure a
 // folder (its pixel limit, channels, file list; "folder-unlabeled" sets
 // Unlabeled); the other datasets are stored decoded at a fixed size and
@@ -79,11 +81,26 @@ func Open(name, dir, split string, opts ...FolderOptions) (Dataset, error) {
 		if dir == "" {
 			return nil, fmt.Errorf("pipeline: dataset %q needs a directory", name)
 		}
+		fo.Unlabeled = fo.Unlabeled || strings.EqualFold(name, "folder-unlabeled")
+		if fo.Unlabeled && split == "train" {
+			// Every image under dir, at any depth, train/ and all.
+			return OpenFolder(dir, fo)
+		}
 		root, err := folderSplit(dir, split)
 		if err != nil {
 			return nil, err
 		}
-		fo.Unlabeled = fo.Unlabeled || strings.EqualFold(name, "folder-unlabeled")
+		if !fo.Unlabeled && split == "test" && fo.Classes == nil {
+			// Labels are numbered by the training split's class names,
+			// so a class missing from the test split shifts none.
+			train, err := folderSplit(dir, "train")
+			if err != nil {
+				return nil, err
+			}
+			if fo.Classes, err = listClasses(train); err != nil {
+				return nil, err
+			}
+		}
 		return OpenFolder(root, fo)
 	case "synthetic":
 		cfg := DefaultSynthetic()

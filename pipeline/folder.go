@@ -37,6 +37,10 @@ type FolderOptions struct {
 	FileList string
 	// Channels is 3 (the default) or 1.
 	Channels int
+	// Classes, if set, are the class names labels index, in order: the
+	// training split's, for a test split that lacks some of them. Every
+	// class folder under the root must be one of them.
+	Classes []string
 	// MaxPixels refuses an image of more than this many pixels (width ×
 	// height), judged from its header before anything is decoded. Decoding
 	// costs about 16 bytes a pixel (8-bit RGBA, then float32 planes that
@@ -85,24 +89,28 @@ func OpenFolder(root string, opts FolderOptions) (*Folder, error) {
 	if d.maxPixels == 0 {
 		d.maxPixels = DefaultMaxPixels
 	}
+	var present []string // the class folders there are
 	if !opts.Unlabeled {
-		entries, err := os.ReadDir(root)
-		if err != nil {
-			return nil, fmt.Errorf("pipeline: %w", err)
+		if present, err = listClasses(root); err != nil {
+			return nil, err
 		}
-		for _, e := range entries {
-			if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
-				d.classes = append(d.classes, e.Name())
-			}
-		}
-		if len(d.classes) == 0 {
+		if len(present) == 0 {
 			return nil, fmt.Errorf("pipeline: %s has no class subfolders (for a flat folder of images, open it unlabeled)", root)
+		}
+		d.classes = present
+		if opts.Classes != nil {
+			for _, c := range present {
+				if !slices.Contains(opts.Classes, c) {
+					return nil, fmt.Errorf("pipeline: %s: class folder %s is not one of the %d training classes (%s)", root, c, len(opts.Classes), strings.Join(opts.Classes, ", "))
+				}
+			}
+			d.classes = opts.Classes
 		}
 	}
 	if opts.FileList != "" {
 		err = d.readList(opts.FileList, opts.Unlabeled)
 	} else {
-		err = d.walk(opts.Unlabeled)
+		err = d.walk(opts.Unlabeled, present)
 	}
 	if err != nil {
 		return nil, err
@@ -110,9 +118,37 @@ func OpenFolder(root string, opts FolderOptions) (*Folder, error) {
 	return d, nil
 }
 
-func (d *Folder) walk(unlabeled bool) error {
+// listClasses names root's class folders: its subfolders and links to
+// folders, hidden ones aside, in lexical order.
+func listClasses(root string) ([]string, error) {
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return nil, fmt.Errorf("pipeline: %w", err)
+	}
+	var classes []string
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), ".") && isDir(root, e) {
+			classes = append(classes, e.Name())
+		}
+	}
+	return classes, nil
+}
+
+// isDir reports whether entry e of dir is a folder or a link to one.
+func isDir(dir string, e fs.DirEntry) bool {
+	if e.Type()&fs.ModeSymlink != 0 {
+		fi, err := os.Stat(filepath.Join(dir, e.Name()))
+		return err == nil && fi.IsDir()
+	}
+	return e.IsDir()
+}
+
+// walk lists the images of every class folder there is (present), or of
+// the whole root when unlabeled.
+func (d *Folder) walk(unlabeled bool, present []string) error {
+	seen := map[string]bool{}
 	if unlabeled {
-		if err := d.collect(d.root, -1); err != nil {
+		if err := d.collect(d.root, -1, seen); err != nil {
 			return err
 		}
 		if len(d.files) == 0 {
@@ -121,8 +157,11 @@ func (d *Folder) walk(unlabeled bool) error {
 		return nil
 	}
 	for c, name := range d.classes {
+		if !slices.Contains(present, name) {
+			continue // a training class this split has no images of
+		}
 		before := len(d.files)
-		if err := d.collect(filepath.Join(d.root, name), int32(c)); err != nil {
+		if err := d.collect(filepath.Join(d.root, name), int32(c), seen); err != nil {
 			return err
 		}
 		if len(d.files) == before {
@@ -133,26 +172,40 @@ func (d *Folder) walk(unlabeled bool) error {
 }
 
 // collect appends the images under dir in lexical order, so indices are
-// stable across runs and machines.
-func (d *Folder) collect(dir string, label int32) error {
-	return filepath.WalkDir(dir, func(path string, e fs.DirEntry, err error) error {
-		if err != nil {
-			return fmt.Errorf("pipeline: %w", err)
-		}
+// stable across runs and machines. It follows links to folders, as a
+// shell's ls and find -L do; seen holds the folders read so far by their
+// resolved paths, so a link back up the tree (a cycle) or to a folder
+// already read adds nothing twice.
+func (d *Folder) collect(dir string, label int32, seen map[string]bool) error {
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return fmt.Errorf("pipeline: %w", err)
+	}
+	if seen[real] {
+		return nil
+	}
+	seen[real] = true
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("pipeline: %w", err)
+	}
+	for _, e := range entries {
 		// Hidden entries are tool debris (.DS_Store, AppleDouble ._x.jpg
 		// files that do not decode, .cache folders), not data.
-		if strings.HasPrefix(e.Name(), ".") && path != dir {
-			if e.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
+		if strings.HasPrefix(e.Name(), ".") {
+			continue
 		}
-		if !e.IsDir() && isImage(path) {
+		path := filepath.Join(dir, e.Name())
+		if isDir(dir, e) {
+			if err := d.collect(path, label, seen); err != nil {
+				return err
+			}
+		} else if isImage(path) {
 			d.files = append(d.files, path)
 			d.labels = append(d.labels, label)
 		}
-		return nil
-	})
+	}
+	return nil
 }
 
 func (d *Folder) readList(list string, unlabeled bool) error {
@@ -285,14 +338,22 @@ func (d *Folder) ReadFile(i int, buf []byte) ([]byte, ImageHeader, error) {
 	return buf, hdr, nil
 }
 
-// open opens image i's file and gives its size, refusing an empty file: it
-// would otherwise read as "unknown format", which suggests a wrong
-// extension rather than a failed copy.
+// open opens image i's file and gives its size, refusing what is not a
+// regular file and an empty file: the latter would otherwise read as
+// "unknown format", which suggests a wrong extension rather than a failed
+// copy.
 func (d *Folder) open(i int) (*os.File, int, error) {
 	if i < 0 || i >= len(d.files) {
 		return nil, 0, fmt.Errorf("pipeline: %s: image %d out of range [0, %d)", d.root, i, len(d.files))
 	}
 	path := d.files[i]
+	// Opening a named pipe or a device blocks until something writes to
+	// it, which may be never: only regular files are opened.
+	if fi, err := os.Stat(path); err != nil {
+		return nil, 0, fmt.Errorf("pipeline: %w", err)
+	} else if !fi.Mode().IsRegular() {
+		return nil, 0, fmt.Errorf("pipeline: %s: not a regular file (%v), not an image", path, fi.Mode().Type())
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, 0, fmt.Errorf("pipeline: %w", err)

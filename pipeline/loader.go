@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -114,7 +115,13 @@ type Loader struct {
 	tokens  chan struct{} // one per batch dispatched and not yet returned by Next
 	free    chan *Batch
 	done    chan struct{}
-	wg      sync.WaitGroup
+	// running counts the goroutines Close waits for: the dispatcher and
+	// every worker not inside a dataset read (see Close); closed is set
+	// by Close. Both under runMu, idle signals a change.
+	runMu   sync.Mutex
+	idle    *sync.Cond
+	running int
+	closed  bool
 
 	next    int
 	pending map[int]result
@@ -226,7 +233,8 @@ func newLoader(ds Dataset, views []ViewConfig, cfg LoaderConfig) (*Loader, error
 		}
 		ws[i] = w
 	}
-	l.wg.Add(1 + len(ws))
+	l.idle = sync.NewCond(&l.runMu)
+	l.running = 1 + len(ws)
 	go l.dispatch()
 	for _, w := range ws {
 		go w.run()
@@ -251,8 +259,16 @@ func (l *Loader) Permutation(epoch int) []int {
 	return r.Perm(n)
 }
 
+// exited takes a goroutine off the count Close waits for.
+func (l *Loader) exited() {
+	l.runMu.Lock()
+	l.running--
+	l.idle.Broadcast()
+	l.runMu.Unlock()
+}
+
 func (l *Loader) dispatch() {
-	defer l.wg.Done()
+	defer l.exited()
 	defer close(l.jobs)
 	bs := l.cfg.BatchSize
 	for epoch := l.cfg.Epoch; ; epoch++ {
@@ -289,7 +305,13 @@ func (l *Loader) dispatch() {
 // Next returns the next batch in order. It returns io.EOF after the last
 // configured epoch, the error of a batch that failed or of too many bad
 // images (and keeps returning it), or ErrClosed after Close.
-func (l *Loader) Next() (*Batch, error) {
+func (l *Loader) Next() (*Batch, error) { return l.NextContext(context.Background()) }
+
+// NextContext is Next that gives up waiting when ctx ends, returning an
+// error that wraps ctx's cause: a file that never finishes reading (a
+// named pipe, a stuck network mount) then holds up no one who can cancel.
+// The batch it gave up on is still the next one a later call returns.
+func (l *Loader) NextContext(ctx context.Context) (*Batch, error) {
 	if l.err != nil {
 		return nil, l.err
 	}
@@ -318,6 +340,8 @@ func (l *Loader) Next() (*Batch, error) {
 			l.pending[r.seq] = r
 		case <-l.done:
 			return nil, ErrClosed
+		case <-ctx.Done():
+			return nil, fmt.Errorf("pipeline: waiting for batch %d: %w", l.next, context.Cause(ctx))
 		}
 	}
 }
@@ -344,14 +368,22 @@ func (l *Loader) Skipped() []Skip {
 	return out
 }
 
-// Close stops the workers and waits for them. Next then returns ErrClosed.
+// Close stops the workers and waits for them, except for one blocked in
+// the dataset's Load or ReadFile, which the loader cannot interrupt (a
+// named pipe, a stuck network mount): it exits when that call returns,
+// touching nothing but its own buffers. Next then returns ErrClosed.
 func (l *Loader) Close() error {
 	select {
 	case <-l.done:
 	default:
 		close(l.done)
 	}
-	l.wg.Wait()
+	l.runMu.Lock()
+	l.closed = true
+	for l.running > 0 {
+		l.idle.Wait()
+	}
+	l.runMu.Unlock()
 	l.err = ErrClosed
 	return nil
 }
@@ -367,10 +399,33 @@ type worker struct {
 	data   []byte   // the encoded file
 	img8   Image8   // decoded source of a non-raw loader
 	tmp8   Image8   // decoded source before EXIF orientation
+	// reading: inside a dataset call, no longer counted in l.running, so
+	// that Close does not wait for a read that may never return.
+	reading bool
+}
+
+// read calls fn, a dataset read, uncounted in l.running; once the loader
+// is closed, a read that returns finds the worker already let go.
+func (w *worker) read(fn func() error) error {
+	w.reading = true
+	w.l.exited()
+	err := fn()
+	w.l.runMu.Lock()
+	defer w.l.runMu.Unlock()
+	if w.l.closed {
+		return ErrClosed
+	}
+	w.l.running++
+	w.reading = false
+	return err
 }
 
 func (w *worker) run() {
-	defer w.l.wg.Done()
+	defer func() {
+		if !w.reading {
+			w.l.exited()
+		}
+	}()
 	for {
 		select {
 		case j, ok := <-w.l.jobs:
@@ -491,7 +546,7 @@ func (w *worker) sample(i, epoch int, img8 *Image8) error {
 	raw := w.l.cfg.Raw
 	enc, ok := w.l.ds.(Encoded)
 	if !ok {
-		if err := w.l.ds.Load(i, &w.src); err != nil {
+		if err := w.read(func() error { return w.l.ds.Load(i, &w.src) }); err != nil {
 			return err
 		}
 		seed()
@@ -506,8 +561,9 @@ func (w *worker) sample(i, epoch int, img8 *Image8) error {
 	// ReadFile refuses what Load would refuse before decoding (an empty
 	// file, an unreadable header, too many pixels), so both paths stop or
 	// skip on the same images with the same errors.
-	data, hdr, err := enc.ReadFile(i, w.data)
-	if err != nil {
+	var data []byte
+	var hdr ImageHeader
+	if err := w.read(func() (err error) { data, hdr, err = enc.ReadFile(i, w.data); return err }); err != nil {
 		return err
 	}
 	w.data = data

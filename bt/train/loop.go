@@ -76,6 +76,8 @@ type Loop struct {
 	TraceSteps trace.Window
 
 	lastCheckpoint string
+	lastSaved      int // the step of lastCheckpoint
+	first          int // the step Execute started from
 	lastGood       int
 }
 
@@ -105,6 +107,7 @@ var ErrNonFinite = errors.New("non-finite values")
 func (l *Loop) Execute(ctx context.Context) error {
 	start := time.Now()
 	first := l.Trainer.Step
+	l.first = first
 	total := l.Steps()
 	l.lastGood = first - 1
 	tr := l.Trainer.d.Trace()
@@ -138,6 +141,18 @@ func (l *Loop) Execute(ctx context.Context) error {
 		comm = dist.Single{}
 	}
 	defer tr.SetActive(false)
+	stopped := func() error {
+		if l.CheckpointDir != "" {
+			if err := l.checkpoint(handle); err != nil {
+				return err
+			}
+		}
+		cause := context.Cause(ctx)
+		if cause == nil {
+			cause = errors.New("another rank was stopped")
+		}
+		return fmt.Errorf("train: stopped at step %d (%w); %s", l.Trainer.Step, cause, l.resumeHint())
+	}
 	for l.Trainer.Step < total {
 		tr.SetActive(l.TraceSteps.Contains(l.Trainer.Step))
 		span := tr.Begin("step", trace.Arg{Key: "step", Value: l.Trainer.Step})
@@ -146,25 +161,23 @@ func (l *Loop) Execute(ctx context.Context) error {
 			return err
 		}
 		if stop {
-			if l.CheckpointDir != "" {
-				if err := l.checkpoint(handle); err != nil {
-					return err
-				}
-			}
-			cause := context.Cause(ctx)
-			if cause == nil {
-				cause = errors.New("another rank was stopped")
-			}
-			return fmt.Errorf("train: stopped at step %d (%w); %s", l.Trainer.Step, cause, l.resumeHint())
+			return stopped()
 		}
+		// The wait for the batch ends with ctx too, so a read that never
+		// returns (a named pipe, a stuck mount) does not hold up Ctrl-C.
 		data := tr.Begin("data wait")
-		b, err := l.Loader.Next()
+		b, err := l.Loader.NextContext(ctx)
 		data.End()
 		if err == io.EOF {
 			break
 		}
+		if err != nil && ctx.Err() != nil && comm.Size() == 1 {
+			return stopped()
+		}
 		if err = dist.Agree(comm, err); err != nil {
-			return err
+			// The steps done so far are sound: keep them, so that a run
+			// stopped by a bad image resumes once it is fixed.
+			return l.keepAfter(handle, err)
 		}
 		lrW, lrV := l.LR(l.Trainer.Step)
 		var sl *StepLoss
@@ -195,6 +208,22 @@ func (l *Loop) Execute(ctx context.Context) error {
 		return err
 	}
 	return handle(sl, true)
+}
+
+// keepAfter checkpoints the steps done before err, a failure that leaves
+// them sound (the data), when there is a directory and any step has been
+// done since the last checkpoint, and returns err naming the checkpoint to
+// resume from.
+func (l *Loop) keepAfter(handle func(*StepLoss, bool) error, err error) error {
+	if l.CheckpointDir != "" && l.Trainer.Step > l.first && !(l.lastCheckpoint != "" && l.lastSaved == l.Trainer.Step) {
+		if cerr := l.checkpoint(handle); cerr != nil {
+			return fmt.Errorf("%w (and then: %v)", err, cerr)
+		}
+	}
+	if l.lastCheckpoint == "" {
+		return err
+	}
+	return fmt.Errorf("%w; %s", err, l.resumeHint())
 }
 
 // resumeHint names the checkpoint a stopped run continues from.
@@ -235,8 +264,10 @@ func (l *Loop) checkpoint(handle func(*StepLoss, bool) error) error {
 		return fmt.Errorf("%w; %s", err, l.advice())
 	}
 	if err != nil {
-		return err
+		// A full disk, say: the earlier checkpoints are still whole.
+		return fmt.Errorf("train: the checkpoint of step %d was not written: %w; %s", st.Step, err, l.resumeHint())
 	}
 	l.lastCheckpoint = fmt.Sprintf("%s (step %d)", path, st.Step)
+	l.lastSaved = st.Step
 	return nil
 }

@@ -76,22 +76,25 @@ var ErrEnded = errors.New("the run has ended")
 func Resume(d *gpu.Device, c *Checkpoint, cfg Config, o Options) (*Run, error) {
 	cfg, err := c.Continues(cfg)
 	if err != nil {
-		return nil, err
+		return agreed(nil, o, err)
 	}
 	return agreed(build(d, cfg, o, c))
 }
 
 // agreed makes a rank's failure to build the run every rank's, so that
-// none waits in a step for one that gave up, and checks that every rank
-// starts from the same weights (a resume reads the checkpoint on each).
+// none waits in a step for one that gave up, and then checks that every
+// rank starts from the same weights (a resume reads the checkpoint on
+// each). Every rank calls the same collectives in the same order whatever
+// failed where: first the agreement on building, then, only once every
+// rank has built, the comparison and the agreement on it.
 func agreed(r *Run, o Options, err error) (*Run, error) {
 	if o.Comm == nil || o.Comm.Size() == 1 {
 		return r, err
 	}
-	if err == nil {
-		err = sameWeights(o.Comm, r.Model)
+	if err = dist.Agree(o.Comm, err); err == nil {
+		err = dist.Agree(o.Comm, sameWeights(o.Comm, r.Model))
 	}
-	if err = dist.Agree(o.Comm, err); err != nil {
+	if err != nil {
 		if r != nil {
 			r.Release()
 		}

@@ -251,3 +251,43 @@ func rankPID(t *testing.T, rank int) int {
 	t.Fatalf("no process of rank %d found", rank)
 	return 0
 }
+
+// TestMPIBuildFailure: one rank of 2 and of 3 whose -data-dir does not
+// exist (each rank is given its own flags, as mpirun's colon-separated
+// program list does) stops every rank, and rank 0 prints that rank's
+// message once, instead of the ranks waiting in different collectives
+// for ever.
+func TestMPIBuildFailure(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	writeImages(t, filepath.Join(data, "x"), 12)
+	missing := filepath.Join(t.TempDir(), "missing")
+	for _, np := range []int{2, 3} {
+		t.Run(fmt.Sprintf("%d ranks", np), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			flags := func(dir string) []string {
+				return []string{os.Args[0], "pretrain", "-arch", "tiny", "-data", "folder-unlabeled", "-data-dir", dir, "-augment", "cifar", "-size", "16",
+					"-projector", "32-32-48", "-batch", "6", "-steps", "2", "-workers", "1", "-out", filepath.Join(t.TempDir(), "run")}
+			}
+			args := []string{"--oversubscribe", "--bind-to", "none", "-x", "BT_TEST_MAIN=1"}
+			if os.Geteuid() == 0 {
+				args = append([]string{"--allow-run-as-root"}, args...)
+			}
+			args = append(append(args, "-np", strconv.Itoa(np-1)), flags(data)...)
+			args = append(append(args, ":", "-np", "1", "-x", "BT_TEST_MAIN=1"), flags(missing)...)
+			out, err := exec.CommandContext(ctx, "mpirun", args...).CombinedOutput()
+			if err == nil || ctx.Err() != nil {
+				t.Fatalf("a rank without its data did not stop the run (err %v, %v):\n%s", err, ctx.Err(), out)
+			}
+			var lines []string
+			for _, l := range strings.Split(string(out), "\n") {
+				if strings.HasPrefix(l, "bt pretrain: ") {
+					lines = append(lines, l)
+				}
+			}
+			if want := fmt.Sprintf("rank %d: ", np-1); len(lines) != 1 || !strings.Contains(lines[0], want) || !strings.Contains(lines[0], missing) {
+				t.Errorf("want one error from %snaming %s, got %q\n%s", want, missing, lines, out)
+			}
+		})
+	}
+}

@@ -43,21 +43,27 @@ func runPretrain(args []string) (err error) {
 	if comm.Size() > 1 {
 		ro.comm = comm
 	}
-	adapter, err := rankAdapter(*ro.adapter, comm)
-	if err != nil {
-		return err
-	}
 	if ro.trace.path != "" && comm.Size() > 1 {
 		return errors.New("-trace: a run over several processes is not traced; trace one process")
 	}
-	d, err := openDevice(adapter)
-	if err != nil {
-		return err
+	// A rank that cannot open its adapter, or take the tuning it is given,
+	// stops every rank, as one that cannot build the run does, through the
+	// same collectives.
+	var d *gpu.Device
+	adapter, err := rankAdapter(*ro.adapter, comm)
+	if err == nil {
+		d, err = openDevice(adapter)
+	}
+	if err == nil {
+		err = ro.tune.apply(d, os.Stderr)
+	}
+	if err = dist.Agree(comm, err); err != nil {
+		if d != nil {
+			d.Release()
+		}
+		return reportOnce(comm, err)
 	}
 	defer d.Release()
-	if err := ro.tune.apply(d, os.Stderr); err != nil {
-		return err
-	}
 	finish, err := ro.trace.start(d)
 	if err != nil {
 		return err
