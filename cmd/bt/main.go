@@ -36,7 +36,7 @@ var commands = map[string]command{
 	"bench":    {"measure GEMM GFLOP/s on the adapter beside gonum's CPU BLAS", runBench},
 	"pretrain": {"pretrain a backbone with Barlow Twins", runPretrain},
 	"tune":     {"time kernel variants on the adapter and keep the fastest for later runs", runTune},
-	"export":   {"write a checkpoint's backbone with torchvision's names, for PyTorch", runExport},
+	"export":   {"write a checkpoint's backbone for PyTorch (safetensors) or ONNX Runtime (onnx)", runExport},
 	"eval":     {"evaluate a backbone: weighted kNN, linear probe, or embed to .npy", runEval},
 	"serve":    {"a local web page for runs: live curves, heat maps, overlays, nearest neighbours", runServe},
 	"version":  {"print bt's version and commit, Go's, wgpu-native's and the build's optional parts", runVersion},
