@@ -206,3 +206,31 @@ func TestServeInBrowser(t *testing.T) {
 	until("the neighbours' images loaded", `[...document.querySelectorAll("#neighbours img")].every(i => i.complete && i.naturalWidth > 0)`)
 	screenshot("serve-neighbours.png")
 }
+
+// TestServeFlags: bt serve refuses, before it opens anything, an address
+// that is not loopback without -allow-remote, a second directory, and a
+// runs directory that is not there.
+func TestServeFlags(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-addr", ":8080", dir}, "not a loopback address"},
+		{[]string{"-addr", "0.0.0.0:8080", dir}, "-allow-remote"},
+		{[]string{"-addr", "127.0.0.1", dir}, "-addr 127.0.0.1"},
+		{[]string{dir, dir}, "one RUNS_DIR"},
+		{[]string{"-max-file-mib", "0", dir}, "flag -max-file-mib"},
+		{[]string{"-addr", "127.0.0.1:0", filepath.Join(dir, "none")}, "runs directory"},
+		{[]string{"-addr", "127.0.0.1:0", "-images", filepath.Join(dir, "none"), dir}, "images folder"},
+	} {
+		err := runServe(c.args)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("bt serve %v: %v, want an error with %q", c.args, err, c.want)
+		}
+	}
+	f, err := parseServe([]string{"-addr", "0.0.0.0:9", "-allow-remote", dir})
+	if err != nil || f.opts.Root != dir || !f.opts.AllowRemote || f.opts.MaxFileBytes != serve.DefaultMaxFileBytes {
+		t.Errorf("-allow-remote: %+v, %v", f, err)
+	}
+}

@@ -174,11 +174,7 @@ func CheckAddr(addr string, allowRemote bool) error {
 	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
 		return nil
 	}
-	what := host
-	if host == "" {
-		what = "every interface"
-	}
-	return fmt.Errorf("-addr %s: %s is not a loopback address, and the runs would be served to the network; bind to 127.0.0.1, or give -allow-remote to mean it", addr, what)
+	return fmt.Errorf("-addr %s: not a loopback address, so the runs would be served to the network; bind to 127.0.0.1, or give -allow-remote to mean it", addr)
 }
 
 // ListenAndServe serves h on addr, after CheckAddr, until ctx ends; ready,
