@@ -56,7 +56,10 @@ type Skip struct {
 	Err     error
 }
 
-func (s Skip) String() string { return fmt.Sprintf("%s: %v", s.Adapter, s.Err) }
+// String is s on one line: wgpu's errors span several ("Caused by: …").
+func (s Skip) String() string {
+	return fmt.Sprintf("%s: %s", s.Adapter, strings.Join(strings.Fields(s.Err.Error()), " "))
+}
 
 // AdapterInfo describes one adapter.
 type AdapterInfo struct {
