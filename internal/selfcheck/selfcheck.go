@@ -3,8 +3,10 @@
 // device with a float64 reference through kcheck on fresh random inputs of
 // shapes that are multiples of no tile or workgroup. `bt devices` runs it
 // on the adapter it describes; this package's test runs it on the test
-// adapter and fails if a shader file is dispatched by no check. The
-// packages' own tests sweep many more shapes.
+// adapter and fails if a shader file is dispatched by no check. Its cases
+// (ConvOps, GemmCheck, MaxPoolLayer, ...) are declared once, with their
+// shapes, tolerances and references, for the packages' own tests too, which
+// run them over many more shapes and storage types.
 package selfcheck
 
 import (
@@ -189,6 +191,10 @@ type Elementwise struct {
 	Accumulate bool // whether it reads y too
 	GPU        func(r *gpu.Recorder, y *gpu.Tensor, x []*gpu.Tensor) error
 	Ref        func(y, x0, x1 float64) float64
+	// OneSign draws y and x of one sign: a kernel that rounds twice (a
+	// product, then a sum) errs relative to the product, so where the sum
+	// nearly cancels, its relative error would measure the cancellation.
+	OneSign bool
 }
 
 // ElementwiseOps lists gpu's elementwise operations, in place where they
@@ -196,21 +202,21 @@ type Elementwise struct {
 func ElementwiseOps() []Elementwise {
 	return []Elementwise{
 		{"Add", 2, false, func(r *gpu.Recorder, y *gpu.Tensor, x []*gpu.Tensor) error { return gpu.Add(r, y, x[0], x[1]) },
-			func(_, a, b float64) float64 { return a + b }},
+			func(_, a, b float64) float64 { return a + b }, false},
 		{"AddReLU", 2, false, func(r *gpu.Recorder, y *gpu.Tensor, x []*gpu.Tensor) error { return gpu.AddReLU(r, y, x[0], x[1]) },
-			func(_, a, b float64) float64 { return math.Max(a+b, 0) }},
+			func(_, a, b float64) float64 { return math.Max(a+b, 0) }, false},
 		{"Scale", 1, false, func(r *gpu.Recorder, y *gpu.Tensor, x []*gpu.Tensor) error { return gpu.Scale(r, y, x[0], -1.75) },
-			func(_, a, _ float64) float64 { return -1.75 * a }},
+			func(_, a, _ float64) float64 { return -1.75 * a }, false},
 		{"Axpy", 1, true, func(r *gpu.Recorder, y *gpu.Tensor, x []*gpu.Tensor) error { return gpu.Axpy(r, y, x[0], 0.3) },
-			func(y, a, _ float64) float64 { return y + float64(float32(0.3))*a }},
+			func(y, a, _ float64) float64 { return y + float64(float32(0.3))*a }, true},
 		{"Fill", 0, false, func(r *gpu.Recorder, y *gpu.Tensor, _ []*gpu.Tensor) error { return gpu.Fill(r, y, 2.5) },
-			func(_, _, _ float64) float64 { return 2.5 }},
+			func(_, _, _ float64) float64 { return 2.5 }, false},
 		{"ReLU", 1, false, func(r *gpu.Recorder, y *gpu.Tensor, x []*gpu.Tensor) error { return gpu.ReLU(r, y, x[0]) },
-			func(_, a, _ float64) float64 { return math.Max(a, 0) }},
+			func(_, a, _ float64) float64 { return math.Max(a, 0) }, false},
 		{"ReLUInPlace", 0, true, func(r *gpu.Recorder, y *gpu.Tensor, _ []*gpu.Tensor) error { return gpu.ReLU(r, y, y) },
-			func(y, _, _ float64) float64 { return math.Max(y, 0) }},
+			func(y, _, _ float64) float64 { return math.Max(y, 0) }, false},
 		{"ScaleInPlace", 0, true, func(r *gpu.Recorder, y *gpu.Tensor, _ []*gpu.Tensor) error { return gpu.Scale(r, y, y, 1024) },
-			func(y, _, _ float64) float64 { return 1024 * y }},
+			func(y, _, _ float64) float64 { return 1024 * y }, false},
 		{"ReLUBackward", 2, false, func(r *gpu.Recorder, y *gpu.Tensor, x []*gpu.Tensor) error {
 			return gpu.ReLUBackward(r, y, x[0], x[1])
 		}, func(_, dy, x float64) float64 {
@@ -218,7 +224,7 @@ func ElementwiseOps() []Elementwise {
 				return dy
 			}
 			return 0
-		}},
+		}, false},
 	}
 }
 
@@ -234,8 +240,19 @@ func (e Elementwise) Check(n int, out, in []gpu.DType) kcheck.Op {
 	if len(out) > 0 && out[0] == gpu.F16 {
 		tol = kcheck.HalfStorage
 	}
+	var draw func(r *rand.Rand, i, n int) []float64
+	if e.OneSign {
+		draw = func(r *rand.Rand, _, n int) []float64 {
+			v := kcheck.Normal(r, n)
+			for i := range v {
+				v[i] = math.Abs(v[i])
+			}
+			return v
+		}
+	}
 	return kcheck.Op{
 		Inputs: ins, Outputs: [][]int{{n}}, Accumulate: []bool{e.Accumulate}, Tol: tol, InTypes: in, OutTypes: out,
+		Draw: draw, Start: draw,
 		GPU: func(r *gpu.Recorder, outs, ins []*gpu.Tensor) error { return e.GPU(r, outs[0], ins) },
 		Ref: func(outs, ins [][]float64) {
 			for i := range outs[0] {
