@@ -130,7 +130,7 @@ func (l *Loop) Execute(ctx context.Context) error {
 		comm = dist.Single{}
 	}
 	stopped := func() error {
-		if l.CheckpointDir != "" {
+		if l.CheckpointDir != "" && l.Trainer.Step > first {
 			if err := l.checkpoint(handle); err != nil {
 				return err
 			}
