@@ -152,3 +152,51 @@ func TestUnlabeledEveryImage(t *testing.T) {
 		t.Errorf("%d images, want all 5", d.Len())
 	}
 }
+
+// TestFolderFormats: a WebP among the images is decoded, by Load and by
+// the loader's path, to the pixels of the same image as PNG; a format no
+// Go decoder reads (HEIC here) is listed and refused by name, not passed
+// over.
+func TestFolderFormats(t *testing.T) {
+	root := t.TempDir()
+	for _, f := range []string{"gopher-doc.1bpp.lossless.webp", "gopher-doc.1bpp.png"} {
+		b, err := os.ReadFile(filepath.Join("testdata", "webp", f))
+		must(t, err)
+		must(t, os.WriteFile(filepath.Join(root, f), b, 0o644))
+	}
+	heic := filepath.Join(root, "IMG_0001.HEIC")
+	must(t, os.WriteFile(heic, []byte("\x00\x00\x00\x18ftypheic"), 0o644))
+	d, err := OpenFolder(root, FolderOptions{Unlabeled: true})
+	must(t, err)
+	if d.Len() != 3 {
+		t.Fatalf("%d images (%v), want the HEIC, the PNG and the WebP", d.Len(), d.files)
+	}
+	var heicAt, pngAt, webpAt int
+	for i := range d.Len() {
+		switch filepath.Ext(d.Path(i)) {
+		case ".HEIC":
+			heicAt = i
+		case ".png":
+			pngAt = i
+		case ".webp":
+			webpAt = i
+		}
+	}
+	var fromPNG, fromWebP Image
+	must(t, d.Load(pngAt, &fromPNG))
+	must(t, d.Load(webpAt, &fromWebP))
+	if fromWebP.H != fromPNG.H || fromWebP.W != fromPNG.W || !slices.Equal(fromWebP.Pix, fromPNG.Pix) {
+		t.Errorf("the WebP decodes to %d×%d, other pixels than its PNG's %d×%d", fromWebP.W, fromWebP.H, fromPNG.W, fromPNG.H)
+	}
+	if got := loaderErr(t, d.Path(webpAt), FolderOptions{}); got != "" {
+		t.Errorf("the loader on the WebP: %s", got)
+	}
+	want := "pipeline: " + heic + ": a HEIC image, a format bt does not decode"
+	var img Image
+	if err := d.Load(heicAt, &img); err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("Load: %v, want %s…", err, want)
+	}
+	if got := loaderErr(t, heic, FolderOptions{}); !strings.HasPrefix(got, want) {
+		t.Errorf("loader: %s, want %s…", got, want)
+	}
+}

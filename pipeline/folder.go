@@ -13,14 +13,27 @@ import (
 	"strings"
 
 	"github.com/disintegration/imaging"
+	_ "golang.org/x/image/webp" // registers WebP with image.Decode
 )
 
 // imageExts are the extensions imaging decodes (with golang.org/x/image's
-// BMP and TIFF decoders).
-var imageExts = []string{".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff"}
+// BMP, TIFF and WebP decoders).
+var imageExts = []string{".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp"}
+
+// undecoded are the other formats a photo folder holds, which no Go
+// decoder reads: listed with the images, so that each is refused by name
+// (or skipped and reported with LoaderConfig.SkipBad), never passed over.
+var undecoded = map[string]string{
+	".heic": "HEIC", ".heif": "HEIF", ".avif": "AVIF", ".jxl": "JPEG XL", ".jp2": "JPEG 2000",
+	".dng": "raw (DNG)", ".cr2": "raw (Canon)", ".cr3": "raw (Canon)", ".nef": "raw (Nikon)", ".arw": "raw (Sony)",
+	".orf": "raw (Olympus)", ".rw2": "raw (Panasonic)", ".raf": "raw (Fujifilm)",
+	".psd": "Photoshop", ".svg": "SVG", ".ico": "icon",
+}
 
 func isImage(name string) bool {
-	return slices.Contains(imageExts, strings.ToLower(filepath.Ext(name)))
+	ext := strings.ToLower(filepath.Ext(name))
+	_, other := undecoded[ext]
+	return other || slices.Contains(imageExts, ext)
 }
 
 // FolderOptions selects how OpenFolder reads a directory.
@@ -347,6 +360,9 @@ func (d *Folder) open(i int) (*os.File, int, error) {
 		return nil, 0, fmt.Errorf("pipeline: %s: image %d out of range [0, %d)", d.root, i, len(d.files))
 	}
 	path := d.files[i]
+	if format, ok := undecoded[strings.ToLower(filepath.Ext(path))]; ok {
+		return nil, 0, fmt.Errorf("pipeline: %s: a %s image, a format bt does not decode (%s); convert it, to JPEG or PNG say, or move it out", path, format, strings.Join(imageExts, " "))
+	}
 	// Opening a named pipe or a device blocks until something writes to
 	// it, which may be never: only regular files are opened.
 	if fi, err := os.Stat(path); err != nil {

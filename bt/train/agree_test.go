@@ -1,9 +1,13 @@
 package train
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"image"
+	"image/png"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -23,6 +27,10 @@ import (
 // hang the same fault gives over MPI.
 func TestBuildFailureAgreed(t *testing.T) {
 	devs := gputest.Devices(t, 3)
+	// Every rank reads a folder; the failing rank's holds fewer images.
+	all, fewer := t.TempDir(), t.TempDir()
+	writePNGs(t, all, 30)
+	writePNGs(t, fewer, 24)
 	for _, tc := range []struct {
 		name string
 		// breaks the failing rank's configuration or options
@@ -35,6 +43,7 @@ func TestBuildFailureAgreed(t *testing.T) {
 		{"bad setting", func(cfg *Config, _ *Options) { cfg.Loss.Lambda = -1 }, "λ -1"},
 		{"too little memory", func(_ *Config, o *Options) { o.MemoryBudget = 1 << 10 }, "does not fit"},
 		{"other weights", func(cfg *Config, _ *Options) { cfg.Model.Seed++ }, "other weights than rank 0"},
+		{"other data", func(cfg *Config, _ *Options) { cfg.Data.Dir = fewer }, "data (24 images, 0 classes"},
 	} {
 		for _, ranks := range []int{2, 3} {
 			t.Run(fmt.Sprintf("%s/%d ranks", tc.name, ranks), func(t *testing.T) {
@@ -42,6 +51,7 @@ func TestBuildFailureAgreed(t *testing.T) {
 				errs := make([]error, ranks)
 				disttest.Run(ranks, func(comm dist.Comm) error {
 					cfg, o := spreadConfig(loss.Auto), Options{Comm: comm}
+					cfg.Data.Name, cfg.Data.Dir, cfg.Data.Augment = "folder-unlabeled", all, "cifar"
 					if comm.Rank() == bad {
 						tc.spoil(&cfg, &o)
 					}
@@ -81,7 +91,8 @@ func (s *stuckData) Load(i int, dst *pipeline.Image) error {
 }
 
 // TestStopWhileLoading: Ctrl-C while the loop waits for images that never
-// arrive stops the run, with a checkpoint, instead of waiting for ever.
+// arrive stops the run instead of waiting for ever (at step 0, with no
+// checkpoint: there is nothing to keep).
 func TestStopWhileLoading(t *testing.T) {
 	dir := t.TempDir()
 	s := newSmallRun(t, 1, 0, dir, 0)
@@ -108,10 +119,41 @@ func TestStopWhileLoading(t *testing.T) {
 		cancel(interrupt)
 	}()
 	err = s.loop.Execute(ctx)
-	if !errors.Is(err, interrupt) || !strings.Contains(err.Error(), "stopped at step 0") {
-		t.Fatalf("Execute: %v, want it stopped by the interrupt at step 0", err)
+	if !errors.Is(err, interrupt) || !strings.Contains(err.Error(), "stopped at step 0") || !strings.Contains(err.Error(), "no checkpoint was written") {
+		t.Fatalf("Execute: %v, want it stopped by the interrupt at step 0, with no checkpoint", err)
 	}
-	if _, err := LoadCheckpoint(filepath.Join(dir, Latest)); err != nil {
-		t.Errorf("the stopped run's checkpoint: %v", err)
+}
+
+// writePNGs writes n distinct 20×20 PNGs into dir.
+func writePNGs(t *testing.T, dir string, n int) {
+	t.Helper()
+	for i := range n {
+		img := image.NewGray(image.Rect(0, 0, 20, 20))
+		for p := range img.Pix {
+			img.Pix[p] = uint8(p*i + i)
+		}
+		var b bytes.Buffer
+		if err := png.Encode(&b, img); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("%02d.png", i)), b.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestCheckpointWriteFailure: a checkpoint that cannot be written (a full
+// disk; here its name is taken by a folder) stops the run with an error
+// naming the step it failed at and the checkpoint to resume from.
+func TestCheckpointWriteFailure(t *testing.T) {
+	dir := t.TempDir()
+	s := newSmallRun(t, 1, 0, dir, 2)
+	if err := os.MkdirAll(filepath.Join(dir, "checkpoint-4.safetensors", "taken"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	err := s.loop.Execute(context.Background())
+	want := "the checkpoint of step 4 was not written"
+	if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "resume from "+filepath.Join(dir, "checkpoint-2.safetensors")+" (step 2)") {
+		t.Fatalf("got %v, want %q and the step-2 checkpoint named", err, want)
 	}
 }

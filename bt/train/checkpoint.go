@@ -1,6 +1,7 @@
 package train
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"hash/crc32"
@@ -19,6 +20,7 @@ import (
 	"github.com/bt-org/bt/gpu"
 	"github.com/bt-org/bt/internal/strictjson"
 	"github.com/bt-org/bt/models"
+	"github.com/bt-org/bt/pipeline"
 )
 
 // checkpointFormat names the layout of bt's checkpoints in their metadata.
@@ -31,6 +33,9 @@ const checkpointFormat = "bt-checkpoint-2"
 type RunState struct {
 	Config Config `json:"config"` // resolved
 	Step   int    `json:"step"`   // steps completed
+	// Dataset describes the training data; nil in checkpoints from before
+	// it was recorded.
+	Dataset *pipeline.Fingerprint `json:"dataset,omitempty"`
 }
 
 // Checkpoint is a checkpoint file read into memory: a run's (State and
@@ -252,6 +257,9 @@ func LoadCheckpoint(path string) (*Checkpoint, error) {
 func parseCheckpoint(path string, b []byte) (*Checkpoint, error) {
 	st, err := safetensors.Deserialize(b)
 	if err != nil {
+		if name, why := badTensor(b); name != "" {
+			return nil, fmt.Errorf("train: %s is damaged: tensor %s %s", path, name, why)
+		}
 		return nil, fmt.Errorf("train: %s is not a readable safetensors file: %v", path, err)
 	}
 	c := &Checkpoint{Path: path, tensors: map[string]safetensors.TensorView{}}
@@ -303,6 +311,43 @@ func parseCheckpoint(path string, b []byte) (*Checkpoint, error) {
 		}
 	}
 	return c, nil
+}
+
+// badTensor finds, in a safetensors file the library refuses, the first
+// tensor (by name) whose shape does not fit the bytes its offsets give it,
+// and says how; "" when the header cannot be read that far or every tensor
+// fits.
+func badTensor(b []byte) (name, why string) {
+	if len(b) < 8 {
+		return "", ""
+	}
+	n := binary.LittleEndian.Uint64(b)
+	if n > uint64(len(b)-8) {
+		return "", ""
+	}
+	var header map[string]json.RawMessage
+	if json.Unmarshal(b[8:8+n], &header) != nil {
+		return "", ""
+	}
+	sizes := map[string]uint64{"F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2, "I16": 2, "U16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+	for _, k := range slices.Sorted(maps.Keys(header)) {
+		var t struct {
+			DType   string   `json:"dtype"`
+			Shape   []uint64 `json:"shape"`
+			Offsets []uint64 `json:"data_offsets"`
+		}
+		if k == "__metadata__" || json.Unmarshal(header[k], &t) != nil || len(t.Offsets) != 2 || sizes[t.DType] == 0 {
+			continue
+		}
+		want := sizes[t.DType]
+		for _, d := range t.Shape {
+			want *= d
+		}
+		if have := t.Offsets[1] - t.Offsets[0]; t.Offsets[1] < t.Offsets[0] || have != want {
+			return k, fmt.Sprintf("has shape %v of %s (%d bytes), but its offsets %v hold %d bytes", t.Shape, t.DType, want, t.Offsets, int64(t.Offsets[1])-int64(t.Offsets[0]))
+		}
+	}
+	return "", ""
 }
 
 // Names lists the file's tensors, sorted.

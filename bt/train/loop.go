@@ -142,7 +142,7 @@ func (l *Loop) Execute(ctx context.Context) error {
 	}
 	defer tr.SetActive(false)
 	stopped := func() error {
-		if l.CheckpointDir != "" {
+		if l.CheckpointDir != "" && l.Trainer.Step > first {
 			if err := l.checkpoint(handle); err != nil {
 				return err
 			}

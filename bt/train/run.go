@@ -3,6 +3,7 @@ package train
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/bt-org/bt/augment"
 	"github.com/bt-org/bt/bt/loss"
@@ -47,6 +48,7 @@ type Run struct {
 	Plan      MemoryPlan
 	Exchange  Exchange // how the ranks share the loss; AutoExchange in one process
 	Data      pipeline.Dataset
+	Dataset   pipeline.Fingerprint // of Data, compared across ranks and recorded in checkpoints
 	Views     pipeline.Config
 	Loader    *pipeline.Loader
 	Augment   *augment.Augmenter // renders the views on the device (Data.AugmentOn); nil when the loader does
@@ -92,7 +94,8 @@ func agreed(r *Run, o Options, err error) (*Run, error) {
 		return r, err
 	}
 	if err = dist.Agree(o.Comm, err); err == nil {
-		err = dist.Agree(o.Comm, sameWeights(o.Comm, r.Model))
+		werr := sameWeights(o.Comm, r.Model)
+		err = dist.Agree(o.Comm, errors.Join(sameData(o.Comm, r.Dataset), werr))
 	}
 	if err != nil {
 		if r != nil {
@@ -128,6 +131,21 @@ func sameWeights(c dist.Comm, m *Model) error {
 	return nil
 }
 
+// sameData compares every rank's dataset with rank 0's, by its
+// fingerprint: ranks given different data would train silently on it.
+func sameData(c dist.Comm, fp pipeline.Fingerprint) error {
+	mine := fmt.Sprintf("%d images, %d classes, %s", fp.Images, len(fp.Classes), fp.Files)
+	msg := make([]byte, 160)
+	copy(msg, mine)
+	if err := c.Broadcast(msg, 0); err != nil {
+		return err
+	}
+	if first := strings.TrimRight(string(msg), "\x00"); first != mine {
+		return fmt.Errorf("train: rank %d's data (%s) differs from rank 0's (%s): give every rank the same images", c.Rank(), mine, first)
+	}
+	return nil
+}
+
 func build(d *gpu.Device, cfg Config, o Options, ckpt *Checkpoint) (_ *Run, _ Options, err error) {
 	r, err := assemble(d, cfg, o, ckpt)
 	return r, o, err
@@ -152,6 +170,12 @@ func assemble(d *gpu.Device, cfg Config, o Options, ckpt *Checkpoint) (_ *Run, e
 	}()
 	if r.Data, err = cfg.Data.openTrain(); err != nil {
 		return nil, err
+	}
+	r.Dataset = pipeline.FingerprintOf(r.Data)
+	if ckpt != nil && ckpt.State.Dataset != nil {
+		if diff := ckpt.State.Dataset.Diff(r.Dataset); diff != "" {
+			return nil, fmt.Errorf("train: %s was trained on other data than %s holds now (%s): the run would not continue as it began", ckpt.Path, cfg.Data.Name, diff)
+		}
 	}
 	// The preset decides the view size and so the stem, which Resolve
 	// fills in: it is chosen from the images first.
@@ -258,7 +282,7 @@ func assemble(d *gpu.Device, cfg Config, o Options, ckpt *Checkpoint) (_ *Run, e
 	r.Trainer.Activations = cfg.Activations()
 	r.Trainer.LossScale = cfg.GradScale()
 	r.Loop = &Loop{Trainer: r.Trainer, Loader: r.Loader, Augment: r.Augment, Schedule: cfg.Schedule, Epochs: cfg.Epochs, MaxSteps: cfg.Steps, Batch: cfg.Batch,
-		CheckpointDir: o.CheckpointDir, CheckpointEvery: o.CheckpointEvery, Keep: o.Keep, Run: RunState{Config: cfg}}
+		CheckpointDir: o.CheckpointDir, CheckpointEvery: o.CheckpointEvery, Keep: o.Keep, Run: RunState{Config: cfg, Dataset: &r.Dataset}}
 	if ranks > 1 {
 		r.Loop.Comm = r.Trainer.Comm()
 	}

@@ -125,6 +125,9 @@ func demo(d *gpu.Device, o demoOptions) (string, evalResult, evalResult, error) 
 		return "", pre, base, err
 	}
 	table := demoTable(d, res, recipe, pre, base, ef, time.Since(start))
+	if err := res.owner.Record("results.md"); err != nil {
+		return "", pre, base, err
+	}
 	return table, pre, base, os.WriteFile(filepath.Join(res.dir, "results.md"), []byte(table), 0o644)
 }
 

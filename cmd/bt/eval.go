@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -491,7 +492,7 @@ func embed(d *gpu.Device, m *train.Model, data train.DataConfig, ef evalFlags, d
 		}
 		names := make([]byte, 0, 32*f.N)
 		for _, i := range f.Index {
-			names = append(names, imageName(ds, data.Name, i)...)
+			names = append(names, nameLine(imageName(ds, data.Name, i))...)
 			names = append(names, '\n')
 		}
 		for _, w := range []struct {
@@ -509,6 +510,19 @@ func embed(d *gpu.Device, m *train.Model, data train.DataConfig, ef evalFlags, d
 		fmt.Printf("wrote    %s/features_%s.npy [%d, %d] float32, labels_%s.npy and names_%s.txt\n", dir, split, f.N, f.Dim, split, split)
 	}
 	return nil
+}
+
+// nameLine is a name as names_SPLIT.txt holds it, one to a line: as it
+// is, unless it holds a line break or starts with a double quote, which
+// would shift or misread the rows after it; then as a JSON string (in
+// Python: json.loads(line) if line.startswith('"') else line). Files of
+// ordinary names read as they always have.
+func nameLine(name string) string {
+	if !strings.ContainsAny(name, "\n\r") && !strings.HasPrefix(name, `"`) {
+		return name
+	}
+	b, _ := json.Marshal(name) // a string always marshals
+	return string(b)
 }
 
 // imageName names image i of ds: its file where it has one.

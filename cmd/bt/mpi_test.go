@@ -253,16 +253,25 @@ func rankPID(t *testing.T, rank int) int {
 }
 
 // TestMPIBuildFailure: one rank of 2 and of 3 whose -data-dir does not
-// exist (each rank is given its own flags, as mpirun's colon-separated
+// exist, or holds other images than rank 0's (each rank is given its own flags, as mpirun's colon-separated
 // program list does) stops every rank, and rank 0 prints that rank's
 // message once, instead of the ranks waiting in different collectives
 // for ever.
 func TestMPIBuildFailure(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
 	writeImages(t, filepath.Join(data, "x"), 12)
-	missing := filepath.Join(t.TempDir(), "missing")
-	for _, np := range []int{2, 3} {
-		t.Run(fmt.Sprintf("%d ranks", np), func(t *testing.T) {
+	missing, fewer := filepath.Join(t.TempDir(), "missing"), filepath.Join(t.TempDir(), "fewer")
+	writeImages(t, filepath.Join(fewer, "x"), 10)
+	for _, tc := range []struct {
+		name, dir string
+		np        int
+		says      string
+	}{
+		{"no data", missing, 2, missing}, {"no data", missing, 3, missing},
+		{"other data", fewer, 2, "differs from rank 0's"}, {"other data", fewer, 3, "differs from rank 0's"},
+	} {
+		np := tc.np
+		t.Run(fmt.Sprintf("%s/%d ranks", tc.name, np), func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
 			flags := func(dir string) []string {
@@ -274,7 +283,7 @@ func TestMPIBuildFailure(t *testing.T) {
 				args = append([]string{"--allow-run-as-root"}, args...)
 			}
 			args = append(append(args, "-np", strconv.Itoa(np-1)), flags(data)...)
-			args = append(append(args, ":", "-np", "1", "-x", "BT_TEST_MAIN=1"), flags(missing)...)
+			args = append(append(args, ":", "-np", "1", "-x", "BT_TEST_MAIN=1"), flags(tc.dir)...)
 			out, err := exec.CommandContext(ctx, "mpirun", args...).CombinedOutput()
 			if err == nil || ctx.Err() != nil {
 				t.Fatalf("a rank without its data did not stop the run (err %v, %v):\n%s", err, ctx.Err(), out)
@@ -285,8 +294,8 @@ func TestMPIBuildFailure(t *testing.T) {
 					lines = append(lines, l)
 				}
 			}
-			if want := fmt.Sprintf("rank %d: ", np-1); len(lines) != 1 || !strings.Contains(lines[0], want) || !strings.Contains(lines[0], missing) {
-				t.Errorf("want one error from %snaming %s, got %q\n%s", want, missing, lines, out)
+			if want := fmt.Sprintf("rank %d: ", np-1); len(lines) != 1 || !strings.Contains(lines[0], want) || !strings.Contains(lines[0], tc.says) {
+				t.Errorf("want one error from %ssaying %s, got %q\n%s", want, tc.says, lines, out)
 			}
 		})
 	}

@@ -10,11 +10,9 @@ import (
 	"io"
 	"math"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -71,7 +69,7 @@ func runPretrain(args []string) (err error) {
 	defer func() { err = errors.Join(err, finish()) }()
 	// Ctrl-C (or SIGTERM from a scheduler) finishes the step in flight,
 	// writes a checkpoint and exits; a second one kills as usual.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := interruptible()
 	defer stop()
 	res, err := pretrain(ctx, d, cfg, ro, os.Stderr)
 	if err != nil {
@@ -174,10 +172,10 @@ type runOptions struct {
 func (ro *runOptions) register(fs *flag.FlagSet) flagGroup {
 	fs.StringVar(&ro.out, "out", "runs/pretrain", "run directory (default: runs/pretrain, or the next free runs/pretrain-N; with -resume, the checkpoint's directory)")
 	fs.BoolVar(&ro.overwrite, "overwrite", false, "replace the run in -out (by default a directory that holds another run is refused)")
-	fs.Var(intFlag{&ro.every, 0}, "checkpoint-every", "steps between checkpoints (one is always written at the end)")
-	ro.every = 500
+	// Defaults are set before their flags, so that -h shows them.
+	ro.every, ro.keep, ro.monitor.trainN = 500, train.DefaultKeep, 5000
+	fs.Var(intFlag{&ro.every, 0}, "checkpoint-every", "steps between checkpoints (one is always written at the end, and one when a bad image stops the run)")
 	fs.Var(intFlag{&ro.keep, 1}, "keep", "checkpoints to keep (checkpoint-STEP.safetensors; checkpoint.safetensors is always the newest)")
-	ro.keep = train.DefaultKeep
 	fs.StringVar(&ro.resume, "resume", "", "checkpoint to continue from exactly; its settings are the run's (only -epochs, -steps, -workers and -augment-on may change), and so, unless given, are its -checkpoint-every, -keep, -knn-every and -knn-images (run.json)")
 	fs.StringVar(&ro.init, "init", "", "start from this backbone: a bt checkpoint or export, or a torchvision state dict converted by tools/reference/torchvision_to_safetensors.py")
 	fs.StringVar(&ro.config, "config", "", "a run's config.json to start from; flags given beside it override its settings")
@@ -248,7 +246,7 @@ func (ro *runOptions) resolve(cfg *train.Config, fs *flag.FlagSet, explicit map[
 	if !explicit["out"] {
 		ro.out = filepath.Dir(ro.resume)
 	}
-	return nil
+	return continuesHere(ro.out, c)
 }
 
 // runFile is the file in a run's directory that holds how the run is
@@ -264,6 +262,9 @@ type runKeeping struct {
 	Keep            int `json:"keep"`
 	KNNEvery        int `json:"knn_every"`
 	KNNImages       int `json:"knn_images"`
+	// Dataset describes the training data (absent from runs before it
+	// was recorded).
+	Dataset *pipeline.Fingerprint `json:"dataset,omitempty"`
 }
 
 // keeping sets the flags of fs not given in explicit to their values in
@@ -406,10 +407,13 @@ func pretrain(ctx context.Context, d *gpu.Device, cfg train.Config, ro runOption
 	if err := owner.Start(); err != nil {
 		return nil, err
 	}
+	if err := owner.Record(runOutputs(ro)...); err != nil {
+		return nil, err
+	}
 	if err := os.WriteFile(filepath.Join(dir, "config.json"), append(raw, '\n'), 0o644); err != nil {
 		return nil, err
 	}
-	keeping, _ := json.MarshalIndent(runKeeping{ro.every, ro.keep, ro.monitor.every, ro.monitor.trainN}, "", "  ")
+	keeping, _ := json.MarshalIndent(runKeeping{ro.every, ro.keep, ro.monitor.every, ro.monitor.trainN, &run.Dataset}, "", "  ")
 	if err := os.WriteFile(filepath.Join(dir, runFile), append(keeping, '\n'), 0o644); err != nil {
 		return nil, err
 	}
@@ -567,11 +571,14 @@ func pretrain(ctx context.Context, d *gpu.Device, cfg train.Config, ro runOption
 			ro.comm.Size(), dist.MPI, cfg.Batch/ro.comm.Size(),
 			map[bool]string{true: "per rank (-sync-bn=false)", false: "synchronised over the ranks"}[cfg.PerRankBatchNorm], how)
 	}
-	if err := loop.Execute(ctx); err != nil {
-		progress.done()
+	err = loop.Execute(ctx)
+	progress.done()
+	if tr.Step > start { // a run that has trained keeps what it wrote
+		owner.Keep()
+	}
+	if err != nil {
 		return nil, err
 	}
-	progress.done()
 	if err := heat("c_end.png", tr.Step); err != nil {
 		return nil, err
 	}

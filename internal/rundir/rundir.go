@@ -2,7 +2,9 @@
 // holds a lock on the directory for its whole life, so a second process is
 // refused with the holder's name; a directory that already holds another
 // run (its settings, metrics or checkpoints) is refused unless the caller
-// says to resume or overwrite it; and a run that fails before it starts
+// says to resume or overwrite it. The directory records what the run
+// wrote (its manifest), and only that is ever removed: by a run that
+// overwrites it, or when the run fails before its first step, which
 // leaves nothing behind.
 package rundir
 
@@ -11,6 +13,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -34,9 +38,20 @@ const LockName = ".bt.lock"
 // or another process holds it.
 var ErrBusy = errors.New("run directory in use")
 
-// runFiles are the patterns of what a run writes; any of the first three
-// marks the directory as holding a run.
-var runFiles = []string{"config.json", "metrics.jsonl", "checkpoint*.safetensors", "run.json", "*.png", "results.md"}
+// ManifestName is the file in a run directory that lists, one a line,
+// the files the run wrote besides its checkpoints.
+const ManifestName = ".bt-files"
+
+// marks are the patterns of files that show a directory holds a run.
+var marks = []string{"config.json", "metrics.jsonl", "checkpoint*.safetensors"}
+
+// legacy are the files every run wrote before runs kept a manifest: what
+// an overwrite removes of a run without one.
+var legacy = []string{"config.json", "run.json", "metrics.jsonl", "loss.png", "lr.png", "knn.png", "c_start.png", "c_end.png"}
+
+// checkpointFile matches the checkpoints a run writes and, with the
+// rest, the temporary files of a write that was killed.
+var checkpointFile = regexp.MustCompile(`^checkpoint(-[0-9]+)?\.safetensors(\.tmp[0-9]+|\.link)?$`)
 
 // Dir is a run directory claimed by this process.
 type Dir struct {
@@ -46,6 +61,8 @@ type Dir struct {
 	created bool // the directory did not exist before Open
 	ownLock bool // nor did its lock file
 	started bool
+	kept    bool
+	wrote   []string // recorded in the manifest
 }
 
 // Open claims path for a run in the given mode, creating it if needed.
@@ -105,7 +122,7 @@ func OpenNext(base string) (*Dir, error) {
 // holds names the files that show the directory holds a run, or "".
 func (d *Dir) holds() string {
 	var found []string
-	for _, pat := range runFiles[:3] {
+	for _, pat := range marks {
 		m, _ := filepath.Glob(filepath.Join(d.Path, pat))
 		for _, f := range m {
 			found = append(found, filepath.Base(f))
@@ -115,26 +132,88 @@ func (d *Dir) holds() string {
 }
 
 // Start marks the run as under way: in Overwrite mode the previous run's
-// files are removed now, and from now on Close keeps what the run wrote.
-// Call it once everything that can fail before the first step has been
-// checked and built.
+// files (those its manifest lists, its checkpoints) are removed now, and
+// nothing else; in Resume mode the temporary files of a write that was
+// killed are. Call it once everything that can fail before the first
+// step has been checked and built.
 func (d *Dir) Start() error {
-	if d.mode == Overwrite {
-		for _, pat := range runFiles {
-			m, _ := filepath.Glob(filepath.Join(d.Path, pat))
-			for _, f := range m {
-				if err := os.Remove(f); err != nil {
-					return err
-				}
-			}
+	switch d.mode {
+	case Overwrite:
+		old, err := d.manifest()
+		if errors.Is(err, os.ErrNotExist) {
+			old, err = legacy, nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := d.remove(func(name string) bool { return slices.Contains(old, name) || checkpointFile.MatchString(name) }); err != nil {
+			return err
+		}
+		if err := os.Remove(filepath.Join(d.Path, ManifestName)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	case Resume:
+		old, err := d.manifest()
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		d.wrote = old
+		if err := d.remove(func(name string) bool {
+			return checkpointFile.MatchString(name) && (strings.HasSuffix(name, ".link") || strings.Contains(name, ".tmp"))
+		}); err != nil {
+			return err
 		}
 	}
 	d.started = true
 	return nil
 }
 
-// Close releases the directory. Before Start it also removes what Open
-// made: the directory if it created it, else its lock file.
+// remove deletes the directory's files whose names match.
+func (d *Dir) remove(match func(string) bool) error {
+	es, err := os.ReadDir(d.Path)
+	if err != nil {
+		return err
+	}
+	for _, e := range es {
+		if !e.IsDir() && match(e.Name()) {
+			if err := os.Remove(filepath.Join(d.Path, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// manifest reads the names the directory's manifest lists.
+func (d *Dir) manifest() ([]string, error) {
+	b, err := os.ReadFile(filepath.Join(d.Path, ManifestName))
+	if err != nil {
+		return nil, err
+	}
+	return strings.Fields(string(b)), nil
+}
+
+// Record adds files the run writes (names inside the directory) to its
+// manifest, before they are written; checkpoints need no record.
+func (d *Dir) Record(names ...string) error {
+	for _, n := range names {
+		if strings.ContainsAny(n, "/\\ \n") {
+			return fmt.Errorf("rundir: %q is not a plain file name", n)
+		}
+		if !slices.Contains(d.wrote, n) {
+			d.wrote = append(d.wrote, n)
+		}
+	}
+	return os.WriteFile(filepath.Join(d.Path, ManifestName), []byte(strings.Join(d.wrote, "\n")+"\n"), 0o644)
+}
+
+// Keep marks the run as having done a step: from now on Close keeps what
+// it wrote.
+func (d *Dir) Keep() { d.kept = true }
+
+// Close releases the directory. Before Keep it also removes what the run
+// made: a new or overwriting run's recorded files and checkpoints, and the
+// directory if Open created it, else the lock file.
 func (d *Dir) Close() error {
 	err := d.lock.Unlock()
 	d.cleanup()
@@ -142,12 +221,18 @@ func (d *Dir) Close() error {
 }
 
 func (d *Dir) cleanup() {
-	if d.started {
+	if d.kept {
 		return
 	}
 	if d.created {
 		os.RemoveAll(d.Path)
-	} else if d.ownLock {
+		return
+	}
+	if d.started && d.mode != Resume {
+		d.remove(func(name string) bool { return slices.Contains(d.wrote, name) || checkpointFile.MatchString(name) })
+		os.Remove(filepath.Join(d.Path, ManifestName))
+	}
+	if d.ownLock {
 		os.Remove(d.lock.Path())
 	}
 }

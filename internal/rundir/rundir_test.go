@@ -2,8 +2,10 @@ package rundir
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -26,8 +28,12 @@ func TestOpenModes(t *testing.T) {
 	if err := d.Start(); err != nil {
 		t.Fatal(err)
 	}
+	if err := d.Record("metrics.jsonl", "run.json"); err != nil {
+		t.Fatal(err)
+	}
 	write(t, filepath.Join(dir, "metrics.jsonl"), "first run\n")
 	write(t, filepath.Join(dir, "run.json"), "{}\n")
+	d.Keep()
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -122,5 +128,123 @@ func TestOpenNext(t *testing.T) {
 	defer second.Close()
 	if first.Path != base || second.Path != base+"-2" {
 		t.Errorf("got %s and %s, want %s and %s-2", first.Path, second.Path, base, base)
+	}
+}
+
+// files lists dir's files but the lock.
+func files(t *testing.T, dir string) []string {
+	t.Helper()
+	es, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range es {
+		if e.Name() != LockName {
+			names = append(names, e.Name())
+		}
+	}
+	return names
+}
+
+// TestOverwriteRemovesOnlyTheRun: -overwrite removes what the previous run
+// recorded and its checkpoints, never a user's files beside them, with a
+// manifest and, for a run from before manifests, by the names runs wrote.
+func TestOverwriteRemovesOnlyTheRun(t *testing.T) {
+	user := []string{"checkpoint-old-backup.safetensors", "notes.txt", "results.md"}
+	for _, manifest := range []bool{true, false} {
+		dir := t.TempDir()
+		run := []string{"config.json", "metrics.jsonl", "loss.png"}
+		if manifest {
+			d, err := Open(dir, New)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := d.Start(); err != nil {
+				t.Fatal(err)
+			}
+			if err := d.Record(run...); err != nil {
+				t.Fatal(err)
+			}
+			d.Keep()
+			d.Close()
+		}
+		for _, f := range append(append(run, "checkpoint-2.safetensors", "checkpoint.safetensors"), user...) {
+			write(t, filepath.Join(dir, f), f)
+		}
+		o, err := Open(dir, Overwrite)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := o.Start(); err != nil {
+			t.Fatal(err)
+		}
+		o.Close()
+		if got := files(t, dir); !slices.Equal(got, user) {
+			t.Errorf("manifest %v: after -overwrite the directory holds %v, want the user's %v", manifest, got, user)
+		}
+	}
+}
+
+// TestFailedBeforeFirstStep: a run that fails after Start but before its
+// first step (Keep) leaves nothing: no directory it created, and in one
+// that was there, nothing but what was there.
+func TestFailedBeforeFirstStep(t *testing.T) {
+	parent := t.TempDir()
+	for _, existed := range []bool{false, true} {
+		dir := filepath.Join(parent, fmt.Sprint(existed))
+		if existed {
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			write(t, filepath.Join(dir, "notes.txt"), "mine")
+		}
+		d, err := Open(dir, New)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Record("config.json", "run.json", "metrics.jsonl"); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range []string{"config.json", "run.json", "metrics.jsonl", "checkpoint-0.safetensors"} {
+			write(t, filepath.Join(dir, f), f)
+		}
+		d.Close()
+		if !existed {
+			if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("the failed run left the directory it created: %v", err)
+			}
+			continue
+		}
+		if got := files(t, dir); !slices.Equal(got, []string{"notes.txt"}) {
+			t.Errorf("the failed run left %v, want only notes.txt", got)
+		}
+		if _, err := Open(dir, New); err != nil {
+			t.Errorf("a run into the directory after the failed one: %v", err)
+		}
+	}
+}
+
+// TestStaleTemporaries: resuming removes the temporary files of a
+// checkpoint write that was killed, and nothing else.
+func TestStaleTemporaries(t *testing.T) {
+	dir := t.TempDir()
+	keep := []string{"checkpoint-2.safetensors", "checkpoint.safetensors", "config.json", "notes.tmp1"}
+	for _, f := range append([]string{"checkpoint-4.safetensors.tmp123456", "checkpoint.safetensors.link"}, keep...) {
+		write(t, filepath.Join(dir, f), f)
+	}
+	d, err := Open(dir, Resume)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	if got := files(t, dir); !slices.Equal(got, keep) {
+		t.Errorf("after the resume the directory holds %v, want %v", got, keep)
 	}
 }
