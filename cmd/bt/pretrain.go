@@ -182,7 +182,6 @@ func (ro *runOptions) register(fs *flag.FlagSet) flagGroup {
 	fs.Var(floatFlag[float64]{p: &ro.memoryGiB, min: 0, open: false}, "memory", "device memory to plan for, in GiB (WebGPU does not report it; 0 checks only the adapter's per-buffer limit)")
 	fs.Var(intFlag{&ro.monitor.every, 0}, "knn-every", "steps between kNN accuracy checks (0: never), on the validation split with -val-fraction, else on the test split; results go to metrics.jsonl")
 	fs.Var(intFlag{&ro.monitor.trainN, 1}, "knn-images", "training images the kNN monitor samples (validation or test images: a fifth of that)")
-	ro.monitor.trainN = 5000
 	ro.exchange = "auto"
 	fs.Var(choiceFlag[string]{&ro.exchange, []string{"auto", string(train.Gather), string(train.ReduceC)}}, "exchange",
 		"over several processes (mpirun), how the ranks share the loss: gather the embeddings (2·batch·D values per step), reduce-c all-reduces C (D²; the paper's loss on the materialised path only), auto the fewer bytes")
