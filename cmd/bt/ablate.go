@@ -25,7 +25,6 @@ import (
 	"gonum.org/v1/plot/vg/draw"
 
 	"github.com/bt-org/bt/bench"
-	"github.com/bt-org/bt/bt/eval"
 	"github.com/bt-org/bt/bt/loss"
 	"github.com/bt-org/bt/bt/optim"
 	"github.com/bt-org/bt/bt/train"
@@ -523,15 +522,23 @@ func fingerprint(c train.Config, ef evalFlags, minutes float64) (string, error) 
 	if minutes > 0 {
 		c.Steps = 0
 	}
-	// The evaluation as it was printed before evalFlags had a split: the
-	// split follows from the configuration (its validation fraction), and
-	// the recorded runs keep their digests.
+	// The evaluation as it was printed before evalFlags had a split and
+	// the probe a place: the split follows from the configuration (its
+	// validation fraction), where the probe trains does not change what it
+	// computes, and the recorded runs keep their digests.
+	type probeSettings struct {
+		Epochs                    int
+		Batch                     int
+		LR, Momentum, WeightDecay float64
+		Seed                      uint64
+	}
+	p := ef.probe
 	e := struct {
 		trainN, testN int
 		batch         int
-		probe         eval.ProbeConfig
+		probe         probeSettings
 		act           gpu.DType
-	}{ef.trainN, ef.testN, ef.batch, ef.probe, ef.act}
+	}{ef.trainN, ef.testN, ef.batch, probeSettings{p.Epochs, p.Batch, p.LR, p.Momentum, p.WeightDecay, p.Seed}, ef.act}
 	b, err := json.Marshal(struct {
 		Config  train.Config
 		Views   pipeline.Config
