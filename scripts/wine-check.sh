@@ -18,6 +18,11 @@ cp "$exe" "$dir/bt.exe"
 x86_64-w64-mingw32-gcc -shared -O2 -o "$dir/bcryptprimitives.dll" \
   "$(dirname "$0")/wine/processprng.c" -ladvapi32
 export WINEPREFIX=${WINEPREFIX:-$HOME/.cache/bt-wine} WINEDEBUG=${WINEDEBUG:--all}
-[ -d "$WINEPREFIX" ] || /usr/lib/wine/wine64 wineboot -i >/dev/null 2>&1
+# A new prefix is set up in the background after wineboot returns; bt.exe
+# started before that ends finds no Vulkan adapter, so wait for it.
+if [ ! -d "$WINEPREFIX" ]; then
+  /usr/lib/wine/wine64 wineboot -i >/dev/null 2>&1
+  /usr/lib/wine/wineserver -w
+fi
 cd "$dir"
 xvfb-run -a /usr/lib/wine/wine64 ./bt.exe "$@"
