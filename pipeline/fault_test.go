@@ -200,3 +200,36 @@ func TestFolderFormats(t *testing.T) {
 		t.Errorf("loader: %s, want %s…", got, want)
 	}
 }
+
+// TestFingerprint: the same images under two roots (ranks that mount the
+// data at different paths) have one fingerprint; a missing image, or one
+// moved to another class, changes it, and Diff says how.
+func TestFingerprint(t *testing.T) {
+	red := solid(color.NRGBA{255, 0, 0, 255})
+	roots := []string{t.TempDir(), t.TempDir(), t.TempDir(), t.TempDir()}
+	for k, root := range roots {
+		for _, p := range []string{"cat/a.png", "cat/b.png", "dog/c.png", "dog/d.png"} {
+			switch {
+			case k == 2 && p == "dog/d.png":
+				continue
+			case k == 3 && p == "dog/d.png":
+				p = "cat/d.png"
+			}
+			writeImage(t, filepath.Join(root, p), encPNG, red)
+		}
+	}
+	var fps []Fingerprint
+	for _, root := range roots {
+		d, err := OpenFolder(root, FolderOptions{})
+		must(t, err)
+		fps = append(fps, FingerprintOf(d))
+	}
+	if d := fps[0].Diff(fps[1]); d != "" || fps[0].Files != fps[1].Files || !slices.Equal(fps[0].Counts, []int{2, 2}) {
+		t.Errorf("the same images under another root: %q, %+v against %+v", d, fps[1], fps[0])
+	}
+	for k, want := range map[int]string{2: "3 images against 4, images per class [2 1] against [2 2]", 3: "images per class [3 1] against [2 2]"} {
+		if d := fps[0].Diff(fps[k]); d != want {
+			t.Errorf("root %d: Diff %q, want %q", k, d, want)
+		}
+	}
+}
