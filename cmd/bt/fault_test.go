@@ -15,6 +15,7 @@ import (
 	"image"
 	"image/color"
 	"image/png"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,6 +28,7 @@ import (
 
 	"github.com/bt-org/bt/bt/train"
 	"github.com/bt-org/bt/internal/rundir"
+	"github.com/bt-org/bt/internal/serve"
 )
 
 func TestMain(m *testing.M) {
@@ -240,6 +242,34 @@ func TestDivergedRunCheckpoint(t *testing.T) {
 	}
 	if _, err := train.LoadCheckpoint(m[1]); err != nil {
 		t.Fatalf("the named checkpoint: %v", err)
+	}
+	// The metrics end with a row that says why, the step after the last
+	// one logged, so that bt serve shows the run as diverged.
+	b, rerr := os.ReadFile(filepath.Join(out, "metrics.jsonl"))
+	if rerr != nil {
+		t.Fatal(rerr)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	var last, before struct {
+		Step  int
+		Error string
+	}
+	if len(lines) < 2 || json.Unmarshal([]byte(lines[len(lines)-1]), &last) != nil || json.Unmarshal([]byte(lines[len(lines)-2]), &before) != nil {
+		t.Fatalf("metrics.jsonl: %q", lines)
+	}
+	if !strings.Contains(last.Error, "non-finite") || before.Error != "" || last.Step != before.Step+1 {
+		t.Errorf("the metrics end with %q after %q, want an error row at the next step", lines[len(lines)-1], lines[len(lines)-2])
+	}
+	srv, err := serve.New(serve.Options{Root: filepath.Dir(out)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	rec := httptest.NewRecorder()
+	srv.ServeHTTP(rec, httptest.NewRequest("GET", "http://127.0.0.1/api/run?id=run", nil))
+	var run serve.Run
+	if err := json.Unmarshal(rec.Body.Bytes(), &run); err != nil || run.State != serve.Diverged {
+		t.Errorf("bt serve shows the run as %q (%s), want %q: %s", run.State, run.Reason, serve.Diverged, rec.Body)
 	}
 	// LoadCheckpoint verifies the checksum; SaveCheckpoint refused
 	// non-finite values, and the bt package's guard test reads each one.

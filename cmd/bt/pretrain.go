@@ -572,6 +572,19 @@ func pretrain(ctx context.Context, d *gpu.Device, cfg train.Config, ro runOption
 	}
 	err = loop.Execute(ctx)
 	progress.done()
+	if errors.Is(err, train.ErrNonFinite) {
+		// The last row says why the run ended, so that a reader of the
+		// metrics (bt serve) tells a diverged run from a stopped one. It
+		// is the step after the last one logged, which a resume drops.
+		step := start + 1
+		if len(steps) > 0 {
+			step = int(steps[len(steps)-1]) + 1
+		}
+		b, _ := json.Marshal(map[string]any{"step": step, "error": err.Error()})
+		if _, werr := metrics.Write(append(b, '\n')); werr != nil {
+			err = errors.Join(err, werr)
+		}
+	}
 	if tr.Step > start { // a run that has trained keeps what it wrote
 		owner.Keep()
 	}
