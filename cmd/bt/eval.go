@@ -276,6 +276,29 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 // backbone) and loads it, or a random initialisation of the checkpoint's
 // network or of arch; data fills what the flags left unset from the
 // checkpoint's data.
+// sameClasses checks that the training data a checkpoint records, taken
+// again by default, still has the classes it was trained with: a class
+// folder added, removed or renamed since would give every later class
+// another label. Data named by the flags is the user's choice and is not
+// held to it.
+func sameClasses(path string, c *train.Checkpoint, data train.DataConfig) error {
+	if c.State.Dataset == nil {
+		return nil // written before checkpoints recorded their data
+	}
+	ds, err := data.Open(train.TrainSplit)
+	if err != nil {
+		return err
+	}
+	now := pipeline.FingerprintOf(ds)
+	if slices.Equal(now.Classes, c.State.Dataset.Classes) {
+		return nil
+	}
+	was := *c.State.Dataset
+	was.Counts, now.Counts = nil, nil
+	return fmt.Errorf("%s was trained on %s at %s, whose classes have changed since: %s; give -data and -data-dir to evaluate on other data",
+		path, data.Name, data.Dir, was.Diff(now))
+}
+
 func loadModel(d *gpu.Device, path string, random bool, arch string, seed uint64, data train.DataConfig) (*train.Model, train.DataConfig, error) {
 	var c *train.Checkpoint
 	if path != "" {
@@ -293,6 +316,9 @@ func loadModel(d *gpu.Device, path string, random bool, arch string, seed uint64
 		if data.Name == "" {
 			// The run's validation split, drawn again from its data.
 			data.Name, data.Dir, data.Validation = saved.Name, saved.Dir, saved.Validation
+			if err := sameClasses(path, c, data); err != nil {
+				return nil, data, err
+			}
 		}
 		if data.Augment == "" {
 			data.Augment = saved.Preset()

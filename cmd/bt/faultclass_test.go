@@ -297,3 +297,35 @@ func TestSecondInterrupt(t *testing.T) {
 		t.Errorf("after the second Ctrl-C: %v, want the process ended by SIGINT", err)
 	}
 }
+
+// TestEvalClassesChanged: bt eval, taking the checkpoint's training data
+// by default, refuses it when its class folders have changed since the
+// checkpoint was trained (the labels would mean other classes), naming
+// the classes; the same data named by the flags is evaluated.
+func TestEvalClassesChanged(t *testing.T) {
+	root := t.TempDir()
+	for _, p := range []string{"train/ant", "train/bee", "val/ant", "val/bee"} {
+		writeImages(t, filepath.Join(root, p), 8)
+	}
+	out := filepath.Join(t.TempDir(), "run")
+	if err := runPretrain(folderFlags("folder", root, "-steps", "2", "-out", out)); err != nil {
+		t.Fatal(err)
+	}
+	ckpt := filepath.Join(out, "checkpoint.safetensors")
+	evalArgs := []string{"-checkpoint", ckpt, "-eval-batch", "8", "knn"}
+	if err := runEval(evalArgs); err != nil {
+		t.Fatalf("the checkpoint's own data: %v", err)
+	}
+	for _, split := range []string{"train", "val"} {
+		if err := os.Rename(filepath.Join(root, split, "ant"), filepath.Join(root, split, "cat")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := runEval(evalArgs)
+	if err == nil || !strings.Contains(err.Error(), "classes have changed") || !strings.Contains(err.Error(), "bee, cat") {
+		t.Errorf("a renamed class folder gave %v, want a refusal naming the classes", err)
+	}
+	if err := runEval(append([]string{"-data", "folder", "-data-dir", root}, evalArgs...)); err != nil {
+		t.Errorf("the same data named by -data-dir: %v", err)
+	}
+}
