@@ -557,14 +557,7 @@ func classify(d *gpu.Device, lin *layers.Linear, test *Features, classes int) (P
 			return ProbeResult{}, err
 		}
 		for i := range n {
-			row := v[i*classes : (i+1)*classes]
-			label := test.Labels[t0+i]
-			higher := 0
-			for _, s := range row {
-				if s > row[label] {
-					higher++
-				}
-			}
+			higher := outranked(v[i*classes:(i+1)*classes], int(test.Labels[t0+i]))
 			if higher == 0 {
 				top1++
 			}
@@ -629,13 +622,7 @@ func probeHost(rng *rand.Rand, train, test *Features, classes int, cfg ProbeConf
 	var top1, top5 int
 	for i := range test.N {
 		forward(logits, w, bias, test.X[i*dim:(i+1)*dim])
-		label := test.Labels[i]
-		higher := 0
-		for _, s := range logits {
-			if s > logits[label] {
-				higher++
-			}
-		}
+		higher := outranked(logits, int(test.Labels[i]))
 		if higher == 0 {
 			top1++
 		}
@@ -644,6 +631,18 @@ func probeHost(rng *rand.Rand, train, test *Features, classes int, cfg ProbeConf
 		}
 	}
 	return ProbeResult{Top1: float64(top1) / float64(test.N), Top5: float64(top5) / float64(test.N)}
+}
+
+// outranked is how many classes a row of logits scores above label: 0 is
+// a top-1 hit, under 5 a top-5 hit.
+func outranked(row []float32, label int) int {
+	higher := 0
+	for _, s := range row {
+		if s > row[label] {
+			higher++
+		}
+	}
+	return higher
 }
 
 // forward writes x·wᵀ + bias into logits.
