@@ -583,22 +583,22 @@ func Neighbours(emb *Embedding, i, k int) []Neighbour {
 	return out[:min(k, len(out))]
 }
 
-// index reads the request's image index i within j's sample.
-func index(r *http.Request, j *job) (int, error) {
+// picked is the finished job a request names and the image index i it
+// asks for within that job's sample.
+func (e *embedder) picked(r *http.Request) (*job, int, error) {
+	j, err := e.finished(r)
+	if err != nil {
+		return nil, 0, err
+	}
 	i, err := strconv.Atoi(r.URL.Query().Get("i"))
 	if err != nil || i < 0 || i >= len(j.emb.Index) {
-		return 0, &httpError{http.StatusBadRequest, fmt.Sprintf("i %q: want an image of the sample, 0 to %d", r.URL.Query().Get("i"), len(j.emb.Index)-1)}
+		return nil, 0, &httpError{http.StatusBadRequest, fmt.Sprintf("i %q: want an image of the sample, 0 to %d", r.URL.Query().Get("i"), len(j.emb.Index)-1)}
 	}
-	return i, nil
+	return j, i, nil
 }
 
 func (e *embedder) handleNeighbours(w http.ResponseWriter, r *http.Request) {
-	j, err := e.finished(r)
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	i, err := index(r, j)
+	j, i, err := e.picked(r)
 	if err != nil {
 		fail(w, err)
 		return
@@ -620,12 +620,7 @@ const thumb = 96
 // pixels a side: images are named by their place in the sample, never by
 // a path.
 func (e *embedder) handleImage(w http.ResponseWriter, r *http.Request) {
-	j, err := e.finished(r)
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	i, err := index(r, j)
+	j, i, err := e.picked(r)
 	if err != nil {
 		fail(w, err)
 		return
