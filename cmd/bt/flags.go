@@ -158,8 +158,11 @@ type flagGroup struct {
 func registerConfig(fs *flag.FlagSet, c *train.Config, recipe *string) []flagGroup {
 	fs.Var(choiceFlag[string]{recipe, append([]string{""}, train.RecipeNames()...)}, "recipe",
 		"the optimisation recipe the other flags adjust: paper (the official, tuned for 1000 epochs) or short (the best of docs/quality.md's sweep at a few epochs: train.Recipes) (default: short for a run with a step budget, as bt pretrain -steps, bt demo and bt ablate, else paper)")
-	archs := make([]string, len(models.Archs))
-	copy(archs, models.Archs)
+	return []flagGroup{registerData(fs, c), registerModel(fs, c), registerLoss(fs, c), registerOptimisation(fs, c)}
+}
+
+// registerData binds the flags of the data and its augmentation.
+func registerData(fs *flag.FlagSet, c *train.Config) flagGroup {
 	fs.Var(choiceFlag[string]{&c.Data.Name, []string{"fashion-mnist", "mnist", "cifar10", "cifar100", "folder", "folder-unlabeled", "synthetic"}},
 		"data", "dataset: fashion-mnist, mnist, cifar10, cifar100, folder (class subfolders), folder-unlabeled, synthetic")
 	fs.StringVar(&c.Data.Dir, "data-dir", c.Data.Dir, "dataset directory (default "+filepath.Join(pipeline.DefaultDir, "<data>")+")")
@@ -176,13 +179,29 @@ func registerConfig(fs *flag.FlagSet, c *train.Config, recipe *string) []flagGro
 	fs.Var(floatFlag[float64]{p: &c.Data.Validation.Fraction, min: 0, open: false, max: 0.9}, "val-fraction",
 		"share of the training images held out of pretraining and of the probes' training as a validation split, for choosing settings (bt ablate's figures and the kNN monitor are taken on it; the test split is for final figures) (default: 0 for bt pretrain, 0.1 for bt ablate)")
 	fs.Uint64Var(&c.Data.Validation.Seed, "val-seed", c.Data.Validation.Seed, "seed that draws the validation split's images (its own, so that runs of several -seed share one split)")
+	return flagGroup{"data", []string{"data", "data-dir", "augment", "size", "augment-without", "crop-min", "jitter-strength", "workers", "augment-on", "skip-bad-images", "max-bad-fraction", "max-pixels", "val-fraction", "val-seed"}}
+}
 
+// registerModel binds the flags of the network and its arithmetic.
+func registerModel(fs *flag.FlagSet, c *train.Config) flagGroup {
+	archs := make([]string, len(models.Archs))
+	copy(archs, models.Archs)
 	fs.Var(choiceFlag[string]{&c.Model.Arch, archs}, "arch", "backbone: "+strings.Join(models.Archs, ", "))
 	fs.Var(choiceFlag[models.Stem]{&c.Model.Stem, []models.Stem{"", models.ImageNetStem, models.SmallStem}}, "stem", "backbone stem: imagenet or small (default: small for tiny and images under 64 px, else imagenet)")
 	fs.StringVar(&c.Model.Projector, "projector", c.Model.Projector, "projector widths; the paper uses 8192-8192-8192")
 	fs.BoolVar(&c.Model.NoBN, "projector-no-bn", c.Model.NoBN, "drop the projector's BatchNorms (an ablation)")
 	fs.BoolVar(&c.Model.Predictor, "predictor", c.Model.Predictor, "add a predictor (2 layers, BatchNorm and ReLU between) on one branch (an asymmetry ablation)")
+	if c.Precision == "" {
+		c.Precision = "f32"
+	}
+	fs.Var(choiceFlag[string]{&c.Precision, train.Precisions}, "precision", "f32, or f16: mixed precision, activations and their gradients stored as f16, the arithmetic, parameters, optimiser state, BatchNorm statistics and the loss in f32 (adapters with shader-f16; bt devices lists the features)")
+	fs.Var(floatFlag[float64]{p: &c.LossScale, min: 0, open: false}, "loss-scale", "multiply the loss's gradient by this on its way into the network and divide the parameters' gradients by it (0: 1024 with -precision f16, else 1), so that small gradients stay normal f16 numbers")
+	fs.Var(notFlag{&c.PerRankBatchNorm}, "sync-bn", "over several processes (mpirun), BatchNorm statistics of the whole global batch, as the official SyncBatchNorm; -sync-bn=false keeps each rank's own, a different model")
+	return flagGroup{"model", []string{"arch", "stem", "projector", "projector-no-bn", "predictor", "sync-bn", "precision", "loss-scale"}}
+}
 
+// registerLoss binds the flags of the objective.
+func registerLoss(fs *flag.FlagSet, c *train.Config) flagGroup {
 	fs.Var(floatFlag[float32]{p: &c.Loss.Lambda, min: 0, open: false}, "lambda", "weight of the redundancy-reduction term")
 	fs.Var(floatFlag[float32]{p: &c.Loss.Scale, min: 0, open: true}, "scale-loss", "multiplies the loss (solo-learn's CIFAR recipe uses 0.1)")
 	fs.Func("fused", "loss path: auto, on (never forms C), off (materialises C)", func(s string) error {
@@ -215,13 +234,12 @@ func registerConfig(fs *flag.FlagSet, c *train.Config, recipe *string) []flagGro
 	fs.BoolVar(&c.Loss.RedundancyOnly, "redundancy-only", c.Loss.RedundancyOnly, "drop the invariance term of the loss (an ablation)")
 	fs.Var(floatFlag[float64]{p: &c.InfoNCE, min: 0, open: false}, "infonce", "train with the cross-entropy at this temperature (InfoNCE) instead of the Barlow Twins loss: the paper's comparison (0: Barlow Twins)")
 	fs.BoolVar(&c.StopGradient, "stop-gradient", c.StopGradient, "stop the gradient through the second branch (an asymmetry ablation)")
-	if c.Precision == "" {
-		c.Precision = "f32"
-	}
-	fs.Var(choiceFlag[string]{&c.Precision, train.Precisions}, "precision", "f32, or f16: mixed precision, activations and their gradients stored as f16, the arithmetic, parameters, optimiser state, BatchNorm statistics and the loss in f32 (adapters with shader-f16; bt devices lists the features)")
-	fs.Var(floatFlag[float64]{p: &c.LossScale, min: 0, open: false}, "loss-scale", "multiply the loss's gradient by this on its way into the network and divide the parameters' gradients by it (0: 1024 with -precision f16, else 1), so that small gradients stay normal f16 numbers")
-	fs.Var(notFlag{&c.PerRankBatchNorm}, "sync-bn", "over several processes (mpirun), BatchNorm statistics of the whole global batch, as the official SyncBatchNorm; -sync-bn=false keeps each rank's own, a different model")
+	return flagGroup{"loss", []string{"lambda", "scale-loss", "fused", "feature-normalisation", "no-normalisation", "redundancy-only", "infonce", "stop-gradient"}}
+}
 
+// registerOptimisation binds the flags of the optimiser, its schedule
+// and the run's length, beside -recipe (registerConfig).
+func registerOptimisation(fs *flag.FlagSet, c *train.Config) flagGroup {
 	fs.Var(choiceFlag[string]{&c.Optimizer, optim.Names}, "optimizer", "optimiser: "+strings.Join(optim.Names, ", "))
 	fs.Var(floatFlag[float64]{p: &c.Schedule.Multiplier, min: 0, open: true}, "lr", "learning-rate multiplier: the base rate is lr·batch/256")
 	fs.Var(floatFlag[float64]{p: &c.Schedule.Weights, min: 0, open: false}, "lr-weights", "weights' share of the rate")
@@ -232,10 +250,5 @@ func registerConfig(fs *flag.FlagSet, c *train.Config, recipe *string) []flagGro
 	fs.Var(intFlag{&c.Epochs, 1}, "epochs", "epochs; the schedule spans them")
 	fs.Var(intFlag{&c.Steps, 0}, "steps", "stop after this many steps, with the whole schedule compressed to fit (0: all epochs)")
 	fs.Uint64Var(&c.Seed, "seed", c.Seed, "seed of the initialisation, the data order and the augmentations")
-	return []flagGroup{
-		{"data", []string{"data", "data-dir", "augment", "size", "augment-without", "crop-min", "jitter-strength", "workers", "augment-on", "skip-bad-images", "max-bad-fraction", "max-pixels", "val-fraction", "val-seed"}},
-		{"model", []string{"arch", "stem", "projector", "projector-no-bn", "predictor", "sync-bn", "precision", "loss-scale"}},
-		{"loss", []string{"lambda", "scale-loss", "fused", "feature-normalisation", "no-normalisation", "redundancy-only", "infonce", "stop-gradient"}},
-		{"optimisation", []string{"recipe", "optimizer", "lr", "lr-weights", "lr-biases", "wd", "warmup", "batch", "epochs", "steps", "seed"}},
-	}
+	return flagGroup{"optimisation", []string{"recipe", "optimizer", "lr", "lr-weights", "lr-biases", "wd", "warmup", "batch", "epochs", "steps", "seed"}}
 }
