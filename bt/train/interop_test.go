@@ -5,7 +5,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/bt-org/bt/bt/eval"
 	"github.com/bt-org/bt/gpu"
 	"github.com/bt-org/bt/internal/gputest"
 	"github.com/bt-org/bt/internal/kcheck"
@@ -48,7 +47,7 @@ func TestTorchInterop(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := eval.Represent(d, m.Backbone, kcheck.To32(x.Data), x.Shape[0], x.Shape[1], x.Shape[2], x.Shape[3], gpu.F32)
+			got, err := represent(d, m.Backbone, kcheck.To32(x.Data), x.Shape[0], x.Shape[1], x.Shape[2], x.Shape[3], gpu.F32)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -84,4 +83,25 @@ func TestTorchInterop(t *testing.T) {
 			}
 		})
 	}
+}
+
+// represent is the backbone's eval-mode representations of x [n, c, h, w]
+// (bt/eval's Represent, which imports this package).
+func represent(d *gpu.Device, backbone *models.ResNet, x []float32, n, c, h, w int, act gpu.DType) ([]float32, error) {
+	xt, err := d.FromSlice(x, n, c, h, w)
+	if err != nil {
+		return nil, err
+	}
+	defer xt.Release()
+	repr, err := d.NewTensor(n, backbone.Dim)
+	if err != nil {
+		return nil, err
+	}
+	defer repr.Release()
+	p := models.NewPassOf(d, false, act)
+	defer p.Release()
+	if err := d.Run(func(r *gpu.Recorder) error { return backbone.Forward(r, p, repr, xt, n, h, w) }); err != nil {
+		return nil, err
+	}
+	return repr.Download()
 }

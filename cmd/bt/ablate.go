@@ -25,6 +25,7 @@ import (
 	"gonum.org/v1/plot/vg/draw"
 
 	"github.com/bt-org/bt/bench"
+	"github.com/bt-org/bt/bt/eval"
 	"github.com/bt-org/bt/bt/loss"
 	"github.com/bt-org/bt/bt/optim"
 	"github.com/bt-org/bt/bt/train"
@@ -212,7 +213,7 @@ type ablateOptions struct {
 	list             bool
 	every            int // -checkpoint-every
 	minutes          float64
-	ef               evalFlags
+	eo               eval.Options
 }
 
 // ablateFlags is bt ablate's flag set over cfg and o.
@@ -227,7 +228,7 @@ func ablateFlags(cfg *train.Config, o *ablateOptions) *flag.FlagSet {
 	fs.Var(intFlag{&o.every, 1}, "checkpoint-every", "steps between a run's checkpoints: a grid stopped (Ctrl-C) or killed continues each unfinished run from its newest one when run again")
 	o.every = 100
 	fs.Float64Var(&o.minutes, "minutes", 0, "pretraining budget per run in minutes instead of -steps: each run's steps come from timing two of its steps first (the batch family then compares at equal time, not equal pairs)")
-	o.ef.register(fs)
+	registerEval(fs, &o.eo)
 	o.tune.register(fs)
 	return fs
 }
@@ -251,31 +252,12 @@ func runAblate(args []string) error {
 		return fmt.Errorf("name one family: %s", familyNames())
 	}
 	family := fs.Arg(0)
-	vs, ok := families[family]
-	if !ok {
-		return fmt.Errorf("unknown family %q: want one of %s", family, familyNames())
-	}
 	if o.list {
-		// Scripts read the family from here (scripts/sweep.sh), so a flag
-		// that would change a run is refused rather than ignored.
-		if fs.NFlag() > 1 {
-			return fmt.Errorf("flag -list prints the family and runs nothing: it takes no other flag")
-		}
-		for i, v := range vs {
-			fmt.Printf("%d\t%s\n", i+1, v.name)
-		}
-		return nil
+		return listVariants(fs, family)
 	}
-	if o.only != "" {
-		var pick []variant
-		for _, f := range strings.Split(o.only, ",") {
-			var i int
-			if _, err := fmt.Sscan(strings.TrimSpace(f), &i); err != nil || i < 1 || i > len(vs) {
-				return fmt.Errorf("-only %q: variants are numbered 1 to %d", o.only, len(vs))
-			}
-			pick = append(pick, vs[i-1])
-		}
-		vs = pick
+	vs, err := pickVariants(family, o.only)
+	if err != nil {
+		return err
 	}
 	if o.out == "" {
 		o.out = filepath.Join("runs", "ablate-"+family)
@@ -298,8 +280,58 @@ func runAblate(args []string) error {
 	if err := o.tune.apply(d, os.Stderr); err != nil {
 		return err
 	}
-	// A grid is many runs: unless told otherwise, each is a short budgeted
-	// run, evaluated on samples, sized for the adapter like the demo.
+	o.sizeFor(d, fs, &cfg)
+	// Ctrl-C (or SIGTERM) stops the run in flight at a checkpoint, which
+	// the same command continues.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	_, err = ablate(ctx, d, family, vs, cfg, o)
+	return err
+}
+
+// pickVariants are the variants of family that -only names (all when only
+// is "").
+func pickVariants(family, only string) ([]variant, error) {
+	vs, ok := families[family]
+	if !ok {
+		return nil, fmt.Errorf("unknown family %q: want one of %s", family, familyNames())
+	}
+	if only == "" {
+		return vs, nil
+	}
+	var pick []variant
+	for _, f := range strings.Split(only, ",") {
+		var i int
+		if _, err := fmt.Sscan(strings.TrimSpace(f), &i); err != nil || i < 1 || i > len(vs) {
+			return nil, fmt.Errorf("-only %q: variants are numbered 1 to %d", only, len(vs))
+		}
+		pick = append(pick, vs[i-1])
+	}
+	return pick, nil
+}
+
+// listVariants prints the family's variants, one a line and numbered as
+// -only takes them (-list).
+// Scripts read the family from here (scripts/sweep.sh), so a flag that
+// would change a run is refused rather than ignored.
+func listVariants(fs *flag.FlagSet, family string) error {
+	vs, err := pickVariants(family, "")
+	if err != nil {
+		return err
+	}
+	if fs.NFlag() > 1 {
+		return fmt.Errorf("flag -list prints the family and runs nothing: it takes no other flag")
+	}
+	for i, v := range vs {
+		fmt.Printf("%d\t%s\n", i+1, v.name)
+	}
+	return nil
+}
+
+// sizeFor sizes the grid's runs for the adapter like the demo, where the
+// flags say nothing: a grid is many runs, each a short budgeted run
+// evaluated on samples.
+func (o *ablateOptions) sizeFor(d *gpu.Device, fs *flag.FlagSet, cfg *train.Config) {
 	explicit := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
 	cpu := d.IsCPU()
@@ -313,17 +345,11 @@ func runAblate(args []string) error {
 	}
 	def("steps", &cfg.Steps, 100, 2000)
 	def("batch", &cfg.Batch, 64, 256)
-	def("eval-train", &o.ef.trainN, 5000, 0)
-	def("eval-test", &o.ef.testN, 1000, 0)
-	def("probe-epochs", &o.ef.probe.Epochs, 30, 100)
+	def("eval-train", &o.eo.TrainImages, 5000, 0)
+	def("eval-test", &o.eo.TestImages, 1000, 0)
+	def("probe-epochs", &o.eo.Probe.Epochs, 30, 100)
 	cfg.Model.Seed = cfg.Seed
-	o.ef.batch = 512
-	// Ctrl-C (or SIGTERM) stops the run in flight at a checkpoint, which
-	// the same command continues.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	_, err = ablate(ctx, d, family, vs, cfg, o)
-	return err
+	o.eo.Batch = 512
 }
 
 // budget gives a run as many steps as fit in minutes, timed on a
@@ -348,14 +374,14 @@ func budget(d *gpu.Device, c *train.Config, minutes float64) {
 // reuse/*/result.json) takes that run's figures: the sweep's families
 // share their centre.
 func ablate(ctx context.Context, d *gpu.Device, family string, vs []variant, base train.Config, o ablateOptions) ([]ablationResult, error) {
-	ef, dir, reuse := o.ef, o.out, o.reuse
+	eo, dir, reuse := o.eo, o.out, o.reuse
 	var results []ablationResult
 	for i, v := range vs {
 		runDir := filepath.Join(dir, slug(v.name))
 		resultPath := filepath.Join(runDir, "result.json")
 		cfg := base
 		v.apply(&cfg)
-		key, err := fingerprint(cfg, ef, o.minutes)
+		key, err := fingerprint(cfg, eo, o.minutes)
 		if err != nil {
 			return results, fmt.Errorf("%s: %w", v.name, err)
 		}
@@ -384,41 +410,8 @@ func ablate(ctx context.Context, d *gpu.Device, family string, vs []variant, bas
 		fmt.Fprintf(os.Stderr, "== %s %d/%d: %s\n", family, i+1, len(vs), v.name)
 		r = ablationResult{Variant: v.name, Paper: v.paper, Fingerprint: key}
 		start := time.Now()
-		// A variant's directory without its result.json holds an
-		// unfinished run of this grid's own: continued from its checkpoint
-		// when that is this variant's run, replaced otherwise. Only a run
-		// that starts anew is timed for a budget of minutes: a continued
-		// one keeps the steps it was given.
-		ro := runOptions{out: runDir, overwrite: true, every: o.every, keep: 1}
-		c, resolved := unfinished(runDir, cfg, o.minutes)
-		switch {
-		case c != nil:
-			cfg, ro.ckpt, ro.resume, ro.overwrite = resolved, c, c.Path, false
-			r.ResumedFrom = c.State.Step
-		case o.minutes > 0:
-			budget(d, &cfg, o.minutes)
-		}
-		res, err := pretrain(ctx, d, cfg, ro, os.Stderr)
-		switch {
-		case errors.Is(err, train.ErrNonFinite):
-			r.Diverged = err.Error()
-		case errors.Is(err, train.ErrMemory):
-			r.Unfit = err.Error()
-		case errors.Is(err, train.ErrEnded) && c != nil:
-			// Stopped while it was evaluated: the checkpoint holds the
-			// whole run, and its metrics the losses.
-			if err := r.evaluateEnded(d, c, cfg, ef); err != nil {
-				return results, fmt.Errorf("%s: %w", v.name, err)
-			}
-		case err != nil:
+		if err := trainVariant(ctx, d, cfg, runDir, o, &r); err != nil {
 			return results, fmt.Errorf("%s: %w", v.name, err)
-		default:
-			r.Steps, r.LossEnd = res.steps, res.lossEnd
-			err := r.evaluate(d, res.run.Model, res.cfg, ef)
-			res.release()
-			if err != nil {
-				return results, fmt.Errorf("%s: %w", v.name, err)
-			}
 		}
 		r.Seconds = time.Since(start).Seconds()
 		if err := saveResult(runDir, r); err != nil {
@@ -434,30 +427,68 @@ func ablate(ctx context.Context, d *gpu.Device, family string, vs []variant, bas
 	return results, nil
 }
 
+// trainVariant trains a variant's run of cfg in runDir and fills r with
+// its figures: a diverged run or one that does not fit the adapter says
+// so in r, not as an error.
+func trainVariant(ctx context.Context, d *gpu.Device, cfg train.Config, runDir string, o ablateOptions, r *ablationResult) error {
+	// A variant's directory without its result.json holds an
+	// unfinished run of this grid's own: continued from its checkpoint
+	// when that is this variant's run, replaced otherwise. Only a run
+	// that starts anew is timed for a budget of minutes: a continued
+	// one keeps the steps it was given.
+	ro := runOptions{out: runDir, overwrite: true, every: o.every, keep: 1}
+	c, resolved := unfinished(runDir, cfg, o.minutes)
+	switch {
+	case c != nil:
+		cfg, ro.ckpt, ro.resume, ro.overwrite = resolved, c, c.Path, false
+		r.ResumedFrom = c.State.Step
+	case o.minutes > 0:
+		budget(d, &cfg, o.minutes)
+	}
+	res, err := pretrain(ctx, d, cfg, ro, os.Stderr)
+	switch {
+	case errors.Is(err, train.ErrNonFinite):
+		r.Diverged = err.Error()
+	case errors.Is(err, train.ErrMemory):
+		r.Unfit = err.Error()
+	case errors.Is(err, train.ErrEnded) && c != nil:
+		// Stopped while it was evaluated: the checkpoint holds the
+		// whole run, and its metrics the losses.
+		return r.evaluateEnded(d, c, cfg, o.eo)
+	case err != nil:
+		return err
+	default:
+		r.Steps, r.LossEnd = res.steps, res.lossEnd
+		defer res.release()
+		return r.evaluate(d, res.run.Model, res.cfg, o.eo)
+	}
+	return nil
+}
+
 // evaluate fills r's figures from m, trained by a run of cfg.
-func (r *ablationResult) evaluate(d *gpu.Device, m *train.Model, cfg train.Config, ef evalFlags) error {
-	ef.split = cfg.Data.ChoiceSplit()
-	ev, err := evaluate(d, m, cfg.Data, ef, cfg.Seed)
+func (r *ablationResult) evaluate(d *gpu.Device, m *train.Model, cfg train.Config, eo eval.Options) error {
+	eo.Split, eo.Seed = cfg.Data.ChoiceSplit(), cfg.Seed
+	ev, err := eval.Evaluate(d, m, cfg.Data, eo)
 	if err != nil {
 		return fmt.Errorf("evaluation: %w", err)
 	}
-	r.KNN20, r.KNN200, r.Linear, r.Split = ev.knn[0], ev.knn[1], ev.linear.Top1, ef.split
+	r.KNN20, r.KNN200, r.Linear, r.Split = ev.KNN[0], ev.KNN[1], ev.Linear.Top1, eo.Split
 	return nil
 }
 
 // evaluateEnded fills r from a run of cfg that ended at checkpoint c
 // before it was evaluated.
-func (r *ablationResult) evaluateEnded(d *gpu.Device, c *train.Checkpoint, cfg train.Config, ef evalFlags) error {
-	rows, err := truncateMetrics(filepath.Join(filepath.Dir(c.Path), "metrics.jsonl"), c.State.Step)
+func (r *ablationResult) evaluateEnded(d *gpu.Device, c *train.Checkpoint, cfg train.Config, eo eval.Options) error {
+	rows, err := train.TruncateMetrics(filepath.Join(filepath.Dir(c.Path), train.MetricsFile), c.State.Step)
 	if err != nil {
 		return err
 	}
 	if len(rows) != c.State.Step {
 		return fmt.Errorf("%s: %d rows of metrics for the %d steps of its checkpoint", filepath.Dir(c.Path), len(rows), c.State.Step)
 	}
-	losses := make([]float32, len(rows))
+	losses := make([]float64, len(rows))
 	for i, row := range rows {
-		losses[i] = row.Loss
+		losses[i] = float64(row.Loss)
 	}
 	r.Steps = len(rows)
 	_, r.LossEnd = lossEnds(losses)
@@ -466,7 +497,7 @@ func (r *ablationResult) evaluateEnded(d *gpu.Device, c *train.Checkpoint, cfg t
 		return err
 	}
 	defer m.Release()
-	return r.evaluate(d, m, cfg, ef)
+	return r.evaluate(d, m, cfg, eo)
 }
 
 // unfinished is the newest checkpoint in runDir when it belongs to an
@@ -513,7 +544,7 @@ func saveResult(runDir string, r ablationResult) error {
 // they make (a smallest crop of 0.08 and the preset's 0.08 are one run),
 // and the evaluation. Under a budget of minutes (-minutes) the budget
 // stands for the steps, which are timed anew each time the grid runs.
-func fingerprint(c train.Config, ef evalFlags, minutes float64) (string, error) {
+func fingerprint(c train.Config, eo eval.Options, minutes float64) (string, error) {
 	views, err := c.Data.Views()
 	if err != nil {
 		return "", err
@@ -522,23 +553,24 @@ func fingerprint(c train.Config, ef evalFlags, minutes float64) (string, error) 
 	if minutes > 0 {
 		c.Steps = 0
 	}
-	// The evaluation as it was printed before evalFlags had a split and
-	// the probe a place: the split follows from the configuration (its
-	// validation fraction), where the probe trains does not change what it
-	// computes, and the recorded runs keep their digests.
+	// The evaluation as it was printed before the options had a split, a
+	// seed and the probe a place: the split and the seed follow from the
+	// configuration (its validation fraction and seed), where the probe
+	// trains does not change what it computes, and the recorded runs keep
+	// their digests.
 	type probeSettings struct {
 		Epochs                    int
 		Batch                     int
 		LR, Momentum, WeightDecay float64
 		Seed                      uint64
 	}
-	p := ef.probe
+	p := eo.Probe
 	e := struct {
 		trainN, testN int
 		batch         int
 		probe         probeSettings
 		act           gpu.DType
-	}{ef.trainN, ef.testN, ef.batch, probeSettings{p.Epochs, p.Batch, p.LR, p.Momentum, p.WeightDecay, p.Seed}, ef.act}
+	}{eo.TrainImages, eo.TestImages, eo.Batch, probeSettings{p.Epochs, p.Batch, p.LR, p.Momentum, p.WeightDecay, p.Seed}, eo.Activations}
 	b, err := json.Marshal(struct {
 		Config  train.Config
 		Views   pipeline.Config

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bt-org/bt/bt/eval"
 	"github.com/bt-org/bt/bt/optim"
 	"github.com/bt-org/bt/bt/train"
 	"github.com/bt-org/bt/internal/gputest"
@@ -22,10 +23,10 @@ func TestAblate(t *testing.T) {
 	dir := t.TempDir()
 	tf := train.DefaultConfig()
 	tf.Steps, tf.Batch, tf.Epochs, tf.Schedule.Warmup, tf.Model.Projector = 6, 32, 10, optim.Warmup{Value: 1, Unit: optim.WarmupEpochs}, "64-64-64"
-	ef := evalFlags{trainN: 500, testN: 200, batch: 250}
-	ef.probe.Epochs, ef.probe.Batch, ef.probe.LR, ef.probe.Momentum = 3, 100, 0.3, 0.9
+	ef := eval.Options{TrainImages: 500, TestImages: 200, Batch: 250}
+	ef.Probe.Epochs, ef.Probe.Batch, ef.Probe.LR, ef.Probe.Momentum = 3, 100, 0.3, 0.9
 	vs := families["asymmetry"][:2]
-	first, err := ablate(t.Context(), d, "asymmetry", vs, tf, ablateOptions{ef: ef, out: dir})
+	first, err := ablate(t.Context(), d, "asymmetry", vs, tf, ablateOptions{eo: ef, out: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +50,7 @@ func TestAblate(t *testing.T) {
 	if st, err := os.Stat(filepath.Join(dir, "ablation.png")); err != nil || st.Size() == 0 {
 		t.Errorf("no plot: %v", err)
 	}
-	again, err := ablate(t.Context(), d, "asymmetry", vs, tf, ablateOptions{ef: ef, out: dir})
+	again, err := ablate(t.Context(), d, "asymmetry", vs, tf, ablateOptions{eo: ef, out: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,10 +65,10 @@ func TestAblate(t *testing.T) {
 // projector: 16 GiB per weight) at a tiny budget and evaluation: its
 // result is saved like any other's without anything trained, which keeps
 // the tests of how bt ablate keeps and reads results cheap.
-func unfitGrid() (train.Config, evalFlags, []variant) {
+func unfitGrid() (train.Config, eval.Options, []variant) {
 	tf := train.DefaultConfig()
 	tf.Steps, tf.Batch = 2, 32
-	ef := evalFlags{trainN: 100, testN: 50, batch: 50}
+	ef := eval.Options{TrainImages: 100, TestImages: 50, Batch: 50}
 	return tf, ef, []variant{{"too wide", "", func(c *train.Config) { c.Model.Projector = "65536-65536" }}}
 }
 
@@ -79,7 +80,7 @@ func TestAblateUnfit(t *testing.T) {
 	dir := t.TempDir()
 	tf, ef, vs := unfitGrid()
 	for run := range 2 {
-		rs, err := ablate(t.Context(), d, "projector", vs, tf, ablateOptions{ef: ef, out: dir})
+		rs, err := ablate(t.Context(), d, "projector", vs, tf, ablateOptions{eo: ef, out: dir})
 		if err != nil {
 			t.Fatalf("run %d: %v", run, err)
 		}
@@ -107,30 +108,30 @@ func TestAblateOtherSettings(t *testing.T) {
 	d := gputest.Device(t)
 	dir := t.TempDir()
 	tf, ef, vs := unfitGrid()
-	first, err := ablate(t.Context(), d, "projector", vs, tf, ablateOptions{ef: ef, out: dir})
+	first, err := ablate(t.Context(), d, "projector", vs, tf, ablateOptions{eo: ef, out: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := ablate(t.Context(), d, "projector", vs, tf, ablateOptions{ef: ef, out: dir})
+	again, err := ablate(t.Context(), d, "projector", vs, tf, ablateOptions{eo: ef, out: dir})
 	if err != nil || len(again) != 1 || again[0] != first[0] {
 		t.Fatalf("same settings: %+v, %v; want the saved %+v", again, err, first[0])
 	}
 	longer, otherEval := tf, ef
 	longer.Steps = 3
-	otherEval.testN = 60
+	otherEval.TestImages = 60
 	for _, tc := range []struct {
 		name string
 		tf   train.Config
-		ef   evalFlags
+		ef   eval.Options
 	}{{"steps", longer, ef}, {"evaluation", tf, otherEval}} {
-		_, err := ablate(t.Context(), d, "projector", vs, tc.tf, ablateOptions{ef: tc.ef, out: dir})
+		_, err := ablate(t.Context(), d, "projector", vs, tc.tf, ablateOptions{eo: tc.ef, out: dir})
 		if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "too-wide")) {
 			t.Errorf("other %s: %v, want an error naming the variant's directory", tc.name, err)
 		}
 	}
 	// A result.json another variant's name maps to is not taken either.
 	clash := []variant{{"too-wide", "", vs[0].apply}}
-	if _, err := ablate(t.Context(), d, "projector", clash, tf, ablateOptions{ef: ef, out: dir}); err == nil || !strings.Contains(err.Error(), `the result of "too wide"`) {
+	if _, err := ablate(t.Context(), d, "projector", clash, tf, ablateOptions{eo: ef, out: dir}); err == nil || !strings.Contains(err.Error(), `the result of "too wide"`) {
 		t.Errorf("another variant's result: %v, want it refused", err)
 	}
 }
@@ -144,7 +145,7 @@ func TestAblateReuse(t *testing.T) {
 	root := t.TempDir()
 	tf, ef, unfit := unfitGrid()
 	wide := unfit[0].apply
-	first, err := ablate(t.Context(), d, "projector", unfit, tf, ablateOptions{ef: ef, out: filepath.Join(root, "a"), reuse: root})
+	first, err := ablate(t.Context(), d, "projector", unfit, tf, ablateOptions{eo: ef, out: filepath.Join(root, "a"), reuse: root})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +158,7 @@ func TestAblateReuse(t *testing.T) {
 		{"deeper", "", func(c *train.Config) { c.Model.Projector = "65536-65536-65536" }},
 	}
 	for run := range 2 { // the second reads the first's saved results
-		rs, err := ablate(t.Context(), d, "augment-strength", vs, tf, ablateOptions{ef: ef, out: filepath.Join(root, "b"), reuse: root})
+		rs, err := ablate(t.Context(), d, "augment-strength", vs, tf, ablateOptions{eo: ef, out: filepath.Join(root, "b"), reuse: root})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -176,7 +177,7 @@ func TestAblateReuse(t *testing.T) {
 		t.Errorf("table lacks %q:\n%s", want, table)
 	}
 	// Without -reuse nothing is taken.
-	rs, err := ablate(t.Context(), d, "augment-strength", vs[:1], tf, ablateOptions{ef: ef, out: filepath.Join(root, "c")})
+	rs, err := ablate(t.Context(), d, "augment-strength", vs[:1], tf, ablateOptions{eo: ef, out: filepath.Join(root, "c")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +190,7 @@ func TestAblateReuse(t *testing.T) {
 // resolve to the same views do not, anything trained or evaluated
 // differently does.
 func TestFingerprint(t *testing.T) {
-	ef := evalFlags{trainN: 100, testN: 50, batch: 50}
+	ef := eval.Options{TrainImages: 100, TestImages: 50, Batch: 50}
 	base, err := fingerprint(train.DefaultConfig(), ef, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -197,7 +198,7 @@ func TestFingerprint(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		cfg  func(*train.Config)
-		ef   func(*evalFlags)
+		ef   func(*eval.Options)
 		same bool
 	}{
 		{"the preset's smallest crop", func(c *train.Config) { c.Data.CropMin = 0.08 }, nil, true},
@@ -206,8 +207,8 @@ func TestFingerprint(t *testing.T) {
 		{"jitter ×1.5", func(c *train.Config) { c.Data.Jitter = 1.5 }, nil, false},
 		{"lr ×3", func(c *train.Config) { c.Schedule.Multiplier = 3 }, nil, false},
 		{"seed 2", func(c *train.Config) { c.Seed = 2 }, nil, false},
-		{"probe epochs", nil, func(e *evalFlags) { e.probe.Epochs++ }, false},
-		{"all test images", nil, func(e *evalFlags) { e.testN = 0 }, false},
+		{"probe epochs", nil, func(e *eval.Options) { e.Probe.Epochs++ }, false},
+		{"all test images", nil, func(e *eval.Options) { e.TestImages = 0 }, false},
 		{"a validation split", func(c *train.Config) { c.Data.Validation.Fraction = 0.1 }, nil, false},
 		{"its seed", func(c *train.Config) { c.Data.Validation = train.Validation{Fraction: 0.1, Seed: 1} }, nil, false},
 	} {
@@ -395,7 +396,7 @@ func TestFamilies(t *testing.T) {
 	centre := train.DefaultConfig()
 	centre.Batch, centre.Steps, centre.Epochs, centre.Model.Projector = 256, 703, 10, "1024-1024-1024"
 	centre.Schedule.Warmup, centre.Schedule.Multiplier = optim.Warmup{Value: 1, Unit: optim.WarmupEpochs}, 32
-	ef := evalFlags{batch: 512}
+	ef := eval.Options{Batch: 512}
 	want, err := fingerprint(centre, ef, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -572,7 +573,7 @@ func TestAblateResumeBudget(t *testing.T) {
 // with -val-fraction 0, so that -reuse still finds them, and a grid on a
 // validation split finds none of them.
 func TestRecordedFingerprints(t *testing.T) {
-	parse := func(val string) (train.Config, evalFlags) {
+	parse := func(val string) (train.Config, eval.Options) {
 		cfg, _ := recipeConfig("paper", true)
 		var o ablateOptions
 		fs := ablateFlags(&cfg, &o)
@@ -581,8 +582,8 @@ func TestRecordedFingerprints(t *testing.T) {
 			t.Fatal(err)
 		}
 		// As runAblate sets them.
-		cfg.Model.Seed, o.ef.batch = cfg.Seed, 512
-		return cfg, o.ef
+		cfg.Model.Seed, o.eo.Batch = cfg.Seed, 512
+		return cfg, o.eo
 	}
 	for _, v := range families["warmup"][:3] {
 		b, err := os.ReadFile(filepath.Join("..", "..", "docs", "sweep", "warmup", slug(v.name), "result.json"))

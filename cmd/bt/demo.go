@@ -71,7 +71,7 @@ func runDemo(args []string) error {
 
 // demo pretrains, evaluates the pretrained and a random backbone, writes
 // results.md and returns its table with both evaluations.
-func demo(d *gpu.Device, o demoOptions) (string, evalResult, evalResult, error) {
+func demo(d *gpu.Device, o demoOptions) (string, eval.Result, eval.Result, error) {
 	cpu := d.IsCPU()
 	pick := func(v *int, onCPU, onGPU int) {
 		if *v == 0 {
@@ -98,40 +98,41 @@ func demo(d *gpu.Device, o demoOptions) (string, evalResult, evalResult, error) 
 		}
 	}
 	cfg.Batch, cfg.Steps = o.batch, o.steps
-	ef := evalFlags{trainN: o.evalTrain, testN: o.evalTest, batch: 512, probe: eval.DefaultProbeConfig()}
-	ef.probe.Epochs = 30
+	eo := eval.Options{TrainImages: o.evalTrain, TestImages: o.evalTest, Batch: 512, Probe: eval.DefaultProbeConfig()}
+	eo.Probe.Epochs = 30
 
 	start := time.Now()
 	fmt.Fprintf(os.Stderr, "== pretraining (%d steps of %d pairs, the %s recipe)\n", cfg.Steps, cfg.Batch, recipe)
 	ro := runOptions{out: o.out, auto: !o.namedOut && !o.overwrite, overwrite: o.overwrite, keep: 1}
 	res, err := pretrain(context.Background(), d, cfg, ro, os.Stderr)
 	if err != nil {
-		return "", evalResult{}, evalResult{}, err
+		return "", eval.Result{}, eval.Result{}, err
 	}
 	defer res.release()
 	fmt.Fprintf(os.Stderr, "== evaluating the pretrained backbone\n")
-	pre, err := evaluate(d, res.run.Model, res.cfg.Data, ef, res.cfg.Seed)
+	eo.Seed = res.cfg.Seed
+	pre, err := eval.Evaluate(d, res.run.Model, res.cfg.Data, eo)
 	if err != nil {
-		return "", pre, evalResult{}, err
+		return "", pre, eval.Result{}, err
 	}
 	fmt.Fprintf(os.Stderr, "== evaluating a randomly initialised backbone\n")
 	random, err := train.NewModel(d, res.run.Model.Config)
 	if err != nil {
-		return "", pre, evalResult{}, err
+		return "", pre, eval.Result{}, err
 	}
 	defer random.Release()
-	base, err := evaluate(d, random, res.cfg.Data, ef, res.cfg.Seed)
+	base, err := eval.Evaluate(d, random, res.cfg.Data, eo)
 	if err != nil {
 		return "", pre, base, err
 	}
-	table := demoTable(d, res, recipe, pre, base, ef, time.Since(start))
+	table := demoTable(d, res, recipe, pre, base, eo, time.Since(start))
 	if err := res.owner.Record("results.md"); err != nil {
 		return "", pre, base, err
 	}
 	return table, pre, base, os.WriteFile(filepath.Join(res.dir, "results.md"), []byte(table), 0o644)
 }
 
-func demoTable(d *gpu.Device, res *pretrainResult, recipe string, pre, base evalResult, ef evalFlags, took time.Duration) string {
+func demoTable(d *gpu.Device, res *pretrainResult, recipe string, pre, base eval.Result, eo eval.Options, took time.Duration) string {
 	var b strings.Builder
 	cfg := res.cfg
 	fmt.Fprintf(&b, "\n## bt demo: Barlow Twins on %s\n\n", cfg.Data.Name)
@@ -139,10 +140,10 @@ func demoTable(d *gpu.Device, res *pretrainResult, recipe string, pre, base eval
 	fmt.Fprintf(&b, "- pretraining: %s, projector %s, batch %d, the %s recipe, %d steps in %s (%.1f pairs/s), loss %.1f → %.1f\n",
 		cfg.Model.Arch, cfg.Model.Projector, cfg.Batch, recipe, res.steps, res.elapsed.Round(time.Second), res.pairsPerS, res.lossStart, res.lossEnd)
 	fmt.Fprintf(&b, "- evaluation, on the test split: %s train / %s test images, frozen representations; linear probe %d epochs\n\n",
-		countOrAll(ef.trainN), countOrAll(ef.testN), ef.probe.Epochs)
+		countOrAll(eo.TrainImages), countOrAll(eo.TestImages), eo.Probe.Epochs)
 	fmt.Fprintf(&b, "| backbone | kNN k=20 | kNN k=200 | linear top-1 | linear top-5 |\n|---|---|---|---|---|\n")
-	row := func(name string, r evalResult) {
-		fmt.Fprintf(&b, "| %s | %.1f%% | %.1f%% | %.1f%% | %.1f%% |\n", name, 100*r.knn[0], 100*r.knn[1], 100*r.linear.Top1, 100*r.linear.Top5)
+	row := func(name string, r eval.Result) {
+		fmt.Fprintf(&b, "| %s | %.1f%% | %.1f%% | %.1f%% | %.1f%% |\n", name, 100*r.KNN[0], 100*r.KNN[1], 100*r.Linear.Top1, 100*r.Linear.Top5)
 	}
 	row("Barlow Twins (pretrained)", pre)
 	row("random initialisation", base)

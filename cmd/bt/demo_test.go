@@ -28,11 +28,11 @@ func TestDemo(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Log(table)
-	if pre.knn[0] < base.knn[0]+0.02 {
-		t.Errorf("kNN k=20: pretrained %.3f, random %.3f; want a lead of 2 points", pre.knn[0], base.knn[0])
+	if pre.KNN[0] < base.KNN[0]+0.02 {
+		t.Errorf("kNN k=20: pretrained %.3f, random %.3f; want a lead of 2 points", pre.KNN[0], base.KNN[0])
 	}
-	if pre.linear.Top1 < base.linear.Top1+0.05 {
-		t.Errorf("linear top-1: pretrained %.3f, random %.3f; want a lead of 5 points", pre.linear.Top1, base.linear.Top1)
+	if pre.Linear.Top1 < base.Linear.Top1+0.05 {
+		t.Errorf("linear top-1: pretrained %.3f, random %.3f; want a lead of 5 points", pre.Linear.Top1, base.Linear.Top1)
 	}
 	for _, f := range []string{"checkpoint.safetensors", "metrics.jsonl", "loss.png", "c_start.png", "c_end.png", "results.md"} {
 		if st, err := os.Stat(filepath.Join(dir, f)); err != nil || st.Size() == 0 {

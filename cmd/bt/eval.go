@@ -20,112 +20,46 @@ import (
 	"github.com/bt-org/bt/pipeline"
 )
 
-// evalFlags choose what is evaluated and how much of the data.
-type evalFlags struct {
-	trainN, testN int
-	batch         int
-	probe         eval.ProbeConfig
-	act           gpu.DType // the backbone's activations (bt eval's -precision)
-	// split is the split the figures are taken on: train.ValidationSplit
-	// for choices, "" or train.TestSplit for final figures.
-	split string
-}
-
-// on is the split the figures are taken on.
-func (e evalFlags) on() string {
-	if e.split == "" {
-		return train.TestSplit
-	}
-	return e.split
-}
-
-func (e *evalFlags) register(fs *flag.FlagSet) {
-	fs.Var(intFlag{&e.trainN, 0}, "eval-train", "training images for kNN and the probe, sampled (0: all)")
-	fs.Var(intFlag{&e.testN, 0}, "eval-test", "test images, sampled (0: all)")
-	e.batch = 256
-	fs.Var(intFlag{&e.batch, 1}, "eval-batch", "images per feature-extraction batch")
-	e.probe = eval.DefaultProbeConfig()
-	fs.Var(intFlag{&e.probe.Epochs, 1}, "probe-epochs", "linear-probe epochs")
-	fs.Var(floatFlag[float64]{p: &e.probe.LR, min: 0, open: true}, "probe-lr", "linear-probe learning rate (cosine-decayed)")
-}
-
-// evalResult is one backbone's evaluation.
-type evalResult struct {
-	knn    []float64 // at k = 20 and 200
-	linear eval.ProbeResult
-}
-
-var knnK = []int{20, 200}
-
-// features extracts the representations of a split of data, sampled to n
-// images (0: all), with the preset's evaluation transform. labelled asks
-// for a dataset with classes.
-func features(d *gpu.Device, m *train.Model, data train.DataConfig, ef evalFlags, split string, n int, seed uint64) (*eval.Features, int, error) {
-	f, ds, err := extract(d, m, data, ef, split, n, seed)
-	if err != nil {
-		return nil, 0, err
-	}
-	if ds.NumClasses() < 2 {
-		return nil, 0, fmt.Errorf("this evaluation needs labelled data; %s has no classes (embed works on unlabelled images)", data.Name)
-	}
-	return f, ds.NumClasses(), nil
-}
-
-// extract is features for any data, labelled or not; it also returns the
-// dataset the features' indices refer to.
-func extract(d *gpu.Device, m *train.Model, data train.DataConfig, ef evalFlags, split string, n int, seed uint64) (*eval.Features, pipeline.Dataset, error) {
-	ds, err := data.Open(split)
-	if err != nil {
-		return nil, nil, err
-	}
-	if ds, err = pipeline.Sample(ds, n, seed+7); err != nil {
-		return nil, nil, err
-	}
-	view, err := data.EvalView()
-	if err != nil {
-		return nil, nil, err
-	}
-	if c := view.Channels(); c != m.Config.InChannels {
-		return nil, nil, fmt.Errorf("the backbone takes %d-channel images, but %s through the %s preset gives %d channels", m.Config.InChannels, data.Name, data.Preset(), c)
-	}
-	// The evaluation transform only resizes and centre-crops, nothing
-	// random, so it stays with the loader's workers whatever -augment-on
-	// says: the device path is for the training views' random crops.
-	loader, err := pipeline.NewEvalLoader(ds, view, pipeline.LoaderConfig{BatchSize: ef.batch, Workers: data.Workers, Epochs: 1})
-	if err != nil {
-		return nil, nil, err
-	}
-	defer loader.Close()
-	f, err := eval.ExtractFeatures(d, m.Backbone, loader, ef.act)
-	return f, ds, err
-}
-
-// evaluate runs kNN and the fast linear probe on a backbone.
-func evaluate(d *gpu.Device, m *train.Model, data train.DataConfig, ef evalFlags, seed uint64) (evalResult, error) {
-	trainSet, classes, err := features(d, m, data, ef, "train", ef.trainN, seed)
-	if err != nil {
-		return evalResult{}, err
-	}
-	test, _, err := features(d, m, data, ef, ef.on(), ef.testN, seed)
-	if err != nil {
-		return evalResult{}, err
-	}
-	var r evalResult
-	if r.knn, err = eval.KNN(d, trainSet, test, classes, knnK, 0.07); err != nil {
-		return r, err
-	}
-	r.linear, err = eval.LinearProbe(d, trainSet, test, classes, ef.probe)
-	return r, err
+// registerEval registers the flags that size an evaluation.
+func registerEval(fs *flag.FlagSet, o *eval.Options) {
+	fs.Var(intFlag{&o.TrainImages, 0}, "eval-train", "training images for kNN and the probe, sampled (0: all)")
+	fs.Var(intFlag{&o.TestImages, 0}, "eval-test", "test images, sampled (0: all)")
+	o.Batch = 256
+	fs.Var(intFlag{&o.Batch, 1}, "eval-batch", "images per feature-extraction batch")
+	o.Probe = eval.DefaultProbeConfig()
+	fs.Var(intFlag{&o.Probe.Epochs, 1}, "probe-epochs", "linear-probe epochs")
+	fs.Var(floatFlag[float64]{p: &o.Probe.LR, min: 0, open: true}, "probe-lr", "linear-probe learning rate (cosine-decayed)")
 }
 
 // evalModes are bt eval's modes, in the order they run.
 var evalModes = []string{"knn", "linear", "semi", "embed"}
 
-func runEval(args []string) (err error) {
+// evalArgs are bt eval's flags.
+type evalArgs struct {
+	adapter        *string
+	ckpt, arch     string
+	random, fast   bool
+	seed           uint64
+	data           train.DataConfig
+	o              eval.Options
+	labels         float64
+	labelFile, out string
+	val            train.Validation
+	precision      string
+	tuning         tuneSource
+	trace          traceFlags
+	modes          []string
+	explicit       map[string]bool
+}
+
+// evalFlags is bt eval's flag set over a.
+func evalFlags(a *evalArgs) *flag.FlagSet {
 	fs, adapter := newFlags("eval", "Evaluates a pretrained backbone (a bt checkpoint or an exported backbone), or a randomly initialised one,\nwith weighted kNN and a linear probe on frozen features, fine-tunes it on a fraction of the labels, or writes its\nfeatures to .npy.\n\nUsage: bt eval [flags] MODE... [flags]   (MODE: knn, linear, semi, embed, or all = knn and linear)")
-	ckpt := fs.String("checkpoint", "", "checkpoint from bt pretrain, or a backbone from bt export")
-	random := fs.Bool("random", false, "evaluate a random initialisation instead (the baseline): of the checkpoint's architecture, else -arch")
-	data := train.DataConfig{MaxBadFraction: pipeline.DefaultMaxBadFraction, MaxPixels: pipeline.DefaultMaxPixels, AugmentOn: "auto"}
+	a.adapter = adapter
+	fs.StringVar(&a.ckpt, "checkpoint", "", "checkpoint from bt pretrain, or a backbone from bt export")
+	fs.BoolVar(&a.random, "random", false, "evaluate a random initialisation instead (the baseline): of the checkpoint's architecture, else -arch")
+	data := &a.data
+	*data = train.DataConfig{MaxBadFraction: pipeline.DefaultMaxBadFraction, MaxPixels: pipeline.DefaultMaxPixels, AugmentOn: "auto"}
 	fs.StringVar(&data.Name, "data", "", "dataset (default: the checkpoint's): fashion-mnist, mnist, cifar10, cifar100, folder, folder-unlabeled (embed only), synthetic")
 	fs.StringVar(&data.Dir, "data-dir", "", "dataset directory (default: the checkpoint's, else "+filepath.Join(pipeline.DefaultDir, "<data>")+")")
 	fs.Var(choiceFlag[string]{&data.Augment, append([]string{""}, pipeline.PresetNames()...)}, "augment", "preprocessing preset (default: the checkpoint's)")
@@ -133,101 +67,113 @@ func runEval(args []string) (err error) {
 	fs.Var(intFlag{&data.Workers, 0}, "workers", "data-loading goroutines (default: the number of CPUs)")
 	fs.Var(intFlag{&data.MaxPixels, -1}, "max-pixels", "refuse images with more pixels than this (-1: no limit)")
 	fs.Var(choiceFlag[string]{&data.AugmentOn, train.AugmentPlaces}, "augment-on", "linear and semi: where the training views' random crops and flips are made: cpu (the loader's workers), device (the GPU, from 8-bit images), auto (the device unless the adapter is a CPU)")
-	arch := fs.String("arch", "tiny", "with -random and no -checkpoint: the backbone")
-	seed := fs.Uint64("seed", 1, "seed of the samples and, with -random, of the initialisation")
-	var ef evalFlags
-	ef.register(fs)
-	fast := fs.Bool("fast", false, "linear: train on features extracted once, without augmentation, instead of the paper's protocol (random crops and flips every epoch)")
-	labels := fs.Float64("labels", 1, "semi: percentage of the training labels to fine-tune on (the paper: 1 or 10)")
-	labelFile := fs.String("label-file", "", "semi: file of training-image indices (one per line) to use instead of a random -labels subset")
-	out := fs.String("out", "runs/embed", "embed: directory for features_SPLIT.npy, labels_SPLIT.npy and names_SPLIT.txt")
-	fs.Var(choiceFlag[string]{&ef.split, []string{train.TestSplit, train.ValidationSplit}}, "split",
+	fs.StringVar(&a.arch, "arch", "tiny", "with -random and no -checkpoint: the backbone")
+	fs.Uint64Var(&a.seed, "seed", 1, "seed of the samples and, with -random, of the initialisation")
+	registerEval(fs, &a.o)
+	fs.BoolVar(&a.fast, "fast", false, "linear: train on features extracted once, without augmentation, instead of the paper's protocol (random crops and flips every epoch)")
+	fs.Float64Var(&a.labels, "labels", 1, "semi: percentage of the training labels to fine-tune on (the paper: 1 or 10)")
+	fs.StringVar(&a.labelFile, "label-file", "", "semi: file of training-image indices (one per line) to use instead of a random -labels subset")
+	fs.StringVar(&a.out, "out", "runs/embed", "embed: directory for features_SPLIT.npy, labels_SPLIT.npy and names_SPLIT.txt")
+	fs.Var(choiceFlag[string]{&a.o.Split, []string{train.TestSplit, train.ValidationSplit}}, "split",
 		"the split the figures are taken on: test (the final figures) or validation (the images the checkpoint's run held out of pretraining, -val-fraction; for choosing settings) (default test)")
-	var val train.Validation
-	fs.Var(floatFlag[float64]{p: &val.Fraction, min: 0, open: false, max: 0.9}, "val-fraction", "share of the training images held out of the probes' training as the validation split (default: the checkpoint's, recorded in its settings; 0 holds none out)")
-	fs.Uint64Var(&val.Seed, "val-seed", 0, "with -val-fraction, the seed that draws the validation split's images")
-	precision := "f32"
-	fs.Var(choiceFlag[string]{&precision, train.Precisions}, "precision", "the backbone's activations: f32, or f16 (mixed precision, f32 arithmetic and features; adapters with shader-f16); semi fine-tunes in f32")
-	var tuning tuneSource
-	tuning.register(fs)
-	var tf traceFlags
-	tf.register(fs, false)
+	fs.Var(floatFlag[float64]{p: &a.val.Fraction, min: 0, open: false, max: 0.9}, "val-fraction", "share of the training images held out of the probes' training as the validation split (default: the checkpoint's, recorded in its settings; 0 holds none out)")
+	fs.Uint64Var(&a.val.Seed, "val-seed", 0, "with -val-fraction, the seed that draws the validation split's images")
+	a.precision = "f32"
+	fs.Var(choiceFlag[string]{&a.precision, train.Precisions}, "precision", "the backbone's activations: f32, or f16 (mixed precision, f32 arithmetic and features; adapters with shader-f16); semi fine-tunes in f32")
+	a.tuning.register(fs)
+	a.trace.register(fs, false)
 	setGroups(fs, []flagGroup{
 		{"model", []string{"checkpoint", "random", "arch", "seed"}},
 		{"data", []string{"data", "data-dir", "augment", "size", "workers", "max-pixels", "augment-on", "val-fraction", "val-seed"}},
 		{"evaluation", []string{"split", "eval-train", "eval-test", "eval-batch", "probe-epochs", "probe-lr", "fast", "labels", "label-file", "out", "precision", "trace"}},
 	})
-	modes, err := parseInterleaved(fs, args)
+	return fs
+}
+
+// parseEval parses bt eval's arguments and refuses flags that would be
+// ignored or contradict each other, before anything is opened.
+func parseEval(args []string) (*evalArgs, error) {
+	a := &evalArgs{}
+	fs := evalFlags(a)
+	var err error
+	if a.modes, err = parseInterleaved(fs, args); err != nil {
+		return nil, err
+	}
+	a.explicit = map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { a.explicit[f.Name] = true })
+	for flagName, mode := range map[string]string{"fast": "linear", "labels": "semi", "label-file": "semi", "out": "embed"} {
+		if a.explicit[flagName] && !slices.Contains(a.modes, mode) {
+			return nil, fmt.Errorf("-%s applies to the %s mode, which was not asked for", flagName, mode)
+		}
+	}
+	switch {
+	case a.random == (a.ckpt != "") && !(a.random && a.ckpt != ""):
+		return nil, errors.New("give -checkpoint (from bt pretrain or bt export), -random for the random-initialisation baseline, or both for a random twin of the checkpoint's network")
+	case a.explicit["arch"] && !(a.random && a.ckpt == ""):
+		return nil, errors.New("-arch chooses the network of -random without -checkpoint; a checkpoint names its own")
+	case a.explicit["val-seed"] && a.val.Fraction == 0:
+		return nil, errors.New("-val-seed draws the images -val-fraction holds out; give both (a checkpoint's split is taken whole)")
+	case a.explicit["split"] && slices.Equal(a.modes, []string{"embed"}):
+		return nil, errors.New("-split chooses the split of the knn, linear and semi figures; embed writes every split")
+	case a.precision == "f16" && slices.Contains(a.modes, "semi"):
+		return nil, errors.New("-precision f16: semi fine-tunes the backbone, which bt evaluates in f32; leave semi out or drop the flag")
+	}
+	a.o.Activations = train.Config{Precision: a.precision}.Activations()
+	a.o.Seed = a.seed
+	return a, nil
+}
+
+func runEval(args []string) (err error) {
+	a, err := parseEval(args)
 	if err != nil {
 		return err
 	}
-	explicit := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
-	for flagName, mode := range map[string]string{"fast": "linear", "labels": "semi", "label-file": "semi", "out": "embed"} {
-		if explicit[flagName] && !slices.Contains(modes, mode) {
-			return fmt.Errorf("-%s applies to the %s mode, which was not asked for", flagName, mode)
-		}
-	}
-	if *random == (*ckpt != "") && !(*random && *ckpt != "") {
-		return errors.New("give -checkpoint (from bt pretrain or bt export), -random for the random-initialisation baseline, or both for a random twin of the checkpoint's network")
-	}
-	if explicit["arch"] && !(*random && *ckpt == "") {
-		return errors.New("-arch chooses the network of -random without -checkpoint; a checkpoint names its own")
-	}
-	if explicit["val-seed"] && val.Fraction == 0 {
-		return errors.New("-val-seed draws the images -val-fraction holds out; give both (a checkpoint's split is taken whole)")
-	}
-	if explicit["split"] && slices.Equal(modes, []string{"embed"}) {
-		return errors.New("-split chooses the split of the knn, linear and semi figures; embed writes every split")
-	}
-	if precision == "f16" && slices.Contains(modes, "semi") {
-		return errors.New("-precision f16: semi fine-tunes the backbone, which bt evaluates in f32; leave semi out or drop the flag")
-	}
-	ef.act = train.Config{Precision: precision}.Activations()
-	d, err := openDevice(*adapter)
+	d, err := openDevice(*a.adapter)
 	if err != nil {
 		return err
 	}
 	defer d.Release()
-	if err := tuning.apply(d, os.Stderr); err != nil {
+	if err := a.tuning.apply(d, os.Stderr); err != nil {
 		return err
 	}
-	if ef.act == gpu.F16 && !d.F16 {
+	if a.o.Activations == gpu.F16 && !d.F16 {
 		return fmt.Errorf("-precision f16: %s has no shader-f16", d.Info.Name)
 	}
-	finish, err := tf.start(d)
+	finish, err := a.trace.start(d)
 	if err != nil {
 		return err
 	}
 	defer func() { err = errors.Join(err, finish()) }()
-	m, data, err := loadModel(d, *ckpt, *random, *arch, *seed, data)
+	m, data, err := loadModel(d, a.ckpt, a.random, a.arch, a.seed, a.data)
 	if err != nil {
 		return err
 	}
 	defer m.Release()
-	if explicit["val-fraction"] {
-		data.Validation = val
+	if a.explicit["val-fraction"] {
+		data.Validation = a.val
 	}
-	if ef.on() == train.ValidationSplit && data.Validation.Fraction == 0 {
+	if a.o.On() == train.ValidationSplit && data.Validation.Fraction == 0 {
 		return errors.New("-split validation: no training images are held out: the checkpoint's run trained on them all (or records no split); give -val-fraction to hold some out of the probes' training")
 	}
-	fmt.Printf("model    %s\ndata     %s (%s preset); %s\nsplit    figures on the %s split\n", m.Describe(), data.Name, data.Preset(), data.Validation.Describe(), ef.on())
-	var fx extracted
-	for _, mode := range modes {
+	fmt.Printf("model    %s\ndata     %s (%s preset); %s\nsplit    figures on the %s split\n", m.Describe(), data.Name, data.Preset(), data.Validation.Describe(), a.o.On())
+	return a.evaluate(d, m, data)
+}
+
+// evaluate runs the modes asked for, in order, on m.
+func (a *evalArgs) evaluate(d *gpu.Device, m *train.Model, data train.DataConfig) error {
+	var fx eval.Splits
+	for _, mode := range a.modes {
 		span := d.Trace().Begin(mode)
-		switch mode {
-		case "embed":
-			err = embed(d, m, data, ef, *out, *seed)
-		case "semi":
-			err = supervised(d, m, data, ef, true, *labels, *labelFile, *seed)
-		case "linear":
-			if !*fast {
-				err = supervised(d, m, data, ef, false, 0, "", *seed)
-				break
-			}
-			err = probe(d, m, data, ef, "linear", *seed, &fx)
-		case "knn":
-			err = probe(d, m, data, ef, "knn", *seed, &fx)
+		var err error
+		switch {
+		case mode == "embed":
+			err = embed(d, m, data, a.o, a.out)
+		case mode == "semi":
+			err = supervised(d, m, data, a.o, true, a.labels, a.labelFile)
+		case mode == "linear" && !a.fast:
+			err = supervised(d, m, data, a.o, false, 0, "")
+		default: // knn, and linear with -fast
+			err = probe(d, m, data, a.o, mode, &fx)
 		}
 		span.End()
 		if err != nil {
@@ -272,10 +218,6 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 	return modes, nil
 }
 
-// loadModel builds the model of a checkpoint (a run's or an exported
-// backbone) and loads it, or a random initialisation of the checkpoint's
-// network or of arch; data fills what the flags left unset from the
-// checkpoint's data.
 // sameClasses checks that the training data a checkpoint records, taken
 // again by default, still has the classes it was trained with: a class
 // folder added, removed or renamed since would give every later class
@@ -299,6 +241,10 @@ func sameClasses(path string, c *train.Checkpoint, data train.DataConfig) error 
 		path, data.Name, data.Dir, was.Diff(now))
 }
 
+// loadModel builds the model of a checkpoint (a run's or an exported
+// backbone) and loads it, or a random initialisation of the checkpoint's
+// network or of arch; data fills what the flags left unset from the
+// checkpoint's data.
 func loadModel(d *gpu.Device, path string, random bool, arch string, seed uint64, data train.DataConfig) (*train.Model, train.DataConfig, error) {
 	var c *train.Checkpoint
 	if path != "" {
@@ -355,53 +301,45 @@ func loadModel(d *gpu.Device, path string, random bool, arch string, seed uint64
 	return m, data, nil
 }
 
-// extracted are the features of a run's splits, extracted once for both
-// kNN and the fast linear probe.
-type extracted struct {
-	train, test *eval.Features
-	classes     int
-}
-
-// probe runs kNN or the fast linear probe on features extracted once.
-func probe(d *gpu.Device, m *train.Model, data train.DataConfig, ef evalFlags, mode string, seed uint64, fx *extracted) error {
-	if fx.train == nil {
+// probe runs kNN or the fast linear probe on features extracted once
+// into fx.
+func probe(d *gpu.Device, m *train.Model, data train.DataConfig, o eval.Options, mode string, fx *eval.Splits) error {
+	if fx.Train == nil {
 		var err error
-		if fx.train, fx.classes, err = features(d, m, data, ef, "train", ef.trainN, seed); err != nil {
-			return err
-		}
-		if fx.test, _, err = features(d, m, data, ef, ef.on(), ef.testN, seed); err != nil {
+		if *fx, err = eval.ExtractSplits(d, m, data, o); err != nil {
 			return err
 		}
 	}
-	trainSet, test, classes := fx.train, fx.test, fx.classes
+	trainSet, test := fx.Train, fx.Test
 	if mode == "knn" {
-		acc, err := eval.KNN(d, trainSet, test, classes, knnK, 0.07)
+		acc, err := fx.KNN(d)
 		if err != nil {
 			return err
 		}
-		fmt.Printf("kNN      k=20 %.2f%%   k=200 %.2f%%   (cosine, temperature 0.07; %d train, %d %s)\n", 100*acc[0], 100*acc[1], trainSet.N, test.N, ef.on())
+		fmt.Printf("kNN      k=20 %.2f%%   k=200 %.2f%%   (cosine, temperature 0.07; %d train, %d %s)\n", 100*acc[0], 100*acc[1], trainSet.N, test.N, o.On())
 		if trainSet.N < 200 {
 			fmt.Printf("         (k=200 votes with all %d training images: fewer than k)\n", trainSet.N)
 		}
 		return nil
 	}
-	r, err := eval.LinearProbe(d, trainSet, test, classes, ef.probe)
+	r, err := eval.LinearProbe(d, trainSet, test, fx.Classes, o.Probe)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("linear   top-1 %.2f%%   top-5 %.2f%%   (%d epochs on frozen features; %d train, %d %s)\n", 100*r.Top1, 100*r.Top5, ef.probe.Epochs, trainSet.N, test.N, ef.on())
+	fmt.Printf("linear   top-1 %.2f%%   top-5 %.2f%%   (%d epochs on frozen features; %d train, %d %s)\n", 100*r.Top1, 100*r.Top5, o.Probe.Epochs, trainSet.N, test.N, o.On())
 	return nil
 }
 
 // supervised runs the paper's linear evaluation (frozen backbone, random
 // crops and flips) or its semi-supervised fine-tuning on a fraction of the
 // labels.
-func supervised(d *gpu.Device, m *train.Model, data train.DataConfig, ef evalFlags, semi bool, percent float64, labelFile string, seed uint64) error {
+func supervised(d *gpu.Device, m *train.Model, data train.DataConfig, o eval.Options, semi bool, percent float64, labelFile string) error {
+	seed := o.Seed
 	trainSet, err := data.Open("train")
 	if err != nil {
 		return err
 	}
-	test, err := data.Open(ef.on())
+	test, err := data.Open(o.On())
 	if err != nil {
 		return err
 	}
@@ -430,20 +368,20 @@ func supervised(d *gpu.Device, m *train.Model, data train.DataConfig, ef evalFla
 			return fmt.Errorf("-labels %v: want a percentage in (0, 100]", percent)
 		}
 		what = fmt.Sprintf("semi-supervised (fine-tuning on %d labelled images)", trainSet.Len())
-	} else if ef.trainN > 0 {
-		if trainSet, err = pipeline.Sample(trainSet, ef.trainN, seed+7); err != nil {
+	} else if o.TrainImages > 0 {
+		if trainSet, err = pipeline.Sample(trainSet, o.TrainImages, seed+7); err != nil {
 			return err
 		}
 	}
-	if test, err = pipeline.Sample(test, ef.testN, seed+7); err != nil {
+	if test, err = pipeline.Sample(test, o.TestImages, seed+7); err != nil {
 		return err
 	}
-	if ef.probe.Epochs != eval.DefaultProbeConfig().Epochs {
-		cfg.Epochs = ef.probe.Epochs
+	if o.Probe.Epochs != eval.DefaultProbeConfig().Epochs {
+		cfg.Epochs = o.Probe.Epochs
 	}
 	cfg.Workers = data.Workers
 	cfg.AugmentOnDevice = data.OnDevice(d)
-	cfg.Activations = ef.act
+	cfg.Activations = o.Activations
 	view, err := pipeline.ProbePreset(data.Preset())
 	if err != nil {
 		return err
@@ -463,7 +401,7 @@ func supervised(d *gpu.Device, m *train.Model, data train.DataConfig, ef evalFla
 	if cfg.AugmentOnDevice {
 		on = "the device"
 	}
-	fmt.Printf("%s: top-1 %.2f%%   top-5 %.2f%%   (%d epochs, %d %s images, training views augmented on %s)\n", what, 100*r.Top1, 100*r.Top5, cfg.Epochs, test.Len(), ef.on(), on)
+	fmt.Printf("%s: top-1 %.2f%%   top-5 %.2f%%   (%d epochs, %d %s images, training views augmented on %s)\n", what, 100*r.Top1, 100*r.Top5, cfg.Epochs, test.Len(), o.On(), on)
 	return nil
 }
 
@@ -496,7 +434,7 @@ func readIndices(path string) ([]int, error) {
 // unlabelled images) and names_SPLIT.txt, one image per line in row order
 // (its file for folders, else dataset:index), for NumPy and scikit-learn.
 // An unlabelled folder has only a train split.
-func embed(d *gpu.Device, m *train.Model, data train.DataConfig, ef evalFlags, dir string, seed uint64) error {
+func embed(d *gpu.Device, m *train.Model, data train.DataConfig, o eval.Options, dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -505,14 +443,14 @@ func embed(d *gpu.Device, m *train.Model, data train.DataConfig, ef evalFlags, d
 		splits = []string{train.TrainSplit, train.ValidationSplit, train.TestSplit}
 	}
 	for _, split := range splits {
-		n := ef.trainN
+		n := o.TrainImages
 		if split != train.TrainSplit {
-			n = ef.testN
+			n = o.TestImages
 			if strings.EqualFold(data.Name, "folder-unlabeled") {
 				break
 			}
 		}
-		f, ds, err := extract(d, m, data, ef, split, n, seed)
+		f, ds, err := eval.Extract(d, m, data, split, n, o)
 		if err != nil {
 			return err
 		}

@@ -409,7 +409,7 @@ func TestRunKeeping(t *testing.T) {
 		{"out of range", `{"checkpoint_every": 100, "keep": 0, "knn_every": 0, "knn_images": 1}`, nil, defaults, "keep 0: must be at least 1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), runFile)
+			path := filepath.Join(t.TempDir(), train.RunFile)
 			if tc.file != "" {
 				if err := os.WriteFile(path, []byte(tc.file), 0o644); err != nil {
 					t.Fatal(err)

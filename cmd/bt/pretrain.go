@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -22,7 +20,6 @@ import (
 	"github.com/bt-org/bt/bt/train"
 	"github.com/bt-org/bt/dist"
 	"github.com/bt-org/bt/gpu"
-	"github.com/bt-org/bt/internal/report"
 	"github.com/bt-org/bt/internal/rundir"
 	"github.com/bt-org/bt/internal/strictjson"
 	"github.com/bt-org/bt/pipeline"
@@ -210,7 +207,7 @@ func (ro *runOptions) resolve(cfg *train.Config, fs *flag.FlagSet, explicit map[
 	if ro.resume == "" {
 		return cfg.Validate()
 	}
-	if err := keeping(filepath.Join(filepath.Dir(ro.resume), runFile), fs, explicit); err != nil {
+	if err := keeping(filepath.Join(filepath.Dir(ro.resume), train.RunFile), fs, explicit); err != nil {
 		return err
 	}
 	for name := range explicit {
@@ -248,39 +245,17 @@ func (ro *runOptions) resolve(cfg *train.Config, fs *flag.FlagSet, explicit map[
 	return continuesHere(ro.out, c)
 }
 
-// runFile is the file in a run's directory that holds how the run is
-// kept (runKeeping), so that -resume keeps it the same way.
-const runFile = "run.json"
-
-// runKeeping is what of the run options a resumed run takes from the run
-// it continues unless given again: without it a run started with
-// -knn-every and -checkpoint-every would, resumed, lose its monitor and
-// checkpoint at the default interval.
-type runKeeping struct {
-	CheckpointEvery int `json:"checkpoint_every"`
-	Keep            int `json:"keep"`
-	KNNEvery        int `json:"knn_every"`
-	KNNImages       int `json:"knn_images"`
-	// Dataset describes the training data (absent from runs before it
-	// was recorded).
-	Dataset *pipeline.Fingerprint `json:"dataset,omitempty"`
-}
-
 // keeping sets the flags of fs not given in explicit to their values in
 // path, a run.json, through the flags themselves, so that a value a flag
 // would refuse is refused the same way; a run written before run.json
 // existed has none and keeps the defaults.
 func keeping(path string, fs *flag.FlagSet, explicit map[string]bool) error {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
+	k, ok, err := train.ReadKeeping(path)
 	if err != nil {
 		return fmt.Errorf("-resume: %w", err)
 	}
-	var k runKeeping
-	if err := strictjson.Decode(b, &k); err != nil {
-		return fmt.Errorf("-resume: %s: %v", path, err)
+	if !ok {
+		return nil
 	}
 	for _, f := range []struct {
 		flag, field string
@@ -333,8 +308,8 @@ func (r *pretrainResult) release() {
 	r.owner.Close()
 }
 
-// knnMonitor evaluates the backbone with kNN every so many steps while it
-// trains, as lightly and solo-learn report.
+// knnMonitor is how often the kNN monitor (eval.Monitor) checks the
+// backbone, and on how many training images.
 type knnMonitor struct {
 	every, trainN int // trainN training images, a fifth of that test images
 }
@@ -342,21 +317,7 @@ type knnMonitor struct {
 // pretrain builds (or resumes) a run, claims its directory and trains,
 // leaving its outputs there. log receives progress.
 func pretrain(ctx context.Context, d *gpu.Device, cfg train.Config, ro runOptions, log io.Writer) (res *pretrainResult, err error) {
-	opts := train.Options{CheckpointEvery: ro.every, Keep: ro.keep, MemoryBudget: int64(ro.memoryGiB * (1 << 30)),
-		OnSkip: func(s pipeline.Skip) { fmt.Fprintf(log, "skipped  %v\n", s.Err) }}
-	opts.Comm = ro.comm
-	if ro.exchange != "" && ro.exchange != "auto" {
-		if ro.comm == nil {
-			return nil, fmt.Errorf("-exchange %s: a run of one process exchanges nothing; the flag is for runs under mpirun or srun", ro.exchange)
-		}
-		opts.Exchange = train.Exchange(ro.exchange)
-	}
-	var run *train.Run
-	if ro.ckpt != nil {
-		run, err = train.Resume(d, ro.ckpt, cfg, opts)
-	} else {
-		run, err = train.New(d, cfg, opts)
-	}
+	run, err := newRun(d, cfg, ro, log)
 	if err != nil {
 		return nil, err
 	}
@@ -394,206 +355,127 @@ func pretrain(ctx context.Context, d *gpu.Device, cfg train.Config, ro runOption
 			owner.Close()
 		}
 	}()
-	dir := owner.Path
-	cfg = run.Config
-	loop, tr := run.Loop, run.Trainer
-	loop.CheckpointDir = dir
-	start := tr.Step
-	raw, err := json.MarshalIndent(cfg, "", "  ")
+	rec, progress, err := record(d, run, owner, ro, log)
 	if err != nil {
 		return nil, err
 	}
-	if err := owner.Start(); err != nil {
+	if ro.comm != nil {
+		*ro.ready = true
+		if err := dist.Agree(ro.comm, nil); err != nil {
+			rec.Close()
+			return nil, err
+		}
+		describeRanks(log, run, ro.comm)
+	}
+	start := run.Trainer.Step
+	err = run.Loop.Execute(ctx)
+	progress.done()
+	err = rec.Finish(err)
+	if run.Trainer.Step > start { // a run that has trained keeps what it wrote
+		owner.Keep()
+	}
+	if err != nil {
 		return nil, err
+	}
+	summarise(log, run, owner.Path, rec.History)
+	h := rec.History
+	res = &pretrainResult{run: run, cfg: run.Config, dir: owner.Path, owner: owner, steps: len(h.Loss), elapsed: h.Last.Elapsed, pairsPerS: h.Last.PairsPerS}
+	res.lossStart, res.lossEnd = lossEnds(h.Loss)
+	return res, nil
+}
+
+// newRun builds the run of cfg, or continues the checkpoint of -resume.
+func newRun(d *gpu.Device, cfg train.Config, ro runOptions, log io.Writer) (*train.Run, error) {
+	opts := train.Options{CheckpointEvery: ro.every, Keep: ro.keep, MemoryBudget: int64(ro.memoryGiB * (1 << 30)),
+		OnSkip: func(s pipeline.Skip) { fmt.Fprintf(log, "skipped  %v\n", s.Err) }}
+	opts.Comm = ro.comm
+	if ro.exchange != "" && ro.exchange != "auto" {
+		if ro.comm == nil {
+			return nil, fmt.Errorf("-exchange %s: a run of one process exchanges nothing; the flag is for runs under mpirun or srun", ro.exchange)
+		}
+		opts.Exchange = train.Exchange(ro.exchange)
+	}
+	if ro.ckpt != nil {
+		return train.Resume(d, ro.ckpt, cfg, opts)
+	}
+	return train.New(d, cfg, opts)
+}
+
+// record starts the run's directory (its settings written, its header
+// printed) and installs on its loop the hooks that write its outputs
+// there and show its progress on log: the collapse Watch, the kNN
+// monitor, the Recorder's hooks, then the progress line.
+func record(d *gpu.Device, run *train.Run, owner *rundir.Dir, ro runOptions, log io.Writer) (*train.Recorder, *progress, error) {
+	dir := owner.Path
+	run.Loop.CheckpointDir = dir
+	if err := owner.Start(); err != nil {
+		return nil, nil, err
 	}
 	if err := owner.Record(runOutputs(ro)...); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "config.json"), append(raw, '\n'), 0o644); err != nil {
-		return nil, err
+	k := train.Keeping{CheckpointEvery: ro.every, Keep: ro.keep, KNNEvery: ro.monitor.every, KNNImages: ro.monitor.trainN}
+	if err := run.WriteSettings(dir, k); err != nil {
+		return nil, nil, err
 	}
-	keeping, _ := json.MarshalIndent(runKeeping{ro.every, ro.keep, ro.monitor.every, ro.monitor.trainN, &run.Dataset}, "", "  ")
-	if err := os.WriteFile(filepath.Join(dir, runFile), append(keeping, '\n'), 0o644); err != nil {
-		return nil, err
+	header(log, d, run, ro, dir)
+	rec, err := train.NewRecorder(run, dir)
+	if err != nil {
+		return nil, nil, err
 	}
+	progress := newProgress(log, run.Loop.Steps()-run.Trainer.Step)
+	rec.Watch = train.NewWatch(func(w train.Warning) { progress.note(w.String()) })
+	hooks := []train.Hook{rec.Watch.Hook()}
+	if ro.monitor.every > 0 {
+		split := run.Config.Data.ChoiceSplit()
+		hooks = append(hooks, eval.Monitor{Every: ro.monitor.every, TrainImages: ro.monitor.trainN, Report: func(step int, acc []float64) error {
+			fmt.Fprintf(log, "kNN      step %d: k=20 %.2f%%, k=200 %.2f%% (%s split)\n", step, 100*acc[0], 100*acc[1], split)
+			rec.KNN(step, acc)
+			return nil
+		}}.Hook(d, run))
+	}
+	hooks = append(hooks, rec.Hooks()...)
+	run.Loop.Hooks = append(hooks, train.Hook{Name: "progress", Fn: func(_ *train.Loop, ev train.Event) error {
+		progress.update(ev)
+		return nil
+	}})
+	run.Loop.TraceSteps = ro.trace.window
+	return rec, progress, nil
+}
+
+// header prints the run's start-up lines: its recipe, settings and
+// directory, and where a resumed run continues.
+func header(log io.Writer, d *gpu.Device, run *train.Run, ro runOptions, dir string) {
 	if ro.recipe != "" {
 		fmt.Fprintf(log, "recipe   %s (-recipe: %s)\n", ro.recipe, strings.Join(train.RecipeNames(), ", "))
 	}
 	fmt.Fprintf(log, "%s\nrun      %s\n", run.Describe(d), dir)
-	if start > 0 {
+	if start := run.Trainer.Step; start > 0 {
 		monitor := "no kNN monitor"
 		if ro.monitor.every > 0 {
 			monitor = fmt.Sprintf("kNN every %d", ro.monitor.every)
 		}
 		fmt.Fprintf(log, "resuming from %s at step %d (checkpoints every %d steps, %d kept; %s)\n", ro.resume, start, ro.every, ro.keep, monitor)
 	}
-	// A resumed run logs again the steps after its checkpoint, so the
-	// metrics of those steps from the interrupted run are dropped first.
-	kept, err := truncateMetrics(filepath.Join(dir, "metrics.jsonl"), start)
-	if err != nil {
-		return nil, err
+}
+
+// describeRanks prints how a run over several processes shares its batch,
+// its BatchNorm statistics and its loss.
+func describeRanks(log io.Writer, run *train.Run, comm dist.Comm) {
+	cfg := run.Config
+	mib := func(b int64) float64 { return float64(b) / (1 << 20) }
+	gather, reduce := train.ExchangeBytes(cfg.Batch, run.Model.Projector.Out, comm.Size())
+	how := fmt.Sprintf("the loss gathers the embeddings, %.1f MiB per step (an all-reduce of C would carry %.1f MiB)", mib(gather), mib(reduce))
+	if run.Exchange == train.ReduceC {
+		how = fmt.Sprintf("the loss all-reduces C, %.1f MiB per step (gathering the embeddings would carry %.1f MiB)", mib(reduce), mib(gather))
 	}
-	metrics, err := os.OpenFile(filepath.Join(dir, "metrics.jsonl"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	defer metrics.Close()
-	// What the plots draw and the summary averages, gathered as the
-	// metrics are written, after the steps before a resume: they cover the
-	// whole run.
-	var steps, lrW, lossV, knnSteps, knn20, knn200 []float64
-	var losses []float32
-	for _, r := range kept {
-		losses = append(losses, r.Loss)
-		steps, lrW, lossV = append(steps, float64(*r.Step)), append(lrW, r.LRWeights), append(lossV, float64(r.Loss))
-		if r.KNN20 == nil { // the monitor ran on the validation split
-			r.KNN20, r.KNN200 = r.ValKNN20, r.ValKNN200
-		}
-		if r.KNN20 != nil && r.KNN200 != nil {
-			knnSteps, knn20, knn200 = append(knnSteps, float64(*r.Step)), append(knn20, 100**r.KNN20), append(knn200, 100**r.KNN200)
-		}
-	}
-	var lastEv train.Event
-	var knn []float64 // the kNN monitor's result for the step being logged
-	dim := run.Model.Projector.Out
-	progress := newProgress(log, loop.Steps()-start)
-	heat := func(name string, step int) error {
-		za, zb, err := tr.Embeddings()
-		if err != nil {
-			return err
-		}
-		const dims = 64
-		title := fmt.Sprintf("C of the first %d embedding dimensions after step %d", min(dims, dim), step)
-		// Over several ranks these are rank 0's share of the batch.
-		return report.Heatmap(filepath.Join(dir, name), title, train.CrossCorrelation(za, zb, len(za)/dim, dim, dims), min(dims, dim))
-	}
-	// Choices are made on the validation split where the run holds one.
-	knnSplit := cfg.Data.ChoiceSplit()
-	watch := train.NewWatch(func(w train.Warning) {
-		progress.note(w.String())
-	})
-	loop.TraceSteps = ro.trace.window
-	loop.Hooks = []train.Hook{
-		watch.Hook(),
-		{Name: "kNN monitor", Every: max(1, ro.monitor.every), AtEnd: true, Fn: func(_ *train.Loop, ev train.Event) error {
-			if ro.monitor.every <= 0 {
-				return nil
-			}
-			ef := evalFlags{trainN: ro.monitor.trainN, testN: max(1, ro.monitor.trainN/5), batch: 256}
-			trainSet, classes, err := features(d, run.Model, cfg.Data, ef, "train", ef.trainN, cfg.Seed)
-			if err != nil {
-				return err
-			}
-			test, _, err := features(d, run.Model, cfg.Data, ef, knnSplit, ef.testN, cfg.Seed)
-			if err != nil {
-				return err
-			}
-			if knn, err = eval.KNN(d, trainSet, test, classes, knnK, 0.07); err != nil {
-				return err
-			}
-			fmt.Fprintf(log, "kNN      step %d: k=20 %.2f%%, k=200 %.2f%% (%s split)\n", ev.Step+1, 100*knn[0], 100*knn[1], knnSplit)
-			knnSteps, knn20, knn200 = append(knnSteps, float64(ev.Step+1)), append(knn20, 100*knn[0]), append(knn200, 100*knn[1])
-			return nil
-		}},
-		{Name: "metrics", Fn: func(_ *train.Loop, ev train.Event) error {
-			lastEv = ev
-			losses = append(losses, ev.Loss)
-			steps, lrW, lossV = append(steps, float64(ev.Step+1)), append(lrW, float64(ev.LRWeights)), append(lossV, float64(ev.Loss))
-			mem := d.MemStats()
-			row := map[string]any{"step": ev.Step + 1, "epoch": ev.Epoch, "loss": ev.Loss,
-				"lr_weights": ev.LRWeights, "lr_biases": ev.LRVectors, "pairs_per_s": ev.PairsPerS, "elapsed_s": ev.Elapsed.Seconds(),
-				"bad_images": len(run.Loader.Skipped()), "device_bytes": mem.Live + mem.Idle, "rss_bytes": rssBytes()}
-			if m := tr.Comm(); m != nil {
-				row["comm_bytes"], row["comm_s"] = m.Bytes, m.Time.Seconds()
-			}
-			if knn != nil {
-				// The split is in the name: knn20 is always the test
-				// split's, as in runs written before the validation split.
-				key := map[string]string{train.TestSplit: "knn", train.ValidationSplit: "val_knn"}[knnSplit]
-				row[key+"20"], row[key+"200"] = knn[0], knn[1]
-				knn = nil
-			}
-			if t := ev.Terms; t != nil {
-				row["invariance"], row["redundancy"], row["mean_c_ii"] = t.OnDiag, t.OffDiag, t.MeanDiag
-				if !math.IsNaN(float64(t.MeanAbsOff)) {
-					row["mean_abs_c_ij"] = t.MeanAbsOff
-				}
-				row["rms_c_ij"] = t.RMSOff
-			}
-			if sp := ev.Spread; sp != nil {
-				row["z_std_mean"], row["z_std_min"] = sp.Mean, sp.Min
-			}
-			if a := watch.Active(); len(a) > 0 {
-				row["warnings"] = a
-			}
-			b, _ := json.Marshal(row)
-			_, err := metrics.Write(append(b, '\n'))
-			progress.update(ev)
-			return err
-		}},
-		{Name: "cross-correlation at the start", Fn: func(_ *train.Loop, ev train.Event) error {
-			if ev.Step == 0 { // a resumed run keeps its start's
-				return heat("c_start.png", ev.Step+1)
-			}
-			return nil
-		}},
-		{Name: "plots", Every: 200, AtEnd: true, Fn: func(_ *train.Loop, ev train.Event) error {
-			if len(steps) < 2 {
-				return nil
-			}
-			what := fmt.Sprintf("%s on %s, batch %d", cfg.Model.Arch, cfg.Data.Name, cfg.Batch)
-			if err := report.Curves(filepath.Join(dir, "loss.png"), what, "step", "Barlow Twins loss", report.Series{Name: "loss", X: steps, Y: lossV}); err != nil {
-				return err
-			}
-			if err := report.Curves(filepath.Join(dir, "lr.png"), what+": the schedule", "step", "learning rate of the weights", report.Series{Name: "weights", X: steps, Y: lrW}); err != nil {
-				return err
-			}
-			if len(knnSteps) == 0 {
-				return nil
-			}
-			return report.Curves(filepath.Join(dir, "knn.png"), what+": kNN on the "+knnSplit+" split", "step", "top-1 (%)",
-				report.Series{Name: "k = 20", X: knnSteps, Y: knn20}, report.Series{Name: "k = 200", X: knnSteps, Y: knn200})
-		}},
-	}
-	if ro.comm != nil {
-		*ro.ready = true
-		if err := dist.Agree(ro.comm, nil); err != nil {
-			return nil, err
-		}
-		mib := func(b int64) float64 { return float64(b) / (1 << 20) }
-		gather, reduce := train.ExchangeBytes(cfg.Batch, dim, ro.comm.Size())
-		how := fmt.Sprintf("the loss gathers the embeddings, %.1f MiB per step (an all-reduce of C would carry %.1f MiB)", mib(gather), mib(reduce))
-		if run.Exchange == train.ReduceC {
-			how = fmt.Sprintf("the loss all-reduces C, %.1f MiB per step (gathering the embeddings would carry %.1f MiB)", mib(reduce), mib(gather))
-		}
-		fmt.Fprintf(log, "ranks    %d (%s), batch %d each; BatchNorm %s; %s\n",
-			ro.comm.Size(), dist.MPI, cfg.Batch/ro.comm.Size(),
-			map[bool]string{true: "per rank (-sync-bn=false)", false: "synchronised over the ranks"}[cfg.PerRankBatchNorm], how)
-	}
-	err = loop.Execute(ctx)
-	progress.done()
-	if errors.Is(err, train.ErrNonFinite) {
-		// The last row says why the run ended, so that a reader of the
-		// metrics (bt serve) tells a diverged run from a stopped one. It
-		// is the step after the last one logged, which a resume drops.
-		step := start + 1
-		if len(steps) > 0 {
-			step = int(steps[len(steps)-1]) + 1
-		}
-		b, _ := json.Marshal(map[string]any{"step": step, "error": err.Error()})
-		if _, werr := metrics.Write(append(b, '\n')); werr != nil {
-			err = errors.Join(err, werr)
-		}
-	}
-	if tr.Step > start { // a run that has trained keeps what it wrote
-		owner.Keep()
-	}
-	if err != nil {
-		return nil, err
-	}
-	if err := heat("c_end.png", tr.Step); err != nil {
-		return nil, err
-	}
+	fmt.Fprintf(log, "ranks    %d (%s), batch %d each; BatchNorm %s; %s\n",
+		comm.Size(), dist.MPI, cfg.Batch/comm.Size(),
+		map[bool]string{true: "per rank (-sync-bn=false)", false: "synchronised over the ranks"}[cfg.PerRankBatchNorm], how)
+}
+
+// summarise prints a finished run's last figures and the files it wrote.
+func summarise(log io.Writer, run *train.Run, dir string, h train.History) {
 	if run.Loss != nil { // InfoNCE has no cross-correlation figures
 		if st, err := run.Loss.Stats(); err == nil {
 			fmt.Fprintf(log, "final    loss %.2f (invariance %.2f, redundancy %.1f), mean C_ii %.3f, mean |C_ij| %.3f\n",
@@ -604,21 +486,26 @@ func pretrain(ctx context.Context, d *gpu.Device, cfg train.Config, ro runOption
 		fmt.Fprintf(log, "skipped  %d bad images (-skip-bad-images), listed above\n", len(bad))
 	}
 	fmt.Fprintf(log, "wrote    %s: checkpoint.safetensors, config.json, run.json, metrics.jsonl, loss.png, lr.png, c_start.png, c_end.png%s\n", dir,
-		map[bool]string{true: ", knn.png"}[len(knnSteps) > 0])
-	res = &pretrainResult{run: run, cfg: cfg, dir: dir, owner: owner, steps: len(losses), elapsed: lastEv.Elapsed, pairsPerS: lastEv.PairsPerS}
-	res.lossStart, res.lossEnd = lossEnds(losses)
-	return res, nil
+		map[bool]string{true: ", knn.png"}[len(h.KNNSteps) > 0])
 }
 
 // lossEnds are the means of the first and the last tenth of a run's
 // losses (0 for none): one step's loss is one batch's, too noisy to
 // compare runs by.
-func lossEnds(losses []float32) (start, end float64) {
+func lossEnds(losses []float64) (start, end float64) {
 	if len(losses) == 0 {
 		return 0, 0
 	}
 	tenth := max(1, len(losses)/10)
-	return mean32(losses[:tenth]), mean32(losses[len(losses)-tenth:])
+	return mean(losses[:tenth]), mean(losses[len(losses)-tenth:])
+}
+
+func mean(v []float64) float64 {
+	s := 0.0
+	for _, x := range v {
+		s += x
+	}
+	return s / float64(len(v))
 }
 
 // reportOnce prints an error the ranks agreed on from rank 0 alone and
@@ -720,70 +607,6 @@ func (ro runOptions) openDir() (*rundir.Dir, error) {
 		err = fmt.Errorf("-out: %w (-resume DIR/checkpoint.safetensors continues it, -overwrite replaces it)", err)
 	}
 	return d, err
-}
-
-// metricsRow is what a resumed run reads back of a step's metrics.
-type metricsRow struct {
-	Step      *int     `json:"step"` // nil: not a metrics row
-	Loss      float32  `json:"loss"`
-	LRWeights float64  `json:"lr_weights"`
-	KNN20     *float64 `json:"knn20"` // nil at the steps the kNN monitor skipped
-	KNN200    *float64 `json:"knn200"`
-	ValKNN20  *float64 `json:"val_knn20"` // the same on the validation split
-	ValKNN200 *float64 `json:"val_knn200"`
-}
-
-// truncateMetrics keeps the lines of a metrics file that come from steps
-// up to step (counted from 1, as logged), so a resumed run does not log
-// the steps after its checkpoint twice, and returns them. A missing file
-// is no error.
-func truncateMetrics(path string, step int) ([]metricsRow, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var kept []byte
-	var rows []metricsRow
-	for line := range bytes.Lines(b) {
-		var r metricsRow
-		if err := json.Unmarshal(line, &r); err != nil || r.Step == nil {
-			return nil, fmt.Errorf("%s: a line is not a metrics row (%q); move the file away to resume", path, bytes.TrimSpace(line))
-		}
-		if *r.Step <= step {
-			kept = append(kept, line...)
-			rows = append(rows, r)
-		}
-	}
-	if len(kept) == len(b) {
-		return rows, nil
-	}
-	return rows, os.WriteFile(path, kept, 0o644)
-}
-
-// rssBytes is the process's resident memory, from /proc where there is
-// one (0 elsewhere): the device's host-side copies and the loader's images
-// live outside Go's heap, so runtime.MemStats would not see them.
-func rssBytes() int64 {
-	b, err := os.ReadFile("/proc/self/statm")
-	if err != nil {
-		return 0
-	}
-	var size, resident int64
-	if _, err := fmt.Sscan(string(b), &size, &resident); err != nil {
-		return 0
-	}
-	return resident * int64(os.Getpagesize())
-}
-
-func mean32(v []float32) float64 {
-	s := 0.0
-	for _, x := range v {
-		s += float64(x)
-	}
-	return s / float64(len(v))
 }
 
 // progress shows a bar with ETA, pairs/s and loss on a terminal, and a line

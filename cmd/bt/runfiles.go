@@ -17,7 +17,7 @@ import (
 // besides its checkpoints, recorded there before they are written: only
 // they are removed when the run is overwritten.
 func runOutputs(ro runOptions) []string {
-	files := []string{"config.json", runFile, "metrics.jsonl", "loss.png", "lr.png", "c_start.png", "c_end.png"}
+	files := []string{train.ConfigFile, train.RunFile, train.MetricsFile, "loss.png", "lr.png", "c_start.png", "c_end.png"}
 	if ro.monitor.every > 0 {
 		files = append(files, "knn.png")
 	}
