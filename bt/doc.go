@@ -5,8 +5,10 @@
 //   - [github.com/bt-org/bt/bt/optim]: LARS, SGD and AdamW, and the
 //     learning-rate schedule;
 //   - [github.com/bt-org/bt/bt/train]: the model, the trainer and its loop,
-//     checkpoints, the memory plan, and Config, which New turns into a run;
-//   - [github.com/bt-org/bt/bt/eval]: kNN, the linear probe and fine-tuning;
+//     checkpoints, the memory plan, Config, which New turns into a run, and
+//     the hooks that write a run's metrics, curves and heat maps (Recorder);
+//   - [github.com/bt-org/bt/bt/eval]: kNN, the linear probe and fine-tuning,
+//     on a run's data (Evaluate) or while it trains (Monitor);
 //   - [github.com/bt-org/bt/bt/encoder]: a checkpoint loaded with its
 //     preprocessing, to embed images.
 //
@@ -16,5 +18,7 @@
 //	cfg.Steps = 1000
 //	run, err := train.New(dev, cfg, train.Options{CheckpointDir: "runs/mine", CheckpointEvery: 500})
 //	defer run.Release()
-//	err = run.Loop.Execute(ctx)
+//	rec, err := train.NewRecorder(run, "runs/mine") // metrics.jsonl, loss.png, …
+//	run.Loop.Hooks = append(run.Loop.Hooks, rec.Hooks()...)
+//	err = rec.Finish(run.Loop.Execute(ctx))
 package bt
