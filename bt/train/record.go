@@ -46,12 +46,12 @@ const heatDims = 64
 // Install Hooks on the run's Loop after a Watch's and a kNN monitor's, and
 // call Finish with Execute's error.
 type Recorder struct {
-	Dir string
 	// Watch, when set, puts its active warnings in each row ("warnings").
 	Watch *Watch
 	// History is what the curves draw, over the whole run.
 	History History
 
+	dir     string
 	run     *Run
 	metrics *os.File
 	start   int       // the trainer's step when the recorder was made
@@ -72,7 +72,7 @@ type History struct {
 // trainer's step: rows of later steps, left by an interrupted run, are
 // dropped and the rest read into History.
 func NewRecorder(run *Run, dir string) (*Recorder, error) {
-	r := &Recorder{Dir: dir, run: run, start: run.Trainer.Step}
+	r := &Recorder{dir: dir, run: run, start: run.Trainer.Step}
 	path := filepath.Join(dir, MetricsFile)
 	kept, err := TruncateMetrics(path, r.start)
 	if err != nil {
@@ -166,16 +166,16 @@ func (r *Recorder) Plot() error {
 		return nil
 	}
 	what := fmt.Sprintf("%s on %s, batch %d", cfg.Model.Arch, cfg.Data.Name, cfg.Batch)
-	if err := report.Curves(filepath.Join(r.Dir, "loss.png"), what, "step", "Barlow Twins loss", report.Series{Name: "loss", X: h.Steps, Y: h.Loss}); err != nil {
+	if err := report.Curves(filepath.Join(r.dir, "loss.png"), what, "step", "Barlow Twins loss", report.Series{Name: "loss", X: h.Steps, Y: h.Loss}); err != nil {
 		return err
 	}
-	if err := report.Curves(filepath.Join(r.Dir, "lr.png"), what+": the schedule", "step", "learning rate of the weights", report.Series{Name: "weights", X: h.Steps, Y: h.LRWeights}); err != nil {
+	if err := report.Curves(filepath.Join(r.dir, "lr.png"), what+": the schedule", "step", "learning rate of the weights", report.Series{Name: "weights", X: h.Steps, Y: h.LRWeights}); err != nil {
 		return err
 	}
 	if len(h.KNNSteps) == 0 {
 		return nil
 	}
-	return report.Curves(filepath.Join(r.Dir, "knn.png"), what+": kNN on the "+cfg.Data.ChoiceSplit()+" split", "step", "top-1 (%)",
+	return report.Curves(filepath.Join(r.dir, "knn.png"), what+": kNN on the "+cfg.Data.ChoiceSplit()+" split", "step", "top-1 (%)",
 		report.Series{Name: "k = 20", X: h.KNNSteps, Y: h.KNN20}, report.Series{Name: "k = 200", X: h.KNNSteps, Y: h.KNN200})
 }
 
@@ -189,7 +189,7 @@ func (r *Recorder) Heatmap(name string, step int) error {
 	}
 	dim := r.run.Model.Projector.Out
 	title := fmt.Sprintf("C of the first %d embedding dimensions after step %d", min(heatDims, dim), step)
-	return report.Heatmap(filepath.Join(r.Dir, name), title, CrossCorrelation(za, zb, len(za)/dim, dim, heatDims), min(heatDims, dim))
+	return report.Heatmap(filepath.Join(r.dir, name), title, CrossCorrelation(za, zb, len(za)/dim, dim, heatDims), min(heatDims, dim))
 }
 
 // Finish ends the recording of a run whose Loop.Execute returned err and
