@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strconv"
 	"testing"
+
+	"github.com/bt-org/bt/internal/fixture"
 )
 
 func TestSubset(t *testing.T) {
@@ -183,5 +185,59 @@ func TestHoldout(t *testing.T) {
 		if _, _, err := Holdout(ds, n, 4); err == nil {
 			t.Errorf("holding out %d of 103 images was accepted", n)
 		}
+	}
+}
+
+// TestHoldoutMatchesPython checks that Holdout holds out exactly the images
+// the same-recipe reference's copy of it does (tools/reference/valsplit.py,
+// which wrote the fixture: tools/fixtures/holdout.py), among them bt's
+// default validation split of Fashion-MNIST, so that the reference trains
+// and evaluates on bt's splits.
+func TestHoldoutMatchesPython(t *testing.T) {
+	f, err := fixture.Load(filepath.Join("testdata", "holdout.json.gz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases, err := f.Int("cases")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cases == 0 {
+		t.Fatal("the fixture holds no cases")
+	}
+	for c := range cases {
+		name := "case" + strconv.Itoa(c)
+		m, ok := f.Meta[name].([]any)
+		if !ok || len(m) != 3 {
+			t.Fatalf("fixture meta %s = %v, want [length, n, seed]", name, f.Meta[name])
+		}
+		length, n := int(m[0].(float64)), int(m[1].(float64))
+		seed, err := strconv.ParseUint(m[2].(string), 10, 64)
+		if err != nil {
+			t.Fatalf("fixture meta %s: seed: %v", name, err)
+		}
+		want, err := f.Get(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Run(fmt.Sprintf("%d_of_%d_seed_%d", n, length, seed), func(t *testing.T) {
+			ds, err := NewSynthetic(SyntheticConfig{Count: length, Size: 8, Channels: 1, Classes: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, held, err := Holdout(ds, n, seed)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := held.(*Subset).Indices
+			if len(got) != len(want.Data) {
+				t.Fatalf("held out %d images, Python %d", len(got), len(want.Data))
+			}
+			for i, v := range got {
+				if float64(v) != want.Data[i] {
+					t.Fatalf("held-out image %d is %d, Python's %v", i, v, want.Data[i])
+				}
+			}
+		})
 	}
 }
