@@ -219,9 +219,10 @@ func (d *Device) CollectedGemms() []GemmCase {
 // GemmTiles is the tiles worth timing for a class on this device, bt's
 // built-in tile first; then the variants of the built-in tile (vec4 loads,
 // double-buffered, padded; for a weight gradient, splits of its
-// reduction), stagedTiles, variantTiles and directTiles; each valid on the
-// device and no larger than the class needs by more than one step of each
-// side.
+// reduction), stagedTiles, variantTiles and directTiles (directTiles
+// first on CPU adapters, where they run fastest, so that a budget cut
+// short still tries them); each valid on the device and no larger than
+// the class needs by more than one step of each side.
 func (d *Device) GemmTiles(c GemmClass) []GemmTile {
 	builtin := d.builtinTile(c)
 	out := []GemmTile{builtin}
@@ -243,7 +244,11 @@ func (d *Device) GemmTiles(c GemmClass) []GemmTile {
 			}
 		}
 	}
-	cands = append(append(append(cands, stagedTiles...), variantTiles...), directTiles...)
+	if d.IsCPU() {
+		cands = append(append(append(cands, directTiles...), stagedTiles...), variantTiles...)
+	} else {
+		cands = append(append(append(cands, stagedTiles...), variantTiles...), directTiles...)
+	}
 	for _, t := range cands {
 		if t.validate(d) == nil && t.validFor(c.Form) == nil && !slices.Contains(out, t) && fits(t.BM, c.M) && fits(t.BN, c.N) {
 			out = append(out, t)
