@@ -217,23 +217,18 @@ func (d *Device) CollectedGemms() []GemmCase {
 }
 
 // GemmTiles is the tiles worth timing for a class on this device, bt's
-// built-in tile first; then the variants of the built-in tile (vec4 loads,
-// double-buffered, padded; for a weight gradient, splits of its
-// reduction), stagedTiles, variantTiles and directTiles (directTiles
-// first on CPU adapters, where they run fastest, so that a budget cut
-// short still tries them); each valid on the device and no larger than
-// the class needs by more than one step of each side.
+// built-in tile first; then for a weight gradient splits of its reduction
+// with the built-in tile (no new kernel to compile), the built-in tile's
+// variants (vec4 loads, double-buffered, padded), stagedTiles,
+// variantTiles and directTiles, with directTiles before the staged ones on
+// CPU adapters, where they run fastest, so that a budget cut short still
+// tries them; each valid on the device and no larger than the class needs
+// by more than one step of each side.
 func (d *Device) GemmTiles(c GemmClass) []GemmTile {
 	builtin := d.builtinTile(c)
 	out := []GemmTile{builtin}
 	fits := func(b, x int) bool { return b <= max(2*x, 32) }
 	var cands []GemmTile
-	if !builtin.Direct {
-		for _, v := range []GemmTile{{Vec4: true}, {Vec4: true, Double: true}, {Vec4: true, Double: true, Pad: 4}} {
-			v.BM, v.BN, v.BK, v.TM, v.TN = builtin.BM, builtin.BN, builtin.BK, builtin.TM, builtin.TN
-			cands = append(cands, v)
-		}
-	}
 	if c.Form == GemmConvWeight {
 		for _, n := range splitCounts {
 			t := builtin
@@ -244,10 +239,17 @@ func (d *Device) GemmTiles(c GemmClass) []GemmTile {
 			}
 		}
 	}
+	var variants []GemmTile
+	if !builtin.Direct {
+		for _, v := range []GemmTile{{Vec4: true}, {Vec4: true, Double: true}, {Vec4: true, Double: true, Pad: 4}} {
+			v.BM, v.BN, v.BK, v.TM, v.TN = builtin.BM, builtin.BN, builtin.BK, builtin.TM, builtin.TN
+			variants = append(variants, v)
+		}
+	}
 	if d.IsCPU() {
-		cands = append(append(append(cands, directTiles...), stagedTiles...), variantTiles...)
+		cands = append(append(append(append(cands, directTiles...), variants...), stagedTiles...), variantTiles...)
 	} else {
-		cands = append(append(append(cands, stagedTiles...), variantTiles...), directTiles...)
+		cands = append(append(append(append(cands, variants...), stagedTiles...), variantTiles...), directTiles...)
 	}
 	for _, t := range cands {
 		if t.validate(d) == nil && t.validFor(c.Form) == nil && !slices.Contains(out, t) && fits(t.BM, c.M) && fits(t.BN, c.N) {
