@@ -69,13 +69,13 @@ type ConvTiles int
 
 const (
 	// ConvTilesAuto is the adapter's choice: on CPU adapters direct tiles,
-	// over every image's positions at once where its planes are small
-	// (see flatten); on GPUs staged tiles.
+	// on GPUs staged tiles, over every image's positions at once where
+	// its planes are small (see flatten).
 	ConvTilesAuto ConvTiles = iota
 	// ConvTilesStaged is the staged tiles GPUs get, on any adapter.
 	ConvTilesStaged
-	// ConvTilesPerImage is the adapter's choice, but with direct tiles
-	// always one product per image, as products too wide for the grid are.
+	// ConvTilesPerImage is the adapter's choice, but always one product
+	// per image, as products too wide for the grid are.
 	ConvTilesPerImage
 )
 
@@ -131,18 +131,18 @@ func ConvForward(r *Recorder, out, x, w *Tensor, s ConvShape, tiles ...ConvTiles
 	return gemm(r, out, w, x, call)
 }
 
-// flatten turns a direct-tile convolution product that runs once per image
-// (over z) into one product over every image's positions side by side
-// (Flat in shaders/gemm_direct.wgsl), where a plane would leave over a tenth of its
-// tiles' columns idle and the grid has room: 7×7 and 4×4 planes then fill
-// whole tiles. Planes that fill their tiles stay per image: there the
-// workgroups of one image run together and share its data in the CPU's
-// caches, which measured faster on lavapipe (ResNet-50's 56×56 1×1 data
-// gradient: 15 against 11 GFLOP/s).
+// flatten turns a convolution product that runs once per image (over z)
+// into one product over every image's positions side by side (Flat in
+// shaders/gemm_direct.wgsl and gemm_staged.wgsl), where a plane would leave
+// over a tenth of its tiles' columns idle and the grid has room: 7×7 and
+// 4×4 planes then fill whole tiles. Planes that fill their tiles stay per
+// image: there the workgroups of one image run together and share its data
+// in the CPU's caches, which measured faster on lavapipe (ResNet-50's 56×56
+// 1×1 data gradient: 15 against 11 GFLOP/s with direct tiles).
 func (d *Device) flatten(g *gemmCall, tiles ConvTiles) {
 	cols := g.n * g.batch
 	tiled := (g.n + g.tile.BN - 1) / g.tile.BN * g.tile.BN
-	if !g.tile.Direct || tiles == ConvTilesPerImage || 10*tiled <= 11*g.n || (cols+g.tile.BN-1)/g.tile.BN > int(d.Limits.MaxComputeWorkgroupsPerDimension) {
+	if tiles == ConvTilesPerImage || 10*tiled <= 11*g.n || (cols+g.tile.BN-1)/g.tile.BN > int(d.Limits.MaxComputeWorkgroupsPerDimension) {
 		return
 	}
 	g.n, g.batch = cols, 1
@@ -243,9 +243,10 @@ func vecStep(t GemmTile, k int) int {
 	return 1
 }
 
-// convSplitTarget is how many workgroups the weight gradient aims for: its
-// output (Cout × Cin·KH·KW) is small while its reduction (N·OH·OW) is long,
-// so the reduction is split into chunks that run in parallel.
+// convSplitTarget is how many workgroups the weight gradient aims for
+// unless its tile sets SplitK: its output (Cout × Cin·KH·KW) is small while
+// its reduction (N·OH·OW) is long, so the reduction is split into chunks
+// that run in parallel.
 func (d *Device) convSplitTarget() int {
 	if d.IsCPU() {
 		return 16
@@ -266,7 +267,10 @@ func ConvBackwardWeight(r *Recorder, dw, dy, x *Tensor, s ConvShape, tiles ...Co
 	tile := r.d.convTile(GemmConvWeight, s, s.Cout, kk, s.N*oh*ow, t)
 	red := s.N * oh * ow
 	grid := ((s.Cout + tile.BM - 1) / tile.BM) * ((kk + tile.BN - 1) / tile.BN)
-	splits := max(1, min((r.d.convSplitTarget()+grid-1)/grid, red/(16*tile.BK)))
+	splits := tile.SplitK
+	if splits == 0 {
+		splits = max(1, min((r.d.convSplitTarget()+grid-1)/grid, red/(16*tile.BK)))
+	}
 	if tile.Direct {
 		// Each chunk within the loop limit of CPU adapters, with room
 		// for rounding the chunk up to a multiple of BK.

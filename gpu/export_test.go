@@ -9,3 +9,13 @@ func RefusePipelines(opts Options, name string) Options {
 	opts.refusePipelines = func(a AdapterInfo) bool { return strings.Contains(a.Name, name) }
 	return opts
 }
+
+// CompiledKernels lists the keys (name{specialisation}) of the kernels the
+// device has compiled, so a test can tell which variants ran.
+func CompiledKernels(d *Device) []string {
+	var out []string
+	for k := range d.kernels {
+		out = append(out, k)
+	}
+	return out
+}

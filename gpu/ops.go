@@ -244,16 +244,40 @@ func MeanVar(r *Recorder, mean, variance, x *Tensor, a, b, c int) error {
 // C in steps of BK, each thread a TM×TN block (shaders/gemm_staged.wgsl).
 // Direct tiles stage nothing in workgroup memory (for CPU adapters;
 // shaders/gemm_direct.wgsl): BM = TM, a thread's TN columns lie BN/TN
-// apart, and BK is unused.
+// apart, and BK is unused but for rounding a split reduction's chunks.
+//
+// Staged tiles have variants, switches of the same kernel (shaders.Tile):
+// Double buffers the workgroup arrays (one barrier a step, the next step's
+// loads issued before this one is computed), Pad adds floats to their rows
+// against bank conflicts (0 or a multiple of 4), and Vec4 loads A and B
+// as vec4s wherever an operand is stored contiguous and aligned (dense
+// matrices, a weight gradient's dy; sizes that are not multiples of 4
+// fall back to scalar loads).
+//
+// SplitK, for a convolution's weight gradient only, is the number of
+// chunks its long reduction (images × output positions) is split into, run
+// in parallel and summed; 0 is bt's choice, enough chunks for the adapter
+// to fill. A direct tile on a CPU adapter may take more, to keep a chunk
+// within the loop limit (MaxLoopSteps).
 type GemmTile struct {
 	BM, BN, BK, TM, TN int
 	Direct             bool
+	Double             bool
+	Pad                int
+	Vec4               bool
+	SplitK             int
 }
 
 func (t GemmTile) validate(d *Device) error {
+	if t.SplitK < 0 || t.SplitK > int(d.Limits.MaxComputeWorkgroupsPerDimension) {
+		return fmt.Errorf("gpu: GEMM tile %+v: SplitK must lie in [0, %d]", t, d.Limits.MaxComputeWorkgroupsPerDimension)
+	}
 	if t.Direct {
 		if t.TM < 1 || t.TN < 1 || t.BM != t.TM || t.BN%t.TN != 0 {
 			return fmt.Errorf("gpu: direct GEMM tile %+v: BM must equal TM and TN divide BN", t)
+		}
+		if t.Double || t.Pad != 0 || t.Vec4 {
+			return fmt.Errorf("gpu: direct GEMM tile %+v: Double, Pad and Vec4 are staged tiles' (direct tiles stage nothing and step A by vec4 where aligned)", t)
 		}
 		if threads := t.BN / t.TN; threads > int(d.Limits.MaxComputeInvocationsPerWorkgroup) || threads > int(d.Limits.MaxComputeWorkgroupSizeX) {
 			return fmt.Errorf("gpu: direct GEMM tile %+v needs %d threads per workgroup; %s allows %d", t, threads, d.Info.Name, d.Limits.MaxComputeWorkgroupSizeX)
@@ -261,21 +285,35 @@ func (t GemmTile) validate(d *Device) error {
 		return nil
 	}
 	st := t.staged(false, false)
+	st.VecA, st.VecB = t.Vec4, t.Vec4
 	if err := st.Validate(); err != nil {
 		return fmt.Errorf("gpu: GEMM %w", err)
 	}
 	if threads := st.Threads(); threads > int(d.Limits.MaxComputeInvocationsPerWorkgroup) {
 		return fmt.Errorf("gpu: GEMM tile %+v needs %d threads per workgroup; %s allows %d", t, threads, d.Info.Name, d.Limits.MaxComputeInvocationsPerWorkgroup)
 	}
-	if shared := 4 * t.BK * (t.BM + t.BN); shared > int(d.Limits.MaxComputeWorkgroupStorageSize) {
+	if shared := st.SharedBytes(); shared > int(d.Limits.MaxComputeWorkgroupStorageSize) {
 		return fmt.Errorf("gpu: GEMM tile %+v needs %d bytes of workgroup memory; %s allows %d", t, shared, d.Info.Name, d.Limits.MaxComputeWorkgroupStorageSize)
 	}
 	return nil
 }
 
-// staged is the shaders' form of a staged tile, with its staging order.
+// validFor checks that the tile can serve products of the form: only a
+// weight gradient splits its reduction, in chunks of whole steps of BK.
+func (t GemmTile) validFor(f GemmForm) error {
+	if t.SplitK != 0 && f != GemmConvWeight {
+		return fmt.Errorf("gpu: GEMM tile %+v: only a convolution's weight gradient is split (SplitK), not a %s product", t, f)
+	}
+	if f == GemmConvWeight && t.BK < 1 {
+		return fmt.Errorf("gpu: GEMM tile %+v: a weight gradient's chunks are whole steps of BK, which must be ≥ 1", t)
+	}
+	return nil
+}
+
+// staged is the shaders' form of a staged tile, with its staging order;
+// vec4 loads are the caller's to set, where the operands allow them.
 func (t GemmTile) staged(akFast, bkFast bool) shaders.Tile {
-	return shaders.Tile{BM: t.BM, BN: t.BN, BK: t.BK, TM: t.TM, TN: t.TN, AKFast: akFast, BKFast: bkFast}
+	return shaders.Tile{BM: t.BM, BN: t.BN, BK: t.BK, TM: t.TM, TN: t.TN, AKFast: akFast, BKFast: bkFast, Double: t.Double, Pad: t.Pad}
 }
 
 // GemmTileFor is the tile GEMM uses for an M×N product unless told
@@ -322,6 +360,9 @@ func Gemm(r *Recorder, c, a, b *Tensor, op GemmOp) error {
 		return err
 	}
 	tile := op.Tile
+	if err := tile.validFor(GemmDense); err != nil {
+		return err
+	}
 	if tile == (GemmTile{}) {
 		tile = r.d.tileFor(GemmCase{Class: ClassOf(GemmDense, op.TransA, op.TransB, op.M, op.N, op.K), Op: op},
 			r.d.GemmTileFor(op.M, op.N))
@@ -391,7 +432,9 @@ func gemm(r *Recorder, c, a, b *Tensor, g gemmCall) error {
 		k, err = r.d.Kernel("gemm_direct", shaders.GemmDirect{TM: tile.TM, TN: tile.TN, Threads: tile.BN / tile.TN,
 			KStep: max(g.kstep, 1), GemmOperands: g.ops})
 	} else {
-		k, err = r.d.Kernel("gemm_staged", shaders.GemmStaged{Tile: tile.staged(g.ops.AAlongK(), g.ops.BAlongK()), GemmOperands: g.ops})
+		st := tile.staged(g.ops.AAlongK(), g.ops.BAlongK())
+		st.VecA, st.VecB = tile.Vec4 && g.vecA(), tile.Vec4 && g.vecB()
+		k, err = r.d.Kernel("gemm_staged", shaders.GemmStaged{Tile: st, GemmOperands: g.ops})
 	}
 	if err != nil {
 		return err
@@ -401,4 +444,33 @@ func gemm(r *Recorder, c, a, b *Tensor, g gemmCall) error {
 	p := Params{}.U(g.m).U(g.n).U(g.k).U(g.sa).U(g.sb).U(g.sc).F(g.alpha).F(g.beta).
 		U(g.conv.Cin).U(g.conv.H).U(g.conv.W).U(g.conv.Cout).U(oh).U(ow).U(g.kchunk)
 	return r.Dispatch(k, grid, p, c, a, b)
+}
+
+// vecA reports whether A can be read as vec4s along the direction it is
+// stored contiguous in: along k (a row-major A, dy's positions) or m (a
+// transposed A), that length, the batch stride and every reduction chunk
+// multiples of 4, so that a vec4 never straddles a row, an image or a
+// chunk's end.
+func (g gemmCall) vecA() bool {
+	switch g.ops.A {
+	case shaders.ADense:
+		along := g.k
+		if g.ops.TransA {
+			along = g.m
+		}
+		return along%4 == 0 && g.sa%4 == 0 && g.kchunk%4 == 0
+	case shaders.ADy:
+		oh, ow := g.conv.Out()
+		return oh*ow%4 == 0 && g.kchunk%4 == 0
+	}
+	return false
+}
+
+// vecB is vecA for a dense B, contiguous along n, or k when transposed.
+func (g gemmCall) vecB() bool {
+	along := g.n
+	if g.ops.TransB {
+		along = g.k
+	}
+	return g.ops.B == shaders.BDense && along%4 == 0 && g.sb%4 == 0
 }

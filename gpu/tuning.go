@@ -129,7 +129,7 @@ func (d *Device) SetTuning(t Tuning) error {
 		if err := c.validate(); err != nil {
 			return err
 		}
-		if err := tile.validate(d); err != nil {
+		if err := firstErr(tile.validate(d), tile.validFor(c.Form)); err != nil {
 			return fmt.Errorf("gpu: tuned tile for %v: %w", c, err)
 		}
 		g[c] = tile
@@ -217,19 +217,51 @@ func (d *Device) CollectedGemms() []GemmCase {
 }
 
 // GemmTiles is the tiles worth timing for a class on this device, bt's
-// built-in tile first, then those of stagedTiles and directTiles that are
-// valid on the device and no larger than the class needs by more than one
-// step of each side.
+// built-in tile first; then for a weight gradient splits of its reduction
+// with the built-in tile (no new kernel to compile), the built-in tile's
+// variants (vec4 loads, double-buffered, padded), stagedTiles,
+// variantTiles and directTiles, with directTiles before the staged ones on
+// CPU adapters, where they run fastest, so that a budget cut short still
+// tries them; each valid on the device and no larger than the class needs
+// by more than one step of each side.
 func (d *Device) GemmTiles(c GemmClass) []GemmTile {
-	out := []GemmTile{d.builtinTile(c)}
+	builtin := d.builtinTile(c)
+	out := []GemmTile{builtin}
 	fits := func(b, x int) bool { return b <= max(2*x, 32) }
-	for _, t := range append(append([]GemmTile{}, stagedTiles...), directTiles...) {
-		if t.validate(d) == nil && !slices.Contains(out, t) && fits(t.BM, c.M) && fits(t.BN, c.N) {
+	var cands []GemmTile
+	if c.Form == GemmConvWeight {
+		for _, n := range splitCounts {
+			t := builtin
+			t.SplitK = n
+			// Chunks of at least a step, partial products of at most 2²⁴ floats.
+			if n*t.BK <= c.K && n*c.M*c.N <= 1<<24 {
+				cands = append(cands, t)
+			}
+		}
+	}
+	var variants []GemmTile
+	if !builtin.Direct {
+		for _, v := range []GemmTile{{Vec4: true}, {Vec4: true, Double: true}, {Vec4: true, Double: true, Pad: 4}} {
+			v.BM, v.BN, v.BK, v.TM, v.TN = builtin.BM, builtin.BN, builtin.BK, builtin.TM, builtin.TN
+			variants = append(variants, v)
+		}
+	}
+	if d.IsCPU() {
+		cands = append(append(append(append(cands, directTiles...), variants...), stagedTiles...), variantTiles...)
+	} else {
+		cands = append(append(append(append(cands, variants...), stagedTiles...), variantTiles...), directTiles...)
+	}
+	for _, t := range cands {
+		if t.validate(d) == nil && t.validFor(c.Form) == nil && !slices.Contains(out, t) && fits(t.BM, c.M) && fits(t.BN, c.N) {
 			out = append(out, t)
 		}
 	}
 	return out
 }
+
+// splitCounts are the numbers of chunks tuning tries for a weight
+// gradient's reduction with its built-in tile.
+var splitCounts = []int{4, 16, 64, 256}
 
 // stagedTiles are the staged tiles tuning tries: workgroup tiles of 32 to
 // 128 a side, 4×4 or 8×8 per thread, the reduction staged 8 to 32 deep,
@@ -246,6 +278,21 @@ var stagedTiles = []GemmTile{
 	{BM: 32, BN: 64, BK: 16, TM: 4, TN: 4},
 	{BM: 32, BN: 32, BK: 8, TM: 4, TN: 4},
 	{BM: 32, BN: 32, BK: 32, TM: 4, TN: 4},
+}
+
+// variantTiles are staged tiles with the variants GPUs differ on: vec4
+// loads, then double-buffered workgroup arrays (one barrier a step), then
+// rows padded against bank conflicts, on a large, a middle and a small
+// tile.
+var variantTiles = []GemmTile{
+	{BM: 128, BN: 128, BK: 8, TM: 8, TN: 8, Vec4: true},
+	{BM: 128, BN: 128, BK: 8, TM: 8, TN: 8, Vec4: true, Double: true},
+	{BM: 128, BN: 128, BK: 8, TM: 8, TN: 8, Vec4: true, Double: true, Pad: 4},
+	{BM: 64, BN: 64, BK: 16, TM: 4, TN: 4, Vec4: true},
+	{BM: 64, BN: 64, BK: 16, TM: 4, TN: 4, Vec4: true, Double: true},
+	{BM: 64, BN: 64, BK: 16, TM: 4, TN: 4, Vec4: true, Double: true, Pad: 4},
+	{BM: 64, BN: 64, BK: 32, TM: 8, TN: 8, Vec4: true, Double: true},
+	{BM: 32, BN: 32, BK: 8, TM: 4, TN: 4, Vec4: true, Double: true, Pad: 4},
 }
 
 // directTiles are the direct tiles tuning tries, for CPU adapters above
@@ -275,7 +322,7 @@ func (d *Device) TimeGemm(c GemmCase, tile GemmTile, reps int) (time.Duration, e
 	if err := c.Class.validate(); err != nil {
 		return 0, err
 	}
-	if err := tile.validate(d); err != nil {
+	if err := firstErr(tile.validate(d), tile.validFor(c.Class.Form)); err != nil {
 		return 0, err
 	}
 	saved := d.tuning

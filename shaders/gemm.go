@@ -1,7 +1,6 @@
 package shaders
 
 import (
-	"errors"
 	"fmt"
 	"reflect"
 	"sort"
@@ -84,7 +83,7 @@ type GemmOperands struct {
 	SplitK bool
 	// Flat lays every image's output positions side by side as the
 	// columns of one product, instead of one product per image in z
-	// (direct kernel, forward and data gradient).
+	// (forward and data gradient).
 	Flat  bool
 	Conv  Conv  // for every B but dense
 	Phase Phase // for B = dy_col
@@ -151,22 +150,65 @@ func (o GemmOperands) Validate() error {
 // TM×TN block in vec4 registers. AKFast and BKFast order the staging loads
 // along k (for operands contiguous along k), so that neighbouring threads
 // read neighbouring addresses; any order gives the same result.
+//
+// The other fields are the variants that GPUs differ on, each a switch of
+// the same template:
+//   - Double stages step k+1 in a second half of the workgroup arrays
+//     before computing step k from the first, so a step takes one barrier
+//     instead of two and the next step's loads are in flight while it
+//     computes (twice the workgroup memory).
+//   - Pad adds floats to each k-row of the workgroup arrays (a multiple of
+//     4, keeping the rows vec4-aligned): k-fast staging has neighbouring
+//     threads write one row apart, which a row of a power-of-two length
+//     puts in one memory bank.
+//   - VecA and VecB load A and B from device memory as vec4s along the
+//     direction they are contiguous in (k where AKFast and BKFast, else m
+//     and n). The caller sets them only where that direction's length, the
+//     batch stride and every reduction chunk are multiples of 4, so a vec4
+//     lies in range whole or not at all; they need BK a multiple of 4.
 type Tile struct {
 	BM, BN, BK, TM, TN int
 	AKFast, BKFast     bool
+	Double             bool
+	Pad                int
+	VecA, VecB         bool
 }
 
 // Threads is the number of invocations in a workgroup.
 func (t Tile) Threads() int { return (t.BM / t.TM) * (t.BN / t.TN) }
 
+// RowA and RowB are the floats one k-row of A's and B's workgroup array
+// holds: the tile's side and the padding.
+func (t Tile) RowA() int { return t.BM + t.Pad }
+func (t Tile) RowB() int { return t.BN + t.Pad }
+
+// Halves is how many steps of BK the workgroup arrays hold: 2 when
+// double-buffered.
+func (t Tile) Halves() int {
+	if t.Double {
+		return 2
+	}
+	return 1
+}
+
+// SharedBytes is the workgroup memory the tile's arrays take.
+func (t Tile) SharedBytes() int { return 4 * t.Halves() * t.BK * (t.RowA() + t.RowB()) }
+
 // Key implements Specialisation.
 func (t Tile) Key() string { return structKey(t) }
 
 // Validate checks the tile's geometry: the register blocks are whole vec4s
-// and tile the workgroup's tile.
+// and tile the workgroup's tile, the padding keeps rows of whole vec4s,
+// and vec4 loads cover whole steps.
 func (t Tile) Validate() error {
 	if t.TM < 4 || t.TN < 4 || t.TM%4 != 0 || t.TN%4 != 0 || t.BM%t.TM != 0 || t.BN%t.TN != 0 || t.BK < 1 {
 		return fmt.Errorf("tile %+v: TM and TN must be multiples of 4 dividing BM and BN, and BK ≥ 1", t)
+	}
+	if t.Pad < 0 || t.Pad%4 != 0 {
+		return fmt.Errorf("tile %+v: padding must be a multiple of 4 floats ≥ 0", t)
+	}
+	if (t.VecA || t.VecB) && t.BK%4 != 0 {
+		return fmt.Errorf("tile %+v: vec4 loads need BK a multiple of 4", t)
 	}
 	return nil
 }
@@ -180,14 +222,17 @@ type GemmStaged struct {
 // Key implements Specialisation.
 func (s GemmStaged) Key() string { return structKey(s) }
 
-// Validate checks the tile and the operands; staged tiles compute one
-// product per image (no Flat).
+// Validate checks the tile, that vec4 loads of B read a stored B (A is
+// stored in every mode), and the operands.
 func (s GemmStaged) Validate() error {
 	if err := s.Tile.Validate(); err != nil {
 		return err
 	}
-	if s.Flat {
-		return errors.New("the staged GEMM computes one product per image; Flat is the direct kernel's")
+	if s.VecB && s.B != BDense {
+		return fmt.Errorf("staged GEMM %+v: vec4 loads of B need it dense", s)
+	}
+	if s.Flat && s.B != BIm2col && s.B != BDyCol {
+		return fmt.Errorf("staged GEMM %+v: only a convolution's forward and data gradient are flattened", s)
 	}
 	return s.GemmOperands.Validate()
 }

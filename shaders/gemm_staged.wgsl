@@ -27,13 +27,20 @@
 //            kchunk over workgroup z (SplitK) whose partial products land in
 //            separate slices of C.
 // Kernel size, stride and padding are template constants, so the index
-// arithmetic divides by constants. gemm_direct is the same product for CPU
+// arithmetic divides by constants. With Flat, the forward and data
+// gradient run once over all images, whose positions side by side are the
+// columns, instead of once per image in z, so that a small plane (7×7,
+// 4×4) fills whole tiles. gemm_direct is the same product for CPU
 // adapters.
+//
+// The tile's variants (shaders.Tile: double-buffered and padded workgroup
+// arrays, vec4 loads of stored operands) are switches of tile_mma and of
+// the loads here; every one computes the same product.
 {{if .Half}}enable f16;
 {{end}}{{template "gemm_params" .}}
 @group(0) @binding(1) var<storage, read_write> c: array<{{.CType.WGSL}}>;
-@group(0) @binding(2) var<storage, read> a: array<{{.AType.WGSL}}>;
-@group(0) @binding(3) var<storage, read> b: array<{{.BType.WGSL}}>;
+@group(0) @binding(2) var<storage, read> a: array<{{if .VecA}}vec4<{{.AType.WGSL}}>{{else}}{{.AType.WGSL}}{{end}}>;
+@group(0) @binding(3) var<storage, read> b: array<{{if .VecB}}vec4<{{.BType.WGSL}}>{{else}}{{.BType.WGSL}}{{end}}>;
 
 const BM = {{.BM}}u;
 const BN = {{.BN}}u;
@@ -55,7 +62,20 @@ fn im2col(z: u32, kk: u32, col: u32) -> f32 {
   return f32(b[((z * p.cin + ic) * p.h + u32(iy)) * p.w + u32(ix)]);
 }
 {{end}}
-// tile_a returns op(A)[row, col] for batch z, 0 outside op(A) or beyond
+{{if .VecA}}// tile_a4 returns op(A)[row, col … col+3] (AKFast) or op(A)[row … row+3,
+// col] for batch z, four neighbours in memory read as one vec4, 0 outside
+// op(A) or beyond the reduction's end k_hi; the caller aligns them, so
+// they lie in range whole or not at all.
+fn tile_a4(z: u32, row: u32, col: u32, k_hi: u32) -> vec4<f32> {
+  if (row >= p.m || col >= k_hi) {
+    return vec4<f32>(0.0);
+  }
+{{if eq .A "dense"}}{{if .TransA}}  return vec4<f32>(a[(z * p.sa + col * p.m + row) / 4u]);
+{{else}}  return vec4<f32>(a[(z * p.sa + row * p.k + col) / 4u]);
+{{end}}{{else if eq .A "dy"}}  let pos = p.oh * p.ow;
+  return vec4<f32>(a[(((col / pos) * p.cout + row) * pos + col % pos) / 4u]);
+{{end}}}
+{{else}}// tile_a returns op(A)[row, col] for batch z, 0 outside op(A) or beyond
 // the reduction's end k_hi.
 fn tile_a(z: u32, row: u32, col: u32, k_hi: u32) -> f32 {
   if (row >= p.m || col >= k_hi) {
@@ -67,31 +87,44 @@ fn tile_a(z: u32, row: u32, col: u32, k_hi: u32) -> f32 {
   let pos = p.oh * p.ow;
   return f32(a[((col / pos) * p.cout + row) * pos + col % pos]);
 {{end}}}
-
-// tile_b returns op(B)[row, col] for batch z, 0 outside op(B) or beyond
-// the reduction's end k_hi.
+{{end}}
+{{if .VecB}}// tile_b4 returns op(B)[row … row+3, col] (BKFast) or op(B)[row, col …
+// col+3] for batch z, as tile_a4 does for A.
+fn tile_b4(z: u32, row: u32, col: u32, k_hi: u32) -> vec4<f32> {
+  if (col >= p.n || row >= k_hi) {
+    return vec4<f32>(0.0);
+  }
+{{if .TransB}}  return vec4<f32>(b[(z * p.sb + col * p.k + row) / 4u]);
+{{else}}  return vec4<f32>(b[(z * p.sb + row * p.n + col) / 4u]);
+{{end}}}
+{{else}}// tile_b returns op(B)[row, col] for batch z, 0 outside op(B) or beyond
+// the reduction's end k_hi. With Flat, col also picks the image.
 fn tile_b(z: u32, row: u32, col: u32, k_hi: u32) -> f32 {
   if (col >= p.n || row >= k_hi) {
     return 0.0;
   }
-{{if eq .B "dense"}}{{if .TransB}}  return f32(b[z * p.sb + col * p.k + row]);
+{{if .Flat}}  let img = col / plane();
+  let pos = col % plane();
+{{else if or (eq .B "im2col") (eq .B "dy_col")}}  let img = z;
+  let pos = col;
+{{end}}{{if eq .B "dense"}}{{if .TransB}}  return f32(b[z * p.sb + col * p.k + row]);
 {{else}}  return f32(b[z * p.sb + row * p.n + col]);
-{{end}}{{else if eq .B "im2col"}}  return im2col(z, row, col);
+{{end}}{{else if eq .B "im2col"}}  return im2col(img, row, pos);
 {{else if eq .B "im2col_t"}}  let pos = p.oh * p.ow;
   return im2col(row / pos, col, row % pos);
-{{else if eq .B "dy_col"}}  // dy[z, oc, oy, ox] for row = (oc·TY + c1)·TX + c0, the phase's tap
-  // (ky0 + STRIDE·c1, kx0 + STRIDE·c0), and col = the phase's pixel (i, j),
+{{else if eq .B "dy_col"}}  // dy[img, oc, oy, ox] for row = (oc·TY + c1)·TX + c0, the phase's tap
+  // (ky0 + STRIDE·c1, kx0 + STRIDE·c0), and pos = the phase's pixel (i, j),
   // which output (i + QY − c1, j + QX − c0) reads through that tap.
   let nx = phase_nx();
   let t = row % (TY * TX);
-  let oy = i32(col / nx + QY) - i32(t / TX);
-  let ox = i32(col % nx + QX) - i32(t % TX);
+  let oy = i32(pos / nx + QY) - i32(t / TX);
+  let ox = i32(pos % nx + QX) - i32(t % TX);
   if (oy < 0 || ox < 0 || u32(oy) >= p.oh || u32(ox) >= p.ow) {
     return 0.0;
   }
-  return f32(b[((z * p.cout + row / (TY * TX)) * p.oh + u32(oy)) * p.ow + u32(ox)]);
+  return f32(b[((img * p.cout + row / (TY * TX)) * p.oh + u32(oy)) * p.ow + u32(ox)]);
 {{end}}}
-
+{{end}}
 @compute @workgroup_size({{div .BN .TN}}, {{div .BM .TM}})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(local_invocation_index) tid: u32) {

@@ -77,6 +77,23 @@ func TestGemmSpecs(t *testing.T) {
 				t.Errorf("gemm_staged %s lacks %q", staged.Key(), want)
 			}
 		}
+		// The variants: two padded halves of the arrays, vec4 loads of
+		// the stored operands, every image's positions as columns.
+		staged.Double, staged.Pad = true, 4
+		staged.VecA = ops.A == ADense || ops.A == ADy
+		staged.VecB = ops.B == BDense
+		staged.Flat = ops.B == BIm2col || ops.B == BDyCol
+		src, err = Render("gemm_staged", staged)
+		if err != nil {
+			t.Fatalf("%s: %v", staged.Key(), err)
+		}
+		for _, want := range []string{"var<workgroup> ta: array<vec4<f32>, 144>;", "var<workgroup> tb: array<vec4<f32>, 272>;", "half = 1u - half;",
+			map[bool]string{true: "fn tile_a4(", false: "fn tile_a("}[staged.VecA], map[bool]string{true: "fn tile_b4(", false: "fn tile_b("}[staged.VecB],
+			map[bool]string{true: "fn plane()", false: "fn out_index("}[staged.Flat]} {
+			if !strings.Contains(src, want) {
+				t.Errorf("gemm_staged %s lacks %q", staged.Key(), want)
+			}
+		}
 		for _, flat := range []bool{false, true} {
 			direct := GemmDirect{TM: 16, TN: 8, Threads: 8, KStep: 4, GemmOperands: ops}
 			direct.Flat = flat && (ops.B == BIm2col || ops.B == BDyCol)
@@ -136,7 +153,10 @@ func TestGemmSpecs(t *testing.T) {
 		{"unsplit wgrad", GemmStaged{Tile: tile, GemmOperands: GemmOperands{A: ADy, B: BIm2colT, Conv: conv}}, "splits its reduction"},
 		{"phase outside stride", GemmStaged{Tile: tile, GemmOperands: GemmOperands{A: ADense, B: BDyCol, Conv: conv, Phase: Phase{PY: 2, TY: 1, TX: 1}}}, "phase offsets"},
 		{"phase without dgrad", GemmStaged{Tile: tile, GemmOperands: GemmOperands{A: ADense, B: BIm2col, Conv: conv, Phase: phase}}, "only a data gradient"},
-		{"staged flat", GemmStaged{Tile: tile, GemmOperands: GemmOperands{A: ADense, B: BIm2col, Conv: conv, Flat: true}}, "Flat is the direct kernel's"},
+		{"staged flat wgrad", GemmStaged{Tile: tile, GemmOperands: GemmOperands{A: ADy, B: BIm2colT, SplitK: true, Conv: conv, Flat: true}}, "flattened"},
+		{"odd padding", Tile{BM: 32, BN: 64, BK: 8, TM: 4, TN: 8, Pad: 2}, "multiple of 4 floats"},
+		{"vec4 odd step", Tile{BM: 32, BN: 64, BK: 6, TM: 4, TN: 8, VecA: true}, "BK a multiple of 4"},
+		{"vec4 gathered B", GemmStaged{Tile: Tile{BM: 32, BN: 64, BK: 8, TM: 4, TN: 8, VecB: true}, GemmOperands: modes[2]}, "vec4 loads of B"},
 		{"direct step", GemmDirect{TM: 16, TN: 8, Threads: 8, KStep: 2, GemmOperands: modes[0]}, "KStep must be 1 or 4"},
 		{"direct vec4 transposed", GemmDirect{TM: 16, TN: 8, Threads: 8, KStep: 4, GemmOperands: modes[1]}, "transposed A"},
 		{"direct flat wgrad", GemmDirect{TM: 16, TN: 8, Threads: 8, KStep: 1, GemmOperands: GemmOperands{A: ADy, B: BIm2colT, SplitK: true, Flat: true, Conv: conv}}, "flattened"},

@@ -12,7 +12,8 @@ import (
 )
 
 // Format is the cache file's format version; a file of another is ignored.
-const Format = 1
+// 2: tiles with variants (Double, Pad, Vec4, SplitK).
+const Format = 2
 
 // Key says which adapter, driver and build a tuning was measured with: a
 // choice holds for the same key only.

@@ -2,6 +2,7 @@ package tune_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -118,7 +119,9 @@ func TestCache(t *testing.T) {
 		t.Fatalf("a missing file gave %v, want ErrNoEntry", err)
 	}
 	c1, c2 := gpu.ClassOf(gpu.GemmDense, true, false, 65, 129, 33), gpu.ClassOf(gpu.GemmConvWeight, false, false, 64, 576, 9999)
-	t1 := gpu.Tuning{Gemm: map[gpu.GemmClass]gpu.GemmTile{c1: faster, c2: {BM: 16, TM: 16, BN: 64, TN: 8, BK: 8, Direct: true}}}
+	c3 := gpu.ClassOf(gpu.GemmDense, false, false, 256, 256, 256)
+	t1 := gpu.Tuning{Gemm: map[gpu.GemmClass]gpu.GemmTile{c1: faster, c2: {BM: 16, TM: 16, BN: 64, TN: 8, BK: 8, Direct: true, SplitK: 64},
+		c3: {BM: 64, BN: 64, BK: 16, TM: 4, TN: 4, Double: true, Pad: 4, Vec4: true}}}
 	t2 := gpu.Tuning{Gemm: map[gpu.GemmClass]gpu.GemmTile{c1: slower}}
 	if err := tune.Save(path, key, t1); err != nil {
 		t.Fatal(err)
@@ -152,10 +155,15 @@ func TestCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	format := fmt.Sprintf(`"format": %d`, tune.Format)
+	if !strings.Contains(string(good), format) {
+		t.Fatalf("the file lacks %s:\n%s", format, good)
+	}
 	for name, body := range map[string]string{
 		"truncated":     string(good[:len(good)/2]),
-		"format 2":      strings.Replace(string(good), `"format": 1`, `"format": 2`, 1),
-		"unknown field": strings.Replace(string(good), `"format": 1`, `"format": 1, "extra": 0`, 1),
+		"next format":   strings.Replace(string(good), format, fmt.Sprintf(`"format": %d`, tune.Format+1), 1),
+		"format 1":      strings.Replace(string(good), format, `"format": 1`, 1), // tiles before their variants
+		"unknown field": strings.Replace(string(good), format, format+`, "extra": 0`, 1),
 		"bad class":     strings.Replace(string(good), "dense-ta/m128-n256-k64", "dense-ta/m100-n256-k64", 1),
 		"two objects":   string(good) + string(good),
 		"not JSON":      "\x00\x01tune",

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/bt-org/bt/bt/tune"
 )
 
 // TestTune: bt tune stores its choices in the user's cache directory, the
@@ -49,7 +52,7 @@ func TestTune(t *testing.T) {
 		t.Errorf("pretrain -tune off: %v\n%s", err, out)
 	}
 
-	if err := os.WriteFile(path, []byte(`{"format": 1, "entries": [{"key": `), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(fmt.Sprintf(`{"format": %d, "entries": [{"key": `, tune.Format)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	out, err = run("pretrain", args("-steps", "2", "-out", filepath.Join(dir, "damaged"))...)
@@ -61,7 +64,7 @@ func TestTune(t *testing.T) {
 	}
 
 	foreign := filepath.Join(dir, "foreign.json")
-	if err := os.WriteFile(foreign, []byte(`{"format": 1, "entries": [{"key": {"adapter": "NVIDIA H100", "vendor": "", "driver": "", "backend": "Vulkan", "version": "v1"}, "gemm": {}}]}`), 0o644); err != nil {
+	if err := os.WriteFile(foreign, []byte(fmt.Sprintf(`{"format": %d, "entries": [{"key": {"adapter": "NVIDIA H100", "vendor": "", "driver": "", "backend": "Vulkan", "version": "v1"}, "gemm": {}}]}`, tune.Format)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	target := filepath.Join(dir, "foreign-run")
