@@ -114,8 +114,9 @@ fn store(z: u32, row: u32, col: u32, v: vec4<f32>) {
       if (p.beta != 0.0) {
         r += p.beta * f32(c[i]);
       }
+      r = epilogue(row, r);
       c[i] = {{.CType.WGSL}}(r);
     }
   }
 }
-{{template "gemm_out" .GemmOperands}}
+{{template "gemm_epilogue" .GemmOperands}}{{template "gemm_out" .GemmOperands}}
