@@ -1,5 +1,7 @@
 // gemm_staged: C = alpha·op(A)·op(B) + beta·C for a batch of row-major
 // matrices, op(A) M×K, op(B) K×N, C M×N; workgroup z is the batch index.
+// A convolution's forward may finish each value with an epilogue (a bias
+// per row, a ReLU: lib.tmpl's gemm_epilogue) before storing it.
 // Specialised by a shaders.GemmStaged: the tile (BM…TN), the operands.
 //
 // Each workgroup computes a BM×BN tile of C with lib.tmpl's tile_mma: per
