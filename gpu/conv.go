@@ -116,17 +116,41 @@ func checkConv(op string, s ConvShape, tiles []ConvTiles, ts ...operand) (ConvTi
 // out [N, Cout, OH, OW], x [N, Cin, H, W], w [Cout, Cin, KH, KW]. tiles,
 // at most one, overrides the adapter's choice of tiles; so in every pass.
 func ConvForward(r *Recorder, out, x, w *Tensor, s ConvShape, tiles ...ConvTiles) error {
+	return convForward(r, "ConvForward", out, x, w, nil, shaders.EpilogueNone, s, tiles)
+}
+
+// ConvForwardBias writes out = conv(x, w) + bias, bias added per output
+// channel, and with relu max(·, 0), in the convolution's own store: a unit
+// whose BatchNorm is folded into its weights (models.Fold) in one pass.
+// bias [Cout], f32 whatever the activations' type; the rest as ConvForward.
+func ConvForwardBias(r *Recorder, out, x, w, bias *Tensor, relu bool, s ConvShape, tiles ...ConvTiles) error {
+	ep := shaders.EpilogueBias
+	if relu {
+		ep = shaders.EpilogueBiasReLU
+	}
+	return convForward(r, "ConvForwardBias", out, x, w, bias, ep, s, tiles)
+}
+
+func convForward(r *Recorder, op string, out, x, w, bias *Tensor, ep shaders.Epilogue, s ConvShape, tiles []ConvTiles) error {
 	oh, ow := s.Out()
 	kk := s.Cin * s.KH * s.KW
-	t, err := checkConv("ConvForward", s, tiles, operand{"out", out, s.N * s.Cout * oh * ow},
-		operand{"x", x, s.N * s.Cin * s.H * s.W}, operand{"w", w, s.Cout * kk})
+	ops := []operand{{"out", out, s.N * s.Cout * oh * ow},
+		{"x", x, s.N * s.Cin * s.H * s.W}, {"w", w, s.Cout * kk}}
+	if ep != shaders.EpilogueNone {
+		ops = append(ops, operand{"bias", bias, s.Cout})
+	}
+	t, err := checkConv(op, s, tiles, ops...)
 	if err != nil {
 		return err
+	}
+	if bias != nil && bias.DType != F32 {
+		return fmt.Errorf("gpu: %s: bias %v must be f32", op, bias)
 	}
 	tile := r.d.convTile(GemmConvForward, s, s.Cout, oh*ow, kk, t)
 	call := gemmCall{ops: s.operands(shaders.ADense, shaders.BIm2col),
 		m: s.Cout, n: oh * ow, k: kk, batch: s.N, sa: 0, sb: s.Cin * s.H * s.W, sc: s.Cout * oh * ow,
-		alpha: 1, conv: s, tile: tile, kstep: vecStep(tile, kk)}
+		alpha: 1, conv: s, tile: tile, kstep: vecStep(tile, kk), bias: bias}
+	call.ops.Epilogue = ep
 	r.d.flatten(&call, t)
 	return gemm(r, out, w, x, call)
 }

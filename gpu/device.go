@@ -115,6 +115,9 @@ type Device struct {
 	dispatches map[string]int // per shader file, recorded so far
 	tracer     *tracer        // nil unless SetTrace
 	pool       *pool
+	binds      map[bindKey]*wgpu.BindGroup // kept bind groups (bindcache.go)
+	bindHits   int
+	bindMisses int
 	open       int  // recordings neither submitted nor discarded
 	trim       bool // a Trim waits for the open recordings
 
@@ -434,11 +437,11 @@ func (d *Device) Release() {
 // close frees the kernels, the pool and the device, leaving the adapter
 // and the instance to their owner.
 func (d *Device) close() {
+	d.pool.release() // and the kept bind groups, before their layouts
 	for _, k := range d.kernels {
 		k.release()
 	}
 	d.kernels = nil
-	d.pool.release()
 	d.queue.Release()
 	d.device.Release()
 	d.device = nil

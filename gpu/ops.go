@@ -408,6 +408,7 @@ type gemmCall struct {
 	// time: A's rows, its batch stride and every reduction chunk must then
 	// start at multiples of 4. 0 means 1.
 	kstep int
+	bias  *Tensor // the epilogue's, bound fourth; nil without one
 }
 
 func gemm(r *Recorder, c, a, b *Tensor, g gemmCall) error {
@@ -443,6 +444,9 @@ func gemm(r *Recorder, c, a, b *Tensor, g gemmCall) error {
 	oh, ow := g.conv.Out()
 	p := Params{}.U(g.m).U(g.n).U(g.k).U(g.sa).U(g.sb).U(g.sc).F(g.alpha).F(g.beta).
 		U(g.conv.Cin).U(g.conv.H).U(g.conv.W).U(g.conv.Cout).U(oh).U(ow).U(g.kchunk)
+	if g.bias != nil {
+		return r.Dispatch(k, grid, p, c, a, b, g.bias)
+	}
 	return r.Dispatch(k, grid, p, c, a, b)
 }
 

@@ -62,6 +62,7 @@ func (p *pool) put(b *wgpu.Buffer, size uint64, usage wgpu.BufferUsage) {
 }
 
 func (p *pool) release() {
+	p.d.dropBindGroups()
 	for _, bufs := range p.free {
 		for _, b := range bufs {
 			b.Destroy()

@@ -55,7 +55,7 @@ type Recorder struct {
 	d      *Device
 	enc    *wgpu.CommandEncoder
 	pass   *wgpu.ComputePassEncoder
-	groups []*wgpu.BindGroup
+	groups []*wgpu.BindGroup // created for this recording alone (not kept by the device)
 	chunks []*uniformChunk
 	done   bool
 	index  wgpu.SubmissionIndex // set by Submit; what readbacks wait for
@@ -148,16 +148,13 @@ func (r *Recorder) Dispatch(k *Kernel, grid [3]int, params Params, bufs ...*Tens
 	if err != nil {
 		return err
 	}
-	entries := make([]wgpu.BindGroupEntry, 0, len(bufs)+1)
-	entries = append(entries, wgpu.BindGroupEntry{Binding: 0, Buffer: chunk.buf, Offset: offset, Size: size})
-	for i, t := range bufs {
-		entries = append(entries, wgpu.BindGroupEntry{Binding: uint32(i + 1), Buffer: t.buf, Offset: 0, Size: t.bytes})
-	}
-	bg, err := r.d.device.TryCreateBindGroup(&wgpu.BindGroupDescriptor{Layout: k.layout, Entries: entries})
+	bg, kept, err := r.d.bindGroup(k, chunk.buf, offset, size, bufs)
 	if err != nil {
-		return fmt.Errorf("gpu: binding buffers for kernel %s: %w", k.Name, err)
+		return err
 	}
-	r.groups = append(r.groups, bg)
+	if !kept {
+		r.groups = append(r.groups, bg)
+	}
 	r.d.dispatches[k.shader]++
 
 	if r.traced && len(r.names) == maxTimedDispatches {

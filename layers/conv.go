@@ -47,18 +47,29 @@ func (c *Conv2D) Shape(n, h, w int) gpu.ConvShape {
 // OutSize is the output height and width for an h×w input.
 func (c *Conv2D) OutSize(h, w int) (int, int) { return c.Shape(1, h, w).Out() }
 
-// Forward writes out = conv(in) + bias.
+// Forward writes out = conv(in) + bias, the bias added in the
+// convolution's own store.
 // out [n, Cout, OH, OW], in [n, Cin, h, w].
 func (c *Conv2D) Forward(r *gpu.Recorder, out, in *gpu.Tensor, n, h, w int) error {
-	s := c.Shape(n, h, w)
-	if err := gpu.ConvForward(r, out, in, c.Weight.Value, s); err != nil {
-		return err
-	}
+	return c.forward(r, out, in, n, h, w, false)
+}
+
+// ForwardReLU writes out = max(conv(in) + bias, 0) in one pass: a
+// convolution with a BatchNorm and its ReLU folded in (FoldBatchNorm), for
+// inference. It needs the bias.
+func (c *Conv2D) ForwardReLU(r *gpu.Recorder, out, in *gpu.Tensor, n, h, w int) error {
 	if c.Bias == nil {
-		return nil
+		return fmt.Errorf("layers: %s: a fused ReLU needs the convolution's bias", c.Weight.Name)
 	}
-	oh, ow := s.Out()
-	return gpu.AddBias(r, out, c.Bias.Value, oh*ow, c.Cout)
+	return c.forward(r, out, in, n, h, w, true)
+}
+
+func (c *Conv2D) forward(r *gpu.Recorder, out, in *gpu.Tensor, n, h, w int, relu bool) error {
+	s := c.Shape(n, h, w)
+	if c.Bias == nil {
+		return gpu.ConvForward(r, out, in, c.Weight.Value, s)
+	}
+	return gpu.ConvForwardBias(r, out, in, c.Weight.Value, c.Bias.Value, relu, s)
 }
 
 // Backward accumulates the weight and bias gradients and writes dIn, unless

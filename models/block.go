@@ -13,7 +13,8 @@ import (
 // made of.
 type convBN struct {
 	conv *layers.Conv2D
-	bn   *layers.BatchNorm
+	bn   *layers.BatchNorm // nil where Fold has folded it into conv
+	relu bool              // a folded unit's ReLU, which its convolution takes
 }
 
 // convBNActs is what a convBN's forward keeps: the convolution's output
@@ -33,12 +34,21 @@ func newConvBN(d *gpu.Device, rng *rand.Rand, conv, bn string, u unitPlan, relu 
 		return convBN{}, err
 	}
 	b.ReLU = relu
-	return convBN{c, b}, nil
+	return convBN{conv: c, bn: b}, nil
 }
 
 // forward writes out = BN(conv(in)), ReLU'd if the unit has a ReLU.
 // out [n, cout, oh, ow], in [n, cin, h, w].
 func (u convBN) forward(r *gpu.Recorder, p *Pass, a *convBNActs, out, in *gpu.Tensor, n, h, w int) error {
+	if u.bn == nil {
+		if p.train {
+			return fmt.Errorf("models: %s: a network with folded BatchNorm runs evaluation passes only", u.conv.Weight.Name)
+		}
+		if u.relu {
+			return u.conv.ForwardReLU(r, out, in, n, h, w)
+		}
+		return u.conv.Forward(r, out, in, n, h, w)
+	}
 	oh, ow := u.conv.OutSize(h, w)
 	var err error
 	if a.c, err = p.act(n, u.conv.Cout, oh, ow); err != nil {
@@ -76,12 +86,17 @@ func (u convBN) backward(r *gpu.Recorder, p *Pass, a *convBNActs, dIn, dOut, in 
 }
 
 func (u convBN) params() []*layers.Param {
+	if u.bn == nil {
+		return u.conv.Params()
+	}
 	return append(u.conv.Params(), u.bn.Params()...)
 }
 
 func (u convBN) release() {
 	u.conv.Release()
-	u.bn.Release()
+	if u.bn != nil {
+		u.bn.Release()
+	}
 }
 
 // block is a residual block: out = ReLU(path(x) + shortcut(x)), where path
@@ -260,9 +275,11 @@ func (b *block) params() []*layers.Param {
 func (b *block) bns() []*layers.BatchNorm {
 	var bs []*layers.BatchNorm
 	for _, u := range b.path {
-		bs = append(bs, u.bn)
+		if u.bn != nil {
+			bs = append(bs, u.bn)
+		}
 	}
-	if b.shortcut != nil {
+	if b.shortcut != nil && b.shortcut.bn != nil {
 		bs = append(bs, b.shortcut.bn)
 	}
 	return bs

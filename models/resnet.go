@@ -337,9 +337,13 @@ func (m *ResNet) Params() []*layers.Param {
 	return ps
 }
 
-// BatchNorms lists every BatchNorm, for their running statistics.
+// BatchNorms lists every BatchNorm, for their running statistics: none in
+// a folded network (Fold).
 func (m *ResNet) BatchNorms() []*layers.BatchNorm {
-	bs := []*layers.BatchNorm{m.stem.bn}
+	var bs []*layers.BatchNorm
+	if m.stem.bn != nil {
+		bs = append(bs, m.stem.bn)
+	}
 	for _, b := range m.blocks {
 		bs = append(bs, b.bns()...)
 	}

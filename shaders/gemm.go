@@ -69,6 +69,19 @@ func (e Elem) WGSL() string {
 
 func (e Elem) valid() bool { return e == "" || e == F32 || e == F16 }
 
+// Epilogue is what a convolution's forward GEMM does to each output before
+// storing it: nothing, or adding a per-output-channel bias (binding 4, f32)
+// and optionally a ReLU after it. An inference network whose BatchNorm is
+// folded into its convolutions (models.Fold) then writes each unit's
+// output in the GEMM's own store, without a pass over it.
+type Epilogue string
+
+const (
+	EpilogueNone     Epilogue = ""
+	EpilogueBias     Epilogue = "bias"      // c = alpha·ab + beta·c + bias[row]
+	EpilogueBiasReLU Epilogue = "bias_relu" // c = max(alpha·ab + beta·c + bias[row], 0)
+)
+
 // GemmOperands is what a GEMM kernel computes, shared by its staged and
 // direct forms: which operands it reads and how, and how C is laid out.
 type GemmOperands struct {
@@ -84,9 +97,10 @@ type GemmOperands struct {
 	// Flat lays every image's output positions side by side as the
 	// columns of one product, instead of one product per image in z
 	// (forward and data gradient).
-	Flat  bool
-	Conv  Conv  // for every B but dense
-	Phase Phase // for B = dy_col
+	Flat     bool
+	Conv     Conv     // for every B but dense
+	Phase    Phase    // for B = dy_col
+	Epilogue Epilogue // for B = im2col
 }
 
 // Half reports whether any operand is stored as f16, which the kernel
@@ -108,6 +122,15 @@ func (o GemmOperands) BAlongK() bool { return o.B == BIm2colT || o.B == BDense &
 func (o GemmOperands) Validate() error {
 	if !o.CType.valid() || !o.AType.valid() || !o.BType.valid() {
 		return fmt.Errorf("GEMM %+v: element types must be %s or %s", o, F32, F16)
+	}
+	switch o.Epilogue {
+	case EpilogueNone:
+	case EpilogueBias, EpilogueBiasReLU:
+		if o.B != BIm2col {
+			return fmt.Errorf("GEMM %+v: only a convolution's forward has an epilogue", o)
+		}
+	default:
+		return fmt.Errorf("GEMM %+v: unknown epilogue %q", o, o.Epilogue)
 	}
 	switch o.B {
 	case BDense:

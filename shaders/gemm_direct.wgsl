@@ -106,6 +106,7 @@ fn store1(z: u32, row: u32, col: u32, v: f32) {
   if (p.beta != 0.0) {
     r += p.beta * f32(c[i]);
   }
+  r = epilogue(row, r);
   c[i] = {{.CType.WGSL}}(r);
 }
-{{template "gemm_out" .GemmOperands}}
+{{template "gemm_epilogue" .GemmOperands}}{{template "gemm_out" .GemmOperands}}

@@ -1,5 +1,7 @@
 // gemm_staged: C = alpha·op(A)·op(B) + beta·C for a batch of row-major
 // matrices, op(A) M×K, op(B) K×N, C M×N; workgroup z is the batch index.
+// A convolution's forward may finish each value with an epilogue (a bias
+// per row, a ReLU: lib.tmpl's gemm_epilogue) before storing it.
 // Specialised by a shaders.GemmStaged: the tile (BM…TN), the operands.
 //
 // Each workgroup computes a BM×BN tile of C with lib.tmpl's tile_mma: per
@@ -147,8 +149,9 @@ fn store(z: u32, row: u32, col: u32, v: vec4<f32>) {
       if (p.beta != 0.0) {
         r += p.beta * f32(c[i]);
       }
+      r = epilogue(row, r);
       c[i] = {{.CType.WGSL}}(r);
     }
   }
 }
-{{template "gemm_out" .GemmOperands}}
+{{template "gemm_epilogue" .GemmOperands}}{{template "gemm_out" .GemmOperands}}

@@ -63,6 +63,7 @@ func TestGemmSpecs(t *testing.T) {
 		{A: ADense, B: BDense}, {A: ADense, B: BDense, TransA: true, TransB: true},
 		{A: ADense, B: BIm2col, Conv: conv}, {A: ADense, B: BDyCol, Conv: conv, Phase: phase},
 		{A: ADy, B: BIm2colT, SplitK: true, Conv: conv},
+		{A: ADense, B: BIm2col, Conv: conv, Epilogue: EpilogueBiasReLU},
 	}
 	tile := Tile{BM: 32, BN: 64, BK: 8, TM: 4, TN: 8}
 	for _, ops := range modes {
@@ -108,6 +109,9 @@ func TestGemmSpecs(t *testing.T) {
 				if !strings.Contains(src, want) {
 					t.Errorf("gemm_direct %s lacks %q", direct.Key(), want)
 				}
+			}
+			if (ops.Epilogue != EpilogueNone) != strings.Contains(src, "@binding(4) var<storage, read> bias") {
+				t.Errorf("gemm_direct %s: epilogue %q but bias binding present %v", direct.Key(), ops.Epilogue, ops.Epilogue == EpilogueNone)
 			}
 			if direct.Flat != strings.Contains(src, "fn plane()") {
 				t.Errorf("gemm_direct %s: Flat %v but plane() present %v", direct.Key(), direct.Flat, !direct.Flat)
@@ -157,6 +161,8 @@ func TestGemmSpecs(t *testing.T) {
 		{"odd padding", Tile{BM: 32, BN: 64, BK: 8, TM: 4, TN: 8, Pad: 2}, "multiple of 4 floats"},
 		{"vec4 odd step", Tile{BM: 32, BN: 64, BK: 6, TM: 4, TN: 8, VecA: true}, "BK a multiple of 4"},
 		{"vec4 gathered B", GemmStaged{Tile: Tile{BM: 32, BN: 64, BK: 8, TM: 4, TN: 8, VecB: true}, GemmOperands: modes[2]}, "vec4 loads of B"},
+		{"dense epilogue", GemmStaged{Tile: tile, GemmOperands: GemmOperands{A: ADense, B: BDense, Epilogue: EpilogueBias}}, "only a convolution's forward"},
+		{"unknown epilogue", GemmStaged{Tile: tile, GemmOperands: GemmOperands{A: ADense, B: BIm2col, Conv: conv, Epilogue: "gelu"}}, "unknown epilogue"},
 		{"direct step", GemmDirect{TM: 16, TN: 8, Threads: 8, KStep: 2, GemmOperands: modes[0]}, "KStep must be 1 or 4"},
 		{"direct vec4 transposed", GemmDirect{TM: 16, TN: 8, Threads: 8, KStep: 4, GemmOperands: modes[1]}, "transposed A"},
 		{"direct flat wgrad", GemmDirect{TM: 16, TN: 8, Threads: 8, KStep: 1, GemmOperands: GemmOperands{A: ADy, B: BIm2colT, SplitK: true, Flat: true, Conv: conv}}, "flattened"},

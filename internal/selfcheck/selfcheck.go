@@ -153,6 +153,8 @@ func ConvOps(s gpu.ConvShape, tol float64, act gpu.DType, tiles gpu.ConvTiles) [
 		{"conv forward " + name, kcheck.Op{Inputs: [][]int{xs, ws}, Outputs: [][]int{ys}, Tol: stored, InTypes: acts[:2], OutTypes: acts[:1],
 			GPU: func(r *gpu.Recorder, o, i []*gpu.Tensor) error { return gpu.ConvForward(r, o[0], i[0], i[1], s, tiles) },
 			Ref: func(o, i [][]float64) { copy(o[0], ref.ConvForward(rs, i[0], i[1], nil)) }}},
+		{"conv forward with bias " + name, convBiasOp(s, rs, stored, act, tiles, false)},
+		{"conv forward with bias and ReLU " + name, convBiasOp(s, rs, stored, act, tiles, true)},
 		{"conv data gradient " + name, kcheck.Op{Inputs: [][]int{ys, ws, xs}, Outputs: [][]int{xs}, Tol: stored, InTypes: acts, OutTypes: acts[:1],
 			GPU: func(r *gpu.Recorder, o, i []*gpu.Tensor) error {
 				return gpu.ConvBackwardData(r, o[0], i[0], i[1], s, tiles)
@@ -172,6 +174,26 @@ func ConvOps(s gpu.ConvShape, tol float64, act gpu.DType, tiles gpu.ConvTiles) [
 				}
 			}}},
 	}
+}
+
+// convBiasOp checks ConvForwardBias: the convolution, its f32 bias per
+// output channel and, with relu, the ReLU, against float64.
+func convBiasOp(s gpu.ConvShape, rs ref.ConvShape, tol float64, act gpu.DType, tiles gpu.ConvTiles, relu bool) kcheck.Op {
+	oh, ow := s.Out()
+	return kcheck.Op{Inputs: [][]int{{s.N, s.Cin, s.H, s.W}, {s.Cout, s.Cin, s.KH, s.KW}, {s.Cout}}, Outputs: [][]int{{s.N, s.Cout, oh, ow}},
+		Tol: tol, InTypes: []gpu.DType{act, act, gpu.F32}, OutTypes: []gpu.DType{act},
+		GPU: func(r *gpu.Recorder, o, i []*gpu.Tensor) error {
+			return gpu.ConvForwardBias(r, o[0], i[0], i[1], i[2], relu, s, tiles)
+		},
+		Ref: func(o, i [][]float64) {
+			y := ref.ConvForward(rs, i[0], i[1], i[2])
+			for j, v := range y {
+				if relu {
+					v = max(v, 0)
+				}
+				o[0][j] = v
+			}
+		}}
 }
 
 func elementwiseChecks() []Check {
