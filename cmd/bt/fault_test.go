@@ -22,7 +22,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -459,7 +458,7 @@ func killMidRun(t *testing.T, cmd *exec.Cmd, dir string, rows int) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Process.Kill()
 	if err := cmd.Wait(); err == nil {
 		t.Fatal("the run finished before it could be killed; the test proves nothing")
 	}
