@@ -499,7 +499,7 @@ func TestBrokenImages(t *testing.T) {
 		"-batch", "8", "-projector", "32-32-32", "-workers", "2", "-steps", "6"}
 	out := filepath.Join(t.TempDir(), "run")
 	err := runPretrain(append(flags, "-out", out))
-	if err == nil || !regexp.MustCompile(`x/(broken\.jpg|empty\.png|x\.jpg)`).MatchString(err.Error()) {
+	if err == nil || !regexp.MustCompile(`x[/\\](broken\.jpg|empty\.png|x\.jpg)`).MatchString(err.Error()) {
 		t.Fatalf("got %v, want the run stopped naming a broken file", err)
 	}
 	skip := filepath.Join(t.TempDir(), "skip")

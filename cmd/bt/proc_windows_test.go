@@ -11,10 +11,16 @@ import (
 )
 
 // ctrlCGroup starts cmd in a process group of its own, so that a console
-// control event can be sent to it alone.
+// control event can be sent to it alone. Control events travel only
+// within a console, so this process makes one if it has none (as when
+// its output goes to a file, or under Wine started from a script); Go's
+// os.Stdout and os.Stderr keep the handles they had.
 func ctrlCGroup(cmd *exec.Cmd) {
+	allocConsole.Call() // fails, harmlessly, where there is one
 	cmd.SysProcAttr = &syscall.SysProcAttr{CreationFlags: windows.CREATE_NEW_PROCESS_GROUP}
 }
+
+var allocConsole = windows.NewLazySystemDLL("kernel32.dll").NewProc("AllocConsole")
 
 // sendCtrlC sends p's process group Ctrl-Break, a console control event
 // as Ctrl-C is: Windows delivers Ctrl-C itself to every process on the
