@@ -56,7 +56,7 @@ declare -A why=(
   [TestServeInBrowser]='drives Chromium through chromedp; there is no Windows Chromium here'
   [TestEmbedExample]='builds examples/embed with the go command, which this machine has for Linux only'
   [TestTune]="bt tune stops with 'a timing of zero length': the GEMM's GPU timestamps read zero through Wine's Vulkan on lavapipe (not yet known on Windows)"
-  [TestSecondInterrupt]="under Wine GenerateConsoleCtrlEvent failed ('Invalid access') while the test process had no console; the test now makes one, not yet run under Wine"
+  [TestSecondInterrupt]="Wine 8.0's GenerateConsoleCtrlEvent fails with 'Invalid access' (ERROR_INVALID_ACCESS), with or without a console made by AllocConsole, so no Ctrl-C (Ctrl-Break) event can be sent"
   [TestInterruptCheckpoint]="as TestSecondInterrupt"
   [TestExportONNX]="needs ONNX Runtime's Windows library, which scripts/setup.sh does not install into the Wine prefix"
 )
