@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 )
 
@@ -19,7 +18,7 @@ func TestFolderFIFO(t *testing.T) {
 	root := t.TempDir()
 	writeImage(t, filepath.Join(root, "a.png"), encPNG, solid(color.NRGBA{255, 0, 0, 255}))
 	fifo := filepath.Join(root, "x.png")
-	must(t, syscall.Mkfifo(fifo, 0o644))
+	mkfifo(t, fifo)
 	d, err := OpenFolder(root, FolderOptions{Unlabeled: true})
 	must(t, err)
 	if d.Len() != 2 || d.Path(1) != fifo {

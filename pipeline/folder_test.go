@@ -3,6 +3,7 @@ package pipeline
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"image"
@@ -11,6 +12,7 @@ import (
 	"image/jpeg"
 	"image/png"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -155,7 +157,7 @@ func TestFolderErrors(t *testing.T) {
 		opts FolderOptions
 		want string
 	}{
-		{"missing", filepath.Join(empty, "nope"), FolderOptions{}, "no such file"},
+		{"missing", filepath.Join(empty, "nope"), FolderOptions{}, filepath.Join(empty, "nope")},
 		{"not a directory", file, FolderOptions{}, "not a directory"},
 		{"no class folders", empty, FolderOptions{}, "no class subfolders"},
 		{"class without images", noImages, FolderOptions{}, filepath.Join(noImages, "cat")},
@@ -166,6 +168,9 @@ func TestFolderErrors(t *testing.T) {
 		if _, err := OpenFolder(tt.root, tt.opts); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: error %v, want one containing %q", tt.name, err, tt.want)
 		}
+	}
+	if _, err := OpenFolder(filepath.Join(empty, "nope"), FolderOptions{}); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("missing: error %v, want one wrapping fs.ErrNotExist", err)
 	}
 	if _, err := Open("folder", "", "train"); err == nil {
 		t.Error("folder without a directory opened")

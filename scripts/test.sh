@@ -35,5 +35,9 @@ grep -q "^bt          0.0.0-$(git rev-parse --short=12 HEAD)\|^bt          v" "$
 bash scripts/wine-check.sh "$rel"/a/bt-*-windows-amd64.exe devices -seed 1 | tee "$rel/wine"
 grep -q "^all kernels agree with their references" "$rel/wine"
 if grep -q "D3D12" "$rel/wine"; then grep -q "^skipped  .*D3D12" "$rel/wine"; fi
+# The tests of the packages whose behaviour on Windows rests on its files
+# and console (the run lock, Ctrl-C, checkpoint renames), built for Windows
+# and run under Wine; docs/platforms.md says what Wine cannot show.
+bash scripts/wine-check.sh -tests "$rel/wine-tests"
 bash scripts/arm64-check.sh "$rel"/a/bt-*-linux-arm64 devices -check=false | tee "$rel/arm64"
 grep -q "^adapter  .*llvmpipe" "$rel/arm64"

@@ -18,6 +18,7 @@ import (
 
 	"github.com/bt-org/bt/bt/optim"
 	"github.com/bt-org/bt/gpu"
+	"github.com/bt-org/bt/internal/robustio"
 	"github.com/bt-org/bt/internal/strictjson"
 	"github.com/bt-org/bt/models"
 	"github.com/bt-org/bt/pipeline"
@@ -233,7 +234,7 @@ func writeAtomic(path string, write func(f *os.File) error) error {
 		os.Remove(tmp)
 		return err
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := robustio.Rename(tmp, path); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("train: writing %s: %w", path, err)
 	}
@@ -547,7 +548,7 @@ func (c Checkpoints) Save(m *Model, opt optim.Optimizer, st RunState) (string, e
 	}
 	for _, s := range steps[:max(len(steps)-keep, 0)] {
 		if s != st.Step {
-			if err := os.Remove(c.Path(s)); err != nil {
+			if err := robustio.Remove(c.Path(s)); err != nil {
 				return "", err
 			}
 		}
@@ -584,7 +585,7 @@ func linkAtomic(src, dst string) error {
 		}
 		return writeAtomic(dst, func(f *os.File) error { _, err := f.Write(b); return err })
 	}
-	if err := os.Rename(tmp, dst); err != nil {
+	if err := robustio.Rename(tmp, dst); err != nil {
 		os.Remove(tmp)
 		return err
 	}

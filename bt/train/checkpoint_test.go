@@ -1,11 +1,13 @@
 package train
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/bt-org/bt/bt/optim"
 	"github.com/bt-org/bt/internal/gputest"
@@ -171,5 +173,56 @@ func TestContinues(t *testing.T) {
 	weights := &Checkpoint{Path: "backbone.safetensors", Model: run.Model}
 	if _, err := weights.Continues(run); err == nil || !strings.Contains(err.Error(), "no run to continue") {
 		t.Errorf("a backbone-only file: got %v, want an error", err)
+	}
+}
+
+// TestSaveOverOpenCheckpoint: a reader holding the newest checkpoint open
+// (bt eval reading it, a copy, a virus scanner) while the run saves the
+// next one does not stop the run. On Windows, where an open file can be
+// neither replaced nor removed, the save waits for the reader to close it.
+func TestSaveOverOpenCheckpoint(t *testing.T) {
+	d := gputest.Device(t)
+	mc := ModelConfig{Arch: "tiny", InChannels: 1, Projector: "32-32-32", Seed: 7}
+	m, err := NewModel(d, mc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Release()
+	opt, err := optim.New("lars", d, m.Params(), optim.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer opt.Release()
+	c := Checkpoints{Dir: t.TempDir(), Keep: 1}
+	st := RunState{Config: Config{Model: mc}, Step: 1}
+	if _, err := c.Save(m, opt, st); err != nil {
+		t.Fatal(err)
+	}
+	r, err := os.Open(filepath.Join(c.Dir, Latest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan error)
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		closed <- r.Close()
+	}()
+	st.Step = 2
+	_, err = c.Save(m, opt, st)
+	if cerr := <-closed; cerr != nil {
+		t.Fatal(cerr)
+	}
+	if err != nil {
+		t.Fatalf("saving step 2 while step 1's checkpoint was open: %v", err)
+	}
+	if steps, err := c.Steps(); err != nil || !slices.Equal(steps, []int{2}) {
+		t.Errorf("checkpoints of steps %v (%v), want only step 2's", steps, err)
+	}
+	latest, err := os.ReadFile(filepath.Join(c.Dir, Latest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if two, err := os.ReadFile(c.Path(2)); err != nil || !bytes.Equal(latest, two) {
+		t.Errorf("%s is not step 2's checkpoint (%v)", Latest, err)
 	}
 }

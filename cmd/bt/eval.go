@@ -471,7 +471,7 @@ func embed(d *gpu.Device, m *train.Model, data train.DataConfig, o eval.Options,
 				return fmt.Errorf("writing %s: %w", w.file, w.err)
 			}
 		}
-		fmt.Printf("wrote    %s/features_%s.npy [%d, %d] float32, labels_%s.npy and names_%s.txt\n", dir, split, f.N, f.Dim, split, split)
+		fmt.Printf("wrote    %s [%d, %d] float32, labels_%s.npy and names_%s.txt\n", filepath.Join(dir, "features_"+split+".npy"), f.N, f.Dim, split, split)
 	}
 	return nil
 }

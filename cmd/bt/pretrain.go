@@ -544,13 +544,13 @@ func follow(ctx context.Context, run *train.Run, ro runOptions, ready *bool) err
 
 // rankAdapter is the adapter a process opens: the one -adapter or
 // $BT_ADAPTER names, or, for a rank of several, the local rank's among
-// the machine's GPUs (its CPU adapters when it has none), so that the
-// ranks on one machine spread over its GPUs.
+// the machine's GPUs of -backend (its CPU adapters when it has none), so
+// that the ranks on one machine spread over its GPUs.
 func rankAdapter(flagged string, comm dist.Comm) (string, error) {
 	if flagged != "" || os.Getenv("BT_ADAPTER") != "" || comm.Size() == 1 {
 		return flagged, nil
 	}
-	infos, err := gpu.Adapters()
+	infos, err := adapters()
 	if err != nil {
 		return "", err
 	}

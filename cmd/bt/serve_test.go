@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -67,7 +66,7 @@ func TestServeInBrowser(t *testing.T) {
 	exited := make(chan struct{}) // closed once trainErr is set
 	go func() { trainErr = train.Wait(); close(exited) }()
 	t.Cleanup(func() {
-		train.Process.Signal(syscall.SIGCONT)
+		resume(train.Process)
 		train.Process.Kill()
 		<-exited
 	})
@@ -96,7 +95,7 @@ func TestServeInBrowser(t *testing.T) {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	if err := train.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := pause(train.Process); err != nil {
 		t.Fatal(err)
 	}
 
@@ -162,7 +161,7 @@ func TestServeInBrowser(t *testing.T) {
 			t.Errorf("chart %s has %d points, the loss chart %d", c, n, first)
 		}
 	}
-	if err := train.Process.Signal(syscall.SIGCONT); err != nil {
+	if err := resume(train.Process); err != nil {
 		t.Fatal(err)
 	}
 	until("new steps drawn", fmt.Sprintf(`Number(document.querySelector("#chart-loss svg")?.getAttribute("data-points")) > %d`, first))

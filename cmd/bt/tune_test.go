@@ -19,7 +19,8 @@ import (
 func TestTune(t *testing.T) {
 	dir := t.TempDir()
 	cache := filepath.Join(dir, "cache")
-	env := append(os.Environ(), "BT_TEST_MAIN=1", "XDG_CACHE_HOME="+cache)
+	// The user's cache directory: $XDG_CACHE_HOME on Linux, %LocalAppData% on Windows.
+	env := append(os.Environ(), "BT_TEST_MAIN=1", "XDG_CACHE_HOME="+cache, "LocalAppData="+cache)
 	run := func(command string, args ...string) (string, error) {
 		cmd := btCommand(command, args...)
 		cmd.Env = env

@@ -18,8 +18,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/gofrs/flock"
 )
 
 // Mode is what may happen to a directory that already holds a run.
@@ -57,7 +55,7 @@ var checkpointFile = regexp.MustCompile(`^checkpoint(-[0-9]+)?\.safetensors(\.tm
 type Dir struct {
 	Path    string
 	mode    Mode
-	lock    *flock.Flock
+	lock    *fileLock
 	created bool // the directory did not exist before Open
 	ownLock bool // nor did its lock file
 	started bool
@@ -76,7 +74,7 @@ func Open(path string, mode Mode) (*Dir, error) {
 	} else if err != nil {
 		return nil, err
 	}
-	d := &Dir{Path: path, mode: mode, created: created, lock: flock.New(filepath.Join(path, LockName))}
+	d := &Dir{Path: path, mode: mode, created: created, lock: newLock(filepath.Join(path, LockName))}
 	_, err := os.Stat(d.lock.Path())
 	d.ownLock = errors.Is(err, os.ErrNotExist)
 	ok, err := d.lock.TryLock()

@@ -222,9 +222,11 @@ func TestFailedBeforeFirstStep(t *testing.T) {
 		if got := files(t, dir); !slices.Equal(got, []string{"notes.txt"}) {
 			t.Errorf("the failed run left %v, want only notes.txt", got)
 		}
-		if _, err := Open(dir, New); err != nil {
-			t.Errorf("a run into the directory after the failed one: %v", err)
+		again, err := Open(dir, New)
+		if err != nil {
+			t.Fatalf("a run into the directory after the failed one: %v", err)
 		}
+		again.Close()
 	}
 }
 
