@@ -22,7 +22,7 @@ func runBench(args []string) (err error) {
 	batch := fs.Int("batch", 256, "batch of the twin-step benchmark")
 	size := fs.Int("size", 28, "image size of the twin-step benchmark (grayscale)")
 	projector := fs.String("projector", "512-512-512", "projector of the twin-step benchmark")
-	profile := fs.Bool("profile", false, "also show the twin step's device time per kernel family")
+	profile := fs.Bool("profile", false, "also show the twin step's device time per kernel family, against the adapter's ceilings, tuned beside built-in")
 	precision := "f32"
 	fs.Var(choiceFlag[string]{&precision, []string{"f32", "f16", "both"}}, "precision", "activations of the twin-step benchmark: f32, f16 (mixed precision), or both, f16 beside f32 in the same run")
 	minTime := fs.Duration("time", 2*time.Second, "minimum time to measure each case")
@@ -145,11 +145,28 @@ func runBench(args []string) (err error) {
 					return err
 				}
 				if *profile {
+					if roof == (bench.Ceilings{}) {
+						if roof, err = bench.MeasureCeilings(d, *minTime); err != nil {
+							return err
+						}
+						fmt.Printf("ceilings: %.1f GFLOP/s (FMA in registers), %.1f GB/s (streaming)\n", roof.GFLOPS, roof.GBps)
+					}
 					p, err := bench.ProfileTwinStep(d, *arch, *batch, *size, *projector, act, 3)
 					if err != nil {
 						return err
 					}
 					fmt.Println(p)
+					fmt.Println(p.Roofline(roof))
+					if err := untuned(d, func() error {
+						b, err := bench.ProfileTwinStep(d, *arch, *batch, *size, *projector, act, 3)
+						if err == nil {
+							fmt.Println(p.Beside(b, "tuned", "built-in"))
+							fmt.Println(b.Roofline(roof))
+						}
+						return err
+					}); err != nil {
+						return err
+					}
 				}
 			}
 		case "bw":
@@ -184,7 +201,7 @@ func runBench(args []string) (err error) {
 // same run; without tuning it does nothing.
 func untuned(d *gpu.Device, measure func() error) error {
 	t := d.Tuning()
-	if len(t.Gemm) == 0 {
+	if len(t.Gemm) == 0 && len(t.Kernels) == 0 {
 		return nil
 	}
 	if err := d.SetTuning(gpu.Tuning{}); err != nil {
