@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 
@@ -100,6 +101,19 @@ func TestTwinBenchmarkRuns(t *testing.T) {
 		if !found {
 			t.Errorf("profile lacks a family %s…%s:\n%s", want[0], want[1], p)
 		}
+	}
+	// The families whose kernels state their work carry it to the
+	// roofline; the total beside itself is ×1.
+	roof := p.Roofline(Ceilings{GFLOPS: 100, GBps: 10})
+	for _, f := range p.Families {
+		states := strings.HasPrefix(f.Family, "elementwise") || strings.HasPrefix(f.Family, "batchnorm") ||
+			strings.HasPrefix(f.Family, "btloss_norm") || strings.HasPrefix(f.Family, "btloss_back") || strings.HasPrefix(f.Family, "btloss_sum")
+		if states && !(f.Bytes > 0 && strings.Contains(roof, f.Family+" ")) {
+			t.Errorf("family %+v states no work, or the roofline lacks it:\n%s", f, roof)
+		}
+	}
+	if b := p.Beside(p, "a", "b"); !regexp.MustCompile(`(?m)^total +[0-9.]+ +[0-9.]+ +1\.00$`).MatchString(b) {
+		t.Errorf("a profile beside itself:\n%s", b)
 	}
 }
 
