@@ -234,12 +234,20 @@ func (p TwinProfile) Beside(q TwinProfile, pName, qName string) string {
 // the like are left out, so one family gathers every layer's dispatches.
 var familyKeys = []string{"A", "B", "Mode", "Op", "Expr"}
 
+// layouts are kernels that compute what another kernel does, laid out
+// otherwise (tuning chooses between them): one family with it, so that a
+// profile compares what a family costs whichever layout it took.
+var layouts = map[string]string{"batchnorm_serial": "batchnorm"}
+
 // Family is the family of a kernel named as gpu.Kernel.Name: the kernel
 // and the keys of its specialisation that choose what it computes.
 func Family(kernel string) string {
 	name, spec, ok := strings.Cut(strings.TrimSuffix(kernel, "}"), "{")
+	if l, found := layouts[name]; found {
+		name = l
+	}
 	if !ok {
-		return kernel
+		return name
 	}
 	// Values may hold commas (elementwise expressions): a piece that does
 	// not start a key continues the value before it.

@@ -121,6 +121,7 @@ func TestFamily(t *testing.T) {
 	for _, c := range []struct{ in, want string }{
 		{"gemm{A=dense,AKFast=true,B=im2col,BK=8,BM=16}", "gemm{A=dense,B=im2col}"},
 		{"batchnorm{Affine=true,BX=1,BY=256,Mode=train}", "batchnorm{Mode=train}"},
+		{"batchnorm_serial{Affine=true,Mode=backward,Pass=2}", "batchnorm{Mode=backward}"},
 		{"optim{Elems=16}", "optim"},
 		{"elementwise{Expr=select(0.0, dy[i], x[i] > 0.0),Inputs=[dy x],WG=256}", "elementwise{Expr=select(0.0, dy[i], x[i] > 0.0)}"},
 		{"plain", "plain"},
