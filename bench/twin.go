@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -146,31 +147,37 @@ func MeasureTwinStep(d *gpu.Device, arch string, batch, size int, projector stri
 		PairsPerSec: float64(batch) / sec, PeakBytes: d.MemStats().Peak, Adapter: d.Info.Name, Params: params}, nil
 }
 
-// TwinGemms is the products one training step of the twin benchmark's
-// network records, one case per class (gpu.Device.CollectGemms): what
-// tuning times for a run of that backbone, projector, batch and size.
-func TwinGemms(d *gpu.Device, arch string, batch, size int, projector string, act gpu.DType) ([]gpu.GemmCase, error) {
+// TwinCases is the products and the other families' dispatches that one
+// training step of the twin benchmark's network records, one case per class
+// (gpu.Device.CollectGemms and CollectKernels): what tuning times for a run
+// of that backbone, projector, batch and size.
+func TwinCases(d *gpu.Device, arch string, batch, size int, projector string, act gpu.DType) ([]gpu.GemmCase, []gpu.KernelCase, error) {
 	t, err := newTwinRun(d, arch, batch, size, projector, act)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer t.release()
 	d.CollectGemms(true)
 	defer d.CollectGemms(false)
+	d.CollectKernels(true)
+	defer d.CollectKernels(false)
 	if err := t.step(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if _, err := t.tr.Flush(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return d.CollectedGemms(), nil
+	return d.CollectedGemms(), d.CollectedKernels(), nil
 }
 
-// KernelTime is the device time of one kernel family within a step.
+// KernelTime is the device time of one kernel family within a step, and
+// the FLOPs and minimal traffic in bytes its kernels state (gpu.Timing;
+// zero where they state none).
 type KernelTime struct {
-	Family     string
-	Dispatches int
-	Nanos      float64
+	Family       string
+	Dispatches   int
+	Nanos        float64
+	Flops, Bytes float64
 }
 
 // TwinProfile is one training step's device time by kernel family, most
@@ -190,17 +197,57 @@ func (p TwinProfile) String() string {
 	return b.String()
 }
 
+// Roofline places every family whose kernels state their work against the
+// ceilings: its GFLOP/s and GB/s (minimal traffic) in the step, as
+// fractions of the FMA and bandwidth ceilings (Ceilings.Roof).
+func (p TwinProfile) Roofline(c Ceilings) string {
+	var b strings.Builder
+	for _, f := range p.Families {
+		if f.Bytes > 0 {
+			fmt.Fprintf(&b, "  roofline %-40s %s\n", f.Family, c.Roof(f.Flops, f.Bytes, f.Nanos/1e9))
+		}
+	}
+	return strings.TrimSuffix(b.String(), "\n")
+}
+
+// Beside sets each family's device time in p beside its time in q (the
+// same step with other kernel choices), in p's order, with q's time over
+// p's.
+func (p TwinProfile) Beside(q TwinProfile, pName, qName string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-40s %10s %10s %8s\n", "kernel family", pName+" ms", qName+" ms", "×")
+	for _, f := range p.Families {
+		i := slices.IndexFunc(q.Families, func(g KernelTime) bool { return g.Family == f.Family })
+		if i < 0 {
+			fmt.Fprintf(&b, "%-40s %10.2f %10s %8s\n", f.Family, f.Nanos/1e6, "—", "")
+			continue
+		}
+		g := q.Families[i]
+		fmt.Fprintf(&b, "%-40s %10.2f %10.2f %8.2f\n", f.Family, f.Nanos/1e6, g.Nanos/1e6, g.Nanos/f.Nanos)
+	}
+	fmt.Fprintf(&b, "%-40s %10.2f %10.2f %8.2f", "total", p.Total/1e6, q.Total/1e6, q.Total/p.Total)
+	return b.String()
+}
+
 // familyKeys are the specialisation keys that tell a kernel's passes apart
 // (a GEMM's operand modes, BatchNorm's mode, a pooling op); tile sizes and
 // the like are left out, so one family gathers every layer's dispatches.
 var familyKeys = []string{"A", "B", "Mode", "Op", "Expr"}
 
+// layouts are kernels that compute what another kernel does, laid out
+// otherwise (tuning chooses between them): one family with it, so that a
+// profile compares what a family costs whichever layout it took.
+var layouts = map[string]string{"batchnorm_serial": "batchnorm"}
+
 // Family is the family of a kernel named as gpu.Kernel.Name: the kernel
 // and the keys of its specialisation that choose what it computes.
 func Family(kernel string) string {
 	name, spec, ok := strings.Cut(strings.TrimSuffix(kernel, "}"), "{")
+	if l, found := layouts[name]; found {
+		name = l
+	}
 	if !ok {
-		return kernel
+		return name
 	}
 	// Values may hold commas (elementwise expressions): a piece that does
 	// not start a key continues the value before it.
@@ -254,6 +301,7 @@ func ProfileTwinStep(d *gpu.Device, arch string, batch, size int, projector stri
 	}
 	per := map[string][]float64{}
 	calls := map[string]int{}
+	flops, bytes := map[string]float64{}, map[string]float64{}
 	for s := range max(steps, 1) {
 		ts, err := t.tr.Profile(t.a, t.b, twinLR, twinLR)
 		if err != nil {
@@ -265,6 +313,8 @@ func ProfileTwinStep(d *gpu.Device, arch string, batch, size int, projector stri
 			sums[f] += x.Nanos
 			if s == 0 {
 				calls[f]++
+				flops[f] += x.Flops
+				bytes[f] += x.Bytes
 			}
 		}
 		for f := range calls {
@@ -274,7 +324,7 @@ func ProfileTwinStep(d *gpu.Device, arch string, batch, size int, projector stri
 	var p TwinProfile
 	for f, v := range per {
 		sort.Float64s(v)
-		k := KernelTime{Family: f, Dispatches: calls[f], Nanos: v[len(v)/2]}
+		k := KernelTime{Family: f, Dispatches: calls[f], Nanos: v[len(v)/2], Flops: flops[f], Bytes: bytes[f]}
 		p.Families = append(p.Families, k)
 		p.Total += k.Nanos
 	}

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 
@@ -101,12 +102,26 @@ func TestTwinBenchmarkRuns(t *testing.T) {
 			t.Errorf("profile lacks a family %s…%s:\n%s", want[0], want[1], p)
 		}
 	}
+	// The families whose kernels state their work carry it to the
+	// roofline; the total beside itself is ×1.
+	roof := p.Roofline(Ceilings{GFLOPS: 100, GBps: 10})
+	for _, f := range p.Families {
+		states := strings.HasPrefix(f.Family, "elementwise") || strings.HasPrefix(f.Family, "batchnorm") ||
+			strings.HasPrefix(f.Family, "btloss_norm") || strings.HasPrefix(f.Family, "btloss_back") || strings.HasPrefix(f.Family, "btloss_sum")
+		if states && !(f.Bytes > 0 && strings.Contains(roof, f.Family+" ")) {
+			t.Errorf("family %+v states no work, or the roofline lacks it:\n%s", f, roof)
+		}
+	}
+	if b := p.Beside(p, "a", "b"); !regexp.MustCompile(`(?m)^total +[0-9.]+ +[0-9.]+ +1\.00$`).MatchString(b) {
+		t.Errorf("a profile beside itself:\n%s", b)
+	}
 }
 
 func TestFamily(t *testing.T) {
 	for _, c := range []struct{ in, want string }{
 		{"gemm{A=dense,AKFast=true,B=im2col,BK=8,BM=16}", "gemm{A=dense,B=im2col}"},
 		{"batchnorm{Affine=true,BX=1,BY=256,Mode=train}", "batchnorm{Mode=train}"},
+		{"batchnorm_serial{Affine=true,Mode=backward,Pass=2}", "batchnorm{Mode=backward}"},
 		{"optim{Elems=16}", "optim"},
 		{"elementwise{Expr=select(0.0, dy[i], x[i] > 0.0),Inputs=[dy x],WG=256}", "elementwise{Expr=select(0.0, dy[i], x[i] > 0.0)}"},
 		{"plain", "plain"},

@@ -123,6 +123,8 @@ type Device struct {
 
 	tuning Tuning                 // tiles chosen by tuning (SetTuning)
 	seen   map[GemmClass]GemmCase // products recorded, while CollectGemms is on
+	// seenKernels is the other families' dispatches, while CollectKernels is on.
+	seenKernels map[KernelClass]KernelCase
 }
 
 // noAdapterHelp is the advice every "no adapter" error carries.

@@ -64,15 +64,24 @@ func dispatchElementwise(r *Recorder, expr string, names []string, alpha float32
 		}
 	}
 	expr = widen(expr, halves)
-	k, err := r.d.Kernel("elementwise", shaders.Elementwise{Expr: expr, Inputs: names, Halves: halves, Threads: shaders.Threads{WG: elementwiseWG}})
+	v := r.d.Variant(KernelCase{Class: KernelClassOf(FamilyElementwise, y.n, 1, 1), Dims: [3]int{y.n, 1, 1}, Inputs: len(xs),
+		Builtin: KernelVariant{Threads: shaders.Threads{WG: elementwiseWG}, E: 1}})
+	k, err := r.d.Kernel("elementwise", shaders.Elementwise{Expr: expr, Inputs: names, Halves: halves, Threads: v.Threads, E: v.E})
 	if err != nil {
 		return err
 	}
-	grid, err := r.d.grid1D(y.n, elementwiseWG)
+	grid, err := r.d.grid1D((y.n+v.E-1)/v.E, v.Threads.WG)
 	if err != nil {
 		return err
 	}
-	return r.Dispatch(k, grid, Params{}.U(y.n).F(alpha).U(stride).U(max(period, 1)), append([]*Tensor{y}, xs...)...)
+	// Minimal traffic: every input read once and y written once; one
+	// operation per input and element.
+	bytes := 0
+	for _, t := range append([]*Tensor{y}, xs...) {
+		bytes += int(t.bytes)
+	}
+	return r.Dispatch(k, grid, Params{}.U(y.n).F(alpha).U(stride).U(max(period, 1)).Cost(float64(y.n*len(xs)), float64(bytes)),
+		append([]*Tensor{y}, xs...)...)
 }
 
 // widen makes expr read the tensors named in halves, stored as f16, as
@@ -199,18 +208,30 @@ func reduceKernel(r *Recorder, op string, beta float32, x *Tensor, a, b, c int, 
 	if c == 1 {
 		bx = 32
 	}
+	builtin := KernelVariant{Columns: shaders.Columns{BX: bx, BY: 256 / bx}}
+	v := r.d.Variant(KernelCase{Class: KernelClassOf(FamilyReduce, a, b, c), Dims: [3]int{a, b, c}, Builtin: builtin})
+	if !r.d.reduceFits(v, a, c) {
+		v = builtin
+	}
 	// Subgroups sum a b's values where a workgroup holds one b
 	// (shaders/lib.tmpl's total).
-	k, err := r.d.Kernel("reduce", shaders.Reduce{Op: shaders.ReduceOp(op), X: shaders.Elem(x.DType.String()), Columns: shaders.Columns{BX: bx, BY: 256 / bx},
-		Subgroups: r.d.Subgroups && bx == 1})
+	k, err := r.d.Kernel("reduce", shaders.Reduce{Op: shaders.ReduceOp(op), X: shaders.Elem(x.DType.String()), Columns: v.Columns,
+		Subgroups: r.d.Subgroups && v.Columns.BX == 1})
 	if err != nil {
 		return err
 	}
-	grid, err := r.d.grid1D(b, bx)
+	grid, err := r.d.grid1D(b, v.Columns.BX)
 	if err != nil {
 		return err
 	}
-	return r.Dispatch(k, grid, Params{}.U(a).U(b).U(c).F(beta), append(outs, x)...)
+	// Minimal traffic: x read once, each output written once (and read
+	// where it accumulates); an add, or a multiply-add, per element of x.
+	flops := float64(x.n)
+	if op == "sumsq" || op == "meanvar" {
+		flops *= 2
+	}
+	bytes := float64(x.bytes) + float64(4*b*len(outs))*(1+float64(min(beta, 1)))
+	return r.Dispatch(k, grid, Params{}.U(a).U(b).U(c).F(beta).Cost(flops, bytes), append(outs, x)...)
 }
 
 // Reduce writes out[j] = op over x[i, j, k] for x viewed as [a, b, c]:

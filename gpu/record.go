@@ -17,6 +17,19 @@ import (
 type Params struct {
 	words []uint32
 	kinds []scalar
+	cost  cost
+}
+
+// cost is a dispatch's work as its kernel states it: FLOPs and minimal
+// traffic (inputs read once, outputs written once), for profiles.
+type cost struct{ flops, bytes float64 }
+
+// Cost states the dispatch's FLOPs and its minimal memory traffic in bytes
+// (every input read once, every output written once), which a profile
+// (Timing) reports beside its time. It adds no word to the block.
+func (p Params) Cost(flops, bytes float64) Params {
+	p.cost = cost{flops, bytes}
+	return p
 }
 
 // U appends an unsigned integer, for a u32 field.
@@ -43,10 +56,13 @@ type uniformChunk struct {
 
 const uniformChunkSize = 64 << 10
 
-// Timing is the device time one dispatch took.
+// Timing is the device time one dispatch took, and the FLOPs and minimal
+// traffic in bytes its kernel stated (Params.Cost; zero where it states
+// none).
 type Timing struct {
-	Kernel string
-	Nanos  float64
+	Kernel       string
+	Nanos        float64
+	Flops, Bytes float64
 }
 
 // Recorder records many dispatches and copies into one command buffer, which
@@ -66,6 +82,7 @@ type Recorder struct {
 	sent    time.Duration // on the trace's axis: the first part submitted (Sync), or 0
 	queries *wgpu.QuerySet
 	names   []string
+	costs   []cost
 	resolve *wgpu.Buffer
 	resSize uint64
 	staging *wgpu.Buffer // a traced recording's timestamps, mappable
@@ -165,6 +182,7 @@ func (r *Recorder) Dispatch(k *Kernel, grid [3]int, params Params, bufs ...*Tens
 		// commands within one.
 		q := uint32(2 * len(r.names))
 		r.names = append(r.names, k.Name)
+		r.costs = append(r.costs, params.cost)
 		pass, err := beginPass(r.enc, &wgpu.ComputePassDescriptor{TimestampWrites: &wgpu.PassTimestampWrites{
 			QuerySet: r.queries, BeginningOfPassWriteIndex: q, EndOfPassWriteIndex: q + 1}})
 		if err != nil {
@@ -420,7 +438,7 @@ func (r *Recorder) Timings() ([]Timing, error) {
 	period := float64(r.d.queue.GetTimestampPeriod())
 	out := make([]Timing, len(r.names))
 	for i, n := range r.names {
-		out[i] = Timing{Kernel: n, Nanos: float64(raw[2*i+1]-raw[2*i]) * period}
+		out[i] = Timing{Kernel: n, Nanos: float64(raw[2*i+1]-raw[2*i]) * period, Flops: r.costs[i].flops, Bytes: r.costs[i].bytes}
 	}
 	return out, nil
 }

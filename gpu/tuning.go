@@ -114,15 +114,18 @@ func (c GemmClass) validate() error {
 	return nil
 }
 
-// Tuning is the tiles chosen for classes of products on one device: a
-// product whose class has a tile takes it, any other bt's built-in one. A
-// tile given in a GemmOp is used as given.
+// Tuning is the tiles chosen for classes of products on one device, and
+// the variants chosen for classes of the other families' dispatches: a
+// dispatch whose class has a choice takes it, any other bt's built-in one.
+// A tile given in a GemmOp is used as given.
 type Tuning struct {
-	Gemm map[GemmClass]GemmTile
+	Gemm    map[GemmClass]GemmTile
+	Kernels map[KernelClass]KernelVariant
 }
 
-// SetTuning makes the device take t's tiles, after checking every class and
-// that every tile can run on this device; on an error nothing changes.
+// SetTuning makes the device take t's tiles and variants, after checking
+// every class and that every choice can run on this device; on an error
+// nothing changes.
 func (d *Device) SetTuning(t Tuning) error {
 	g := make(map[GemmClass]GemmTile, len(t.Gemm))
 	for c, tile := range t.Gemm {
@@ -134,17 +137,32 @@ func (d *Device) SetTuning(t Tuning) error {
 		}
 		g[c] = tile
 	}
-	d.tuning = Tuning{Gemm: g}
+	k := make(map[KernelClass]KernelVariant, len(t.Kernels))
+	for c, v := range t.Kernels {
+		if err := c.validate(); err != nil {
+			return err
+		}
+		if err := v.validate(d, c.Family); err != nil {
+			return fmt.Errorf("gpu: tuned variant for %v: %w", c, err)
+		}
+		k[c] = v
+	}
+	d.tuning = Tuning{Gemm: g, Kernels: k}
 	return nil
 }
 
-// Tuning returns the tiles the device takes; the map is a copy.
+// Tuning returns the tiles and variants the device takes; the maps are
+// copies.
 func (d *Device) Tuning() Tuning {
 	g := make(map[GemmClass]GemmTile, len(d.tuning.Gemm))
 	for c, t := range d.tuning.Gemm {
 		g[c] = t
 	}
-	return Tuning{Gemm: g}
+	k := make(map[KernelClass]KernelVariant, len(d.tuning.Kernels))
+	for c, v := range d.tuning.Kernels {
+		k[c] = v
+	}
+	return Tuning{Gemm: g, Kernels: k}
 }
 
 // tileFor is the tile for the case's product: the tuned one for its class,
@@ -326,7 +344,7 @@ func (d *Device) TimeGemm(c GemmCase, tile GemmTile, reps int) (time.Duration, e
 		return 0, err
 	}
 	saved := d.tuning
-	d.tuning = Tuning{Gemm: map[GemmClass]GemmTile{c.Class: tile}}
+	d.tuning = Tuning{Gemm: map[GemmClass]GemmTile{c.Class: tile}, Kernels: saved.Kernels}
 	defer func() { d.tuning = saved }()
 	c.Op.Tile = tile
 	var ts []*Tensor

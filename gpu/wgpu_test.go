@@ -38,7 +38,7 @@ func device(t *testing.T) *Device {
 // fillKernel is a kernel with one storage binding after its parameters.
 func fillKernel(t *testing.T, d *Device) *Kernel {
 	t.Helper()
-	k, err := d.Kernel("elementwise", shaders.Elementwise{Expr: "p.alpha", Threads: shaders.Threads{WG: elementwiseWG}})
+	k, err := d.Kernel("elementwise", shaders.Elementwise{Expr: "p.alpha", Threads: shaders.Threads{WG: elementwiseWG}, E: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

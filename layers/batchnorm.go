@@ -190,6 +190,85 @@ func (b *BatchNorm) serial(n, hw int) bool {
 	return ok && b.d.IsCPU() && b.layout == LayoutAuto && b.d.Limits.MaxStorageBuffersPerShaderStage >= 9
 }
 
+// variant is how a training or backward pass lays its work out: the
+// tuned variant for its class where it can run at these sizes, else the
+// built-in one (serial or layout's). A layer made WithLayout(LayoutWorkgroup)
+// never takes the serial layout.
+func (b *BatchNorm) variant(mode shaders.BNMode, n, hw int) gpu.KernelVariant {
+	c := b.kernelCase(mode, n, hw)
+	v := b.d.Variant(c)
+	if !b.runs(v, n, hw) || v.Serial && b.layout == LayoutWorkgroup {
+		return c.Builtin
+	}
+	return v
+}
+
+// kernelCase is a pass's dispatch as tuning sees it.
+func (b *BatchNorm) kernelCase(mode shaders.BNMode, n, hw int) gpu.KernelCase {
+	fam := gpu.FamilyBatchNorm
+	if mode == shaders.BNBackward {
+		fam = gpu.FamilyBatchNormBackward
+	}
+	builtin := gpu.KernelVariant{Serial: true}
+	if !b.serial(n, hw) {
+		bx, _ := layout(hw)
+		builtin = gpu.KernelVariant{Columns: shaders.Columns{BX: bx, BY: bnWG / bx}}
+	}
+	return gpu.KernelCase{Class: gpu.KernelClassOf(fam, n, b.C, hw), Dims: [3]int{n, b.C, hw},
+		Affine: b.Affine(), ReLU: b.ReLU, Builtin: builtin}
+}
+
+// runs reports whether variant v can run a pass over [n, C, hw] on this
+// device: the serial layout where its chunks fit and the adapter binds
+// its buffers, a workgroup layout where its threads' three loops over a
+// channel fit a CPU adapter's loop limit.
+func (b *BatchNorm) runs(v gpu.KernelVariant, n, hw int) bool {
+	if v.Serial {
+		_, _, ok := serialChunks(n, hw)
+		return ok && b.d.Limits.MaxStorageBuffersPerShaderStage >= 9
+	}
+	_, vec := layout(hw)
+	steps := (n*hw/vec + v.Columns.BY - 1) / v.Columns.BY
+	return !b.d.IsCPU() || 3*steps+64 <= gpu.MaxLoopSteps
+}
+
+// BatchNormVariants is the layouts tuning tries for a BatchNorm pass of
+// case c on d, c's built-in one first: on CPU adapters the serial layout;
+// workgroups of 64 to 256 threads, 8 to 64 neighbouring channels each for
+// BatchNorm1d (HW = 1, whose channels lie side by side), one or two
+// channels each otherwise; those that can run at c's sizes.
+func BatchNormVariants(d *gpu.Device, c gpu.KernelCase) []gpu.KernelVariant {
+	n, ch, hw := c.Dims[0], c.Dims[1], c.Dims[2]
+	b := &BatchNorm{C: ch, d: d}
+	bxs := []int{1, 2}
+	if hw == 1 {
+		bxs = []int{8, 16, 32, 64}
+	}
+	vs := gpu.ColumnVariants(bxs...)
+	if d.IsCPU() {
+		vs = append([]gpu.KernelVariant{{Serial: true}}, vs...)
+	}
+	return d.Candidates(c.Class.Family, c.Builtin, vs, func(v gpu.KernelVariant) bool { return b.runs(v, n, hw) })
+}
+
+// cost is a pass's FLOPs and minimal traffic, whatever its layout: the
+// training forward reads x once and writes y once (two sums, the
+// normalisation, γ and β and the ReLU: 8 operations a value), the backward
+// reads dy and x once and writes dx once (two sums and the gradient: 10
+// operations a value); the per-channel statistics and parameters add
+// 8 floats per channel.
+func (b *BatchNorm) cost(mode shaders.BNMode, n, hw int, half bool) (flops, bytes float64) {
+	size, elem := float64(n*b.C*hw), 4.0
+	if half {
+		elem = 2
+	}
+	flops, arrays := 8*size, 2.0
+	if mode == shaders.BNBackward {
+		flops, arrays = 10*size, 3
+	}
+	return flops, arrays*elem*size + 8*4*float64(b.C)
+}
+
 // layout is how the workgroup layout splits a channel's work: bx channels
 // per workgroup, bnWG/bx threads each, reading v values at a time. With
 // HW = 1 a channel's values are C apart, so 32 neighbouring channels share a
@@ -228,12 +307,14 @@ func (b *BatchNorm) check(mode string, n, hw int, ts ...named) error {
 // workgroup dispatch, which is "pass 2" without partials).
 func (b *BatchNorm) channelPass(r *gpu.Recorder, mode shaders.BNMode, n, hw int, bind func(pass int, partial *gpu.Tensor) []*gpu.Tensor) error {
 	half := halfOf(bind(2, nil))
-	if !b.serial(n, hw) {
-		bx, v := layout(hw)
+	variant := b.variant(mode, n, hw)
+	if !variant.Serial {
+		_, v := layout(hw)
+		bx := variant.Columns.BX
 		// Subgroups sum a channel's values where a workgroup holds one
 		// channel (shaders/lib.tmpl's total).
 		k, err := b.d.Kernel("batchnorm", shaders.BatchNorm{BNOp: b.op(mode, half), V: v,
-			Columns: shaders.Columns{BX: bx, BY: bnWG / bx}, Subgroups: b.d.Subgroups && bx == 1})
+			Columns: variant.Columns, Subgroups: b.d.Subgroups && bx == 1})
 		if err != nil {
 			return err
 		}
@@ -241,7 +322,7 @@ func (b *BatchNorm) channelPass(r *gpu.Recorder, mode shaders.BNMode, n, hw int,
 		if err != nil {
 			return err
 		}
-		return r.Dispatch(k, grid, b.uniforms(n, hw/v), bind(2, nil)...)
+		return r.Dispatch(k, grid, b.uniforms(n, hw/v).Cost(b.cost(mode, n, hw, half)), bind(2, nil)...)
 	}
 	rows, chunks, _ := serialChunks(n, hw)
 	partial, err := b.d.NewTensor(b.C*chunks, 2)
@@ -257,6 +338,10 @@ func (b *BatchNorm) channelPass(r *gpu.Recorder, mode shaders.BNMode, n, hw int,
 	}
 	u := b.uniforms(n, hw).U(rows).U(chunks)
 	for pass := 1; pass <= 2; pass++ {
+		if pass == 2 {
+			// The pass's work is stated once, on the dispatch that ends it.
+			u = u.Cost(b.cost(mode, n, hw, half))
+		}
 		k, err := b.d.Kernel("batchnorm_serial", shaders.BatchNormSerial{BNOp: b.op(mode, half), Pass: pass})
 		if err != nil {
 			return err

@@ -240,60 +240,64 @@ func refBN(s bnShape, ins [][]float64) (y, mean, invstd []float64) {
 func TestBatchNormTrain(t *testing.T) {
 	d := bnDevice(t)
 	for _, s := range bnShapes {
-		t.Run(s.String(), func(t *testing.T) {
-			b, cache := newTestBN(t, d, s.c, s.affine)
-			scratch, err := d.NewTensor(s.n, s.c, s.hw)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer scratch.Release()
-			inputs, params := [][]int{{s.n, s.c, s.hw}}, []bool{false}
-			if s.affine {
-				inputs, params = append(inputs, []int{s.c}, []int{s.c}), append(params, true, true)
-			}
-			gputest.CheckLayer(t, d, gputest.Layer{
-				Inputs: inputs, Output: []int{s.n, s.c, s.hw}, Params: params, Draw: drawClear(s),
-				Forward: func(r *gpu.Recorder, out *gpu.Tensor, ins []*gpu.Tensor) error {
-					if s.affine {
-						borrow(t, b, ins[1], ins[2], nil, nil)
-					}
-					return b.Forward(r, out, cache, ins[0], s.n, s.hw, true)
-				},
-				Backward: func(r *gpu.Recorder, grads []*gpu.Tensor, dout *gpu.Tensor, ins []*gpu.Tensor) error {
-					if s.affine {
-						borrow(t, b, ins[1], ins[2], grads[1], grads[2])
-					}
-					if err := b.Forward(r, scratch, cache, ins[0], s.n, s.hw, true); err != nil {
-						return err
-					}
-					return b.Backward(r, grads[0], dout, ins[0], cache, s.n, s.hw)
-				},
-				RefForward: func(ins [][]float64) []float64 {
-					y, _, _ := refBN(s, ins)
-					return relu64(y)
-				},
-				RefBackward: func(ins [][]float64, dout []float64) [][]float64 {
-					y, mean, invstd := refBN(s, ins)
-					if bnReLU {
-						dout = append([]float64(nil), dout...)
-						for i := range dout {
-							if y[i] <= 0 {
-								dout[i] = 0
-							}
-						}
-					}
-					grads := [][]float64{make([]float64, len(ins[0]))}
-					var gamma, dgamma, dbeta []float64
-					if s.affine {
-						gamma, dgamma, dbeta = ins[1], make([]float64, s.c), make([]float64, s.c)
-						grads = append(grads, dgamma, dbeta)
-					}
-					ref.BatchNormBackward(grads[0], dgamma, dbeta, dout, ins[0], mean, invstd, gamma, s.n, s.c, s.hw)
-					return grads
-				},
-			})
-		})
+		t.Run(s.String(), func(t *testing.T) { checkBNTrain(t, d, s) })
 	}
+}
+
+// checkBNTrain checks a training forward and its backward on shape s
+// against float64 (gputest.CheckLayer).
+func checkBNTrain(t *testing.T, d *gpu.Device, s bnShape) {
+	b, cache := newTestBN(t, d, s.c, s.affine)
+	scratch, err := d.NewTensor(s.n, s.c, s.hw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer scratch.Release()
+	inputs, params := [][]int{{s.n, s.c, s.hw}}, []bool{false}
+	if s.affine {
+		inputs, params = append(inputs, []int{s.c}, []int{s.c}), append(params, true, true)
+	}
+	gputest.CheckLayer(t, d, gputest.Layer{
+		Inputs: inputs, Output: []int{s.n, s.c, s.hw}, Params: params, Draw: drawClear(s),
+		Forward: func(r *gpu.Recorder, out *gpu.Tensor, ins []*gpu.Tensor) error {
+			if s.affine {
+				borrow(t, b, ins[1], ins[2], nil, nil)
+			}
+			return b.Forward(r, out, cache, ins[0], s.n, s.hw, true)
+		},
+		Backward: func(r *gpu.Recorder, grads []*gpu.Tensor, dout *gpu.Tensor, ins []*gpu.Tensor) error {
+			if s.affine {
+				borrow(t, b, ins[1], ins[2], grads[1], grads[2])
+			}
+			if err := b.Forward(r, scratch, cache, ins[0], s.n, s.hw, true); err != nil {
+				return err
+			}
+			return b.Backward(r, grads[0], dout, ins[0], cache, s.n, s.hw)
+		},
+		RefForward: func(ins [][]float64) []float64 {
+			y, _, _ := refBN(s, ins)
+			return relu64(y)
+		},
+		RefBackward: func(ins [][]float64, dout []float64) [][]float64 {
+			y, mean, invstd := refBN(s, ins)
+			if bnReLU {
+				dout = append([]float64(nil), dout...)
+				for i := range dout {
+					if y[i] <= 0 {
+						dout[i] = 0
+					}
+				}
+			}
+			grads := [][]float64{make([]float64, len(ins[0]))}
+			var gamma, dgamma, dbeta []float64
+			if s.affine {
+				gamma, dgamma, dbeta = ins[1], make([]float64, s.c), make([]float64, s.c)
+				grads = append(grads, dgamma, dbeta)
+			}
+			ref.BatchNormBackward(grads[0], dgamma, dbeta, dout, ins[0], mean, invstd, gamma, s.n, s.c, s.hw)
+			return grads
+		},
+	})
 }
 
 // TestBatchNormStats checks what a training forward keeps and updates: the

@@ -7,7 +7,10 @@
 // dispatched over x and y (65,535 workgroups per dimension), so the flat
 // index is rebuilt from both. Tensors named in Halves are stored as f16
 // (mixed precision): EXPR reads them widened to f32 (the caller writes
-// f32(x[…])), computes in f32, and y is narrowed on store.
+// f32(x[…])), computes in f32, and y is narrowed on store. Each workgroup
+// covers WG·E consecutive elements, E steps of WG neighbouring ones (so a
+// step's loads coalesce on GPUs and fill a CPU adapter's SIMD lanes): E > 1
+// spends a workgroup's start-up cost, large on CPU adapters, on more data.
 {{if .Halves}}enable f16;
 {{end}}struct Params {
   n: u32,
@@ -26,10 +29,14 @@ fn relu(v: f32) -> f32 {
 }
 
 @compute @workgroup_size({{.WG}})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * {{.WG}}u;
-  if (i >= p.n) {
-    return;
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+  let first = (wid.x + wid.y * nwg.x) * {{mul .WG .E}}u + li;
+  for (var k = 0u; k < {{.E}}u; k++) {
+    let i = first + k * {{.WG}}u;
+    if (i >= p.n) {
+      return;
+    }
+    y[i] = {{elem .Halves "y"}}({{.Expr}});
   }
-  y[i] = {{elem .Halves "y"}}({{.Expr}});
 }

@@ -111,13 +111,21 @@ func elem(e Elem) error {
 }
 
 // Elementwise specialises elementwise.wgsl: y[i] = Expr over the named
-// Inputs, the tensors named in Halves ("y" or an input) stored as f16.
+// Inputs, the tensors named in Halves ("y" or an input) stored as f16, E
+// elements per invocation.
 type Elementwise struct {
 	Expr   string
 	Inputs []string
 	Halves []string
 	Threads
+	E int
 }
+
+// maxElements bounds Elementwise.E, the trips of its unrolled loop.
+const maxElements = 64
+
+// ElementChoices lists the elements per invocation a tuner may try.
+func ElementChoices() []int { return []int{1, 4, 16} }
 
 // Key implements Specialisation.
 func (s Elementwise) Key() string { return structKey(s) }
@@ -131,6 +139,9 @@ func (s Elementwise) Validate() error {
 		if h != "y" && !slices.Contains(s.Inputs, h) {
 			return fmt.Errorf("elementwise: %q stored as f16 is neither y nor an input %v", h, s.Inputs)
 		}
+	}
+	if s.E < 1 || s.E > maxElements {
+		return fmt.Errorf("elementwise: %d elements per invocation: want 1 to %d", s.E, maxElements)
 	}
 	return s.Threads.Validate(false)
 }

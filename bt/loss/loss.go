@@ -274,7 +274,9 @@ func (l *BarlowTwins) alloc() error {
 	} else {
 		l.c = get(l.dim, l.dim)
 	}
-	l.part = get(l.sumGroups(), 2)
+	// Room for the most partial sums any workgroup of btloss_sum leaves:
+	// those of the fewest threads.
+	l.part = get(l.sumGroups(shaders.ThreadChoices()[0].WG), 2)
 	l.stats = get(statsLen)
 	if err != nil {
 		l.Release()
@@ -282,9 +284,89 @@ func (l *BarlowTwins) alloc() error {
 	return err
 }
 
-// sumGroups is the number of workgroups btloss_sum runs with.
-func (l *BarlowTwins) sumGroups() int {
-	return min((l.sumLen()+sumWG-1)/sumWG, maxSumGroups)
+// sumGroups is the number of workgroups btloss_sum runs with in
+// workgroups of wg threads.
+func (l *BarlowTwins) sumGroups(wg int) int {
+	return min((l.sumLen()+wg-1)/wg, maxSumGroups)
+}
+
+// colCase is the per-column kernels' dispatch as tuning sees it.
+func (l *BarlowTwins) colCase() gpu.KernelCase {
+	return gpu.KernelCase{Class: gpu.KernelClassOf(gpu.FamilyLossColumns, l.n, l.dim, 1), Dims: [3]int{l.n, l.dim, 1},
+		Norm: l.batchNorm(), Builtin: gpu.KernelVariant{Columns: columns}}
+}
+
+// cols is the workgroup of the per-column kernels: the tuned one for the
+// loss's class where it runs at its sizes, else columns.
+func (l *BarlowTwins) cols() shaders.Columns {
+	if v := l.d.Variant(l.colCase()); colsRun(l.d, v, l.n, l.dim) {
+		return v.Columns
+	}
+	return columns
+}
+
+// colsRun reports whether per-column workgroups v can run over [n, dim]:
+// within the adapter's workgroups per dimension, and with btloss_norm's
+// five loops over a column's n/BY rows within a CPU adapter's loop limit.
+func colsRun(d *gpu.Device, v gpu.KernelVariant, n, dim int) bool {
+	bx, by := v.Columns.BX, v.Columns.BY
+	return (dim+bx-1)/bx <= int(d.Limits.MaxComputeWorkgroupsPerDimension) &&
+		(!d.IsCPU() || 5*((n+by-1)/by)+64 <= gpu.MaxLoopSteps)
+}
+
+// sumCase is btloss_sum's dispatch as tuning sees it.
+func (l *BarlowTwins) sumCase() gpu.KernelCase {
+	return gpu.KernelCase{Class: gpu.KernelClassOf(gpu.FamilyLossSum, l.sumLen(), 1, 1), Dims: [3]int{l.sumLen(), 1, 1},
+		Dot: l.fused, Builtin: gpu.KernelVariant{Threads: shaders.Threads{WG: sumWG}}}
+}
+
+// sumThreads is btloss_sum's workgroup: the tuned one for the loss's class,
+// or sumWG.
+func (l *BarlowTwins) sumThreads() int { return l.d.Variant(l.sumCase()).Threads.WG }
+
+// ColumnVariants is the per-column kernels' candidates for case c on d,
+// c's built-in workgroup first: 8 to 64 neighbouring columns of 64 to 256
+// threads, those that run at c's sizes.
+func ColumnVariants(d *gpu.Device, c gpu.KernelCase) []gpu.KernelVariant {
+	return d.Candidates(gpu.FamilyLossColumns, c.Builtin, gpu.ColumnVariants(8, 16, 32, 64), func(v gpu.KernelVariant) bool {
+		return colsRun(d, v, c.Dims[0], c.Dims[1])
+	})
+}
+
+// SumVariants is btloss_sum's candidates, c's built-in workgroup first:
+// workgroups of shaders.ThreadChoices.
+func SumVariants(d *gpu.Device, c gpu.KernelCase) []gpu.KernelVariant {
+	var vs []gpu.KernelVariant
+	for _, t := range shaders.ThreadChoices() {
+		vs = append(vs, gpu.KernelVariant{Threads: t})
+	}
+	return d.Candidates(gpu.FamilyLossSum, c.Builtin, vs, nil)
+}
+
+// normCost is btloss_norm's FLOPs and minimal traffic over [n, dim]: each
+// view read once and its normalised copy written once, the scales and 1 −
+// C_ii written (a mean, a variance and the scaling per value and view, and
+// the diagonal's product: 10 operations per pair of values).
+func normCost(n, dim int) (flops, bytes float64) {
+	nd := float64(n * dim)
+	return 10 * nd, 4 * (4*nd + 3*float64(dim))
+}
+
+// backCost is btloss_back's: both gradients read and written, both
+// normalised views, the scales and 1 − C_ii read once (two sums and the
+// update per value and view: 16 operations per pair).
+func backCost(n, dim int) (flops, bytes float64) {
+	nd := float64(n * dim)
+	return 16 * nd, 4 * (6*nd + 3*float64(dim))
+}
+
+// sumCost is btloss_sum's over length values: read once (twice as many
+// with the Gram matrices' products), a multiply-add or two each.
+func sumCost(length int, dot bool) (flops, bytes float64) {
+	if dot {
+		return 3 * float64(length), 8 * float64(length)
+	}
+	return 2 * float64(length), 4 * float64(length)
 }
 
 // sumLen is the length of the array btloss_sum adds up: C or a Gram matrix.
@@ -416,12 +498,7 @@ func (l *BarlowTwins) forward(r *gpu.Recorder, loss, za, zb *gpu.Tensor) error {
 		return errors.New("loss: Forward needs a loss tensor of at least one element")
 	}
 	n, dim := l.n, l.dim
-	k, err := l.d.Kernel("btloss_norm", shaders.BTLossNorm{Norm: l.batchNorm(), Columns: columns})
-	if err != nil {
-		return err
-	}
-	if err := r.Dispatch(k, [3]int{(dim + colBX - 1) / colBX, 1, 1}, gpu.Params{}.U(n).U(dim).F(bnEps),
-		l.ha, l.hb, l.inv, l.gap, za, zb); err != nil {
+	if err := l.norm(r, za, zb); err != nil {
 		return err
 	}
 	if l.fused && !l.gramLoss() {
@@ -447,17 +524,38 @@ func (l *BarlowTwins) forward(r *gpu.Recorder, loss, za, zb *gpu.Tensor) error {
 		}
 		sum = append(sum, l.c)
 	}
-	if k, err = l.d.Kernel("btloss_sum", shaders.BTLossSum{Dot: l.fused, Subgroups: l.d.Subgroups, Threads: shaders.Threads{WG: sumWG}}); err != nil {
+	groups, err := l.sum(r, sum...)
+	if err != nil {
 		return err
 	}
-	if err := r.Dispatch(k, [3]int{l.sumGroups(), 1, 1}, gpu.Params{}.U(l.sumLen()).U(dim), sum...); err != nil {
-		return err
-	}
-	if err := l.finish(r, loss, l.stats, l.part, l.sumGroups(), l.fused); err != nil {
+	if err := l.finish(r, loss, l.stats, l.part, groups, l.fused); err != nil {
 		return err
 	}
 	l.ready = true
 	return nil
+}
+
+// norm records btloss_norm: the normalised views, their scales and 1 − C_ii.
+func (l *BarlowTwins) norm(r *gpu.Recorder, za, zb *gpu.Tensor) error {
+	cols := l.cols()
+	k, err := l.d.Kernel("btloss_norm", shaders.BTLossNorm{Norm: l.batchNorm(), Columns: cols})
+	if err != nil {
+		return err
+	}
+	return r.Dispatch(k, [3]int{(l.dim + cols.BX - 1) / cols.BX, 1, 1}, gpu.Params{}.U(l.n).U(l.dim).F(bnEps).Cost(normCost(l.n, l.dim)),
+		l.ha, l.hb, l.inv, l.gap, za, zb)
+}
+
+// sum records btloss_sum over ts (the partials, then C or the two Gram
+// matrices) and returns the number of partial sums it leaves.
+func (l *BarlowTwins) sum(r *gpu.Recorder, ts ...*gpu.Tensor) (int, error) {
+	wg := l.sumThreads()
+	k, err := l.d.Kernel("btloss_sum", shaders.BTLossSum{Dot: l.fused, Subgroups: l.d.Subgroups, Threads: shaders.Threads{WG: wg}})
+	if err != nil {
+		return 0, err
+	}
+	groups := l.sumGroups(wg)
+	return groups, r.Dispatch(k, [3]int{groups, 1, 1}, gpu.Params{}.U(l.sumLen()).U(l.dim).Cost(sumCost(l.sumLen(), l.fused)), ts...)
 }
 
 // gram records the Gram matrices K_A = Ẑ_A·Ẑ_Aᵀ/N and K_B = Ẑ_B·Ẑ_Bᵀ/N.
@@ -542,11 +640,19 @@ func (l *BarlowTwins) backward(r *gpu.Recorder, dza, dzb *gpu.Tensor) error {
 			return err
 		}
 	}
-	k, err := l.d.Kernel("btloss_back", shaders.BTLossBack{Norm: l.batchNorm(), Columns: columns})
+	return l.back(r, dza, dzb)
+}
+
+// back records btloss_back, which takes dza and dzb back through the
+// normalisation and adds the diagonal's term.
+func (l *BarlowTwins) back(r *gpu.Recorder, dza, dzb *gpu.Tensor) error {
+	cols := l.cols()
+	k, err := l.d.Kernel("btloss_back", shaders.BTLossBack{Norm: l.batchNorm(), Columns: cols})
 	if err != nil {
 		return err
 	}
-	return r.Dispatch(k, [3]int{(dim + colBX - 1) / colBX, 1, 1}, gpu.Params{}.U(n).U(dim).F(l.opt.Lambda).F(l.opt.Scale).F(l.onDiag),
+	return r.Dispatch(k, [3]int{(l.dim + cols.BX - 1) / cols.BX, 1, 1},
+		gpu.Params{}.U(l.n).U(l.dim).F(l.opt.Lambda).F(l.opt.Scale).F(l.onDiag).Cost(backCost(l.n, l.dim)),
 		dza, dzb, l.ha, l.hb, l.inv, l.gap)
 }
 

@@ -184,10 +184,10 @@ func (l *BarlowTwins) shardedForward(r *gpu.Recorder, loss, za, zb *gpu.Tensor) 
 	if err != nil {
 		return err
 	}
-	if err := r.Dispatch(k, [3]int{l.sumGroups(), 1, 1}, gpu.Params{}.U(l.sumLen()).U(dim), l.part, l.c); err != nil {
+	if err := r.Dispatch(k, [3]int{l.sumGroups(sumWG), 1, 1}, gpu.Params{}.U(l.sumLen()).U(dim), l.part, l.c); err != nil {
 		return err
 	}
-	if err := l.finish(r, loss, l.stats, l.part, l.sumGroups(), false); err != nil {
+	if err := l.finish(r, loss, l.stats, l.part, l.sumGroups(sumWG), false); err != nil {
 		return err
 	}
 	l.ready = true

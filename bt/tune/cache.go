@@ -12,8 +12,9 @@ import (
 )
 
 // Format is the cache file's format version; a file of another is ignored.
-// 2: tiles with variants (Double, Pad, Vec4, SplitK).
-const Format = 2
+// 2: tiles with variants (Double, Pad, Vec4, SplitK); 3: the variants of
+// the families other than GEMM.
+const Format = 3
 
 // Key says which adapter, driver and build a tuning was measured with: a
 // choice holds for the same key only.
@@ -32,8 +33,9 @@ func KeyOf(d *gpu.Device, version string) Key {
 
 // entry is one adapter's choices in the file.
 type entry struct {
-	Key  Key                            `json:"key"`
-	Gemm map[gpu.GemmClass]gpu.GemmTile `json:"gemm"`
+	Key     Key                                   `json:"key"`
+	Gemm    map[gpu.GemmClass]gpu.GemmTile        `json:"gemm"`
+	Kernels map[gpu.KernelClass]gpu.KernelVariant `json:"kernels"`
 }
 
 // file is the cache file: a format version and an entry per key.
@@ -69,7 +71,7 @@ func Load(path string, key Key) (gpu.Tuning, error) {
 	}
 	for _, e := range f.Entries {
 		if e.Key == key {
-			return gpu.Tuning{Gemm: e.Gemm}, nil
+			return gpu.Tuning{Gemm: e.Gemm, Kernels: e.Kernels}, nil
 		}
 	}
 	return gpu.Tuning{}, fmt.Errorf("tune: %s: %w (%s, %s)", path, ErrNoEntry, key.Adapter, key.Version)
@@ -114,7 +116,7 @@ func Save(path string, key Key, t gpu.Tuning) error {
 			kept = append(kept, e)
 		}
 	}
-	f.Entries = append(kept, entry{Key: key, Gemm: t.Gemm})
+	f.Entries = append(kept, entry{Key: key, Gemm: t.Gemm, Kernels: t.Kernels})
 	b, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {
 		return fmt.Errorf("tune: encoding %s: %w", path, err)
@@ -143,15 +145,33 @@ func Save(path string, key Key, t gpu.Tuning) error {
 }
 
 // Use gives the device the choices the file at path holds for it and this
-// build, and returns how many classes they cover. On an error, which says
-// why the file was not used, the device keeps the tiles it had.
-func Use(d *gpu.Device, path, version string) (int, error) {
+// build, and returns them. On an error, which says why the file was not
+// used, the device keeps the choices it had.
+func Use(d *gpu.Device, path, version string) (gpu.Tuning, error) {
 	t, err := Load(path, KeyOf(d, version))
 	if err != nil {
-		return 0, err
+		return gpu.Tuning{}, err
 	}
 	if err := d.SetTuning(t); err != nil {
-		return 0, fmt.Errorf("tune: %s: %w", path, err)
+		return gpu.Tuning{}, fmt.Errorf("tune: %s: %w", path, err)
 	}
-	return len(t.Gemm), nil
+	return t, nil
+}
+
+// Summary says in one line which classes a tuning holds a choice for:
+// "33 classes of product; kernels: elementwise 5, batchnorm 4".
+func Summary(t gpu.Tuning) string {
+	s := fmt.Sprintf("%d classes of product", len(t.Gemm))
+	per := map[gpu.Family]int{}
+	for c := range t.Kernels {
+		per[c.Family]++
+	}
+	sep := "; kernels: "
+	for _, f := range gpu.Families {
+		if per[f] > 0 {
+			s += fmt.Sprintf("%s%s %d", sep, f, per[f])
+			sep = ", "
+		}
+	}
+	return s
 }

@@ -101,56 +101,80 @@ func (c Choice) String() string {
 // built-in tile that fails is an error.
 func Gemms(tm Timer, cases []gpu.GemmCase, candidates func(gpu.GemmClass) []gpu.GemmTile, opts Options) ([]Choice, error) {
 	o := opts.withDefaults()
+	out := make([]Choice, 0, len(cases))
+	err := search(o, cases, func(c gpu.GemmCase) (fmt.Stringer, []gpu.GemmTile) { return c.Class, candidates(c.Class) }, tm.TimeGemm,
+		func(c gpu.GemmCase, r result[gpu.GemmTile]) {
+			ch := Choice{Case: c, Builtin: r.builtin, Tile: r.chosen, BuiltinSeconds: r.builtinSec, Seconds: r.sec, Tried: r.tried}
+			if o.Log != nil {
+				fmt.Fprintln(o.Log, ch)
+			}
+			out = append(out, ch)
+		})
+	return out, err
+}
+
+// result is search's outcome for one class: the built-in candidate, the
+// chosen one and their seconds per run, and how many were timed.
+type result[V any] struct {
+	builtin, chosen V
+	builtinSec, sec float64
+	tried           int
+}
+
+// search times each case's candidates (the built-in one first) with
+// timeFn, within o's budget, and hands done each case's result: the
+// fastest candidate where it beats the built-in one by the margin, else
+// the built-in one. A candidate that fails to run is skipped; a built-in
+// one that fails is an error.
+func search[C any, V comparable](o Options, cases []C, candidates func(C) (fmt.Stringer, []V),
+	timeFn func(C, V, int) (time.Duration, error), done func(C, result[V])) error {
 	start := o.Clock.Now()
-	var out []Choice
 	for i, c := range cases {
-		tiles := candidates(c.Class)
-		if len(tiles) == 0 {
-			return nil, fmt.Errorf("tune: no candidate tiles for %v", c.Class)
+		class, vs := candidates(c)
+		if len(vs) == 0 {
+			return fmt.Errorf("tune: no candidates for %v", class)
 		}
 		left := o.Budget - o.Clock.Now().Sub(start)
 		share := left / time.Duration(len(cases)-i)
 		classStart := o.Clock.Now()
-		reps, err := repsFor(tm, c, tiles[0], o)
+		run := func(v V, reps int) (time.Duration, error) { return timeFn(c, v, reps) }
+		reps, err := repsFor(run, vs[0], o)
 		if err != nil {
-			return nil, fmt.Errorf("tune: %v with its built-in tile %+v: %w", c.Class, tiles[0], err)
+			return fmt.Errorf("tune: %v with its built-in choice %+v: %w", class, vs[0], err)
 		}
-		builtin, err := fastest(tm, c, tiles[0], reps, o.Repeats)
+		builtin, err := fastest(run, vs[0], reps, o.Repeats)
 		if err != nil {
-			return nil, fmt.Errorf("tune: %v with its built-in tile %+v: %w", c.Class, tiles[0], err)
+			return fmt.Errorf("tune: %v with its built-in choice %+v: %w", class, vs[0], err)
 		}
-		ch := Choice{Case: c, Builtin: tiles[0], Tile: tiles[0], BuiltinSeconds: builtin, Seconds: builtin, Tried: 1}
-		best, bestTile := builtin, tiles[0]
-		for _, tile := range tiles[1:] {
+		r := result[V]{builtin: vs[0], chosen: vs[0], builtinSec: builtin, sec: builtin, tried: 1}
+		best, bestV := builtin, vs[0]
+		for _, v := range vs[1:] {
 			if o.Clock.Now().Sub(classStart) >= share {
 				break
 			}
-			s, err := fastest(tm, c, tile, reps, o.Repeats)
-			ch.Tried++
+			s, err := fastest(run, v, reps, o.Repeats)
+			r.tried++
 			if err != nil {
 				continue
 			}
 			if s < best {
-				best, bestTile = s, tile
+				best, bestV = s, v
 			}
 		}
 		if best < builtin/(1+o.Margin) {
-			ch.Tile, ch.Seconds = bestTile, best
+			r.chosen, r.sec = bestV, best
 		}
-		if o.Log != nil {
-			fmt.Fprintln(o.Log, ch)
-		}
-		out = append(out, ch)
+		done(c, r)
 	}
-	return out, nil
+	return nil
 }
 
 // repsFor is how many runs of the case make one timing last MinTime with
-// the given tile (at least 1, at most 1024).
-func repsFor(tm Timer, c gpu.GemmCase, tile gpu.GemmTile, o Options) (int, error) {
+// candidate v (at least 1, at most 1024).
+func repsFor[V any](run func(V, int) (time.Duration, error), v V, o Options) (int, error) {
 	reps := 1
 	for {
-		d, err := tm.TimeGemm(c, tile, reps)
+		d, err := run(v, reps)
 		if err != nil {
 			return 0, err
 		}
@@ -166,10 +190,10 @@ func repsFor(tm Timer, c gpu.GemmCase, tile gpu.GemmTile, o Options) (int, error
 }
 
 // fastest is the seconds of one run, the fastest of repeats timings.
-func fastest(tm Timer, c gpu.GemmCase, tile gpu.GemmTile, reps, repeats int) (float64, error) {
+func fastest[V any](run func(V, int) (time.Duration, error), v V, reps, repeats int) (float64, error) {
 	best := 0.0
 	for i := range repeats {
-		d, err := tm.TimeGemm(c, tile, reps)
+		d, err := run(v, reps)
 		if err != nil {
 			return 0, err
 		}
@@ -183,13 +207,16 @@ func fastest(tm Timer, c gpu.GemmCase, tile gpu.GemmTile, reps, repeats int) (fl
 	return best, nil
 }
 
-// Tuning is the choices as the device takes them, one tile per class,
-// built-in ones included, so that a run can tell a class that was tuned
-// from one that never was.
-func Tuning(choices []Choice) gpu.Tuning {
-	t := gpu.Tuning{Gemm: map[gpu.GemmClass]gpu.GemmTile{}}
-	for _, c := range choices {
+// Tuning is the choices as the device takes them, one tile or variant per
+// class, built-in ones included, so that a run can tell a class that was
+// tuned from one that never was.
+func Tuning(gemms []Choice, kernels []KernelChoice) gpu.Tuning {
+	t := gpu.Tuning{Gemm: map[gpu.GemmClass]gpu.GemmTile{}, Kernels: map[gpu.KernelClass]gpu.KernelVariant{}}
+	for _, c := range gemms {
 		t.Gemm[c.Case.Class] = c.Tile
+	}
+	for _, c := range kernels {
+		t.Kernels[c.Case.Class] = c.Variant
 	}
 	return t
 }

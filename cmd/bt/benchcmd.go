@@ -34,7 +34,7 @@ func benchFlags(a *benchArgs) (*flag.FlagSet, *string, *tuneSource, *traceFlags)
 	fs.IntVar(&a.batch, "batch", 256, "batch of the twin-step benchmark")
 	fs.IntVar(&a.size, "size", 28, "image size of the twin-step benchmark (grayscale)")
 	fs.StringVar(&a.projector, "projector", "512-512-512", "projector of the twin-step benchmark")
-	fs.BoolVar(&a.profile, "profile", false, "also show the twin step's device time per kernel family")
+	fs.BoolVar(&a.profile, "profile", false, "also show the twin step's device time per kernel family, against the adapter's ceilings, tuned beside built-in")
 	a.precision = "f32"
 	fs.Var(choiceFlag[string]{&a.precision, []string{"f32", "f16", "both"}}, "precision", "activations of the twin-step benchmark: f32, f16 (mixed precision), or both, f16 beside f32 in the same run")
 	fs.DurationVar(&a.minTime, "time", 2*time.Second, "minimum time to measure each case")
@@ -188,14 +188,39 @@ func (a *benchArgs) twin(d *gpu.Device) error {
 			return err
 		}
 		if a.profile {
-			p, err := bench.ProfileTwinStep(d, a.arch, a.batch, a.size, a.projector, act, 3)
-			if err != nil {
+			if err := a.profileTwin(d, act); err != nil {
 				return err
 			}
-			fmt.Println(p)
 		}
 	}
 	return nil
+}
+
+// profileTwin prints the twin step's device time per kernel family, each
+// against the adapter's ceilings (measured here if -roofline did not), and
+// the built-in choices' profile beside the tuned one.
+func (a *benchArgs) profileTwin(d *gpu.Device, act gpu.DType) error {
+	if a.roof == (bench.Ceilings{}) {
+		var err error
+		if a.roof, err = bench.MeasureCeilings(d, a.minTime); err != nil {
+			return err
+		}
+		fmt.Printf("ceilings: %.1f GFLOP/s (FMA in registers), %.1f GB/s (streaming)\n", a.roof.GFLOPS, a.roof.GBps)
+	}
+	p, err := bench.ProfileTwinStep(d, a.arch, a.batch, a.size, a.projector, act, 3)
+	if err != nil {
+		return err
+	}
+	fmt.Println(p)
+	fmt.Println(p.Roofline(a.roof))
+	return untuned(d, func() error {
+		b, err := bench.ProfileTwinStep(d, a.arch, a.batch, a.size, a.projector, act, 3)
+		if err == nil {
+			fmt.Println(p.Beside(b, "tuned", "built-in"))
+			fmt.Println(b.Roofline(a.roof))
+		}
+		return err
+	})
 }
 
 // fma measures multiply-adds in registers at each chain count and prints
@@ -231,7 +256,7 @@ func (a *benchArgs) bw(d *gpu.Device) error {
 // same run; without tuning it does nothing.
 func untuned(d *gpu.Device, measure func() error) error {
 	t := d.Tuning()
-	if len(t.Gemm) == 0 {
+	if len(t.Gemm) == 0 && len(t.Kernels) == 0 {
 		return nil
 	}
 	if err := d.SetTuning(gpu.Tuning{}); err != nil {

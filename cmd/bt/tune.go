@@ -73,10 +73,10 @@ func (t *tuneSource) apply(d *gpu.Device, w io.Writer) error {
 			return nil
 		}
 	}
-	n, err := tune.Use(d, path, buildVersion())
+	tuned, err := tune.Use(d, path, buildVersion())
 	switch {
 	case err == nil:
-		fmt.Fprintf(w, "tuning: %d classes of product from %s\n", n, path)
+		fmt.Fprintf(w, "tuning: %s from %s\n", tune.Summary(tuned), path)
 	case t.file != "":
 		return err
 	case errors.Is(err, tune.ErrNoEntry):
@@ -117,7 +117,7 @@ func buildVersion() string {
 }
 
 func runTune(args []string) error {
-	fs, adapter := newFlags("tune", "Times the candidate tiles of every GEMM and convolution product one training step of the given network\nrecords, on this adapter, keeps the fastest of each class where it beats bt's built-in tile, and stores the\nchoices in the cache file that pretrain, eval and bench read (-tune auto), keyed by adapter, driver and bt's build.")
+	fs, adapter := newFlags("tune", "Times the candidate tiles of every GEMM and convolution product, and the candidate workgroups of the\nelementwise, reduction, BatchNorm and loss kernels, that one training step of the given network records,\non this adapter, keeps the fastest of each class where it beats bt's built-in choice, and stores the\nchoices in the cache file that pretrain, eval and bench read (-tune auto), keyed by adapter, driver and bt's build.")
 	arch := fs.String("arch", "tiny", "backbone whose products are tuned")
 	batch := fs.Int("batch", 256, "batch of the step (pairs)")
 	size := fs.Int("size", 28, "image size of the step (grayscale)")
@@ -147,13 +147,21 @@ func runTune(args []string) error {
 	}
 	defer d.Release()
 	fmt.Printf("adapter: %s\n", d.Info)
-	cases, err := bench.TwinGemms(d, *arch, *batch, *size, *projector, gpu.F32)
+	cases, kcases, err := bench.TwinCases(d, *arch, *batch, *size, *projector, gpu.F32)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("tuning %d classes of product of a %s step (batch %d, %d px, projector %s) within %v\n", len(cases), *arch, *batch, *size, *projector, *budget)
+	fmt.Printf("tuning %d classes of product and %d of other kernels of a %s step (batch %d, %d px, projector %s) within %v\n",
+		len(cases), len(kcases), *arch, *batch, *size, *projector, *budget)
 	start := time.Now()
-	choices, err := tune.Gemms(d, cases, d.GemmTiles, tune.Options{Budget: *budget, Margin: *margin, Log: os.Stdout})
+	// The budget is shared out by classes: each gets an equal part.
+	gemmBudget := *budget * time.Duration(len(cases)) / time.Duration(max(len(cases)+len(kcases), 1))
+	choices, err := tune.Gemms(d, cases, d.GemmTiles, tune.Options{Budget: gemmBudget, Margin: *margin, Log: os.Stdout})
+	if err != nil {
+		return err
+	}
+	fam := tune.Families{D: d}
+	kchoices, err := tune.Kernels(fam, kcases, fam.Variants, tune.Options{Budget: max(*budget-time.Since(start), time.Nanosecond), Margin: *margin, Log: os.Stdout})
 	if err != nil {
 		return err
 	}
@@ -166,9 +174,20 @@ func runTune(args []string) error {
 			changed++
 		}
 	}
-	fmt.Printf("%d of %d classes take a tuned tile; one run of each product: %.2f ms tuned, %.2f ms built-in (×%.2f), in %v\n",
-		changed, len(choices), 1e3*after, 1e3*before, before/after, time.Since(start).Round(time.Second))
-	if err := tune.Save(path, tune.KeyOf(d, buildVersion()), tune.Tuning(choices)); err != nil {
+	fmt.Printf("%d of %d classes take a tuned tile; one run of each product: %.2f ms tuned, %.2f ms built-in (×%.2f)\n",
+		changed, len(choices), 1e3*after, 1e3*before, before/after)
+	before, after, changed = 0, 0, 0
+	for _, c := range kchoices {
+		before += c.BuiltinSeconds
+		after += c.Seconds
+		if c.Variant != c.Builtin {
+			changed++
+		}
+	}
+	fmt.Printf("%d of %d kernel classes take a tuned variant; one run of each: %.2f ms tuned, %.2f ms built-in (×%.2f)\n",
+		changed, len(kchoices), 1e3*after, 1e3*before, before/max(after, 1e-12))
+	fmt.Printf("tuned in %v\n", time.Since(start).Round(time.Second))
+	if err := tune.Save(path, tune.KeyOf(d, buildVersion()), tune.Tuning(choices, kchoices)); err != nil {
 		return err
 	}
 	fmt.Printf("stored in %s\n", path)

@@ -12,8 +12,8 @@ import (
 )
 
 // TestTune: bt tune stores its choices in the user's cache directory, the
-// next run reads them and says so, a damaged cache is passed over with a
-// line and the run goes on, a tuning file named with -tune that holds
+// next run reads them and says so, a damaged or older cache is passed over
+// with a line and the run goes on, a tuning file named with -tune that holds
 // nothing for this adapter is refused before anything is written, and
 // -tune off takes the built-in tiles.
 func TestTune(t *testing.T) {
@@ -33,7 +33,8 @@ func TestTune(t *testing.T) {
 	}
 	path := filepath.Join(cache, "bt", "tune.json")
 	classes := regexp.MustCompile(`(\d+) of (\d+) classes take a tuned tile`).FindStringSubmatch(out)
-	if classes == nil || !strings.Contains(out, "stored in "+path) {
+	kernels := regexp.MustCompile(`(\d+) of (\d+) kernel classes take a tuned variant`).FindStringSubmatch(out)
+	if classes == nil || kernels == nil || kernels[2] == "0" || !strings.Contains(out, "stored in "+path) {
 		t.Fatalf("bt tune did not report its classes and %s:\n%s", path, out)
 	}
 	if _, err := os.Stat(path); err != nil {
@@ -44,7 +45,7 @@ func TestTune(t *testing.T) {
 	if err != nil {
 		t.Fatalf("pretrain with the cache: %v\n%s", err, out)
 	}
-	if want := "tuning: " + classes[2] + " classes of product from " + path; !strings.Contains(out, want) {
+	if want := "tuning: " + classes[2] + " classes of product; kernels: elementwise "; !strings.Contains(out, want) || !strings.Contains(out, " from "+path) {
 		t.Errorf("pretrain's header lacks %q:\n%s", want, out)
 	}
 
@@ -62,6 +63,18 @@ func TestTune(t *testing.T) {
 	}
 	if lines := regexp.MustCompile(`(?m)^tuning: ignored, built-in kernel tiles: .*`+regexp.QuoteMeta(path)+` is damaged.*$`).FindAllString(out, -1); len(lines) != 1 {
 		t.Errorf("a damaged cache gave %d warning lines, want 1:\n%s", len(lines), out)
+	}
+
+	// A cache of the format before the other families' variants.
+	if err := os.WriteFile(path, []byte(`{"format": 1, "entries": []}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err = run("pretrain", args("-steps", "2", "-out", filepath.Join(dir, "older"))...)
+	if err != nil {
+		t.Fatalf("pretrain beside an older cache: %v\n%s", err, out)
+	}
+	if lines := regexp.MustCompile(`(?m)^tuning: ignored, built-in kernel tiles: .*`+regexp.QuoteMeta(path)+fmt.Sprintf(` has format 1, this build reads %d$`, tune.Format)).FindAllString(out, -1); len(lines) != 1 {
+		t.Errorf("an older cache gave %d warning lines, want 1:\n%s", len(lines), out)
 	}
 
 	foreign := filepath.Join(dir, "foreign.json")
