@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/bt-org/bt/bench"
+	"github.com/bt-org/bt/bt/train"
 	"github.com/bt-org/bt/gpu"
 )
 
@@ -21,7 +22,8 @@ func runBench(args []string) (err error) {
 	arch := fs.String("arch", "tiny", "backbone of the twin-step benchmark")
 	batch := fs.Int("batch", 256, "batch of the twin-step benchmark")
 	size := fs.Int("size", 28, "image size of the twin-step benchmark (grayscale)")
-	projector := fs.String("projector", "512-512-512", "projector of the twin-step benchmark")
+	projector := new(train.Projector)
+	fs.TextVar(projector, "projector", train.Projector("512-512-512"), "projector of the twin-step benchmark")
 	profile := fs.Bool("profile", false, "also show the twin step's device time per kernel family")
 	precision := "f32"
 	fs.Var(choiceFlag[string]{&precision, []string{"f32", "f16", "both"}}, "precision", "activations of the twin-step benchmark: f32, f16 (mixed precision), or both, f16 beside f32 in the same run")

@@ -125,14 +125,14 @@ func runEval(args []string) (err error) {
 	fs, adapter := newFlags("eval", "Evaluates a pretrained backbone (a bt checkpoint or an exported backbone), or a randomly initialised one,\nwith weighted kNN and a linear probe on frozen features, fine-tunes it on a fraction of the labels, or writes its\nfeatures to .npy.\n\nUsage: bt eval [flags] MODE... [flags]   (MODE: knn, linear, semi, embed, or all = knn and linear)")
 	ckpt := fs.String("checkpoint", "", "checkpoint from bt pretrain, or a backbone from bt export")
 	random := fs.Bool("random", false, "evaluate a random initialisation instead (the baseline): of the checkpoint's architecture, else -arch")
-	data := train.DataConfig{MaxBadFraction: pipeline.DefaultMaxBadFraction, MaxPixels: pipeline.DefaultMaxPixels, AugmentOn: "auto"}
+	data := train.DataConfig{MaxBadFraction: pipeline.DefaultMaxBadFraction, MaxPixels: pipeline.DefaultMaxPixels, AugmentOn: train.AugmentAuto}
 	fs.StringVar(&data.Name, "data", "", "dataset (default: the checkpoint's): fashion-mnist, mnist, cifar10, cifar100, folder, folder-unlabeled (embed only), synthetic")
 	fs.StringVar(&data.Dir, "data-dir", "", "dataset directory (default: the checkpoint's, else "+filepath.Join(pipeline.DefaultDir, "<data>")+")")
-	fs.Var(choiceFlag[string]{&data.Augment, append([]string{""}, pipeline.PresetNames()...)}, "augment", "preprocessing preset (default: the checkpoint's)")
+	fs.Var(choiceFlag[pipeline.PresetName]{&data.Augment, append([]pipeline.PresetName{""}, pipeline.PresetNames()...)}, "augment", "preprocessing preset (default: the checkpoint's)")
 	fs.Var(intFlag{&data.Size, 0}, "size", "image size (default: the checkpoint's)")
 	fs.Var(intFlag{&data.Workers, 0}, "workers", "data-loading goroutines (default: the number of CPUs)")
 	fs.Var(intFlag{&data.MaxPixels, -1}, "max-pixels", "refuse images with more pixels than this (-1: no limit)")
-	fs.Var(choiceFlag[string]{&data.AugmentOn, train.AugmentPlaces}, "augment-on", "linear and semi: where the training views' random crops and flips are made: cpu (the loader's workers), device (the GPU, from 8-bit images), auto (the device unless the adapter is a CPU)")
+	fs.Var(choiceFlag[train.AugmentPlace]{&data.AugmentOn, train.AugmentPlaces()}, "augment-on", "linear and semi: where the training views' random crops and flips are made: cpu (the loader's workers), device (the GPU, from 8-bit images), auto (the device unless the adapter is a CPU)")
 	arch := fs.String("arch", "tiny", "with -random and no -checkpoint: the backbone")
 	seed := fs.Uint64("seed", 1, "seed of the samples and, with -random, of the initialisation")
 	var ef evalFlags
@@ -146,8 +146,8 @@ func runEval(args []string) (err error) {
 	var val train.Validation
 	fs.Var(floatFlag[float64]{p: &val.Fraction, min: 0, open: false, max: 0.9}, "val-fraction", "share of the training images held out of the probes' training as the validation split (default: the checkpoint's, recorded in its settings; 0 holds none out)")
 	fs.Uint64Var(&val.Seed, "val-seed", 0, "with -val-fraction, the seed that draws the validation split's images")
-	precision := "f32"
-	fs.Var(choiceFlag[string]{&precision, train.Precisions}, "precision", "the backbone's activations: f32, or f16 (mixed precision, f32 arithmetic and features; adapters with shader-f16); semi fine-tunes in f32")
+	precision := train.F32
+	fs.Var(choiceFlag[train.Precision]{&precision, train.Precisions()}, "precision", "the backbone's activations: f32, or f16 (mixed precision, f32 arithmetic and features; adapters with shader-f16); semi fine-tunes in f32")
 	var tuning tuneSource
 	tuning.register(fs)
 	var tf traceFlags
