@@ -48,7 +48,7 @@ type twinRun struct {
 // weights finite over many steps.
 const twinLR = 1e-3
 
-func newTwinRun(d *gpu.Device, arch string, batch, size int, projector string, act gpu.DType) (*twinRun, error) {
+func newTwinRun(d *gpu.Device, arch string, batch, size int, projector train.Projector, act gpu.DType) (*twinRun, error) {
 	if batch < 2 || size < 1 {
 		return nil, fmt.Errorf("bench: twin step of batch %d at %d px: need batch ≥ 2 and size ≥ 1", batch, size)
 	}
@@ -62,16 +62,15 @@ func newTwinRun(d *gpu.Device, arch string, batch, size int, projector string, a
 		t.release()
 		return nil, err
 	}
-	if t.opt, err = optim.New("lars", d, t.model.Params(), optim.DefaultConfig()); err != nil {
+	if t.opt, err = optim.New(optim.LARS, d, t.model.Params(), optim.DefaultConfig()); err != nil {
 		t.release()
 		return nil, err
 	}
-	if t.tr, err = train.NewTrainer(d, t.model, t.loss, t.opt, batch, 1, size, size, nil); err != nil {
+	if t.tr, err = train.NewTrainer(d, t.model, t.loss, t.opt, train.TrainerOptions{Batch: batch, Channels: 1, Height: size, Width: size,
+		Activations: act, LossScale: train.Config{Precision: train.Precision(act.String())}.GradScale()}); err != nil {
 		t.release()
 		return nil, err
 	}
-	t.tr.Activations = act
-	t.tr.LossScale = train.Config{Precision: act.String()}.GradScale()
 	// Random views rather than the data pipeline: the device's work does
 	// not depend on the pixels, and the loader would compete for the CPU.
 	rng := rand.New(rand.NewPCG(5, 6))
@@ -108,7 +107,7 @@ func (t *twinRun) release() {
 // pool growth). Steps are pipelined as in training: each submits while the
 // one before may still run, and the last is waited for. PeakBytes is the
 // pool's high-water mark over this measurement.
-func MeasureTwinStep(d *gpu.Device, arch string, batch, size int, projector string, act gpu.DType, min time.Duration) (TwinResult, error) {
+func MeasureTwinStep(d *gpu.Device, arch string, batch, size int, projector train.Projector, act gpu.DType, min time.Duration) (TwinResult, error) {
 	// The peak is this step's alone: not what an earlier measurement
 	// left in the pool.
 	d.Sync()
@@ -143,7 +142,7 @@ func MeasureTwinStep(d *gpu.Device, arch string, batch, size int, projector stri
 	for _, p := range t.model.Params() {
 		params += p.Value.Len()
 	}
-	return TwinResult{Arch: arch, Projector: projector, Activations: act, Batch: batch, Size: size, Steps: n, Seconds: sec,
+	return TwinResult{Arch: arch, Projector: projector.String(), Activations: act, Batch: batch, Size: size, Steps: n, Seconds: sec,
 		PairsPerSec: float64(batch) / sec, PeakBytes: d.MemStats().Peak, Adapter: d.Info.Name, Params: params}, nil
 }
 
@@ -151,7 +150,7 @@ func MeasureTwinStep(d *gpu.Device, arch string, batch, size int, projector stri
 // training step of the twin benchmark's network records, one case per class
 // (gpu.Device.CollectGemms and CollectKernels): what tuning times for a run
 // of that backbone, projector, batch and size.
-func TwinCases(d *gpu.Device, arch string, batch, size int, projector string, act gpu.DType) ([]gpu.GemmCase, []gpu.KernelCase, error) {
+func TwinCases(d *gpu.Device, arch string, batch, size int, projector train.Projector, act gpu.DType) ([]gpu.GemmCase, []gpu.KernelCase, error) {
 	t, err := newTwinRun(d, arch, batch, size, projector, act)
 	if err != nil {
 		return nil, nil, err
@@ -287,7 +286,7 @@ func isKey(s string) bool {
 // ProfileTwinStep runs warm-up steps as MeasureTwinStep does, then records
 // steps with device timestamps on every dispatch and returns the device
 // time per kernel family, the median over steps of each family's total.
-func ProfileTwinStep(d *gpu.Device, arch string, batch, size int, projector string, act gpu.DType, steps int) (TwinProfile, error) {
+func ProfileTwinStep(d *gpu.Device, arch string, batch, size int, projector train.Projector, act gpu.DType, steps int) (TwinProfile, error) {
 	if !d.HasTimestamps() {
 		return TwinProfile{}, fmt.Errorf("bench: %s has no timestamp queries to profile with", d.Info.Name)
 	}

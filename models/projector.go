@@ -3,6 +3,7 @@ package models
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -35,17 +36,25 @@ func ParseSpec(spec string) ([]int, error) {
 	return widths, nil
 }
 
-// NewProjector builds a projector from in to the widths of spec; noBN drops
-// the hidden BatchNorms (one of the paper's ablations).
-func NewProjector(d *gpu.Device, rng *rand.Rand, in int, spec string, noBN bool) (*Projector, error) {
-	return NewMLP(d, rng, "projector", in, spec, noBN)
+// checkWidths refuses an empty list of widths or one that is not positive.
+func checkWidths(widths []int) error {
+	if len(widths) == 0 || slices.Min(widths) < 1 {
+		return fmt.Errorf("models: projector widths %v: want one or more positive widths", widths)
+	}
+	return nil
+}
+
+// NewProjector builds a projector from in through widths (ParseSpec's),
+// the last being the embedding's; noBN drops the hidden BatchNorms (one
+// of the paper's ablations).
+func NewProjector(d *gpu.Device, rng *rand.Rand, in int, widths []int, noBN bool) (*Projector, error) {
+	return NewMLP(d, rng, "projector", in, widths, noBN)
 }
 
 // NewMLP builds the projector's kind of network under another state-dict
 // name, such as the predictor of the paper's asymmetry ablation.
-func NewMLP(d *gpu.Device, rng *rand.Rand, name string, in int, spec string, noBN bool) (*Projector, error) {
-	widths, err := ParseSpec(spec)
-	if err != nil {
+func NewMLP(d *gpu.Device, rng *rand.Rand, name string, in int, widths []int, noBN bool) (*Projector, error) {
+	if err := checkWidths(widths); err != nil {
 		return nil, err
 	}
 	p := &Projector{In: in, Out: widths[len(widths)-1]}
@@ -73,13 +82,12 @@ func NewMLP(d *gpu.Device, rng *rand.Rand, name string, in int, spec string, noB
 	return p, nil
 }
 
-// ProjectorFootprint sizes a projector from in to spec's widths for n
+// ProjectorFootprint sizes a projector from in through widths for n
 // representations with activations stored as t: Forward keeps each hidden
 // layer's Linear output and its BatchNorm-then-ReLU output, with the
 // statistics (f32).
-func ProjectorFootprint(in int, spec string, noBN bool, n int, t gpu.DType) (Footprint, error) {
-	widths, err := ParseSpec(spec)
-	if err != nil {
+func ProjectorFootprint(in int, widths []int, noBN bool, n int, t gpu.DType) (Footprint, error) {
+	if err := checkWidths(widths); err != nil {
 		return Footprint{}, err
 	}
 	f := Footprint{Dim: widths[len(widths)-1]}

@@ -120,7 +120,7 @@ func replayTinyProjector(t *testing.T, act gpu.DType, tol replayTol) {
 		t.Fatal(err)
 	}
 	defer m.Release()
-	pr, err := NewProjector(d, rng, m.Dim, "32-32-16", false)
+	pr, err := NewProjector(d, rng, m.Dim, []int{32, 32, 16}, false)
 	if err != nil {
 		t.Fatal(err)
 	}

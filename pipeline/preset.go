@@ -3,6 +3,8 @@ package pipeline
 import (
 	"fmt"
 	"slices"
+
+	"github.com/bt-org/bt/internal/enum"
 )
 
 // Normalisation statistics of the datasets the presets are meant for.
@@ -17,9 +19,46 @@ var (
 	MNISTStd         = []float32{0.3081}
 )
 
+// PresetName names an augmentation preset (Preset, EvalPreset,
+// ProbePreset). Its text is the name; UnmarshalText refuses names that
+// are not presets and takes "", the zero value, which names none (a
+// train.DataConfig then takes its data set's own).
+type PresetName string
+
+// The presets.
+const (
+	ImageNetPreset     PresetName = "imagenet"
+	CIFARPreset        PresetName = "cifar"
+	FashionMNISTPreset PresetName = "fashion-mnist"
+	MNISTPreset        PresetName = "mnist"
+)
+
 // PresetNames lists the names Preset, EvalPreset and ProbePreset accept.
-func PresetNames() []string {
-	return []string{"imagenet", "cifar", "fashion-mnist", "mnist"}
+func PresetNames() []PresetName {
+	return []PresetName{ImageNetPreset, CIFARPreset, FashionMNISTPreset, MNISTPreset}
+}
+
+// Check is nil for a preset's name or "".
+func (p PresetName) Check() error {
+	if p == "" {
+		return nil
+	}
+	return enum.Check("pipeline: augmentation preset", p, PresetNames())
+}
+
+func (p PresetName) String() string { return string(p) }
+
+// MarshalText is p's name.
+func (p PresetName) MarshalText() ([]byte, error) { return []byte(p), nil }
+
+// UnmarshalText takes a preset's name, or "".
+func (p *PresetName) UnmarshalText(text []byte) error {
+	v := PresetName(text)
+	if err := v.Check(); err != nil {
+		return err
+	}
+	*p = v
+	return nil
 }
 
 // official is view A of the Barlow Twins ImageNet recipe (main.py's
@@ -56,18 +95,18 @@ func official() ViewConfig {
 // bilinear resampling, torchvision's default that small-image
 // reimplementations keep; the gray presets also drop saturation, hue and
 // grayscale, which do nothing to one channel.
-func Preset(name string) (Config, error) {
+func Preset(name PresetName) (Config, error) {
 	a := official()
 	switch name {
-	case "imagenet":
-	case "cifar":
+	case ImageNetPreset:
+	case CIFARPreset:
 		a.Size, a.Filter, a.BlurP = 32, Bilinear, 0
 		a.Mean, a.Std = CIFARMean, CIFARStd
-	case "fashion-mnist", "mnist":
+	case FashionMNISTPreset, MNISTPreset:
 		a.Size, a.Filter, a.BlurP = 28, Bilinear, 0
 		a.Saturation, a.Hue, a.GrayP = 0, 0, 0
 		a.Mean, a.Std = FashionMNISTMean, FashionMNISTStd
-		if name == "mnist" {
+		if name == MNISTPreset {
 			a.Mean, a.Std = MNISTMean, MNISTStd
 		}
 	default:
@@ -86,14 +125,14 @@ func Preset(name string) (Config, error) {
 // EvalPreset returns the deterministic evaluation transform of a preset:
 // Resize(256) + CenterCrop(224) for "imagenet"; the small-image presets take
 // the whole image (CenterFraction 1), which at native size is the identity.
-func EvalPreset(name string) (ViewConfig, error) {
+func EvalPreset(name PresetName) (ViewConfig, error) {
 	c, err := Preset(name)
 	if err != nil {
 		return ViewConfig{}, err
 	}
 	v := c.A
 	v.Crop, v.CenterFraction = CenterCrop, 1
-	if name == "imagenet" {
+	if name == ImageNetPreset {
 		v.CenterFraction = 224.0 / 256
 	}
 	v.FlipP, v.JitterP, v.GrayP, v.BlurP, v.SolarizeP = 0, 0, 0, 0, 0
@@ -102,7 +141,7 @@ func EvalPreset(name string) (ViewConfig, error) {
 
 // ProbePreset returns the linear-probe training transform of a preset:
 // RandomResizedCrop and horizontal flip only, as the official evaluate.py.
-func ProbePreset(name string) (ViewConfig, error) {
+func ProbePreset(name PresetName) (ViewConfig, error) {
 	c, err := Preset(name)
 	if err != nil {
 		return ViewConfig{}, err
@@ -112,29 +151,64 @@ func ProbePreset(name string) (ViewConfig, error) {
 	return v, nil
 }
 
-// Ablations lists the augmentation ablations Without accepts: the paper's
-// "no grayscale + no colour jitter", "crop + blur only" and "crop only".
-var Ablations = []string{"no-color", "crop+blur", "crop"}
+// Ablation names one of the paper's augmentation ablations (Without).
+// Its text is the name; UnmarshalText refuses names that are not
+// ablations and takes "", the zero value: none.
+type Ablation string
+
+// The paper's ablations: "no grayscale + no colour jitter", "crop + blur
+// only" and "crop only".
+const (
+	NoColor  Ablation = "no-color"
+	CropBlur Ablation = "crop+blur"
+	CropOnly Ablation = "crop"
+)
+
+// Ablations lists the augmentation ablations Without accepts.
+func Ablations() []Ablation { return []Ablation{NoColor, CropBlur, CropOnly} }
+
+// Check is nil for an ablation's name or "".
+func (a Ablation) Check() error {
+	if a == "" {
+		return nil
+	}
+	return enum.Check("pipeline: augmentation ablation", a, Ablations())
+}
+
+func (a Ablation) String() string { return string(a) }
+
+// MarshalText is a's name.
+func (a Ablation) MarshalText() ([]byte, error) { return []byte(a), nil }
+
+// UnmarshalText takes an ablation's name, or "".
+func (a *Ablation) UnmarshalText(text []byte) error {
+	v := Ablation(text)
+	if err := v.Check(); err != nil {
+		return err
+	}
+	*a = v
+	return nil
+}
 
 // Without returns the configuration with augmentations removed, as the
 // paper's ablations do. "no-color" drops colour jitter and grayscale;
 // "crop+blur" keeps only the random resized crop and the blur (with the
 // official probabilities, 1.0 and 0.1, even where the preset had none);
 // "crop" keeps only the crop.
-func (c Config) Without(ablation string) (Config, error) {
+func (c Config) Without(ablation Ablation) (Config, error) {
 	out := c
 	for _, v := range []*ViewConfig{&out.A, &out.B} {
 		switch ablation {
-		case "no-color":
+		case NoColor:
 			v.JitterP, v.GrayP = 0, 0
-		case "crop+blur", "crop":
+		case CropBlur, CropOnly:
 			v.FlipP, v.JitterP, v.GrayP, v.SolarizeP = 0, 0, 0, 0
 			v.BlurP = 0
 		default:
-			return Config{}, fmt.Errorf("pipeline: unknown augmentation ablation %q (have %v)", ablation, Ablations)
+			return Config{}, fmt.Errorf("pipeline: unknown augmentation ablation %q (have %v)", ablation, Ablations())
 		}
 	}
-	if ablation == "crop+blur" {
+	if ablation == CropBlur {
 		out.A.BlurP, out.B.BlurP = 1.0, 0.1
 		for _, v := range []*ViewConfig{&out.A, &out.B} {
 			if v.Sigma == [2]float64{} {

@@ -45,10 +45,11 @@ func Example() {
 }
 
 func exportTiny(d *gpu.Device, path string) error {
-	cfg, err := train.DefaultConfig().Resolve()
+	rc, err := train.DefaultConfig().Resolve()
 	if err != nil {
 		return err
 	}
+	cfg := rc.Config()
 	m, err := train.NewModel(d, cfg.Model)
 	if err != nil {
 		return err

@@ -47,10 +47,11 @@ func BenchmarkEmbed(b *testing.B) {
 	cfg := train.DefaultConfig()
 	cfg.Data.Name, cfg.Data.Augment, cfg.Data.Size = "synthetic", "imagenet", size
 	cfg.Model.Arch, cfg.Model.Stem = arch, stem
-	cfg, err := cfg.Resolve()
+	rc, err := cfg.Resolve()
 	if err != nil {
 		b.Fatal(err)
 	}
+	cfg = rc.Config()
 	m, err := train.NewModel(d, cfg.Model)
 	if err != nil {
 		b.Fatal(err)

@@ -322,7 +322,7 @@ func (g *graph) projector(in int, x string) (int, error) {
 	if g.prefix == "" || g.c.Tensor("projector.0.weight") == nil {
 		return 0, fmt.Errorf("onnx: %s holds no projector (an exported backbone has none); export a checkpoint of bt pretrain, or leave the projector out", g.c.Path)
 	}
-	widths, err := models.ParseSpec(g.c.Model.Projector)
+	widths, err := g.c.Model.Projector.Widths()
 	if err != nil {
 		return 0, fmt.Errorf("onnx: %s: %w", g.c.Path, err)
 	}

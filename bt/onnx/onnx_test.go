@@ -19,6 +19,7 @@ import (
 	"github.com/bt-org/bt/internal/gputest"
 	"github.com/bt-org/bt/layers"
 	"github.com/bt-org/bt/models"
+	"github.com/bt-org/bt/pipeline"
 )
 
 // tol bounds the disagreement between ONNX Runtime and bt: every value
@@ -41,15 +42,16 @@ func needRuntime(t *testing.T) {
 // initial values, γ = 1, β = 0, mean 0, var 1, would hide a misplaced
 // one). full writes a run's checkpoint with the projector, otherwise an
 // exported backbone.
-func checkpoint(t *testing.T, d *gpu.Device, arch string, stem models.Stem, augment string, size int, full bool) string {
+func checkpoint(t *testing.T, d *gpu.Device, arch string, stem models.Stem, augment pipeline.PresetName, size int, full bool) string {
 	t.Helper()
 	cfg := train.DefaultConfig()
 	cfg.Data.Name, cfg.Data.Augment, cfg.Data.Size = "synthetic", augment, size
 	cfg.Model.Arch, cfg.Model.Stem, cfg.Model.Projector = arch, stem, "48-24"
-	cfg, err := cfg.Resolve()
+	rc, err := cfg.Resolve()
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg = rc.Config()
 	m, err := train.NewModel(d, cfg.Model)
 	if err != nil {
 		t.Fatal(err)
@@ -143,7 +145,7 @@ func TestMatchesBt(t *testing.T) {
 	for _, tc := range []struct {
 		arch    string
 		stem    models.Stem
-		augment string
+		augment pipeline.PresetName
 		size    int
 		bn      onnx.BatchNorm
 		full    bool // a run's checkpoint, exported with its projector

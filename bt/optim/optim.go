@@ -8,6 +8,7 @@ import (
 	"sort"
 
 	"github.com/bt-org/bt/gpu"
+	"github.com/bt-org/bt/internal/enum"
 	"github.com/bt-org/bt/layers"
 	"github.com/bt-org/bt/shaders"
 )
@@ -38,8 +39,8 @@ type Optimizer interface {
 // LARS's mu, PyTorch SGD's momentum_buffer), exp_avg and exp_avg_sq for
 // AdamW (PyTorch's names).
 type State struct {
-	Kind    string // "lars", "sgd" or "adamw"
-	Step    int    // steps taken
+	Kind    Kind
+	Step    int // steps taken
 	Tensors map[string][]float32
 }
 
@@ -109,21 +110,51 @@ func DefaultConfig() Config {
 	return Config{LARS: DefaultLARSConfig(), SGD: DefaultSGDConfig(), AdamW: DefaultAdamWConfig()}
 }
 
-// Names are the names New accepts.
-var Names = []string{"lars", "sgd", "adamw"}
+// Kind names an optimiser. Its text is the name; UnmarshalText refuses
+// any other, but takes "", the zero value of a file that records no run
+// settings, which Check (and so a run's validation) refuses.
+type Kind string
 
-// New returns the optimiser called name ("lars", "sgd" or "adamw")
-// over params, configured by the matching field of c.
-func New(name string, d *gpu.Device, params []*layers.Param, c Config) (Optimizer, error) {
-	switch name {
-	case "lars":
+// The optimisers.
+const (
+	LARS  Kind = "lars"
+	SGD   Kind = "sgd"
+	AdamW Kind = "adamw"
+)
+
+// Kinds are the optimisers New builds.
+func Kinds() []Kind { return []Kind{LARS, SGD, AdamW} }
+
+// Check is nil for an optimiser's name.
+func (k Kind) Check() error { return enum.Check("optim: optimiser", k, Kinds()) }
+
+func (k Kind) String() string { return string(k) }
+
+// MarshalText is k's name.
+func (k Kind) MarshalText() ([]byte, error) { return []byte(k), nil }
+
+// UnmarshalText takes an optimiser's name, or "".
+func (k *Kind) UnmarshalText(text []byte) error {
+	v, err := enum.Parse("optim: optimiser", text, Kinds())
+	if err != nil && v != "" {
+		return err
+	}
+	*k = v
+	return nil
+}
+
+// New returns the optimiser of the kind given over params, configured by
+// the matching field of c.
+func New(kind Kind, d *gpu.Device, params []*layers.Param, c Config) (Optimizer, error) {
+	switch kind {
+	case LARS:
 		return NewLARS(d, params, c.LARS)
-	case "sgd":
+	case SGD:
 		return NewSGD(d, params, c.SGD)
-	case "adamw":
+	case AdamW:
 		return NewAdamW(d, params, c.AdamW)
 	}
-	return nil, fmt.Errorf("optim: unknown optimizer %q; choose one of %v", name, Names)
+	return nil, fmt.Errorf("optim: unknown optimizer %q; choose one of %s", kind, enum.Join(Kinds(), ", "))
 }
 
 // NewLARS returns the official Barlow Twins LARS over params. Weights get
@@ -227,7 +258,7 @@ func grid(groups, maxX, maxY int) ([3]int, error) {
 // parameter the weight decay and whether LARS's trust ratio applies.
 type optimizer struct {
 	d      *gpu.Device
-	kind   string // lars, sgd, adamw
+	kind   Kind
 	rule   shaders.OptimRule
 	params []*layers.Param
 	wd     []float64

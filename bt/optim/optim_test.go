@@ -20,7 +20,7 @@ import (
 // refOpt is an optimiser's float64 reference over parameters keyed by name,
 // with the same per-parameter grouping as the GPU's.
 type refOpt struct {
-	kind  string
+	kind  Kind
 	cfg   Config
 	p     map[string][]float64
 	state map[string][]float64 // "PARAM/KIND", as State
@@ -54,7 +54,7 @@ func (o *refOpt) step(name string, vector bool, g []float64, lrW, lrV float64) {
 	}
 }
 
-func slotsOf(kind string) []string {
+func slotsOf(kind Kind) []string {
 	if kind == "adamw" {
 		return []string{"exp_avg", "exp_avg_sq"}
 	}
@@ -123,7 +123,7 @@ func TestOptimizersRandom(t *testing.T) {
 		adamEx.AdamW.ExcludeVectors = true
 		cases := []struct {
 			name     string
-			kind     string
+			kind     Kind
 			cfg      Config
 			lrW, lrV []float64 // per step
 			resume   bool      // start from a random state at step 5 through SetState
@@ -323,9 +323,9 @@ func compareParams(params []*layers.Param, init, want map[string][]float64) erro
 // on the GPU and in the float64 reference, and compares both with PyTorch.
 func TestOptimizerFixtures(t *testing.T) {
 	d := gputest.Device(t)
-	for _, kind := range Names {
-		t.Run(kind, func(t *testing.T) {
-			f, err := fixture.Load("testdata/optim_" + kind + ".json")
+	for _, kind := range Kinds() {
+		t.Run(kind.String(), func(t *testing.T) {
+			f, err := fixture.Load("testdata/optim_" + kind.String() + ".json")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -471,7 +471,7 @@ func TestOptimizerErrors(t *testing.T) {
 	}
 	ctors := []struct {
 		name   string
-		kind   string
+		kind   Kind
 		params []*layers.Param
 		cfg    Config
 		want   string

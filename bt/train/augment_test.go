@@ -79,7 +79,7 @@ func augmentRun(t *testing.T) Config {
 func TestAugmentOnDevice(t *testing.T) {
 	d := gputest.Device(t)
 	cfg := augmentRun(t)
-	build := func(on string) *Run {
+	build := func(on AugmentPlace) *Run {
 		c := cfg
 		c.Data.AugmentOn = on
 		r, err := New(d, c, Options{})
@@ -132,8 +132,8 @@ func TestAugmentOnDevice(t *testing.T) {
 		}
 	}
 
-	losses := map[string][]float32{}
-	for _, on := range []string{"cpu", "device"} {
+	losses := map[AugmentPlace][]float32{}
+	for _, on := range []AugmentPlace{AugmentCPU, AugmentDevice} {
 		r := build(on)
 		r.Loop.Hooks = append(r.Loop.Hooks, Hook{Name: "record", Fn: func(_ *Loop, ev Event) error {
 			losses[on] = append(losses[on], ev.Loss)
@@ -164,7 +164,7 @@ func TestAugmentOnValues(t *testing.T) {
 		t.Errorf("default AugmentOn %q, want auto", c.Data.AugmentOn)
 	}
 	for _, tt := range []struct {
-		on       string
+		on       AugmentPlace
 		valid    bool
 		onDevice bool
 	}{{"auto", true, !d.IsCPU()}, {"", true, !d.IsCPU()}, {"cpu", true, false}, {"device", true, true}, {"gpu", false, false}} {

@@ -105,7 +105,7 @@ func SaveCheckpoint(path string, m *Model, opt optim.Optimizer, st RunState) err
 		for name, v := range state.Tensors {
 			views["optimizer."+name] = f32View{[]uint64{uint64(len(v))}, v}
 		}
-		meta["optimizer"] = state.Kind
+		meta["optimizer"] = string(state.Kind)
 		meta["optimizer_step"] = fmt.Sprint(state.Step)
 	}
 	for _, name := range slices.Sorted(maps.Keys(views)) {
@@ -297,7 +297,7 @@ func parseCheckpoint(path string, b []byte) (*Checkpoint, error) {
 		}
 	}
 	if kind, ok := meta["optimizer"]; ok {
-		c.Opt = &optim.State{Kind: kind, Tensors: map[string][]float32{}}
+		c.Opt = &optim.State{Kind: optim.Kind(kind), Tensors: map[string][]float32{}}
 		if _, err := fmt.Sscan(meta["optimizer_step"], &c.Opt.Step); err != nil {
 			return nil, fmt.Errorf("train: %s: optimizer_step %q is not a number", path, meta["optimizer_step"])
 		}

@@ -16,9 +16,12 @@ import (
 
 // Config is a whole pretraining run: its data, network, objective,
 // optimiser, schedule and length. DefaultConfig is the paper's recipe;
-// Validate checks ranges and conflicts; New builds a run from it; every
-// checkpoint stores it, resolved (Resolve), so a resumed run, an
-// evaluation or an Encoder sees exactly what trained.
+// Resolve checks ranges and conflicts and works out what follows from the
+// settings; New builds a run from it; every checkpoint stores it,
+// resolved, so a resumed run, an evaluation or an Encoder sees exactly
+// what trained. Its JSON is config.json's: the enumerated settings are
+// named types whose text is their name (Precision, optim.Kind,
+// pipeline.PresetName, …), and decoding refuses a name that is not one.
 type Config struct {
 	Data  DataConfig   `json:"data"`
 	Model ModelConfig  `json:"model"`
@@ -35,13 +38,13 @@ type Config struct {
 	// different model, whose normalisation sees batch/ranks samples. By
 	// default they are synchronised, as in the official code.
 	PerRankBatchNorm bool `json:"per_rank_batchnorm,omitempty"`
-	// Precision is where the activations live: "f32" ("" too, as in
-	// checkpoints written before the setting), or "f16", mixed precision:
+	// Precision is where the activations live: F32 ("" too, as in
+	// checkpoints written before the setting), or F16, mixed precision:
 	// activations and their gradients stored as f16, everything computed
 	// in f32, and the parameters, their gradients, the optimiser state,
 	// BatchNorm statistics and the loss in f32. Where the adapter has
 	// shader-f16.
-	Precision string `json:"precision,omitempty"`
+	Precision Precision `json:"precision,omitempty"`
 	// LossScale multiplies the loss's gradient before it enters the
 	// network and divides the parameters' gradients by it after, so that
 	// gradients too small for f16 (the loss's, at large batches late in
@@ -49,7 +52,7 @@ type Config struct {
 	// default: DefaultLossScale with f16 activations, 1 in f32.
 	LossScale float64 `json:"loss_scale,omitempty"`
 
-	Optimizer   string         `json:"optimizer"` // optim.Names
+	Optimizer   optim.Kind     `json:"optimizer"`
 	WeightDecay float64        `json:"weight_decay"`
 	Schedule    optim.Schedule `json:"schedule"`
 	Batch       int            `json:"batch"`  // pairs per step
@@ -64,12 +67,13 @@ type Config struct {
 type DataConfig struct {
 	Name string `json:"name"` // pipeline.Open's names: fashion-mnist, cifar10, folder, …
 	Dir  string `json:"dir"`  // "" for the dataset's default directory
-	// Augment is the augmentation preset (pipeline.PresetNames); "" takes
-	// the dataset's. Size, when positive, overrides its view size.
-	Augment string `json:"augment"`
-	Size    int    `json:"size"`
-	// Without drops augmentations: one of pipeline.Ablations.
-	Without string `json:"without,omitempty"`
+	// Augment is the augmentation preset; "" takes the dataset's. Size,
+	// when positive, overrides its view size.
+	Augment pipeline.PresetName `json:"augment"`
+	Size    int                 `json:"size"`
+	// Without drops augmentations: one of pipeline.Ablations, or "" for
+	// none.
+	Without pipeline.Ablation `json:"without,omitempty"`
 	// CropMin, when positive, is the smallest area fraction of the views'
 	// random resized crops in place of the preset's (0.08, the paper's).
 	// Jitter, when positive, multiplies the colour jitter's strengths
@@ -84,13 +88,14 @@ type DataConfig struct {
 	MaxBadFraction float64 `json:"max_bad_fraction"`
 	MaxPixels      int     `json:"max_pixels"`
 	Workers        int     `json:"workers"` // loading goroutines; 0: one per CPU
-	// AugmentOn is where the views are augmented: "cpu" by the loader's
-	// workers, "device" by package augment from raw batches, inside the
-	// step's recording, or "auto" (also "", as in checkpoints written
-	// before the setting): the device unless the adapter is a CPU, where
-	// the workers are faster (BENCHMARKS.md). Both draw the same
-	// augmentations for a seed; the pixels differ by float rounding.
-	AugmentOn string `json:"augment_on,omitempty"`
+	// AugmentOn is where the views are augmented: AugmentCPU by the
+	// loader's workers, AugmentDevice by package augment from raw batches,
+	// inside the step's recording, or AugmentAuto (also "", as in
+	// checkpoints written before the setting): the device unless the
+	// adapter is a CPU, where the workers are faster (BENCHMARKS.md). Both
+	// draw the same augmentations for a seed; the pixels differ by float
+	// rounding.
+	AugmentOn AugmentPlace `json:"augment_on,omitempty"`
 	// Validation holds a seeded share of the training images out of
 	// pretraining (and of the probes' training, Open), for choosing
 	// settings on; the test split is left for the final figures. Zero (as
@@ -146,9 +151,6 @@ func (v Validation) Describe() string {
 	return fmt.Sprintf("validation split: %s%g%% of the training images drawn by seed %d, held out of pretraining and of the probes' training", n, 100*v.Fraction, v.Seed)
 }
 
-// Precisions are Config.Precision's values.
-var Precisions = []string{"f32", "f16"}
-
 // DefaultLossScale is mixed precision's loss scale: with it the Barlow
 // Twins loss's gradient at N = 2048, D = 8192 and C_ii = 0.99, whose
 // largest entry is 5.6e-5 and 99% of which lie below f16's smallest normal
@@ -170,21 +172,18 @@ func (c Config) GradScale() float32 {
 
 // Activations is the element type of the passes' activations.
 func (c Config) Activations() gpu.DType {
-	if c.Precision == "f16" {
+	if c.Precision == F16 {
 		return gpu.F16
 	}
 	return gpu.F32
 }
 
-// AugmentPlaces are DataConfig.AugmentOn's values.
-var AugmentPlaces = []string{"auto", "cpu", "device"}
-
 // OnDevice reports whether views are augmented on dev.
 func (d DataConfig) OnDevice(dev *gpu.Device) bool {
 	switch d.AugmentOn {
-	case "device":
+	case AugmentDevice:
 		return true
-	case "cpu":
+	case AugmentCPU:
 		return false
 	}
 	return !dev.IsCPU()
@@ -195,29 +194,29 @@ func (d DataConfig) OnDevice(dev *gpu.Device) bool {
 // 512-wide projector, sizes that train on any adapter.
 func DefaultConfig() Config {
 	return Config{
-		Data:      DataConfig{Name: "fashion-mnist", MaxBadFraction: pipeline.DefaultMaxBadFraction, MaxPixels: pipeline.DefaultMaxPixels, AugmentOn: "auto"},
+		Data:      DataConfig{Name: "fashion-mnist", MaxBadFraction: pipeline.DefaultMaxBadFraction, MaxPixels: pipeline.DefaultMaxPixels, AugmentOn: AugmentAuto},
 		Model:     ModelConfig{Arch: "tiny", Projector: "512-512-512", Seed: 1},
 		Loss:      loss.DefaultOptions(),
-		Optimizer: "lars", WeightDecay: 1.5e-6, Schedule: optim.DefaultSchedule(),
+		Optimizer: optim.LARS, WeightDecay: 1.5e-6, Schedule: optim.DefaultSchedule(),
 		Batch: 256, Epochs: 100, Seed: 1,
 	}
 }
 
 // Preset is the augmentation preset the data takes: Augment, or the
 // dataset's own.
-func (d DataConfig) Preset() string {
+func (d DataConfig) Preset() pipeline.PresetName {
 	if d.Augment != "" {
 		return d.Augment
 	}
 	switch strings.ToLower(d.Name) {
 	case "fashion-mnist", "fashion_mnist", "fashionmnist":
-		return "fashion-mnist"
+		return pipeline.FashionMNISTPreset
 	case "mnist":
-		return "mnist"
+		return pipeline.MNISTPreset
 	case "cifar10", "cifar-10", "cifar100", "cifar-100", "synthetic":
-		return "cifar"
+		return pipeline.CIFARPreset
 	}
-	return "imagenet"
+	return pipeline.ImageNetPreset
 }
 
 // Views are the two augmented views pretraining draws.
@@ -269,7 +268,7 @@ func (d *DataConfig) fitPreset(ds pipeline.Dataset) (string, error) {
 	if min(img.H, img.W) >= 64 {
 		return "", nil
 	}
-	d.Augment = "cifar"
+	d.Augment = pipeline.CIFARPreset
 	return fmt.Sprintf("the folder's first image is %d×%d: the cifar preset (32-px views, no blur) is used; -augment imagenet gives 224-px views", img.W, img.H), nil
 }
 
@@ -324,27 +323,89 @@ func (d *DataConfig) openTrain() (pipeline.Dataset, error) {
 	return keep, nil
 }
 
-// Resolve fills what the data decides: the network's input channels and,
-// where not chosen, its stem (small under 64 px), after validating.
-func (c Config) Resolve() (Config, error) {
-	if err := c.Validate(); err != nil {
-		return c, err
+// Resolved is a Config checked and completed, with what follows from
+// its settings worked out once: the two views pretraining draws and the
+// projector's widths. Only Config.Resolve makes one (its fields are
+// unexported, and the zero value is refused), so that what takes one, a
+// run's assembly, CheckMemory, neither validates the configuration again
+// nor builds the views again.
+type Resolved struct {
+	cfg    Config
+	views  pipeline.Config
+	widths []int
+}
+
+// Config is the resolved configuration: the one given, with the
+// network's input channels and, where not chosen, its stem filled in
+// from the views. Checkpoints record it.
+func (r Resolved) Config() Config { return r.cfg }
+
+// Views are the two augmented views pretraining draws.
+func (r Resolved) Views() pipeline.Config { return r.views }
+
+// Widths are the projector's layer widths, the last the embedding's.
+func (r Resolved) Widths() []int { return slices.Clone(r.widths) }
+
+// Dim is the embedding's width.
+func (r Resolved) Dim() int { return r.widths[len(r.widths)-1] }
+
+// errUnresolved is the error of a function given a Resolved that
+// Config.Resolve did not make.
+var errUnresolved = errors.New("train: a configuration that Config.Resolve did not resolve")
+
+// check returns errUnresolved for the zero Resolved.
+func (r Resolved) check() error {
+	if len(r.widths) == 0 {
+		return errUnresolved
 	}
-	views, err := c.Data.Views()
+	return nil
+}
+
+// Resolve validates c (Validate's checks) and works out what follows from
+// it: the views, the projector's widths, the network's input channels
+// and, where not chosen, its stem (small under 64 px).
+func (c Config) Resolve() (Resolved, error) {
+	errs := c.checks()
+	widths, err := c.Model.Projector.Widths()
 	if err != nil {
-		return c, err
+		errs = append(errs, err)
+	}
+	// The views with the crop and jitter settings applied: a crop above
+	// the preset's largest, or hue jitter past 0.5, is refused here. An
+	// unknown preset or ablation is among errs already.
+	views, verr := c.Data.Views()
+	if verr == nil {
+		for _, v := range []pipeline.ViewConfig{views.A, views.B} {
+			if err := v.Validate(); err != nil {
+				errs = append(errs, fmt.Errorf("train: smallest crop %v, jitter strength %v: %v", c.Data.CropMin, c.Data.Jitter, err))
+				break
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Resolved{}, err
+	}
+	if verr != nil {
+		return Resolved{}, verr
 	}
 	c.Model.InChannels = views.A.Channels()
 	if c.Model.Stem == "" && views.A.Size < 64 {
 		c.Model.Stem = models.SmallStem
 	}
-	return c, nil
+	return Resolved{cfg: c, views: views, widths: widths}, nil
 }
 
 // Validate checks every setting's range and the ablations' conflicts, so
 // that a bad configuration fails here, naming the setting, and not deep
-// inside a step.
+// inside a step: Resolve's checks, for a caller that wants only them.
 func (c Config) Validate() error {
+	_, err := c.Resolve()
+	return err
+}
+
+// checks are the errors of Validate that do not need the views or the
+// projector's widths.
+func (c Config) checks() []error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	finite := func(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
@@ -389,8 +450,10 @@ func (c Config) Validate() error {
 	case c.Data.Workers < 0:
 		bad("train: workers %d: 0 (one per CPU) or more", c.Data.Workers)
 	}
-	if !slices.Contains(Precisions, c.Precision) && c.Precision != "" {
-		bad("train: precision %q: choose %s", c.Precision, strings.Join(Precisions, " or "))
+	for _, err := range []error{c.Precision.Check(), c.Optimizer.Check(), c.Data.Augment.Check(), c.Data.AugmentOn.Check(), c.Data.Without.Check()} {
+		if err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if !slices.Contains(models.Archs, c.Model.Arch) {
 		bad("train: architecture %q: choose one of %s", c.Model.Arch, strings.Join(models.Archs, ", "))
@@ -398,33 +461,8 @@ func (c Config) Validate() error {
 	if st := c.Model.Stem; st != "" && st != models.ImageNetStem && st != models.SmallStem {
 		bad("train: stem %q: want %s or %s", st, models.ImageNetStem, models.SmallStem)
 	}
-	if _, err := models.ParseSpec(c.Model.Projector); err != nil {
-		bad("train: projector %q: %v", c.Model.Projector, err)
-	}
-	if !slices.Contains(optim.Names, c.Optimizer) {
-		bad("train: optimiser %q: choose one of %s", c.Optimizer, strings.Join(optim.Names, ", "))
-	}
-	if a := c.Data.Augment; a != "" && !slices.Contains(pipeline.PresetNames(), a) {
-		bad("train: augmentation preset %q: choose one of %s", a, strings.Join(pipeline.PresetNames(), ", "))
-	}
-	if a := c.Data.AugmentOn; a != "" && !slices.Contains(AugmentPlaces, a) {
-		bad("train: augment on %q: choose one of %s", a, strings.Join(AugmentPlaces, ", "))
-	}
-	if w := c.Data.Without; w != "" && !slices.Contains(pipeline.Ablations, w) {
-		bad("train: augmentation ablation %q: choose one of %s", w, strings.Join(pipeline.Ablations, ", "))
-	}
-	// The views with the crop and jitter settings applied: a crop above
-	// the preset's largest, or hue jitter past 0.5, is refused here.
-	if views, err := c.Data.Views(); err == nil {
-		for _, v := range []pipeline.ViewConfig{views.A, views.B} {
-			if err := v.Validate(); err != nil {
-				bad("train: smallest crop %v, jitter strength %v: %v", c.Data.CropMin, c.Data.Jitter, err)
-				break
-			}
-		}
-	}
 	if c.InfoNCE > 0 && (c.Loss.RedundancyOnly || c.Loss.Norm != loss.BatchNorm || c.Loss.Lambda != loss.DefaultLambda || c.Loss.Scale != 1) {
 		bad("train: InfoNCE replaces the Barlow Twins loss; its λ, scale, normalisation and redundancy-only settings would be ignored")
 	}
-	return errors.Join(errs...)
+	return errs
 }

@@ -53,7 +53,7 @@ func TestFitPreset(t *testing.T) {
 // refused by Validate, naming the setting.
 func TestViewStrength(t *testing.T) {
 	for _, tc := range []struct {
-		preset          string
+		preset          pipeline.PresetName
 		cropMin, jitter float64
 		wantErr         string
 	}{

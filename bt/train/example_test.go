@@ -69,7 +69,7 @@ func ExampleConfig_UseRecipe() {
 		log.Fatal(err)
 	}
 	fmt.Printf("paper: rate ×%g, warm-up %v epochs\n", cfg.Schedule.Multiplier, cfg.Schedule.Warmup)
-	fmt.Println(train.RecipeNames())
+	fmt.Println(train.Recipes())
 	// Output:
 	// short: rate ×32, warm-up 5%, crops from 0.4
 	// paper: rate ×1, warm-up 10 epochs

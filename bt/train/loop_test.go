@@ -67,7 +67,7 @@ func newSmallRun(t *testing.T, epochs, startStep int, ckptDir string, every int)
 	if s.opt, err = optim.New("lars", d, s.model.Params(), optim.DefaultConfig()); err != nil {
 		t.Fatal(err)
 	}
-	if s.tr, err = NewTrainer(d, s.model, s.loss, s.opt, smallBatch, 1, 16, 16, nil); err != nil {
+	if s.tr, err = NewTrainer(d, s.model, s.loss, s.opt, TrainerOptions{Batch: smallBatch, Channels: 1, Height: 16, Width: 16}); err != nil {
 		t.Fatal(err)
 	}
 	sched := optim.DefaultSchedule()

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/bt-org/bt/bt/optim"
 	"github.com/bt-org/bt/gpu"
 	"github.com/bt-org/bt/models"
 )
@@ -35,7 +36,7 @@ func (m MemoryPlan) String() string {
 var ErrMemory = errors.New("does not fit")
 
 // optimizerStates is how many parameter-sized tensors each optimiser keeps.
-var optimizerStates = map[string]int64{"lars": 1, "sgd": 1, "adamw": 2}
+var optimizerStates = map[optim.Kind]int64{optim.LARS: 1, optim.SGD: 1, optim.AdamW: 2}
 
 // LossKind is the objective whose workspaces a memory plan counts.
 type LossKind int
@@ -57,17 +58,38 @@ func LossFor(fused bool) LossKind {
 	return MaterialisedLoss
 }
 
-// PlanMemory sizes a twin step of batch pairs of c×h×w images on one of
-// ranks processes, each taking batch/ranks of them: the network's passes
-// are this rank's share, and so is the loss's memory where the ranks
+// Step is what a twin step's memory depends on.
+type Step struct {
+	Model ModelConfig
+	// Batch pairs of Channels×Height×Width images on one of Ranks
+	// processes, each taking Batch/Ranks of them.
+	Batch, Ranks            int
+	Channels, Height, Width int
+	Loss                    LossKind
+	// Activations is the activations' element type: f16 halves them and
+	// the backward pass's temporaries (Config.Precision); the views,
+	// representations, embeddings and everything of the parameters stay
+	// f32.
+	Activations gpu.DType
+	Optimizer   optim.Kind
+}
+
+// PlanMemory sizes a twin step: the network's passes are this rank's
+// share of the batch, and so is the loss's memory where the ranks
 // all-reduce C; where they gather the embeddings instead, every rank
 // holds the loss of the whole batch and the gathered embeddings with
 // their gradients.
-//
-// act is the activations' element type: f16 halves them and the backward
-// pass's temporaries (Config.Precision); the views, representations,
-// embeddings and everything of the parameters stay f32.
-func PlanMemory(mc ModelConfig, batch, ranks, c, h, w int, loss LossKind, act gpu.DType, optimizer string) (MemoryPlan, error) {
+func PlanMemory(s Step) (MemoryPlan, error) {
+	widths, err := s.Model.Projector.Widths()
+	if err != nil {
+		return MemoryPlan{}, err
+	}
+	return planMemory(s, widths)
+}
+
+// planMemory is PlanMemory with the projector's widths parsed.
+func planMemory(s Step, widths []int) (MemoryPlan, error) {
+	mc, batch, ranks, c, h, w, loss, act := s.Model, s.Batch, s.Ranks, s.Channels, s.Height, s.Width, s.Loss, s.Activations
 	if ranks < 1 || batch%ranks != 0 {
 		return MemoryPlan{}, fmt.Errorf("train: batch %d does not divide among %d ranks", batch, ranks)
 	}
@@ -77,20 +99,20 @@ func PlanMemory(mc ModelConfig, batch, ranks, c, h, w int, loss LossKind, act gp
 	if err != nil {
 		return MemoryPlan{}, err
 	}
-	pr, err := models.ProjectorFootprint(bb.Dim, mc.Projector, mc.NoBN, batch, act)
+	pr, err := models.ProjectorFootprint(bb.Dim, widths, mc.NoBN, batch, act)
 	if err != nil {
 		return MemoryPlan{}, err
 	}
-	states, ok := optimizerStates[optimizer]
+	states, ok := optimizerStates[s.Optimizer]
 	if !ok {
-		return MemoryPlan{}, fmt.Errorf("train: unknown optimiser %q", optimizer)
+		return MemoryPlan{}, fmt.Errorf("train: unknown optimiser %q", s.Optimizer)
 	}
 	n, dim, emb := int64(batch), int64(bb.Dim), int64(pr.Dim)
 	p := MemoryPlan{Batch: batch, Ranks: ranks, Params: bb.Params + pr.Params}
 	p.Activations = 2 * (bb.Kept + pr.Kept)
 	if mc.Predictor {
 		// On the first branch only, with its output and that gradient.
-		pd, err := models.ProjectorFootprint(pr.Dim, fmt.Sprintf("%d-%d", pr.Dim, pr.Dim), false, batch, act)
+		pd, err := models.ProjectorFootprint(pr.Dim, []int{pr.Dim, pr.Dim}, false, batch, act)
 		if err != nil {
 			return MemoryPlan{}, err
 		}
@@ -127,14 +149,29 @@ func PlanMemory(mc ModelConfig, batch, ranks, c, h, w int, loss LossKind, act gp
 	return p, nil
 }
 
-// CheckMemory plans a step on d (see PlanMemory) and returns an error when
-// it cannot run: a tensor beyond the adapter's binding limit, or, when
-// budget (bytes) is positive, a total beyond it. The error names the
-// largest batch that would fit, a multiple of ranks.
-func CheckMemory(d *gpu.Device, mc ModelConfig, batch, ranks, c, h, w int, loss LossKind, act gpu.DType, optimizer string, budget int64) (MemoryPlan, error) {
+// MemoryCheck is how CheckMemory plans a resolved configuration's step.
+type MemoryCheck struct {
+	Ranks int // processes sharing the batch; 0 is 1
+	Loss  LossKind
+	// Budget, in bytes, when positive, is the most the step may take.
+	Budget int64
+}
+
+// CheckMemory plans a step of rc on d (see PlanMemory) and returns an
+// error when it cannot run: a tensor beyond the adapter's binding limit,
+// or, when o.Budget is positive, a total beyond it. The error names the
+// largest batch that would fit, a multiple of the ranks.
+func CheckMemory(d *gpu.Device, rc Resolved, o MemoryCheck) (MemoryPlan, error) {
+	if err := rc.check(); err != nil {
+		return MemoryPlan{}, err
+	}
+	cfg, size := rc.cfg, rc.views.A.Size
+	s := Step{Model: cfg.Model, Batch: cfg.Batch, Ranks: max(o.Ranks, 1), Channels: rc.views.A.Channels(), Height: size, Width: size,
+		Loss: o.Loss, Activations: cfg.Activations(), Optimizer: cfg.Optimizer}
+	batch, ranks, loss, budget := s.Batch, s.Ranks, s.Loss, o.Budget
 	limit := int64(min(d.Limits.MaxStorageBufferBindingSize, d.Limits.MaxBufferSize))
 	fits := func(p MemoryPlan) bool { return p.Largest <= limit && (budget <= 0 || p.Total <= budget) }
-	p, err := PlanMemory(mc, batch, ranks, c, h, w, loss, act, optimizer)
+	p, err := planMemory(s, rc.widths)
 	if err != nil || fits(p) {
 		return p, err
 	}
@@ -145,7 +182,9 @@ func CheckMemory(d *gpu.Device, mc ModelConfig, batch, ranks, c, h, w int, loss 
 	best := 0
 	for lo, hi := 1, batch/ranks-1; lo <= hi; {
 		mid := (lo + hi) / 2
-		q, err := PlanMemory(mc, mid*ranks, ranks, c, h, w, loss, act, optimizer)
+		smaller := s
+		smaller.Batch = mid * ranks
+		q, err := planMemory(smaller, rc.widths)
 		if err != nil {
 			return p, err
 		}

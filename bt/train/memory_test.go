@@ -7,6 +7,7 @@ import (
 
 	"github.com/bt-org/bt/gpu"
 	"github.com/bt-org/bt/internal/gputest"
+	"github.com/bt-org/bt/pipeline"
 )
 
 // TestMemoryPlan sizes the paper's setting, ResNet-50 with an 8192³
@@ -15,7 +16,7 @@ import (
 // largest batch that fits.
 func TestMemoryPlan(t *testing.T) {
 	mc := ModelConfig{Arch: "resnet50", InChannels: 3, Projector: "8192-8192-8192"}
-	p, err := PlanMemory(mc, 256, 1, 3, 224, 224, FusedLoss, gpu.F32, "lars")
+	p, err := PlanMemory(Step{Model: mc, Batch: 256, Ranks: 1, Channels: 3, Height: 224, Width: 224, Loss: FusedLoss, Activations: gpu.F32, Optimizer: "lars"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,17 +30,17 @@ func TestMemoryPlan(t *testing.T) {
 	}
 	t.Log(p)
 	d := gputest.Device(t)
-	_, err = CheckMemory(d, mc, 256, 1, 3, 224, 224, FusedLoss, gpu.F32, "lars", 8<<30)
+	_, err = CheckMemory(d, resolvedFor(t, "imagenet", mc, 256), MemoryCheck{Ranks: 1, Loss: FusedLoss, Budget: 8 << 30})
 	if !errors.Is(err, ErrMemory) || !strings.Contains(err.Error(), "largest batch that fits is") && !strings.Contains(err.Error(), "no batch") {
 		t.Fatalf("ResNet-50 at batch 256 in 8 GiB: %v", err)
 	}
 	t.Log(err)
-	small, err := CheckMemory(d, ModelConfig{Arch: "tiny", InChannels: 1, Projector: "512-512-512"}, 256, 1, 1, 28, 28, MaterialisedLoss, gpu.F32, "lars", 0)
+	small, err := CheckMemory(d, resolvedFor(t, "fashion-mnist", ModelConfig{Arch: "tiny", InChannels: 1, Projector: "512-512-512"}, 256), MemoryCheck{Ranks: 1, Loss: MaterialisedLoss})
 	if err != nil {
 		t.Fatalf("the demo's setting does not fit: %v", err)
 	}
 	// A predictor adds its two D×D layers and its BatchNorm.
-	withPred, err := PlanMemory(ModelConfig{Arch: "tiny", InChannels: 1, Projector: "512-512-512", Predictor: true}, 256, 1, 1, 28, 28, MaterialisedLoss, gpu.F32, "lars")
+	withPred, err := PlanMemory(Step{Model: ModelConfig{Arch: "tiny", InChannels: 1, Projector: "512-512-512", Predictor: true}, Batch: 256, Ranks: 1, Channels: 1, Height: 28, Width: 28, Loss: MaterialisedLoss, Activations: gpu.F32, Optimizer: "lars"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +48,7 @@ func TestMemoryPlan(t *testing.T) {
 		t.Errorf("the predictor adds %d parameters, want %d", d, 2*512*512+2*512)
 	}
 	// Halving the batch must roughly halve the activations.
-	half, _ := PlanMemory(ModelConfig{Arch: "tiny", InChannels: 1, Projector: "512-512-512"}, 128, 1, 1, 28, 28, MaterialisedLoss, gpu.F32, "lars")
+	half, _ := PlanMemory(Step{Model: ModelConfig{Arch: "tiny", InChannels: 1, Projector: "512-512-512"}, Batch: 128, Ranks: 1, Channels: 1, Height: 28, Width: 28, Loss: MaterialisedLoss, Activations: gpu.F32, Optimizer: "lars"})
 	if r := float64(small.Activations) / float64(half.Activations); r < 1.9 || r > 2.1 {
 		t.Errorf("activations at batch 256 are %.2f× those at 128", r)
 	}
@@ -58,7 +59,7 @@ func TestMemoryPlan(t *testing.T) {
 	const n, dim = 8192, 512
 	plans := map[LossKind]MemoryPlan{}
 	for _, k := range []LossKind{MaterialisedLoss, FusedLoss, InfoNCELoss} {
-		if plans[k], err = PlanMemory(tiny, n, 1, 1, 28, 28, k, gpu.F32, "lars"); err != nil {
+		if plans[k], err = PlanMemory(Step{Model: tiny, Batch: n, Ranks: 1, Channels: 1, Height: 28, Width: 28, Loss: k, Activations: gpu.F32, Optimizer: "lars"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -85,7 +86,7 @@ func TestMemoryPlanRanks(t *testing.T) {
 	const n = batch / ranks
 	plan := func(b, r int, k LossKind) MemoryPlan {
 		t.Helper()
-		p, err := PlanMemory(tiny, b, r, 1, 28, 28, k, gpu.F32, "lars")
+		p, err := PlanMemory(Step{Model: tiny, Batch: b, Ranks: r, Channels: 1, Height: 28, Width: 28, Loss: k, Activations: gpu.F32, Optimizer: "lars"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -112,7 +113,7 @@ func TestMemoryPlanRanks(t *testing.T) {
 			t.Errorf("kind %d: %q does not name the ranks", tc.kind, p)
 		}
 	}
-	if _, err := PlanMemory(tiny, 1022, ranks, 1, 28, 28, FusedLoss, gpu.F32, "lars"); err == nil {
+	if _, err := PlanMemory(Step{Model: tiny, Batch: 1022, Ranks: ranks, Channels: 1, Height: 28, Width: 28, Loss: FusedLoss, Activations: gpu.F32, Optimizer: "lars"}); err == nil {
 		t.Error("a batch that does not divide among the ranks: no error")
 	}
 }
@@ -123,11 +124,11 @@ func TestMemoryPlanRanks(t *testing.T) {
 // parameters' share.
 func TestMemoryPlanHalf(t *testing.T) {
 	mc := ModelConfig{Arch: "resnet50", InChannels: 3, Projector: "8192-8192-8192"}
-	full, err := PlanMemory(mc, 256, 1, 3, 224, 224, FusedLoss, gpu.F32, "lars")
+	full, err := PlanMemory(Step{Model: mc, Batch: 256, Ranks: 1, Channels: 3, Height: 224, Width: 224, Loss: FusedLoss, Activations: gpu.F32, Optimizer: "lars"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	half, err := PlanMemory(mc, 256, 1, 3, 224, 224, FusedLoss, gpu.F16, "lars")
+	half, err := PlanMemory(Step{Model: mc, Batch: 256, Ranks: 1, Channels: 3, Height: 224, Width: 224, Loss: FusedLoss, Activations: gpu.F16, Optimizer: "lars"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,4 +139,17 @@ func TestMemoryPlanHalf(t *testing.T) {
 		t.Errorf("f16 plan %v against f32 %v", half, full)
 	}
 	t.Logf("f32: %v\nf16: %v", full, half)
+}
+
+// resolvedFor is DefaultConfig with model mc at batch, its views those of
+// the preset given, resolved.
+func resolvedFor(t *testing.T, preset pipeline.PresetName, mc ModelConfig, batch int) Resolved {
+	t.Helper()
+	c := DefaultConfig()
+	c.Data.Augment, c.Model, c.Batch = preset, mc, batch
+	rc, err := c.Resolve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rc
 }

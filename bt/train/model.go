@@ -15,7 +15,7 @@ type ModelConfig struct {
 	Arch       string      `json:"arch"` // tiny, resnet18, resnet34, resnet50
 	Stem       models.Stem `json:"stem"` // empty: the architecture's default
 	InChannels int         `json:"in_channels"`
-	Projector  string      `json:"projector"` // widths, e.g. 8192-8192-8192
+	Projector  Projector   `json:"projector"` // widths, e.g. 8192-8192-8192
 	NoBN       bool        `json:"projector_no_bn,omitempty"`
 	// Predictor adds a two-layer MLP (BatchNorm and ReLU between, as wide
 	// as the embedding) on the first branch: the paper's asymmetry ablation.
@@ -36,19 +36,28 @@ type Model struct {
 
 // NewModel builds and initialises a model.
 func NewModel(d *gpu.Device, cfg ModelConfig) (*Model, error) {
+	widths, err := cfg.Projector.Widths()
+	if err != nil {
+		return nil, err
+	}
+	return newModel(d, cfg, widths)
+}
+
+// newModel is NewModel with the projector's widths parsed.
+func newModel(d *gpu.Device, cfg ModelConfig, widths []int) (*Model, error) {
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0xb7))
 	b, err := models.NewResNet(d, rng, models.Config{Arch: cfg.Arch, Stem: cfg.Stem, InChannels: cfg.InChannels})
 	if err != nil {
 		return nil, err
 	}
-	p, err := models.NewProjector(d, rng, b.Dim, cfg.Projector, cfg.NoBN)
+	p, err := models.NewProjector(d, rng, b.Dim, widths, cfg.NoBN)
 	if err != nil {
 		b.Release()
 		return nil, err
 	}
 	m := &Model{Config: cfg, Backbone: b, Projector: p}
 	if cfg.Predictor {
-		if m.Predictor, err = models.NewMLP(d, rng, "predictor", p.Out, fmt.Sprintf("%d-%d", p.Out, p.Out), false); err != nil {
+		if m.Predictor, err = models.NewMLP(d, rng, "predictor", p.Out, []int{p.Out, p.Out}, false); err != nil {
 			m.Release()
 			return nil, err
 		}

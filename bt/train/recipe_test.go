@@ -30,8 +30,8 @@ func TestRecipes(t *testing.T) {
 	if !reflect.DeepEqual(short, want) {
 		t.Errorf("short recipe:\n%+v, want\n%+v", short, want)
 	}
-	for _, from := range RecipeNames() {
-		for _, to := range RecipeNames() {
+	for _, from := range Recipes() {
+		for _, to := range Recipes() {
 			c := DefaultConfig()
 			// Every setting a recipe owns moved away from both recipes.
 			c.Optimizer, c.WeightDecay, c.Loss.Lambda = "adamw", 0.1, 0.5

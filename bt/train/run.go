@@ -10,7 +10,6 @@ import (
 	"github.com/bt-org/bt/bt/optim"
 	"github.com/bt-org/bt/dist"
 	"github.com/bt-org/bt/gpu"
-	"github.com/bt-org/bt/models"
 	"github.com/bt-org/bt/pipeline"
 )
 
@@ -62,7 +61,11 @@ type Run struct {
 	released []func()
 }
 
-// New builds a run from cfg on d, starting from the initialisation.
+// New builds a run from cfg on d, starting from the initialisation. It
+// resolves cfg (Config.Resolve) once, before it opens the data, and
+// builds everything from the Resolved; only when the data decide the
+// preset (an image folder of small images given none) is the
+// configuration with that preset resolved again.
 func New(d *gpu.Device, cfg Config, o Options) (*Run, error) {
 	return agreed(build(d, cfg, o, nil))
 }
@@ -152,7 +155,8 @@ func build(d *gpu.Device, cfg Config, o Options, ckpt *Checkpoint) (_ *Run, _ Op
 }
 
 func assemble(d *gpu.Device, cfg Config, o Options, ckpt *Checkpoint) (_ *Run, err error) {
-	if err := cfg.Validate(); err != nil {
+	rc, err := cfg.Resolve()
+	if err != nil {
 		return nil, err
 	}
 	rank, ranks := 0, 1
@@ -171,6 +175,7 @@ func assemble(d *gpu.Device, cfg Config, o Options, ckpt *Checkpoint) (_ *Run, e
 	if r.Data, err = cfg.Data.openTrain(); err != nil {
 		return nil, err
 	}
+	rc.cfg.Data.Validation = cfg.Data.Validation
 	r.Dataset = pipeline.FingerprintOf(r.Data)
 	if ckpt != nil && ckpt.State.Dataset != nil {
 		if diff := ckpt.State.Dataset.Diff(r.Dataset); diff != "" {
@@ -178,29 +183,35 @@ func assemble(d *gpu.Device, cfg Config, o Options, ckpt *Checkpoint) (_ *Run, e
 		}
 	}
 	// The preset decides the view size and so the stem, which Resolve
-	// fills in: it is chosen from the images first.
+	// fills in: where the images choose it, it is resolved again.
 	if r.Note, err = cfg.Data.fitPreset(r.Data); err != nil {
 		return nil, err
 	}
-	if cfg, err = cfg.Resolve(); err != nil {
+	if r.Note != "" {
+		if rc, err = cfg.Resolve(); err != nil {
+			return nil, err
+		}
+	}
+	if err = r.parts(d, rc, o, ckpt, rank, ranks); err != nil {
 		return nil, err
 	}
-	r.Config = cfg
+	return r, nil
+}
+
+// parts makes r's parts from rc, r.Data open; what it makes before an
+// error is in r.released.
+func (r *Run) parts(d *gpu.Device, rc Resolved, o Options, ckpt *Checkpoint, rank, ranks int) (err error) {
+	cfg, views := rc.cfg, rc.views
+	r.Config, r.Views = cfg, views
 	if cfg.Activations() == gpu.F16 && !d.F16 {
-		return nil, fmt.Errorf("train: precision f16: %s has no shader-f16; train in f32", d.Info.Name)
+		return fmt.Errorf("train: precision f16: %s has no shader-f16; train in f32", d.Info.Name)
 	}
-	views, err := cfg.Data.Views()
-	if err != nil {
-		return nil, err
-	}
-	r.Views = views
 	if cfg.Batch > r.Data.Len() {
-		return nil, fmt.Errorf("train: batch %d: more than the %d images of %s", cfg.Batch, r.Data.Len(), cfg.Data.Name)
+		return fmt.Errorf("train: batch %d: more than the %d images of %s", cfg.Batch, r.Data.Len(), cfg.Data.Name)
 	}
-	size, c := views.A.Size, views.A.Channels()
-	dim := lastWidth(cfg.Model.Projector)
-	if r.Exchange, err = ChooseExchange(d, cfg, ranks, o.Exchange); err != nil {
-		return nil, err
+	size, c, dim := views.A.Size, views.A.Channels(), rc.Dim()
+	if r.Exchange, err = ChooseExchange(d, rc, ranks, o.Exchange); err != nil {
+		return err
 	}
 	fused := cfg.Loss.Path.Resolve(d, cfg.Batch, dim) && r.Exchange != ReduceC
 	kind := LossFor(fused)
@@ -210,8 +221,8 @@ func assemble(d *gpu.Device, cfg Config, o Options, ckpt *Checkpoint) (_ *Run, e
 	case r.Exchange == ReduceC:
 		kind = ReducedCLoss
 	}
-	if r.Plan, err = CheckMemory(d, cfg.Model, cfg.Batch, ranks, c, size, size, kind, cfg.Activations(), cfg.Optimizer, o.MemoryBudget); err != nil {
-		return nil, err
+	if r.Plan, err = CheckMemory(d, rc, MemoryCheck{Ranks: ranks, Loss: kind, Budget: o.MemoryBudget}); err != nil {
+		return err
 	}
 	// What the ranks exchange goes through one meter, to be reported
 	// together.
@@ -219,8 +230,8 @@ func assemble(d *gpu.Device, cfg Config, o Options, ckpt *Checkpoint) (_ *Run, e
 	if ranks > 1 {
 		comm = &dist.Meter{Comm: o.Comm}
 	}
-	if r.Model, err = NewModel(d, cfg.Model); err != nil {
-		return nil, err
+	if r.Model, err = newModel(d, cfg.Model, rc.widths); err != nil {
+		return err
 	}
 	r.released = append(r.released, r.Model.Release)
 	if cfg.InfoNCE > 0 {
@@ -239,19 +250,19 @@ func assemble(d *gpu.Device, cfg Config, o Options, ckpt *Checkpoint) (_ *Run, e
 		r.Objective = r.Loss
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
 	r.released = append(r.released, r.Objective.Release)
 	oc := optim.DefaultConfig()
 	oc.LARS.WeightDecay, oc.SGD.WeightDecay, oc.AdamW.WeightDecay = cfg.WeightDecay, cfg.WeightDecay, cfg.WeightDecay
 	if r.Opt, err = optim.New(cfg.Optimizer, d, r.Model.Params(), oc); err != nil {
-		return nil, err
+		return err
 	}
 	r.released = append(r.released, r.Opt.Release)
 	start := 0
 	if ckpt != nil {
 		if err := ckpt.Restore(r.Model, r.Opt); err != nil {
-			return nil, err
+			return err
 		}
 		start = ckpt.State.Step
 	}
@@ -261,45 +272,32 @@ func assemble(d *gpu.Device, cfg Config, o Options, ckpt *Checkpoint) (_ *Run, e
 		Seed: cfg.Seed, Shuffle: true, DropLast: true, Epoch: start / spe, Step: start % spe,
 		SkipBad: cfg.Data.SkipBad, MaxBadFraction: cfg.Data.MaxBadFraction, OnSkip: o.OnSkip, Raw: onDevice,
 		Rank: rank, Ranks: ranks}); err != nil {
-		return nil, err
+		return err
 	}
 	r.released = append(r.released, func() { r.Loader.Close() })
 	if onDevice {
 		if r.Augment, err = augment.New(d, views); err != nil {
-			return nil, err
+			return err
 		}
 		r.released = append(r.released, r.Augment.Close)
 	}
-	if r.Trainer, err = NewTrainer(d, r.Model, r.Objective, r.Opt, cfg.Batch/ranks, c, size, size, comm); err != nil {
-		return nil, err
+	if r.Trainer, err = NewTrainer(d, r.Model, r.Objective, r.Opt, TrainerOptions{Batch: cfg.Batch / ranks, Channels: c, Height: size, Width: size,
+		Comm: comm, Start: start, StopGradB: cfg.StopGradient, Activations: cfg.Activations(), LossScale: cfg.GradScale()}); err != nil {
+		return err
 	}
+	r.released = append(r.released, r.Trainer.Release)
 	if ranks > 1 && !cfg.PerRankBatchNorm {
 		r.Model.SyncBatchNorm(r.Trainer.Comm())
 	}
-	r.released = append(r.released, r.Trainer.Release)
-	r.Trainer.Step = start
-	r.Trainer.StopGradB = cfg.StopGradient
-	r.Trainer.Activations = cfg.Activations()
-	r.Trainer.LossScale = cfg.GradScale()
 	r.Loop = &Loop{Trainer: r.Trainer, Loader: r.Loader, Augment: r.Augment, Schedule: cfg.Schedule, Epochs: cfg.Epochs, MaxSteps: cfg.Steps, Batch: cfg.Batch,
 		CheckpointDir: o.CheckpointDir, CheckpointEvery: o.CheckpointEvery, Keep: o.Keep, Run: RunState{Config: cfg, Dataset: &r.Dataset}}
 	if ranks > 1 {
 		r.Loop.Comm = r.Trainer.Comm()
 	}
 	if start >= r.Loop.Steps() {
-		return nil, fmt.Errorf("train: %s is at step %d, the end of its run of %d steps (%w); give more epochs or steps to extend it", ckpt.Path, start, r.Loop.Steps(), ErrEnded)
+		return fmt.Errorf("train: %s is at step %d, the end of its run of %d steps (%w); give more epochs or steps to extend it", ckpt.Path, start, r.Loop.Steps(), ErrEnded)
 	}
-	return r, nil
-}
-
-// lastWidth is a projector spec's output width (0 when the spec is bad,
-// which Validate has already reported).
-func lastWidth(spec string) int {
-	ws, err := models.ParseSpec(spec)
-	if err != nil || len(ws) == 0 {
-		return 0
-	}
-	return ws[len(ws)-1]
+	return nil
 }
 
 // Describe is the run's start-up header: adapter, model, data, loss,

@@ -37,18 +37,21 @@ func ExchangeBytes(n, dim, ranks int) (gather, reduceC int64) {
 	return 4 * 2 * int64(n) * d, 4 * (d*d + d + 2*2*d*int64(ranks) + 2*2*d)
 }
 
-// ChooseExchange is the exchange for a run of cfg over ranks on d: the one
+// ChooseExchange is the exchange for a run of rc over ranks on d: the one
 // asked for, checked, or for AutoExchange the one that moves fewer bytes
 // among those that can serve the loss. The all-reduce of C serves the
 // paper's loss on the materialised path only, with C bound on d.
-func ChooseExchange(d *gpu.Device, cfg Config, ranks int, asked Exchange) (Exchange, error) {
+func ChooseExchange(d *gpu.Device, rc Resolved, ranks int, asked Exchange) (Exchange, error) {
+	if err := rc.check(); err != nil {
+		return "", err
+	}
 	if ranks == 1 {
 		if asked != AutoExchange {
 			return "", fmt.Errorf("train: exchange %q: a run of one process exchanges nothing", asked)
 		}
 		return AutoExchange, nil
 	}
-	dim := lastWidth(cfg.Model.Projector)
+	cfg, dim := rc.cfg, rc.Dim()
 	why := ""
 	switch {
 	case cfg.InfoNCE > 0:

@@ -160,7 +160,7 @@ func TestChooseExchange(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		batch     int
-		projector string
+		projector Projector
 		ranks     int
 		edit      func(*Config)
 		asked     Exchange
@@ -187,7 +187,11 @@ func TestChooseExchange(t *testing.T) {
 			if tc.edit != nil {
 				tc.edit(&cfg)
 			}
-			got, err := ChooseExchange(d, cfg, tc.ranks, tc.asked)
+			rc, err := cfg.Resolve()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := ChooseExchange(d, rc, tc.ranks, tc.asked)
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("got %q, %v; want an error saying %q", got, err, tc.err)
@@ -208,7 +212,11 @@ func TestChooseExchange(t *testing.T) {
 	// Where C cannot be bound, asking for its all-reduce is an error.
 	cfg := DefaultConfig()
 	cfg.Batch, cfg.Model.Projector = 2048, "8192-8192-8192"
-	got, err := ChooseExchange(d, cfg, 32, ReduceC)
+	rc, err := cfg.Resolve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ChooseExchange(d, rc, 32, ReduceC)
 	if limit := min(d.Limits.MaxStorageBufferBindingSize, d.Limits.MaxBufferSize); limit < 4*8192*8192 {
 		if err == nil || !strings.Contains(err.Error(), "cannot be bound") {
 			t.Errorf("C of 256 MiB on %s (binding limit %d MiB): got %q, %v; want an error", d.Info.Name, limit>>20, got, err)
@@ -233,7 +241,7 @@ func TestMixedPrecision(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Precision = "f16"
+	cfg.Precision = F16
 	half, err := runSpread(d, cfg, nil, AutoExchange)
 	if err != nil {
 		t.Fatal(err)

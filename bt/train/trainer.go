@@ -28,18 +28,9 @@ type Trainer struct {
 	// Step counts the steps submitted since training began (resumes
 	// included).
 	Step int
-	// StopGradB stops the gradient at view B's embedding, so only branch
-	// A trains the shared weights: one of the paper's asymmetry ablations.
-	StopGradB bool
-	// Activations is the element type of the passes' activations and
-	// their gradients: gpu.F16 trains in mixed precision (Config.Precision).
-	Activations gpu.DType
-	// LossScale multiplies the loss's gradient on its way into the network
-	// and divides the parameters' gradients before the update
-	// (Config.LossScale); 0 or 1 leaves them alone.
-	LossScale float32
 
 	d          *gpu.Device
+	o          TrainerOptions
 	n, c, h, w int
 	xa, xb     *gpu.Tensor // [n, c, h, w] the two views
 	ra, rb     *gpu.Tensor // [n, Dim] representations
@@ -104,15 +95,41 @@ type scaled interface {
 	Scales() *gpu.Tensor
 }
 
-// NewTrainer prepares twin steps of n image pairs of c×h×w for model, with
-// an objective for batches of n (the Barlow Twins Loss, or InfoNCE) and
-// opt over model's parameters. With comm, a group of several ranks, n is
-// this rank's share of the global batch, for which the objective is made
-// (n·ranks), or which a sharded objective takes (loss.NewSharded, made
-// over the same comm): each step is then the step of one process over the
-// global batch (see spread), and the model's BatchNorms should share comm
-// (Model.SyncBatchNorm) for its statistics to be the global batch's too.
-func NewTrainer(d *gpu.Device, model *Model, obj loss.Objective, opt optim.Optimizer, n, c, h, w int, comm dist.Comm) (*Trainer, error) {
+// TrainerOptions are the shape of a Trainer's steps and how they are
+// taken.
+type TrainerOptions struct {
+	// Batch image pairs of Channels×Height×Width per step: with Comm, this
+	// rank's share of the global batch.
+	Batch                   int
+	Channels, Height, Width int
+	// Comm, a group of several ranks, spreads each step over them; nil:
+	// one process.
+	Comm dist.Comm
+	// Start is the steps taken before (a resumed run's).
+	Start int
+	// StopGradB stops the gradient at view B's embedding, so only branch
+	// A trains the shared weights: one of the paper's asymmetry ablations.
+	StopGradB bool
+	// Activations is the element type of the passes' activations and
+	// their gradients: gpu.F16 trains in mixed precision (Config.Precision).
+	Activations gpu.DType
+	// LossScale multiplies the loss's gradient on its way into the network
+	// and divides the parameters' gradients before the update
+	// (Config.LossScale); 0 or 1 leaves them alone.
+	LossScale float32
+}
+
+// NewTrainer prepares twin steps of o.Batch image pairs for model, with
+// an objective for batches of that many (the Barlow Twins Loss, or
+// InfoNCE) and opt over model's parameters. With o.Comm, a group of
+// several ranks, o.Batch is this rank's share of the global batch, for
+// which the objective is made (o.Batch·ranks), or which a sharded
+// objective takes (loss.NewSharded, made over the same comm): each step
+// is then the step of one process over the global batch (see spread), and
+// the model's BatchNorms should share comm (Model.SyncBatchNorm) for its
+// statistics to be the global batch's too.
+func NewTrainer(d *gpu.Device, model *Model, obj loss.Objective, opt optim.Optimizer, o TrainerOptions) (*Trainer, error) {
+	n, c, h, w, comm := o.Batch, o.Channels, o.Height, o.Width, o.Comm
 	if c != model.Config.InChannels {
 		return nil, fmt.Errorf("train: the data has %d channels but the model takes %d", c, model.Config.InChannels)
 	}
@@ -135,7 +152,7 @@ func NewTrainer(d *gpu.Device, model *Model, obj loss.Objective, opt optim.Optim
 	if ln, ld := obj.Size(); ln != lossRows || ld != model.Projector.Out {
 		return nil, fmt.Errorf("train: the loss is for %d×%d embeddings, the trainer makes %d×%d", ln, ld, lossRows, model.Projector.Out)
 	}
-	t := &Trainer{Model: model, Loss: obj, Opt: opt, d: d, n: n, c: c, h: h, w: w}
+	t := &Trainer{Model: model, Loss: obj, Opt: opt, Step: o.Start, d: d, o: o, n: n, c: c, h: h, w: w}
 	dim, out := model.Backbone.Dim, model.Projector.Out
 	for _, a := range []struct {
 		p     **gpu.Tensor
@@ -178,7 +195,7 @@ func (t *Trainer) record(r *gpu.Recorder, lrWeights, lrVectors float32) error {
 	if err := layers.ZeroGrad(r, m.Params()); err != nil {
 		return err
 	}
-	pa, pb := models.NewPassOf(t.d, true, t.Activations), models.NewPassOf(t.d, true, t.Activations)
+	pa, pb := models.NewPassOf(t.d, true, t.o.Activations), models.NewPassOf(t.d, true, t.o.Activations)
 	// Passes go back to the pool once recorded: whatever reuses their
 	// memory is recorded, and so runs, after the backward pass.
 	defer pa.Release()
@@ -197,7 +214,7 @@ func (t *Trainer) record(r *gpu.Recorder, lrWeights, lrVectors float32) error {
 	// With a predictor, the loss sees its output on view A instead of the
 	// embedding, and the gradient goes back through it.
 	first, dFirst := t.za, t.dza
-	pq := models.NewPassOf(t.d, true, t.Activations)
+	pq := models.NewPassOf(t.d, true, t.o.Activations)
 	defer pq.Release()
 	if m.Predictor != nil {
 		if err := m.Predictor.Forward(r, pq, t.qa, t.za, t.n); err != nil {
@@ -226,10 +243,10 @@ func (t *Trainer) record(r *gpu.Recorder, lrWeights, lrVectors float32) error {
 			return err
 		}
 	}
-	scaled := t.LossScale != 0 && t.LossScale != 1
+	scaled := t.o.LossScale != 0 && t.o.LossScale != 1
 	if scaled {
 		for _, dz := range []*gpu.Tensor{dFirst, t.dzb} {
-			if err := gpu.Scale(r, dz, dz, t.LossScale); err != nil {
+			if err := gpu.Scale(r, dz, dz, t.o.LossScale); err != nil {
 				return err
 			}
 		}
@@ -243,7 +260,7 @@ func (t *Trainer) record(r *gpu.Recorder, lrWeights, lrVectors float32) error {
 		p      *models.Pass
 		dr, dz *gpu.Tensor
 	}{{pa, t.dra, t.dza}, {pb, t.drb, t.dzb}}
-	if t.StopGradB {
+	if t.o.StopGradB {
 		branches = branches[:1]
 	}
 	var head *bucket // over several ranks: the projector's and predictor's gradients, on their way
@@ -276,7 +293,7 @@ func (t *Trainer) record(r *gpu.Recorder, lrWeights, lrVectors float32) error {
 	}
 	if scaled {
 		for _, p := range m.Params() {
-			if err := gpu.Scale(r, p.Grad, p.Grad, 1/t.LossScale); err != nil {
+			if err := gpu.Scale(r, p.Grad, p.Grad, 1/t.o.LossScale); err != nil {
 				return err
 			}
 		}

@@ -73,7 +73,7 @@ func trainStepTorch(t *testing.T, name string, predictor bool) {
 				t.Fatal(err)
 			}
 			defer opt.Release()
-			tr, err := NewTrainer(d, m, obj, opt, n, 1, size, size, nil)
+			tr, err := NewTrainer(d, m, obj, opt, TrainerOptions{Batch: n, Channels: 1, Height: size, Width: size})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -123,12 +123,11 @@ func TestStopGradient(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer opt.Release()
-		tr, err := NewTrainer(d, m, obj, opt, n, 1, size, size, nil)
+		tr, err := NewTrainer(d, m, obj, opt, TrainerOptions{Batch: n, Channels: 1, Height: size, Width: size, StopGradB: stop})
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer tr.Release()
-		tr.StopGradB = stop
 		if _, err := tr.TwinStep(x, x, 0.1, 0.1); err != nil {
 			t.Fatal(err)
 		}

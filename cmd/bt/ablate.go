@@ -116,7 +116,7 @@ func init() {
 	// LARS's best multiplier, which says nothing of theirs.
 	opt := func(name string, rate float64) variant {
 		return variant{fmt.Sprintf("%s, rate %g", name, rate), "", func(c *train.Config) {
-			c.Optimizer, c.Schedule.Multiplier, c.Schedule.Weights, c.Schedule.Vectors = strings.ToLower(name), 1, rate, rate
+			c.Optimizer, c.Schedule.Multiplier, c.Schedule.Weights, c.Schedule.Vectors = optim.Kind(strings.ToLower(name)), 1, rate, rate
 		}}
 	}
 	families["optimizer"] = []variant{
@@ -148,7 +148,7 @@ func init() {
 	// λ ≈ 1/D: the heuristic for other widths (PAPER.md) beside the
 	// paper's λ, which it tuned at D = 8192.
 	for _, w := range []int{256, 1024, 4096} {
-		proj := fmt.Sprintf("%d-%d-%d", w, w, w)
+		proj := train.Projector(fmt.Sprintf("%d-%d-%d", w, w, w))
 		families["width-lambda"] = append(families["width-lambda"],
 			variant{fmt.Sprintf("width %d, λ 0.0051", w), "", func(c *train.Config) { c.Model.Projector, c.Loss.Lambda = proj, 0.0051 }},
 			variant{fmt.Sprintf("width %d, λ 1/%d", w, w), "", func(c *train.Config) { c.Model.Projector, c.Loss.Lambda = proj, float32(1/float64(w)) }})
@@ -208,7 +208,7 @@ type ablationResult struct {
 type ablateOptions struct {
 	adapter          *string
 	tune             tuneSource
-	recipe           string
+	recipe           train.Recipe
 	out, only, reuse string
 	list             bool
 	every            int // -checkpoint-every

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/bt-org/bt/bench"
+	"github.com/bt-org/bt/bt/train"
 	"github.com/bt-org/bt/gpu"
 )
 
@@ -16,7 +17,8 @@ import (
 type benchArgs struct {
 	suites, shapes, lossShapes string
 	roofline, profile          bool
-	arch, projector, precision string
+	arch, precision            string
+	projector                  train.Projector
 	batch, size                int
 	minTime                    time.Duration
 	roof                       bench.Ceilings // measured with -roofline
@@ -33,7 +35,7 @@ func benchFlags(a *benchArgs) (*flag.FlagSet, *string, *tuneSource, *traceFlags)
 	fs.StringVar(&a.arch, "arch", "tiny", "backbone of the twin-step benchmark")
 	fs.IntVar(&a.batch, "batch", 256, "batch of the twin-step benchmark")
 	fs.IntVar(&a.size, "size", 28, "image size of the twin-step benchmark (grayscale)")
-	fs.StringVar(&a.projector, "projector", "512-512-512", "projector of the twin-step benchmark")
+	fs.TextVar(&a.projector, "projector", train.Projector("512-512-512"), "projector of the twin-step benchmark")
 	fs.BoolVar(&a.profile, "profile", false, "also show the twin step's device time per kernel family, against the adapter's ceilings, tuned beside built-in")
 	a.precision = "f32"
 	fs.Var(choiceFlag[string]{&a.precision, []string{"f32", "f16", "both"}}, "precision", "activations of the twin-step benchmark: f32, f16 (mixed precision), or both, f16 beside f32 in the same run")

@@ -22,7 +22,7 @@ type demoOptions struct {
 	steps, batch        int
 	evalTrain, evalTest int
 	data                string
-	recipe              string // train.Recipes' name; "" for short
+	recipe              train.Recipe // "" for short
 }
 
 func runDemo(args []string) error {
@@ -37,7 +37,7 @@ func runDemo(args []string) error {
 	fs.StringVar(&o.data, "data", "", "dataset (default: fashion-mnist if installed, else synthetic)")
 	var tuning tuneSource
 	tuning.register(fs)
-	fs.Var(choiceFlag[string]{&o.recipe, append([]string{""}, train.RecipeNames()...)}, "recipe", "optimisation recipe: short (the best of docs/quality.md's sweep at a few epochs: train.Recipes) or paper (the official, tuned for 1000 epochs) (default: short)")
+	fs.Var(choiceFlag[train.Recipe]{&o.recipe, append([]train.Recipe{""}, train.Recipes()...)}, "recipe", "optimisation recipe: short (the best of docs/quality.md's sweep at a few epochs: train.Recipes) or paper (the official, tuned for 1000 epochs) (default: short)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -132,7 +132,7 @@ func demo(d *gpu.Device, o demoOptions) (string, eval.Result, eval.Result, error
 	return table, pre, base, os.WriteFile(filepath.Join(res.dir, "results.md"), []byte(table), 0o644)
 }
 
-func demoTable(d *gpu.Device, res *pretrainResult, recipe string, pre, base eval.Result, eo eval.Options, took time.Duration) string {
+func demoTable(d *gpu.Device, res *pretrainResult, recipe train.Recipe, pre, base eval.Result, eo eval.Options, took time.Duration) string {
 	var b strings.Builder
 	cfg := res.cfg
 	fmt.Fprintf(&b, "\n## bt demo: Barlow Twins on %s\n\n", cfg.Data.Name)

@@ -45,7 +45,7 @@ type evalArgs struct {
 	labels         float64
 	labelFile, out string
 	val            train.Validation
-	precision      string
+	precision      train.Precision
 	tuning         tuneSource
 	trace          traceFlags
 	modes          []string
@@ -59,14 +59,14 @@ func evalFlags(a *evalArgs) *flag.FlagSet {
 	fs.StringVar(&a.ckpt, "checkpoint", "", "checkpoint from bt pretrain, or a backbone from bt export")
 	fs.BoolVar(&a.random, "random", false, "evaluate a random initialisation instead (the baseline): of the checkpoint's architecture, else -arch")
 	data := &a.data
-	*data = train.DataConfig{MaxBadFraction: pipeline.DefaultMaxBadFraction, MaxPixels: pipeline.DefaultMaxPixels, AugmentOn: "auto"}
+	*data = train.DataConfig{MaxBadFraction: pipeline.DefaultMaxBadFraction, MaxPixels: pipeline.DefaultMaxPixels, AugmentOn: train.AugmentAuto}
 	fs.StringVar(&data.Name, "data", "", "dataset (default: the checkpoint's): fashion-mnist, mnist, cifar10, cifar100, folder, folder-unlabeled (embed only), synthetic")
 	fs.StringVar(&data.Dir, "data-dir", "", "dataset directory (default: the checkpoint's, else "+filepath.Join(pipeline.DefaultDir, "<data>")+")")
-	fs.Var(choiceFlag[string]{&data.Augment, append([]string{""}, pipeline.PresetNames()...)}, "augment", "preprocessing preset (default: the checkpoint's)")
+	fs.Var(choiceFlag[pipeline.PresetName]{&data.Augment, append([]pipeline.PresetName{""}, pipeline.PresetNames()...)}, "augment", "preprocessing preset (default: the checkpoint's)")
 	fs.Var(intFlag{&data.Size, 0}, "size", "image size (default: the checkpoint's)")
 	fs.Var(intFlag{&data.Workers, 0}, "workers", "data-loading goroutines (default: the number of CPUs)")
 	fs.Var(intFlag{&data.MaxPixels, -1}, "max-pixels", "refuse images with more pixels than this (-1: no limit)")
-	fs.Var(choiceFlag[string]{&data.AugmentOn, train.AugmentPlaces}, "augment-on", "linear and semi: where the training views' random crops and flips are made: cpu (the loader's workers), device (the GPU, from 8-bit images), auto (the device unless the adapter is a CPU)")
+	fs.Var(choiceFlag[train.AugmentPlace]{&data.AugmentOn, train.AugmentPlaces()}, "augment-on", "linear and semi: where the training views' random crops and flips are made: cpu (the loader's workers), device (the GPU, from 8-bit images), auto (the device unless the adapter is a CPU)")
 	fs.StringVar(&a.arch, "arch", "tiny", "with -random and no -checkpoint: the backbone")
 	fs.Uint64Var(&a.seed, "seed", 1, "seed of the samples and, with -random, of the initialisation")
 	registerEval(fs, &a.o)
@@ -78,8 +78,8 @@ func evalFlags(a *evalArgs) *flag.FlagSet {
 		"the split the figures are taken on: test (the final figures) or validation (the images the checkpoint's run held out of pretraining, -val-fraction; for choosing settings) (default test)")
 	fs.Var(floatFlag[float64]{p: &a.val.Fraction, min: 0, open: false, max: 0.9}, "val-fraction", "share of the training images held out of the probes' training as the validation split (default: the checkpoint's, recorded in its settings; 0 holds none out)")
 	fs.Uint64Var(&a.val.Seed, "val-seed", 0, "with -val-fraction, the seed that draws the validation split's images")
-	a.precision = "f32"
-	fs.Var(choiceFlag[string]{&a.precision, train.Precisions}, "precision", "the backbone's activations: f32, or f16 (mixed precision, f32 arithmetic and features; adapters with shader-f16); semi fine-tunes in f32")
+	a.precision = train.F32
+	fs.Var(choiceFlag[train.Precision]{&a.precision, train.Precisions()}, "precision", "the backbone's activations: f32, or f16 (mixed precision, f32 arithmetic and features; adapters with shader-f16); semi fine-tunes in f32")
 	a.tuning.register(fs)
 	a.trace.register(fs, false)
 	setGroups(fs, []flagGroup{
@@ -115,7 +115,7 @@ func parseEval(args []string) (*evalArgs, error) {
 		return nil, errors.New("-val-seed draws the images -val-fraction holds out; give both (a checkpoint's split is taken whole)")
 	case a.explicit["split"] && slices.Equal(a.modes, []string{"embed"}):
 		return nil, errors.New("-split chooses the split of the knn, linear and semi figures; embed writes every split")
-	case a.precision == "f16" && slices.Contains(a.modes, "semi"):
+	case a.precision == train.F16 && slices.Contains(a.modes, "semi"):
 		return nil, errors.New("-precision f16: semi fine-tunes the backbone, which bt evaluates in f32; leave semi out or drop the flag")
 	}
 	a.o.Activations = train.Config{Precision: a.precision}.Activations()

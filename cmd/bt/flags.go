@@ -11,6 +11,7 @@ import (
 	"github.com/bt-org/bt/bt/loss"
 	"github.com/bt-org/bt/bt/optim"
 	"github.com/bt-org/bt/bt/train"
+	"github.com/bt-org/bt/internal/enum"
 	"github.com/bt-org/bt/models"
 	"github.com/bt-org/bt/pipeline"
 )
@@ -99,7 +100,10 @@ func (f floatFlag[T]) Set(s string) error {
 	return nil
 }
 
-// choiceFlag is a string flag that takes one of a list.
+// choiceFlag binds a flag to an enumerated setting (a string type with a
+// list of values, train.Precision, optim.Kind, …) and takes one of
+// choices: the library's list, with "" where the flag's default leaves
+// the choice to the library.
 type choiceFlag[T ~string] struct {
 	p       *T
 	choices []T
@@ -130,17 +134,17 @@ func (f choiceFlag[T]) Set(s string) error {
 
 // recipeConfig is DefaultConfig with the named recipe (train.Recipes),
 // or for "" the one a run takes by default: short for a run with a step
-// budget, paper for one of whole epochs. It returns the recipe's name.
-func recipeConfig(name string, budget bool) (train.Config, string) {
+// budget, paper for one of whole epochs. It returns the recipe.
+func recipeConfig(name train.Recipe, budget bool) (train.Config, train.Recipe) {
 	if name == "" {
-		name = "paper"
+		name = train.PaperRecipe
 		if budget {
-			name = "short"
+			name = train.ShortRecipe
 		}
 	}
 	cfg := train.DefaultConfig()
 	if err := cfg.UseRecipe(name); err != nil {
-		panic(err) // -recipe accepts only train.Recipes' names
+		panic(err) // -recipe accepts only train.Recipes
 	}
 	return cfg, name
 }
@@ -155,8 +159,8 @@ type flagGroup struct {
 // defaults, and -recipe to recipe, and returns them grouped for the help.
 // Seed also seeds the initialisation: the CLI sets c.Model.Seed from
 // c.Seed after parsing.
-func registerConfig(fs *flag.FlagSet, c *train.Config, recipe *string) []flagGroup {
-	fs.Var(choiceFlag[string]{recipe, append([]string{""}, train.RecipeNames()...)}, "recipe",
+func registerConfig(fs *flag.FlagSet, c *train.Config, recipe *train.Recipe) []flagGroup {
+	fs.Var(choiceFlag[train.Recipe]{recipe, append([]train.Recipe{""}, train.Recipes()...)}, "recipe",
 		"the optimisation recipe the other flags adjust: paper (the official, tuned for 1000 epochs) or short (the best of docs/quality.md's sweep at a few epochs: train.Recipes) (default: short for a run with a step budget, as bt pretrain -steps, bt demo and bt ablate, else paper)")
 	return []flagGroup{registerData(fs, c), registerModel(fs, c), registerLoss(fs, c), registerOptimisation(fs, c)}
 }
@@ -166,15 +170,15 @@ func registerData(fs *flag.FlagSet, c *train.Config) flagGroup {
 	fs.Var(choiceFlag[string]{&c.Data.Name, []string{"fashion-mnist", "mnist", "cifar10", "cifar100", "folder", "folder-unlabeled", "synthetic"}},
 		"data", "dataset: fashion-mnist, mnist, cifar10, cifar100, folder (class subfolders), folder-unlabeled, synthetic")
 	fs.StringVar(&c.Data.Dir, "data-dir", c.Data.Dir, "dataset directory (default "+filepath.Join(pipeline.DefaultDir, "<data>")+")")
-	fs.Var(choiceFlag[string]{&c.Data.Augment, append([]string{""}, pipeline.PresetNames()...)}, "augment", "augmentation preset: imagenet, cifar, fashion-mnist, mnist (default: the dataset's)")
+	fs.Var(choiceFlag[pipeline.PresetName]{&c.Data.Augment, append([]pipeline.PresetName{""}, pipeline.PresetNames()...)}, "augment", "augmentation preset: imagenet, cifar, fashion-mnist, mnist (default: the dataset's)")
 	fs.Var(intFlag{&c.Data.Size, 0}, "size", "image size of the views (default: the preset's)")
-	fs.Var(choiceFlag[string]{&c.Data.Without, append([]string{""}, pipeline.Ablations...)}, "augment-without", "drop augmentations (an ablation): "+strings.Join(pipeline.Ablations, ", "))
+	fs.Var(choiceFlag[pipeline.Ablation]{&c.Data.Without, append([]pipeline.Ablation{""}, pipeline.Ablations()...)}, "augment-without", "drop augmentations (an ablation): "+enum.Join(pipeline.Ablations(), ", "))
 	fs.Var(floatFlag[float64]{p: &c.Data.CropMin, min: 0, open: true, max: 1}, "crop-min", "smallest area fraction of the random resized crops (default: the recipe's; short: 0.4, paper: the preset's, 0.08)")
 	fs.Var(floatFlag[float64]{p: &c.Data.Jitter, min: 0, open: true, max: 5}, "jitter-strength", "multiplies the colour jitter's brightness, contrast, saturation and hue (default: the preset's, 1)")
 	fs.Var(intFlag{&c.Data.Workers, 0}, "workers", "data-loading goroutines (default: the number of CPUs)")
 	fs.BoolVar(&c.Data.SkipBad, "skip-bad-images", c.Data.SkipBad, "skip images that do not decode (each logged once and counted) instead of stopping at the first")
 	fs.Var(floatFlag[float64]{p: &c.Data.MaxBadFraction, min: 0, open: false, max: 1}, "max-bad-fraction", "with -skip-bad-images, stop once more than this share of the images tried is bad")
-	fs.Var(choiceFlag[string]{&c.Data.AugmentOn, train.AugmentPlaces}, "augment-on", "where the views are augmented: cpu (the loader's workers), device (the GPU, from 8-bit images), auto (the device unless the adapter is a CPU)")
+	fs.Var(choiceFlag[train.AugmentPlace]{&c.Data.AugmentOn, train.AugmentPlaces()}, "augment-on", "where the views are augmented: cpu (the loader's workers), device (the GPU, from 8-bit images), auto (the device unless the adapter is a CPU)")
 	fs.Var(intFlag{&c.Data.MaxPixels, -1}, "max-pixels", "refuse images with more pixels than this, read from their header before decoding (-1: no limit)")
 	fs.Var(floatFlag[float64]{p: &c.Data.Validation.Fraction, min: 0, open: false, max: 0.9}, "val-fraction",
 		"share of the training images held out of pretraining and of the probes' training as a validation split, for choosing settings (bt ablate's figures and the kNN monitor are taken on it; the test split is for final figures) (default: 0 for bt pretrain, 0.1 for bt ablate)")
@@ -188,13 +192,13 @@ func registerModel(fs *flag.FlagSet, c *train.Config) flagGroup {
 	copy(archs, models.Archs)
 	fs.Var(choiceFlag[string]{&c.Model.Arch, archs}, "arch", "backbone: "+strings.Join(models.Archs, ", "))
 	fs.Var(choiceFlag[models.Stem]{&c.Model.Stem, []models.Stem{"", models.ImageNetStem, models.SmallStem}}, "stem", "backbone stem: imagenet or small (default: small for tiny and images under 64 px, else imagenet)")
-	fs.StringVar(&c.Model.Projector, "projector", c.Model.Projector, "projector widths; the paper uses 8192-8192-8192")
+	fs.TextVar(&c.Model.Projector, "projector", c.Model.Projector, "projector widths; the paper uses 8192-8192-8192")
 	fs.BoolVar(&c.Model.NoBN, "projector-no-bn", c.Model.NoBN, "drop the projector's BatchNorms (an ablation)")
 	fs.BoolVar(&c.Model.Predictor, "predictor", c.Model.Predictor, "add a predictor (2 layers, BatchNorm and ReLU between) on one branch (an asymmetry ablation)")
 	if c.Precision == "" {
-		c.Precision = "f32"
+		c.Precision = train.F32
 	}
-	fs.Var(choiceFlag[string]{&c.Precision, train.Precisions}, "precision", "f32, or f16: mixed precision, activations and their gradients stored as f16, the arithmetic, parameters, optimiser state, BatchNorm statistics and the loss in f32 (adapters with shader-f16; bt devices lists the features)")
+	fs.Var(choiceFlag[train.Precision]{&c.Precision, train.Precisions()}, "precision", "f32, or f16: mixed precision, activations and their gradients stored as f16, the arithmetic, parameters, optimiser state, BatchNorm statistics and the loss in f32 (adapters with shader-f16; bt devices lists the features)")
 	fs.Var(floatFlag[float64]{p: &c.LossScale, min: 0, open: false}, "loss-scale", "multiply the loss's gradient by this on its way into the network and divide the parameters' gradients by it (0: 1024 with -precision f16, else 1), so that small gradients stay normal f16 numbers")
 	fs.Var(notFlag{&c.PerRankBatchNorm}, "sync-bn", "over several processes (mpirun), BatchNorm statistics of the whole global batch, as the official SyncBatchNorm; -sync-bn=false keeps each rank's own, a different model")
 	return flagGroup{"model", []string{"arch", "stem", "projector", "projector-no-bn", "predictor", "sync-bn", "precision", "loss-scale"}}
@@ -240,7 +244,7 @@ func registerLoss(fs *flag.FlagSet, c *train.Config) flagGroup {
 // registerOptimisation binds the flags of the optimiser, its schedule
 // and the run's length, beside -recipe (registerConfig).
 func registerOptimisation(fs *flag.FlagSet, c *train.Config) flagGroup {
-	fs.Var(choiceFlag[string]{&c.Optimizer, optim.Names}, "optimizer", "optimiser: "+strings.Join(optim.Names, ", "))
+	fs.Var(choiceFlag[optim.Kind]{&c.Optimizer, optim.Kinds()}, "optimizer", "optimiser: "+enum.Join(optim.Kinds(), ", "))
 	fs.Var(floatFlag[float64]{p: &c.Schedule.Multiplier, min: 0, open: true}, "lr", "learning-rate multiplier: the base rate is lr·batch/256")
 	fs.Var(floatFlag[float64]{p: &c.Schedule.Weights, min: 0, open: false}, "lr-weights", "weights' share of the rate")
 	fs.Var(floatFlag[float64]{p: &c.Schedule.Vectors, min: 0, open: false}, "lr-biases", "biases' and BatchNorm's share of the rate")

@@ -20,6 +20,7 @@ import (
 	"github.com/bt-org/bt/bt/train"
 	"github.com/bt-org/bt/dist"
 	"github.com/bt-org/bt/gpu"
+	"github.com/bt-org/bt/internal/enum"
 	"github.com/bt-org/bt/internal/rundir"
 	"github.com/bt-org/bt/internal/strictjson"
 	"github.com/bt-org/bt/pipeline"
@@ -92,7 +93,7 @@ func parsePretrain(args []string) (train.Config, runOptions, error) {
 	// (with -resume, resolve takes the checkpoint's).
 	if ro.resume == "" {
 		var base train.Config
-		recipe := ""
+		var recipe train.Recipe
 		switch {
 		case ro.config != "" && explicit["recipe"]:
 			return cfg, *ro, errors.New("-recipe and -config: a run's config.json holds its whole recipe; flags given beside it change single settings")
@@ -150,7 +151,7 @@ type runOptions struct {
 	resume    string
 	init      string
 	config    string
-	recipe    string // -recipe; once parsed, the recipe the run started from ("" for -config and -resume)
+	recipe    train.Recipe // -recipe; once parsed, the recipe the run started from ("" for -config and -resume)
 	memoryGiB float64
 	ckpt      *train.Checkpoint // the loaded -resume file
 	monitor   knnMonitor
@@ -280,7 +281,7 @@ func keeping(path string, fs *flag.FlagSet, explicit map[string]bool) error {
 var configFlag = func() func(string) bool {
 	fs := flag.NewFlagSet("names", flag.ContinueOnError)
 	var c train.Config
-	var recipe string
+	var recipe train.Recipe
 	names := map[string]bool{}
 	for _, g := range registerConfig(fs, &c, &recipe) {
 		for _, n := range g.flags {
@@ -447,7 +448,7 @@ func record(d *gpu.Device, run *train.Run, owner *rundir.Dir, ro runOptions, log
 // directory, and where a resumed run continues.
 func header(log io.Writer, d *gpu.Device, run *train.Run, ro runOptions, dir string) {
 	if ro.recipe != "" {
-		fmt.Fprintf(log, "recipe   %s (-recipe: %s)\n", ro.recipe, strings.Join(train.RecipeNames(), ", "))
+		fmt.Fprintf(log, "recipe   %s (-recipe: %s)\n", ro.recipe, enum.Join(train.Recipes(), ", "))
 	}
 	fmt.Fprintf(log, "%s\nrun      %s\n", run.Describe(d), dir)
 	if start := run.Trainer.Step; start > 0 {

@@ -19,7 +19,7 @@ func TestPretrainRecipe(t *testing.T) {
 	short, paper := optim.Warmup{Value: 0.05, Unit: optim.WarmupFraction}, optim.Warmup{Value: 10, Unit: optim.WarmupEpochs}
 	for _, c := range []struct {
 		args   []string
-		recipe string
+		recipe train.Recipe
 		lr     float64
 		warmup optim.Warmup
 	}{
@@ -72,9 +72,9 @@ func TestPretrainRecipe(t *testing.T) {
 // TestRecipeConfig checks the recipe a command takes by default.
 func TestRecipeConfig(t *testing.T) {
 	for _, c := range []struct {
-		name   string
+		name   train.Recipe
 		budget bool
-		want   string
+		want   train.Recipe
 	}{{"", false, "paper"}, {"", true, "short"}, {"paper", true, "paper"}, {"short", false, "short"}} {
 		cfg, name := recipeConfig(c.name, c.budget)
 		want := train.DefaultConfig()

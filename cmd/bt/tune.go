@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/bt-org/bt/bench"
+	"github.com/bt-org/bt/bt/train"
 	"github.com/bt-org/bt/bt/tune"
 	"github.com/bt-org/bt/gpu"
 )
@@ -121,7 +122,8 @@ func runTune(args []string) error {
 	arch := fs.String("arch", "tiny", "backbone whose products are tuned")
 	batch := fs.Int("batch", 256, "batch of the step (pairs)")
 	size := fs.Int("size", 28, "image size of the step (grayscale)")
-	projector := fs.String("projector", "512-512-512", "projector of the step")
+	projector := new(train.Projector)
+	fs.TextVar(projector, "projector", train.Projector("512-512-512"), "projector of the step")
 	budget := fs.Duration("budget", tune.DefaultBudget, "time tuning may take at most; each class's built-in tile is always timed")
 	margin := fs.Float64("margin", tune.DefaultMargin, "how much faster than the built-in tile a candidate must be to be chosen (0.03: 3%)")
 	out := fs.String("out", "", "file to store the choices in (default: the user's cache directory, which -tune auto reads)")

@@ -29,10 +29,11 @@ func BenchmarkServe(b *testing.B) {
 	cfg := train.DefaultConfig()
 	cfg.Data.Name, cfg.Data.Augment, cfg.Data.Size = "synthetic", "imagenet", 224
 	cfg.Model.Arch, cfg.Model.Stem = "resnet18", models.ImageNetStem
-	cfg, err := cfg.Resolve()
+	rc, err := cfg.Resolve()
 	if err != nil {
 		b.Fatal(err)
 	}
+	cfg = rc.Config()
 	m, err := train.NewModel(d, cfg.Model)
 	if err != nil {
 		b.Fatal(err)

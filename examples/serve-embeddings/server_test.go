@@ -38,10 +38,11 @@ func setup(t *testing.T, lim limits) fixture {
 	d := gputest.Device(t)
 	cfg := train.DefaultConfig()
 	cfg.Data.Name, cfg.Model.Projector = "synthetic", "32-16"
-	cfg, err := cfg.Resolve()
+	rc, err := cfg.Resolve()
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg = rc.Config()
 	m, err := train.NewModel(d, cfg.Model)
 	if err != nil {
 		t.Fatal(err)

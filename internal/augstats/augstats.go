@@ -69,7 +69,7 @@ type row struct {
 // loader would decode it at 1/8 as here.
 func table(t testing.TB) []row {
 	t.Helper()
-	preset := func(name string) pipeline.Config {
+	preset := func(name pipeline.PresetName) pipeline.Config {
 		c, err := pipeline.Preset(name)
 		if err != nil {
 			t.Fatal(err)

@@ -511,13 +511,13 @@ func lossChecks() []Check {
 func optimChecks() []Check {
 	shapes := [][]int{{17, 13}, {65}}
 	var cs []Check
-	for _, kind := range optim.Names {
-		cs = append(cs, Check{"optimiser step " + kind + " 17x13 and 65", func(d *gpu.Device, rng *rand.Rand) error {
+	for _, kind := range optim.Kinds() {
+		cs = append(cs, Check{"optimiser step " + kind.String() + " 17x13 and 65", func(d *gpu.Device, rng *rand.Rand) error {
 			cfg := optim.DefaultConfig()
 			cfg.LARS = optim.LARSConfig{WeightDecay: 0.05, Momentum: 0.9, Eta: 0.13}
 			cfg.SGD = optim.SGDConfig{WeightDecay: 0.1, Momentum: 0.9, ExcludeVectors: true}
 			cfg.AdamW = optim.AdamWConfig{WeightDecay: 0.1, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8}
-			lrW, lrV := map[string]float64{"lars": 1.1, "sgd": 0.1, "adamw": 0.01}[kind], 0.05
+			lrW, lrV := map[optim.Kind]float64{optim.LARS: 1.1, optim.SGD: 0.1, optim.AdamW: 0.01}[kind], 0.05
 			var params []*layers.Param
 			defer func() {
 				for _, p := range params {
